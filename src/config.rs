@@ -1,0 +1,455 @@
+//! Configuration: a raw TOML form, validated into typed values.
+//!
+//! The raw structs mirror the file exactly and refuse unknown keys, so a typo
+//! is an error instead of a silently ignored setting. `Config::parse` turns
+//! them into values the rest of the crate can trust (parsed time zone,
+//! repository location, include patterns, policies) and reports the first
+//! problem with the key that holds it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::glob::Pattern;
+use crate::store::Location;
+
+/// Where `--config` is looked for when not given.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./offsite.toml", "/etc/offsite/offsite.toml"];
+
+/// The file as written.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub host: Option<String>,
+    pub timezone: Option<String>,
+    pub source_region: Option<String>,
+    pub data_retention_months: Option<u32>,
+    pub repository: RawRepository,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<RawSource>,
+    pub contracts: Option<RawContracts>,
+}
+
+/// `[repository]`.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRepository {
+    pub url: String,
+    pub region: Option<String>,
+}
+
+/// One `[[source]]`.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: String,
+    pub class: Option<String>,
+    pub path: PathBuf,
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub tenant: Option<String>,
+    pub retention: Option<RetentionPolicy>,
+    pub schedule: Option<String>,
+}
+
+/// `[contracts]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawContracts {
+    pub default_voice_retention_days: Option<u32>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantContract>,
+}
+
+/// A tenant's contract terms.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantContract {
+    pub voice_retention_days: u32,
+}
+
+/// A snapshot retention policy (`restic forget` semantics; see DESIGN §3).
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_last: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_hourly: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_daily: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_weekly: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_monthly: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_yearly: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl RetentionPolicy {
+    /// The platform's promise for client data: 31 daily, 12 weekly, 3 monthly.
+    pub fn client_data_default() -> Self {
+        RetentionPolicy {
+            keep_daily: 31,
+            keep_weekly: 12,
+            keep_monthly: 3,
+            ..Default::default()
+        }
+    }
+
+    /// True when no rule keeps anything (refused: it would delete everything).
+    pub fn is_empty(&self) -> bool {
+        self.keep_last == 0
+            && self.keep_hourly == 0
+            && self.keep_daily == 0
+            && self.keep_weekly == 0
+            && self.keep_monthly == 0
+            && self.keep_yearly == 0
+            && self.keep_within.as_deref().is_none_or(str::is_empty)
+    }
+}
+
+/// What kind of data a source holds; decides retention and chunking.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceClass {
+    /// Database storage, chats, e-mails: grandfather-father-son snapshots.
+    ClientData,
+    /// Call recordings: per-item expiry from the tenant's contract.
+    Voice,
+}
+
+impl SourceClass {
+    fn parse(s: &str, key: &str) -> Result<Self> {
+        match s {
+            "client-data" => Ok(SourceClass::ClientData),
+            "voice" => Ok(SourceClass::Voice),
+            other => Err(Error::config(
+                key,
+                format!("{other:?} is not a class (expected \"client-data\" or \"voice\")"),
+            )),
+        }
+    }
+}
+
+/// How an item's tenant is derived from its path inside the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum TenantRule {
+    /// The Nth path component (1-based); `first-component` is 1.
+    Component(usize),
+    /// Every item belongs to one named tenant.
+    Fixed(String),
+    /// Items have no tenant.
+    None,
+}
+
+impl TenantRule {
+    fn parse(s: &str, key: &str) -> Result<Self> {
+        if s == "first-component" {
+            return Ok(TenantRule::Component(1));
+        }
+        if s == "none" {
+            return Ok(TenantRule::None);
+        }
+        if let Some(n) = s.strip_prefix("component:") {
+            if let Ok(n @ 1..) = n.parse::<usize>() {
+                return Ok(TenantRule::Component(n));
+            }
+        }
+        if let Some(name) = s.strip_prefix("fixed:").filter(|n| !n.is_empty()) {
+            return Ok(TenantRule::Fixed(name.to_string()));
+        }
+        Err(Error::config(
+            key,
+            format!("{s:?} is not a tenant rule (expected \"first-component\", \"component:N\", \"fixed:NAME\" or \"none\")"),
+        ))
+    }
+
+    /// The tenant of the item at `components` (path relative to the source).
+    pub fn tenant_of(&self, components: &[&str]) -> Option<String> {
+        match self {
+            TenantRule::Component(n) if components.len() > *n => {
+                Some(components[n - 1].to_string())
+            }
+            TenantRule::Component(_) | TenantRule::None => None,
+            TenantRule::Fixed(name) => Some(name.clone()),
+        }
+    }
+}
+
+/// A validated source.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub class: SourceClass,
+    pub path: PathBuf,
+    pub include: Vec<Pattern>,
+    pub exclude: Vec<Pattern>,
+    pub tenant: TenantRule,
+    pub retention: RetentionPolicy,
+    pub schedule: Option<String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub timezone: chrono_tz::Tz,
+    pub source_region: String,
+    pub data_retention_months: u32,
+    pub repository_url: String,
+    pub repository: Location,
+    pub repository_region: String,
+    pub sources: Vec<Source>,
+    pub default_voice_retention_days: u32,
+    pub tenant_contracts: BTreeMap<String, TenantContract>,
+    /// The raw form with defaults filled in, for `config check`.
+    pub effective: RawConfig,
+}
+
+/// Names that become object keys: letters, digits, `.`, `_`, `-`.
+fn check_name(value: &str, key: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && !value.starts_with('.')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(
+            key,
+            format!("{value:?} must be 1-128 letters, digits, '.', '_' or '-'"),
+        ))
+    }
+}
+
+/// This machine's host name.
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl Config {
+    /// Read and validate the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text)
+    }
+
+    /// Find the config: `explicit`, else the first default path that exists.
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
+        if let Some(p) = explicit {
+            return Ok(p.to_path_buf());
+        }
+        DEFAULT_CONFIG_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no config file: pass --config FILE or create one of {}",
+                    DEFAULT_CONFIG_PATHS.join(", ")
+                ))
+            })
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let key = e
+                .span()
+                .map(|s| line_of(text, s.start))
+                .map(|l| format!("line {l}"))
+                .unwrap_or_else(|| "file".into());
+            Error::config(key, message)
+        })?;
+        let host = raw.host.clone().unwrap_or_else(system_hostname);
+        check_name(&host, "host")?;
+        raw.host = Some(host.clone());
+        let tz_name = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
+        let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
+            Error::config(
+                "timezone",
+                format!(
+                    "{tz_name:?} is not an IANA time zone (like \"Europe/Helsinki\" or \"UTC\")"
+                ),
+            )
+        })?;
+        raw.timezone = Some(tz_name);
+        let data_retention_months = raw.data_retention_months.unwrap_or(120);
+        if !(1..=120).contains(&data_retention_months) {
+            return Err(Error::config(
+                "data_retention_months",
+                format!("{data_retention_months} is outside 1..=120"),
+            ));
+        }
+        raw.data_retention_months = Some(data_retention_months);
+        let source_region = raw
+            .source_region
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::config(
+                    "source_region",
+                    "missing: the region this host's data lives in",
+                )
+            })?;
+        let repository_region = raw
+            .repository
+            .region
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::config(
+                    "repository.region",
+                    "missing: the region the backups live in",
+                )
+            })?;
+        if repository_region == source_region {
+            return Err(Error::config(
+                "repository.region",
+                format!("{repository_region:?} is the host's own region; backups must live in another region"),
+            ));
+        }
+        let repository = Location::parse(&raw.repository.url)?;
+        let mut sources: Vec<Source> = Vec::new();
+        for (i, rs) in raw.sources.iter_mut().enumerate() {
+            let key = |field: &str| format!("source[{i}].{field}");
+            check_name(&rs.name, &key("name"))?;
+            if sources.iter().any(|s| s.name == rs.name) {
+                return Err(Error::config(
+                    key("name"),
+                    format!("{:?} is used twice", rs.name),
+                ));
+            }
+            let class =
+                SourceClass::parse(rs.class.as_deref().unwrap_or("client-data"), &key("class"))?;
+            rs.class = Some(
+                serde_json::to_value(class)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+            if !rs.path.is_absolute() {
+                return Err(Error::config(
+                    key("path"),
+                    format!("{} must be an absolute path", rs.path.display()),
+                ));
+            }
+            let patterns = |list: &Option<Vec<String>>, field: &str| -> Result<Vec<Pattern>> {
+                list.iter()
+                    .flatten()
+                    .map(|p| Pattern::parse(p).map_err(|m| Error::config(key(field), m)))
+                    .collect()
+            };
+            let include = patterns(&rs.include, "include")?;
+            let exclude = patterns(&rs.exclude, "exclude")?;
+            let tenant_text = rs
+                .tenant
+                .clone()
+                .unwrap_or_else(|| "first-component".into());
+            let tenant = TenantRule::parse(&tenant_text, &key("tenant"))?;
+            rs.tenant = Some(tenant_text);
+            let retention = match (&rs.retention, class) {
+                (Some(p), _) => p.clone(),
+                (None, SourceClass::ClientData) => RetentionPolicy::client_data_default(),
+                (None, SourceClass::Voice) => RetentionPolicy {
+                    keep_last: 3,
+                    ..Default::default()
+                },
+            };
+            if retention.is_empty() {
+                return Err(Error::config(
+                    key("retention"),
+                    "the policy keeps nothing; an empty policy would delete every snapshot",
+                ));
+            }
+            rs.retention = Some(retention.clone());
+            sources.push(Source {
+                name: rs.name.clone(),
+                class,
+                path: rs.path.clone(),
+                include,
+                exclude,
+                tenant,
+                retention,
+                schedule: rs.schedule.clone(),
+            });
+        }
+        let contracts = raw.contracts.clone().unwrap_or_default();
+        let default_voice_retention_days = contracts.default_voice_retention_days.unwrap_or(365);
+        if default_voice_retention_days == 0 {
+            return Err(Error::config(
+                "contracts.default_voice_retention_days",
+                "must be at least 1",
+            ));
+        }
+        for (tenant, c) in &contracts.tenants {
+            if c.voice_retention_days == 0 {
+                return Err(Error::config(
+                    format!("contracts.tenants.{tenant}.voice_retention_days"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        raw.contracts = Some(RawContracts {
+            default_voice_retention_days: Some(default_voice_retention_days),
+            tenants: contracts.tenants.clone(),
+        });
+        Ok(Config {
+            host,
+            timezone,
+            source_region,
+            data_retention_months,
+            repository_url: raw.repository.url.clone(),
+            repository,
+            repository_region,
+            sources,
+            default_voice_retention_days,
+            tenant_contracts: contracts.tenants,
+            effective: raw,
+        })
+    }
+
+    /// The source called `name`.
+    pub fn source(&self, name: &str) -> Result<&Source> {
+        self.sources.iter().find(|s| s.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            Error::Usage(format!(
+                "no source named {name:?} (configured: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// The sources an operation covers: one by name, or all.
+    pub fn selected_sources(&self, name: Option<&str>) -> Result<Vec<&Source>> {
+        match name {
+            Some(n) => Ok(vec![self.source(n)?]),
+            None if self.sources.is_empty() => {
+                Err(Error::config("source", "no [[source]] is configured"))
+            }
+            None => Ok(self.sources.iter().collect()),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}

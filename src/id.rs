@@ -1,0 +1,108 @@
+//! SHA-256 object identifiers.
+//!
+//! Blobs are named by the SHA-256 of their (uncompressed) content; the same type
+//! names packs, index files and snapshots. Serialized as 64 lowercase hex digits.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// A 32-byte identifier, shown as hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ObjectId(pub [u8; 32]);
+
+impl ObjectId {
+    /// The SHA-256 of `data`.
+    pub fn hash(data: &[u8]) -> Self {
+        ObjectId(Sha256::digest(data).into())
+    }
+
+    /// A fresh random identifier (for packs, which are named before their
+    /// content is complete).
+    pub fn random() -> Self {
+        use std::io::Read;
+        let mut bytes = [0u8; 32];
+        let filled = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .is_ok();
+        if !filled {
+            // Fall back to hashing process-unique inputs; still unique per call.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let seed = format!("{}:{nanos}:{n}", std::process::id());
+            return ObjectId::hash(seed.as_bytes());
+        }
+        ObjectId(bytes)
+    }
+
+    /// Lowercase hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 8 hex digits, as shown to people.
+    pub fn short(&self) -> String {
+        self.to_hex()[..8].to_string()
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectId({})", self.short())
+    }
+}
+
+impl FromStr for ObjectId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|e| format!("bad object id {s:?}: {e}"))?;
+        Ok(ObjectId(out))
+    }
+}
+
+impl Serialize for ObjectId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_known_digest() {
+        let id = ObjectId::hash(b"abc");
+        assert_eq!(
+            id.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(id.to_hex().parse::<ObjectId>().unwrap(), id);
+        assert!("zz".parse::<ObjectId>().is_err());
+    }
+
+    #[test]
+    fn random_ids_differ() {
+        assert_ne!(ObjectId::random(), ObjectId::random());
+    }
+}

@@ -1,0 +1,105 @@
+//! The index: which blobs exist and in which pack.
+//!
+//! Index files are written by a snapshot after its packs and before its
+//! manifest; each lists the packs that run wrote with their blobs (exactly the
+//! packs' own headers), so the index can be rebuilt from the packs. Stored as
+//! zstd-compressed JSON at `index/<sha256 of the stored bytes>`. A snapshot
+//! loads the whole index to deduplicate; a single-item restore never needs it,
+//! because trees carry each chunk's location.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::pack::{BlobRef, PackedBlob};
+use crate::store::Store;
+
+/// Index format version.
+pub const INDEX_VERSION: u32 = 1;
+
+/// One pack as an index file lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct IndexedPack {
+    pub id: ObjectId,
+    pub size: u64,
+    pub blobs: Vec<PackedBlob>,
+}
+
+/// An index file.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct IndexFile {
+    pub version: u32,
+    pub packs: Vec<IndexedPack>,
+}
+
+/// The union of all index files, in memory.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub blobs: HashMap<ObjectId, BlobRef>,
+    /// Pack id → size in bytes.
+    pub packs: HashMap<ObjectId, u64>,
+    /// The index files read.
+    pub files: Vec<String>,
+}
+
+impl Index {
+    /// Read every index file in the store.
+    pub fn load(store: &Store) -> Result<Self> {
+        let mut index = Index::default();
+        for (key, _) in store.list("index")? {
+            let file = read_index_file(store, &key)?;
+            index.add_file(&file);
+            index.files.push(key);
+        }
+        Ok(index)
+    }
+
+    /// Merge the packs of one index file.
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for pack in &file.packs {
+            self.add_pack(pack);
+        }
+    }
+
+    /// Merge one pack.
+    pub fn add_pack(&mut self, pack: &IndexedPack) {
+        self.packs.insert(pack.id, pack.size);
+        for blob in &pack.blobs {
+            self.blobs
+                .entry(blob.id)
+                .or_insert_with(|| BlobRef::new(pack.id, blob));
+        }
+    }
+}
+
+/// Read and parse one index file.
+pub fn read_index_file(store: &Store, key: &str) -> Result<IndexFile> {
+    let stored = store.get(key)?;
+    let json = zstd::stream::decode_all(&stored[..])
+        .map_err(|e| Error::corrupt(key, format!("index does not decompress: {e}")))?;
+    let file: IndexFile = serde_json::from_slice(&json)
+        .map_err(|e| Error::corrupt(key, format!("index does not parse: {e}")))?;
+    if file.version != INDEX_VERSION {
+        return Err(Error::corrupt(
+            key,
+            format!("unsupported index version {}", file.version),
+        ));
+    }
+    Ok(file)
+}
+
+/// Write an index file listing `packs`; returns its key.
+pub fn write_index_file(store: &Store, packs: Vec<IndexedPack>) -> Result<String> {
+    let file = IndexFile {
+        version: INDEX_VERSION,
+        packs,
+    };
+    let json = serde_json::to_vec(&file).expect("index serializes");
+    let stored = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+    let key = format!("index/{}", ObjectId::hash(&stored));
+    store.put(&key, Bytes::from(stored))?;
+    Ok(key)
+}

@@ -1,0 +1,33 @@
+//! offsite: a backup agent for the storage hosts of a call-centre SaaS.
+//!
+//! It snapshots client data and voice recordings to an object store in another
+//! region, keeps them under the platform's retention promises, and restores
+//! single items on demand. See `README.md` for operators and
+//! [`repo`] for the on-storage format and commit order.
+//!
+//! # Layout
+//!
+//! * Pure modules, no I/O: [`config`] (validated settings), [`glob`],
+//!   [`tree`] and [`snapshot`] (metadata types), [`pack`] (pack format).
+//! * Storage: [`store`] (the object store facade), [`repo`] (format and typed
+//!   access), [`index`], [`writer`] (dedup, compression, packs), [`chunking`].
+//! * Operations over a repository: [`ops`] (snapshot, restore, check).
+//! * Glue: [`cli`] (the `offsite` command line); `main.rs` only maps errors to
+//!   exit codes.
+
+pub mod chunking;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod glob;
+pub mod id;
+pub mod index;
+pub mod ops;
+pub mod pack;
+pub mod repo;
+pub mod snapshot;
+pub mod store;
+pub mod tree;
+pub mod writer;
+
+pub use error::{Error, Result};

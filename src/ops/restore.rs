@@ -1,0 +1,240 @@
+//! `offsite restore --item`: bring back one file, verified, without surprises.
+//!
+//! The item is found in the newest snapshot of the source that contains it
+//! (so a file deleted from the source yesterday comes from an older snapshot),
+//! reading only manifests newest-first and the trees on the item's path. Its
+//! chunks are read, each checked against its SHA-256, into a temporary file
+//! beside the target; the whole-content SHA-256 is checked before the file
+//! takes its final name. The target path is built from checked components
+//! below `--to`, through real directories only (no symlink may lead outside),
+//! and an existing file is replaced only with `--overwrite`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::repo::Repository;
+use crate::snapshot::SnapshotRef;
+use crate::tree::{item_components, FileEntry};
+
+/// An item found in a snapshot.
+#[derive(Debug, Clone)]
+pub struct FoundItem {
+    pub snapshot: SnapshotRef,
+    pub source: String,
+    pub path: String,
+    pub entry: FileEntry,
+}
+
+/// What `restore` reports.
+#[derive(Serialize, Debug, Clone)]
+pub struct RestoreReport {
+    pub item: String,
+    pub source: String,
+    pub snapshot: ObjectId,
+    pub snapshot_time: DateTime<Utc>,
+    pub tenant: Option<String>,
+    pub written_to: PathBuf,
+    pub bytes: u64,
+    pub sha256: ObjectId,
+    pub duration_seconds: f64,
+}
+
+/// Find `item` in the snapshots of `host` and one of `sources`. With a
+/// `selector` (id prefix or `latest`) only that snapshot is searched; without,
+/// the newest snapshot containing the item wins.
+pub fn find_item(
+    repo: &Repository,
+    host: &str,
+    sources: &[&str],
+    item: &str,
+    selector: Option<&str>,
+) -> Result<FoundItem> {
+    let components = item_components(item)?;
+    let path = components.join("/");
+    let mut found: Vec<FoundItem> = Vec::new();
+    for source in sources {
+        let snaps = repo.list_snapshots(Some(host), Some(source))?;
+        let candidates: Vec<&SnapshotRef> = match selector {
+            Some(sel) => match Repository::select_snapshot(&snaps, sel) {
+                Ok(one) => vec![one],
+                Err(Error::NotFound { .. }) if sources.len() > 1 => continue,
+                Err(e) => return Err(e),
+            },
+            None => snaps.iter().collect(),
+        };
+        for snap in candidates {
+            let manifest = repo.load_snapshot(snap)?;
+            if let Some(entry) = repo.lookup_file(&manifest.tree, &components)? {
+                found.push(FoundItem {
+                    snapshot: snap.clone(),
+                    source: source.to_string(),
+                    path: path.clone(),
+                    entry,
+                });
+                break;
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(Error::NotFound {
+            what: format!(
+                "item {path:?} in any snapshot of host {host:?} (sources: {})",
+                sources.join(", ")
+            ),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(Error::Usage(format!(
+            "item {path:?} exists in sources {}; pass --source",
+            found
+                .iter()
+                .map(|f| f.source.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
+    }
+}
+
+/// Create (or enter) each directory of `components` below `root`, refusing
+/// anything that is not a real directory, so nothing can lead outside `root`.
+fn safe_parent(root: &Path, components: &[String]) -> Result<PathBuf> {
+    let mut dir = root.to_path_buf();
+    for name in components {
+        dir.push(name);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Usage(format!(
+                    "{} is not a directory (a symlink or file); refusing to restore through it",
+                    dir.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+    }
+    Ok(dir)
+}
+
+/// Write the verified content of `entry` to `target` (which must not exist
+/// unless `overwrite`). Returns the bytes written.
+pub fn write_verified(
+    repo: &Repository,
+    entry: &FileEntry,
+    target: &Path,
+    overwrite: bool,
+) -> Result<u64> {
+    let dir = target.parent().expect("target has a parent");
+    let tmp = dir.join(format!(
+        ".{}.offsite-restore-{}",
+        entry.name,
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc_o_nofollow())
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        let mut whole = Sha256::new();
+        let mut written = 0u64;
+        for chunk in &entry.chunks {
+            let data = repo.read_blob(chunk)?;
+            whole.update(&data);
+            file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
+            written += data.len() as u64;
+        }
+        let digest = ObjectId(whole.finalize().into());
+        if digest != entry.sha256 || written != entry.size {
+            return Err(Error::corrupt(
+                format!("item {}", entry.name),
+                format!("restored content has SHA-256 {digest} and {written} bytes, the snapshot recorded {} and {}", entry.sha256, entry.size),
+            ));
+        }
+        finish_file(&file, entry).map_err(|e| Error::io(&tmp, e))?;
+        if overwrite {
+            fs::rename(&tmp, target).map_err(|e| Error::io(target, e))?;
+        } else {
+            // A hard link fails if the target exists: no check-then-write race.
+            fs::hard_link(&tmp, target).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                    what: format!(
+                        "{} already exists; pass --overwrite to replace it",
+                        target.display()
+                    ),
+                },
+                _ => Error::io(target, e),
+            })?;
+            fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        Ok(written)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn libc_o_nofollow() -> i32 {
+    0o400000 // O_NOFOLLOW on Linux
+}
+
+fn finish_file(file: &File, entry: &FileEntry) -> std::io::Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
+    let mtime = UNIX_EPOCH + Duration::from_nanos(entry.mtime_ns.max(0) as u64);
+    file.set_modified(mtime)?;
+    file.sync_all()
+}
+
+/// Restore `found` below `to`, at its path relative to the source.
+pub fn restore_item(
+    repo: &Repository,
+    found: &FoundItem,
+    to: &Path,
+    overwrite: bool,
+) -> Result<RestoreReport> {
+    let started = std::time::Instant::now();
+    let components = item_components(&found.path)?;
+    fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    let (file_name, dirs) = components.split_last().expect("item has a name");
+    let dir = safe_parent(to, dirs)?;
+    let target = dir.join(file_name);
+    if !overwrite && fs::symlink_metadata(&target).is_ok() {
+        return Err(Error::AlreadyExists {
+            what: format!(
+                "{} already exists; pass --overwrite to replace it",
+                target.display()
+            ),
+        });
+    }
+    if fs::symlink_metadata(&target).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::Usage(format!(
+            "{} exists and is not a regular file; not replacing it",
+            target.display()
+        )));
+    }
+    let bytes = write_verified(repo, &found.entry, &target, overwrite)?;
+    Ok(RestoreReport {
+        item: found.path.clone(),
+        source: found.source.clone(),
+        snapshot: found.snapshot.id,
+        snapshot_time: found.snapshot.time,
+        tenant: found.entry.tenant.clone(),
+        written_to: target,
+        bytes,
+        sha256: found.entry.sha256,
+        duration_seconds: started.elapsed().as_secs_f64(),
+    })
+}

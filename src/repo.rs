@@ -1,0 +1,196 @@
+//! The repository: format, commit order, and typed access to its objects.
+//!
+//! # Format (version 1)
+//!
+//! | key | content | written |
+//! |---|---|---|
+//! | `config` | JSON [`RepoConfig`]: format version, repository id, encryption scheme (`none`) | once, create-only, by `init` |
+//! | `packs/<hh>/<id>` | blobs + self-describing header (see [`crate::pack`]) | by snapshot (and prune), never modified |
+//! | `index/<sha256>` | zstd JSON list of packs and their blobs (see [`crate::index`]) | after the packs it lists |
+//! | `snapshots/<host>/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<id>` | JSON manifest (see [`crate::snapshot`]); `id` = SHA-256 of the bytes | last, create-only |
+//!
+//! Blobs are named by the SHA-256 of their content and stored once per
+//! repository. File content is cut by FastCDC (sizes per class of data, see
+//! [`crate::chunking`]) and compressed with zstd where it pays. Directory trees
+//! are blobs too (see [`crate::tree`]) and record the pack location of every
+//! chunk, so reading one item needs only the trees on its path.
+//!
+//! # Commit order and who may delete what
+//!
+//! | step | writer | a crash after this step leaves |
+//! |---|---|---|
+//! | 1. data and tree packs | snapshot | packs nobody references: garbage, collected by prune |
+//! | 2. index file | snapshot | indexed but unreferenced blobs: reused by the next snapshot, or collected |
+//! | 3. manifest (create-only) | snapshot | a complete snapshot |
+//!
+//! A manifest is only ever written after everything it references, so every
+//! listed snapshot is complete. Nothing but prune deletes objects, and it
+//! never deletes because a read failed. `check` and `restore` only read.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::pack::{decode_blob, pack_key, BlobRef};
+use crate::snapshot::{Snapshot, SnapshotRef};
+use crate::store::{Location, Store};
+use crate::tree::{Entry, FileEntry, Tree};
+
+/// Repository format version.
+pub const REPO_VERSION: u32 = 1;
+
+/// The `config` object.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RepoConfig {
+    pub version: u32,
+    pub id: ObjectId,
+    pub created: DateTime<Utc>,
+    /// Encryption scheme of packs and metadata; `none` in version 1.
+    pub encryption: String,
+}
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub store: Store,
+    pub config: RepoConfig,
+}
+
+impl Repository {
+    /// Create a new repository; refuses when one exists there already.
+    pub fn init(location: &Location) -> Result<Self> {
+        let store = Store::connect(location, true)?;
+        let config = RepoConfig {
+            version: REPO_VERSION,
+            id: ObjectId::random(),
+            created: Utc::now(),
+            encryption: "none".into(),
+        };
+        let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
+        match store.put_new("config", Bytes::from(bytes)) {
+            Err(Error::AlreadyExists { .. }) => Err(Error::AlreadyExists {
+                what: format!("a repository already exists at {}", store.describe()),
+            }),
+            other => other.map(|()| Repository { store, config }),
+        }
+    }
+
+    /// Open an existing repository.
+    pub fn open(location: &Location) -> Result<Self> {
+        let store = Store::connect(location, false)?;
+        let bytes = store.get("config").map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound {
+                what: format!(
+                    "repository at {} (run `offsite init` first)",
+                    store.describe()
+                ),
+            },
+            other => other,
+        })?;
+        let config: RepoConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt("config", format!("does not parse: {e}")))?;
+        if config.version != REPO_VERSION {
+            return Err(Error::corrupt(
+                "config",
+                format!(
+                    "repository format {} is not supported (this offsite reads {REPO_VERSION})",
+                    config.version
+                ),
+            ));
+        }
+        Ok(Repository { store, config })
+    }
+
+    /// Read one blob and verify it.
+    pub fn read_blob(&self, blob: &BlobRef) -> Result<Vec<u8>> {
+        let stored = self.store.get_range(&pack_key(&blob.pack), blob.range())?;
+        decode_blob(&stored, blob)
+    }
+
+    /// Read one tree blob.
+    pub fn read_tree(&self, blob: &BlobRef) -> Result<Tree> {
+        let bytes = self.read_blob(blob)?;
+        Tree::from_bytes(&pack_key(&blob.pack), &bytes)
+    }
+
+    /// Snapshots, newest first, optionally of one host and/or source.
+    pub fn list_snapshots(
+        &self,
+        host: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<SnapshotRef>> {
+        let prefix = match (host, source) {
+            (Some(h), Some(s)) => format!("snapshots/{h}/{s}"),
+            (Some(h), None) => format!("snapshots/{h}"),
+            _ => "snapshots".to_string(),
+        };
+        let mut out: Vec<SnapshotRef> = self
+            .store
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|(key, _)| SnapshotRef::parse(&key))
+            .filter(|r| source.is_none_or(|s| r.source == s))
+            .collect();
+        out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.key.cmp(&a.key)));
+        Ok(out)
+    }
+
+    /// Read and verify a manifest.
+    pub fn load_snapshot(&self, r: &SnapshotRef) -> Result<Snapshot> {
+        let bytes = self.store.get(&r.key)?;
+        r.decode(&bytes)
+    }
+
+    /// Pick a snapshot from `candidates` (newest first) by id prefix or `latest`.
+    pub fn select_snapshot<'a>(
+        candidates: &'a [SnapshotRef],
+        selector: &str,
+    ) -> Result<&'a SnapshotRef> {
+        if selector == "latest" {
+            return candidates.first().ok_or_else(|| Error::NotFound {
+                what: "any snapshot".into(),
+            });
+        }
+        let matching: Vec<&SnapshotRef> = candidates
+            .iter()
+            .filter(|r| r.id.to_hex().starts_with(selector))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(one),
+            [] => Err(Error::NotFound {
+                what: format!("snapshot {selector}"),
+            }),
+            _ => Err(Error::Usage(format!(
+                "snapshot id {selector:?} is ambiguous; give more digits"
+            ))),
+        }
+    }
+
+    /// Write a manifest (create-only); returns its id and key.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<(ObjectId, String)> {
+        let bytes = snap.to_bytes();
+        let id = ObjectId::hash(&bytes);
+        let key = snap.key(&id);
+        self.store.put_new(&key, Bytes::from(bytes))?;
+        Ok((id, key))
+    }
+
+    /// The file at `components` below the tree `root`, if the snapshot has it.
+    pub fn lookup_file(&self, root: &BlobRef, components: &[String]) -> Result<Option<FileEntry>> {
+        let mut tree = self.read_tree(root)?;
+        for (i, name) in components.iter().enumerate() {
+            let last = i + 1 == components.len();
+            match tree.get(name) {
+                Some(Entry::File(f)) if last => return Ok(Some(f.clone())),
+                Some(Entry::Dir(d)) if !last => {
+                    let next = d.tree.clone();
+                    tree = self.read_tree(&next)?;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}

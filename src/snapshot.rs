@@ -1,0 +1,152 @@
+//! Snapshot manifests: the last object a snapshot writes.
+//!
+//! A manifest names the root tree and records who, what and when. Its id is
+//! the SHA-256 of its bytes; its key sorts by host, source and time, so a
+//! listing alone orders the snapshots of a group and a restore reads only the
+//! manifests it needs:
+//!
+//! ```text
+//! snapshots/<host>/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<id>
+//! ```
+//!
+//! It is written create-only after every pack and the index it depends on, so
+//! a manifest that exists always describes a complete snapshot.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::SourceClass;
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::pack::BlobRef;
+
+/// Manifest format version.
+pub const SNAPSHOT_VERSION: u32 = 1;
+const KEY_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
+
+/// Snapshot times are kept to the millisecond, as their keys are.
+pub fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(time.timestamp_millis()).expect("time in range")
+}
+
+/// What one snapshot run did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Files in the snapshot.
+    pub items: u64,
+    pub dirs: u64,
+    /// Sum of the files' sizes.
+    pub bytes: u64,
+    /// Bytes read from the source (changed and new files only).
+    pub bytes_read: u64,
+    /// Bytes stored in the repository by this snapshot (new blobs, as stored).
+    pub bytes_added: u64,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    /// Files that could not be read (listed, capped, in `warning_samples`).
+    pub warnings: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warning_samples: Vec<String>,
+    pub duration_seconds: f64,
+}
+
+/// A snapshot manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub version: u32,
+    pub time: DateTime<Utc>,
+    pub host: String,
+    pub source: String,
+    pub class: SourceClass,
+    /// The source directory on the host.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ObjectId>,
+    pub tree: BlobRef,
+    pub summary: Summary,
+}
+
+impl Snapshot {
+    /// Serialize; the id is the hash of these bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("manifest serializes")
+    }
+
+    /// The object key for a manifest with these bytes.
+    pub fn key(&self, id: &ObjectId) -> String {
+        format!(
+            "snapshots/{}/{}/{}-{}",
+            self.host,
+            self.source,
+            self.time.format(KEY_TIME),
+            id
+        )
+    }
+}
+
+/// A snapshot as a listing shows it, before its manifest is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRef {
+    pub key: String,
+    pub id: ObjectId,
+    pub host: String,
+    pub source: String,
+    pub time: DateTime<Utc>,
+}
+
+impl SnapshotRef {
+    /// Parse a key under `snapshots/`; keys of another shape are not snapshots.
+    pub fn parse(key: &str) -> Option<Self> {
+        let rest = key.strip_prefix("snapshots/")?;
+        let mut parts = rest.split('/');
+        let (host, source, name) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let (stamp, id) = name.split_once('-')?;
+        let time = NaiveDateTime::parse_from_str(stamp, KEY_TIME)
+            .ok()?
+            .and_utc();
+        Some(SnapshotRef {
+            key: key.to_string(),
+            id: id.parse().ok()?,
+            host: host.to_string(),
+            source: source.to_string(),
+            time,
+        })
+    }
+
+    /// Parse manifest bytes read from this key, checking that they hash to its id.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Snapshot> {
+        if ObjectId::hash(bytes) != self.id {
+            return Err(Error::corrupt(&self.key, "manifest does not match its id"));
+        }
+        let snap: Snapshot = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(&self.key, format!("manifest does not parse: {e}")))?;
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(Error::corrupt(
+                &self.key,
+                format!("unsupported manifest version {}", snap.version),
+            ));
+        }
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_round_trips_through_listing() {
+        let id = ObjectId::hash(b"x");
+        let key = format!("snapshots/h1/client-data/20261127T020000.000Z-{id}");
+        let r = SnapshotRef::parse(&key).unwrap();
+        assert_eq!(r.id, id);
+        assert_eq!(r.host, "h1");
+        assert_eq!(r.source, "client-data");
+        assert_eq!(r.time.to_rfc3339(), "2026-11-27T02:00:00+00:00");
+        assert!(SnapshotRef::parse("snapshots/h1/x").is_none());
+    }
+}

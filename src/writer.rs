@@ -1,0 +1,149 @@
+//! Writing blobs: deduplication, compression and pack filling.
+//!
+//! One `BlobWriter` serves all worker threads of a snapshot. A blob whose id
+//! the repository (or this run) already has is not stored again. New blobs
+//! are compressed with zstd when that pays, appended to the open data or tree
+//! pack, and a pack that reaches the target size is written out at once by the
+//! thread that filled it. `finish` writes the last packs and returns what the
+//! index file must list: the caller writes the index, then the manifest.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::index::{Index, IndexedPack};
+use crate::pack::{pack_key, BlobKind, BlobRef, Compression, PackBuilder};
+use crate::repo::Repository;
+
+/// Target size of a pack: a few MiB, so small files cost few PUT requests and
+/// a pack is still cheap to rewrite.
+pub const PACK_TARGET: usize = 16 << 20;
+/// zstd level: 3 is zstd's default, a good trade of speed and ratio for text.
+const ZSTD_LEVEL: i32 = 3;
+/// Blobs larger than this are first judged on a sample.
+const SAMPLE: usize = 64 << 10;
+
+/// Whether to try compressing a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compress {
+    /// Compress when it saves at least 10 % (judged on a sample for big blobs).
+    Try,
+    /// Store as is (known incompressible).
+    Never,
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(raw: &[u8]) -> Vec<u8> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let c = slot
+            .get_or_insert_with(|| zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"));
+        c.compress(raw).expect("zstd compresses in memory")
+    })
+}
+
+fn pays(raw_len: usize, packed_len: usize) -> bool {
+    packed_len * 10 < raw_len * 9
+}
+
+/// Shared sink for the blobs of one operation.
+pub struct BlobWriter<'r> {
+    repo: &'r Repository,
+    known: Mutex<HashMap<ObjectId, BlobRef>>,
+    data_pack: Mutex<PackBuilder>,
+    tree_pack: Mutex<PackBuilder>,
+    written: Mutex<Vec<IndexedPack>>,
+    added: AtomicU64,
+}
+
+impl<'r> BlobWriter<'r> {
+    /// A writer that deduplicates against `index`.
+    pub fn new(repo: &'r Repository, index: Index) -> Self {
+        BlobWriter {
+            repo,
+            known: Mutex::new(index.blobs),
+            data_pack: Mutex::new(PackBuilder::new(PACK_TARGET + (1 << 20))),
+            tree_pack: Mutex::new(PackBuilder::new(1 << 20)),
+            written: Mutex::new(Vec::new()),
+            added: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes stored by this writer so far (new blobs, as stored).
+    pub fn bytes_added(&self) -> u64 {
+        self.added.load(Ordering::Relaxed)
+    }
+
+    /// Store one blob (or find it stored already); returns where it lives.
+    pub fn store(&self, kind: BlobKind, raw: &[u8], mode: Compress) -> Result<BlobRef> {
+        let id = ObjectId::hash(raw);
+        if let Some(found) = self.known.lock().unwrap().get(&id) {
+            return Ok(found.clone());
+        }
+        let packed = match mode {
+            Compress::Try
+                if raw.len() > 2 * SAMPLE && !pays(SAMPLE, compress(&raw[..SAMPLE]).len()) =>
+            {
+                None
+            }
+            Compress::Try => Some(compress(raw)).filter(|p| pays(raw.len(), p.len())),
+            Compress::Never => None,
+        };
+        let (stored, compression) = match &packed {
+            Some(p) => (p.as_slice(), Compression::Zstd),
+            None => (raw, Compression::None),
+        };
+        let slot = match kind {
+            BlobKind::Data => &self.data_pack,
+            BlobKind::Tree => &self.tree_pack,
+        };
+        let (location, full) = {
+            let mut pack = slot.lock().unwrap();
+            let mut known = self.known.lock().unwrap();
+            if let Some(found) = known.get(&id) {
+                return Ok(found.clone());
+            }
+            let location = pack.add(id, kind, stored, raw.len(), compression);
+            known.insert(id, location.clone());
+            drop(known);
+            self.added.fetch_add(stored.len() as u64, Ordering::Relaxed);
+            let full = (pack.len() >= PACK_TARGET)
+                .then(|| std::mem::replace(&mut *pack, PackBuilder::new(PACK_TARGET + (1 << 20))));
+            (location, full)
+        };
+        if let Some(pack) = full {
+            self.write_pack(pack)?;
+        }
+        Ok(location)
+    }
+
+    fn write_pack(&self, pack: PackBuilder) -> Result<()> {
+        let (id, bytes, blobs) = pack.finish();
+        let size = bytes.len() as u64;
+        self.repo.store.put(&pack_key(&id), Bytes::from(bytes))?;
+        self.written
+            .lock()
+            .unwrap()
+            .push(IndexedPack { id, size, blobs });
+        Ok(())
+    }
+
+    /// Write the packs still open; returns every pack this writer wrote.
+    pub fn finish(self) -> Result<Vec<IndexedPack>> {
+        for slot in [&self.data_pack, &self.tree_pack] {
+            let pack = std::mem::replace(&mut *slot.lock().unwrap(), PackBuilder::new(0));
+            if !pack.is_empty() {
+                self.write_pack(pack)?;
+            }
+        }
+        Ok(self.written.into_inner().unwrap())
+    }
+}
