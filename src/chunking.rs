@@ -98,3 +98,23 @@ pub fn store_file(
         bytes_read,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vanished_file_is_a_source_warning_not_a_repository_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::store::Location::Local(dir.path().join("repo"));
+        let repo = crate::repo::Repository::init(&location).unwrap();
+        let writer = BlobWriter::new(&repo, crate::index::Index::default());
+        let err = store_file(
+            &dir.path().join("gone"),
+            sizes_for(SourceClass::ClientData),
+            &writer,
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreFileError::Source(m) if m.contains("gone")));
+    }
+}

@@ -99,7 +99,29 @@ fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 
 /// Entry point: parse the command line and run; returns the exit code.
 pub fn main() -> Result<i32> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return Ok(e.exit_code());
+            }
+            // One line, like every other error: clap's first line without its prefix.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad command line")
+                .trim_start_matches("error: ");
+            return Err(Error::Usage(first.to_string()));
+        }
+    };
     init_logging();
     run(cli)
 }

@@ -1,0 +1,174 @@
+//! Acceptance: bad input gets one clear line on stderr, a non-zero exit, and
+//! nothing is written or lost.
+
+mod common;
+use common::*;
+
+fn world_with_snapshot() -> World {
+    let w = World::new();
+    put(&w.src(), "acme/db/dump.sql", &Rng::new(2).text(100_000));
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    w
+}
+
+fn config_error(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = offsite_with(&path, &["config", "check"]);
+    (out.status.code(), one_line_error(&out))
+}
+
+const GOOD: &str = "source_region = \"eu-north-1\"\n[repository]\nurl = \"file:///tmp/offsite-never-created\"\nregion = \"eu-central-1\"\n[[source]]\nname = \"s\"\npath = \"/srv\"\n";
+
+#[test]
+fn config_errors_name_the_key() {
+    let (code, line) = config_error(&format!("colour = \"blue\"\n{GOOD}"));
+    assert_eq!(code, Some(2));
+    assert!(line.contains("colour"), "{line}");
+
+    let (code, line) =
+        config_error(&GOOD.replace("file:///tmp/offsite-never-created", "ftp://host/x"));
+    assert_eq!(code, Some(2));
+    assert!(line.contains("repository.url"), "{line}");
+
+    let (_, line) =
+        config_error(&GOOD.replace("region = \"eu-central-1\"", "region = \"eu-north-1\""));
+    assert!(line.contains("another region"), "{line}");
+
+    let (_, line) = config_error(&format!("{GOOD}retention = {{ keep_daily = 0 }}\n"));
+    assert!(
+        line.contains("retention") && line.contains("keeps nothing"),
+        "{line}"
+    );
+
+    let (_, line) = config_error(&format!("data_retention_months = 121\n{GOOD}"));
+    assert!(line.contains("data_retention_months"), "{line}");
+
+    let (_, line) = config_error(&format!("timezone = \"Mars/Olympus\"\n{GOOD}"));
+    assert!(line.contains("timezone"), "{line}");
+
+    let (_, line) = config_error(&format!("{GOOD}include = [\"/abs/**\"]\n"));
+    assert!(line.contains("include"), "{line}");
+    assert!(!std::path::Path::new("/tmp/offsite-never-created").exists());
+}
+
+#[test]
+fn missing_source_directory_fails_and_commits_nothing() {
+    let w = World::new();
+    w.ok(&["init"]);
+    std::fs::remove_dir_all(w.src()).unwrap();
+    let before = w.objects();
+    let out = w.offsite(&["snapshot"]);
+    let line = one_line_error(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(line.contains(w.src().to_str().unwrap()), "{line}");
+    assert_eq!(w.objects(), before, "nothing written");
+}
+
+#[test]
+fn escaping_item_path_is_refused_and_nothing_written() {
+    let w = world_with_snapshot();
+    let to = w.path("out");
+    for item in ["../../etc/passwd", "/etc/passwd", "acme/../../x"] {
+        let out = w.offsite(&["restore", "--item", item, "--to", to.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{item}");
+        one_line_error(&out);
+    }
+    assert!(!to.exists() || relative_files(&to).is_empty());
+}
+
+#[test]
+fn restore_never_follows_a_symlink_out_of_the_target() {
+    let w = world_with_snapshot();
+    let to = w.path("out");
+    let outside = w.path("outside");
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, to.join("acme")).unwrap();
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "acme/db/dump.sql",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let line = one_line_error(&out);
+    assert!(line.contains("symlink"), "{line}");
+    assert!(
+        relative_files(&outside).is_empty(),
+        "nothing written outside the target"
+    );
+}
+
+#[test]
+fn restore_onto_an_existing_file_needs_overwrite() {
+    let w = world_with_snapshot();
+    let to = w.path("out");
+    put(&to, "acme/db/dump.sql", b"precious local edits");
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "acme/db/dump.sql",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let line = one_line_error(&out);
+    assert!(line.contains("--overwrite"), "{line}");
+    assert_eq!(
+        std::fs::read(to.join("acme/db/dump.sql")).unwrap(),
+        b"precious local edits"
+    );
+    assert_eq!(
+        relative_files(&to),
+        ["acme/db/dump.sql"],
+        "no temporary file left"
+    );
+
+    w.ok(&[
+        "restore",
+        "--item",
+        "acme/db/dump.sql",
+        "--to",
+        to.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert_eq!(
+        std::fs::read(to.join("acme/db/dump.sql")).unwrap(),
+        std::fs::read(w.src().join("acme/db/dump.sql")).unwrap()
+    );
+}
+
+#[test]
+fn unknown_item_and_bad_arguments_get_one_line() {
+    let w = world_with_snapshot();
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "acme/nope.txt",
+        "--to",
+        w.path("o").to_str().unwrap(),
+    ]);
+    assert!(one_line_error(&out).contains("not found"));
+    let out = w.offsite(&["snapshot", "--time", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_error(&out).contains("RFC 3339"));
+    let out = w.offsite(&["snapshot", "--source", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    one_line_error(&out);
+    let out = w.offsite(&["init"]);
+    assert!(one_line_error(&out).contains("already exists"));
+}
+
+#[test]
+fn unreadable_entries_are_warnings_and_the_snapshot_commits() {
+    let w = World::new();
+    put(&w.src(), "acme/chats/ok.json", b"{}");
+    std::os::unix::fs::symlink("/nonexistent/target", w.src().join("acme/chats/dangling")).unwrap();
+    w.ok(&["init"]);
+    let r = w.json(&["snapshot"]);
+    assert_eq!(r["items"], 1);
+    assert_eq!(r["warnings"], 1);
+    assert_eq!(w.json(&["snapshots"]).as_array().unwrap().len(), 1);
+}

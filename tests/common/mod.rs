@@ -1,0 +1,201 @@
+//! Helpers shared by the integration tests: a scratch world (source tree,
+//! config, repository on the local store) and the real `offsite` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory with a source tree, a repository and a config.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl World {
+    /// A world with one client-data source at `src/` and a repository at `repo/`.
+    pub fn new() -> Self {
+        Self::with_sources(&[("data", "client-data", "")])
+    }
+
+    /// A world with the given sources `(name, class, extra TOML lines)`, all over `src/`.
+    pub fn with_sources(sources: &[(&str, &str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        let mut text = format!(
+            "host = \"test-host\"\nsource_region = \"eu-north-1\"\n[repository]\nurl = \"file://{}\"\nregion = \"eu-central-1\"\n",
+            dir.path().join("repo").display()
+        );
+        for (name, class, extra) in sources {
+            text += &format!(
+                "[[source]]\nname = \"{name}\"\nclass = \"{class}\"\npath = \"{}\"\n{extra}\n",
+                dir.path().join("src").display()
+            );
+        }
+        let config = dir.path().join("offsite.toml");
+        std::fs::write(&config, text).unwrap();
+        World { dir, config }
+    }
+
+    pub fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Run `offsite --config <world config> args…`.
+    pub fn offsite(&self, args: &[&str]) -> Output {
+        offsite_with(&self.config, args)
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.offsite(args);
+        assert!(
+            out.status.success(),
+            "offsite {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run with --json and parse the output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("json output")
+    }
+
+    /// Every object in the repository with its size, sorted.
+    pub fn objects(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        walk_files(&self.repo(), &mut |p| {
+            out.push((
+                p.strip_prefix(self.repo()).unwrap().display().to_string(),
+                p.metadata().unwrap().len(),
+            ))
+        });
+        out.sort();
+        out
+    }
+
+    /// Sum of all object sizes in the repository.
+    pub fn repo_bytes(&self) -> u64 {
+        self.objects().iter().map(|(_, n)| n).sum()
+    }
+
+    /// Paths of the pack files.
+    pub fn packs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk_files(&self.repo().join("packs"), &mut |p| {
+            out.push(p.to_path_buf())
+        });
+        out.sort();
+        out
+    }
+}
+
+pub fn offsite_with(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_offsite"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run offsite")
+}
+
+pub fn walk_files(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk_files(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+/// Files below `dir` as paths relative to it.
+pub fn relative_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_files(dir, &mut |p| {
+        out.push(p.strip_prefix(dir).unwrap().to_str().unwrap().to_string())
+    });
+    out
+}
+
+/// A small deterministic PRNG (xorshift64*), so tests need no extra crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+    /// Text lines like a database dump's.
+    pub fn text(&mut self, n: usize) -> Vec<u8> {
+        const WORDS: [&str; 16] = [
+            "call", "order", "refund", "invoice", "agent", "customer", "account", "card", "plan",
+            "ticket", "status", "waiting", "confirm", "payment", "support", "delivery",
+        ];
+        let mut v = Vec::with_capacity(n + 200);
+        let mut id = 0u64;
+        while v.len() < n {
+            id += 1;
+            v.extend_from_slice(format!("INSERT INTO tickets VALUES ({id}, '").as_bytes());
+            for _ in 0..(4 + self.below(12)) {
+                v.extend_from_slice(WORDS[self.below(16) as usize].as_bytes());
+                v.push(b' ');
+            }
+            v.extend_from_slice(format!("', {});\n", self.below(100_000)).as_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+/// Write `data` at `root/rel`, creating directories.
+pub fn put(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+/// The first line of stderr, and a check that there is exactly one.
+pub fn one_line_error(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
+    lines[0].to_string()
+}

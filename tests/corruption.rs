@@ -1,0 +1,115 @@
+//! Acceptance: a flipped byte or a missing pack makes restore and
+//! `check --read-data` fail, naming the pack; nothing is deleted.
+
+mod common;
+use common::*;
+
+fn world_with_one_data_pack() -> (World, Vec<u8>) {
+    let w = World::new();
+    let data = Rng::new(21).bytes(3 << 20);
+    put(&w.src(), "t1/voice/rec.opus", &data);
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    (w, data)
+}
+
+/// The pack holding the file's data: the biggest one.
+fn data_pack(w: &World) -> std::path::PathBuf {
+    w.packs()
+        .into_iter()
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .unwrap()
+}
+
+fn pack_name(p: &std::path::Path) -> String {
+    p.file_name().unwrap().to_str().unwrap().to_string()
+}
+
+#[test]
+fn flipped_byte_is_named_and_nothing_is_deleted() {
+    let (w, _) = world_with_one_data_pack();
+    let pack = data_pack(&w);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(&pack, &bytes).unwrap();
+    let before = w.objects();
+
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "t1/voice/rec.opus",
+        "--to",
+        w.path("out").to_str().unwrap(),
+    ]);
+    let line = one_line_error(&out);
+    assert!(
+        line.contains(&pack_name(&pack)),
+        "restore names the pack: {line}"
+    );
+    assert!(
+        !w.path("out/t1/voice/rec.opus").exists(),
+        "no corrupt file appears"
+    );
+    assert!(
+        relative_files(&w.path("out")).is_empty(),
+        "no temporary file is left"
+    );
+
+    let out = w.offsite(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&pack_name(&pack)),
+        "check names the pack: {stdout}"
+    );
+    assert_eq!(w.objects(), before, "nothing deleted or changed");
+}
+
+#[test]
+fn missing_pack_is_named_and_nothing_else_is_deleted() {
+    let (w, _) = world_with_one_data_pack();
+    let pack = data_pack(&w);
+    std::fs::remove_file(&pack).unwrap();
+    let before = w.objects();
+
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "t1/voice/rec.opus",
+        "--to",
+        w.path("out").to_str().unwrap(),
+    ]);
+    let line = one_line_error(&out);
+    assert!(
+        line.contains(&pack_name(&pack)),
+        "restore names the pack: {line}"
+    );
+
+    for args in [&["check"][..], &["check", "--read-data"][..]] {
+        let out = w.offsite(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&pack_name(&pack)),
+            "{args:?} names the pack: {stdout}"
+        );
+    }
+    assert_eq!(w.objects(), before, "nothing deleted");
+}
+
+#[test]
+fn corrupt_manifest_is_named() {
+    let (w, _) = world_with_one_data_pack();
+    let mut manifest = None;
+    walk_files(&w.repo().join("snapshots"), &mut |p| {
+        manifest = Some(p.to_path_buf())
+    });
+    let manifest = manifest.unwrap();
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text = text.replacen("\"items\"", "\"itemz\"", 1);
+    std::fs::write(&manifest, text).unwrap();
+    let out = w.offsite(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("does not match its id"), "{stdout}");
+}
