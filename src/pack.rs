@@ -117,9 +117,15 @@ pub struct PackBuilder {
 impl PackBuilder {
     /// An empty pack with a fresh id.
     pub fn new(capacity: usize) -> Self {
+        Self::with_buffer(Vec::with_capacity(capacity))
+    }
+
+    /// An empty pack with a fresh id, filling `buf` (which is cleared).
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
         PackBuilder {
             id: ObjectId::random(),
-            buf: Vec::with_capacity(capacity),
+            buf,
             blobs: Vec::new(),
         }
     }

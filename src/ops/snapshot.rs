@@ -218,7 +218,7 @@ fn store_jobs(
                     break;
                 }
                 let job = &jobs[i];
-                match store_file(&job.path, sizes, writer) {
+                match store_file(&job.path, job.entry.size, sizes, writer) {
                     Ok(content) => {
                         let entry = FileEntry {
                             sha256: content.sha256,

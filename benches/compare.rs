@@ -1,0 +1,338 @@
+//! Side-by-side benchmark: offsite and restic on the same storage-host-like tree.
+//!
+//! `cargo bench --bench compare` generates a ~2 GiB tree (voice recordings,
+//! database dumps, chats, e-mails) with `benches/gen_tree.py`, then runs both
+//! tools on it with their repositories on tmpfs (`/dev/shm`), so this
+//! machine's disk does not decide the race:
+//!
+//! 1. initial snapshot (wall time, peak memory),
+//! 2. one simulated day of changes, then an incremental snapshot (time, bytes added),
+//! 3. restore of one ~5 MB recording (median of 5),
+//! 4. repository size.
+//!
+//! Environment: `OFFSITE_BENCH_MIB` (tree size, default 2048),
+//! `OFFSITE_BENCH_DIR` (work directory, default a fresh one in /dev/shm).
+//! restic is installed from Debian (`apt-get install -y restic`) when missing.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// One finished command: wall time, peak resident memory, output.
+struct Run {
+    wall: Duration,
+    max_rss_kib: i64,
+    stdout: Vec<u8>,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Run a command and measure it (wait4 gives the child's own peak RSS).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also yields the peak RSS
+fn measure(cmd: &mut Command) -> Run {
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as i32;
+    let stdout_pipe = child.stdout.expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut { stdout_pipe }, &mut out)
+            .map(|_| out)
+            .unwrap_or_default()
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child; both pointers are valid for the call.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4");
+    let wall = started.elapsed();
+    let stdout = reader.join().unwrap();
+    let exit = ExitStatus::from_raw(status);
+    assert!(exit.success(), "{cmd:?} failed: {exit:?}");
+    Run {
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+        stdout,
+    }
+}
+
+fn sh(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+fn ensure_restic() {
+    if Command::new("restic").arg("version").output().is_ok() {
+        return;
+    }
+    eprintln!("restic missing: installing it from Debian");
+    sh(Command::new("apt-get").args(["update", "-qq"]));
+    sh(Command::new("apt-get").args(["install", "-y", "-qq", "restic"]));
+}
+
+/// The recording closest to 5 MB.
+fn five_mb_item(src: &Path) -> String {
+    let mut best: Option<(u64, String)> = None;
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "opus") {
+                let size = path.metadata().unwrap().len();
+                let distance = size.abs_diff(5_000_000);
+                if best.as_ref().is_none_or(|(d, _)| distance < *d) {
+                    best = Some((
+                        distance,
+                        path.strip_prefix(src)
+                            .unwrap()
+                            .to_str()
+                            .unwrap()
+                            .to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    best.expect("a recording").1
+}
+
+fn sum_field(json_lines: &str, field: &str) -> u64 {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v[field].as_u64())
+        .sum()
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / 1048576.0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` style probes
+    }
+    let size_mib: u64 = std::env::var("OFFSITE_BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2048);
+    let work = std::env::var("OFFSITE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(format!("/dev/shm/offsite-bench-{}", std::process::id()))
+        });
+    ensure_restic();
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gen = manifest_dir.join("benches/gen_tree.py");
+    let src = work.join("src");
+    eprintln!("generating a {size_mib} MiB tree in {}", src.display());
+    sh(Command::new("python3")
+        .arg(&gen)
+        .args(["generate"])
+        .arg(&src)
+        .args(["--mib", &size_mib.to_string()]));
+    let tree_bytes = dir_bytes(&src);
+
+    let config = work.join("offsite.toml");
+    let repo = work.join("offsite-repo");
+    std::fs::write(
+        &config,
+        format!(
+            "host = \"bench\"\nsource_region = \"eu-north-1\"\n[repository]\nurl = \"file://{}\"\nregion = \"eu-central-1\"\n\
+             [[source]]\nname = \"client-data\"\nclass = \"client-data\"\npath = \"{src}\"\ninclude = [\"*/db/**\", \"*/chats/**\", \"*/emails/**\"]\n\
+             [[source]]\nname = \"voice\"\nclass = \"voice\"\npath = \"{src}\"\ninclude = [\"*/voice/**\"]\n",
+            repo.display(),
+            src = src.display()
+        ),
+    )
+    .unwrap();
+    let offsite = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_offsite"));
+        c.arg("--config").arg(&config);
+        c
+    };
+    let restic_repo = work.join("restic-repo");
+    let restic = || {
+        let mut c = Command::new("restic");
+        c.arg("-r")
+            .arg(&restic_repo)
+            .env("RESTIC_PASSWORD", "bench")
+            .env("RESTIC_CACHE_DIR", work.join("restic-cache"));
+        c
+    };
+    sh(offsite().arg("init").stdout(Stdio::null()));
+    sh(restic().args(["init", "-q"]));
+
+    eprintln!("initial snapshots");
+    let o_init = measure(offsite().args(["--json", "snapshot"]));
+    let r_init = measure(restic().args(["backup", "-q", "--host", "bench"]).arg(&src));
+
+    eprintln!("one simulated day of changes");
+    sh(Command::new("python3").arg(&gen).arg("mutate").arg(&src));
+    let (o_before, r_before) = (dir_bytes(&repo), dir_bytes(&restic_repo));
+    let o_incr = measure(offsite().args(["--json", "snapshot"]));
+    let r_incr = measure(
+        restic()
+            .args(["backup", "--json", "--host", "bench"])
+            .arg(&src),
+    );
+    // Growth of each repository as stored (restic 0.14's JSON reports only
+    // uncompressed bytes); offsite's own figure must agree with it.
+    let (o_added, r_added) = (dir_bytes(&repo) - o_before, dir_bytes(&restic_repo) - r_before);
+    let o_reported = sum_field(&o_incr.text(), "bytes_added");
+    eprintln!("offsite reported {} added (blob bytes), its repository grew {}", mib(o_reported), mib(o_added));
+
+    let item = five_mb_item(&src);
+    let item_bytes = std::fs::read(src.join(&item)).unwrap();
+    eprintln!("restoring {item} ({} bytes)", item_bytes.len());
+    let mut o_restore = Vec::new();
+    let mut r_restore = Vec::new();
+    let mut rss = (0, 0);
+    for i in 0..5 {
+        let to = work.join(format!("restore-offsite-{i}"));
+        let run = measure(
+            offsite()
+                .args(["restore", "--source", "voice", "--item", &item, "--to"])
+                .arg(&to),
+        );
+        assert!(
+            std::fs::read(to.join(&item)).unwrap() == item_bytes,
+            "offsite restore differs"
+        );
+        o_restore.push(run.wall);
+        rss.0 = rss.0.max(run.max_rss_kib);
+        let run = measure(restic().args(["dump", "latest"]).arg(src.join(&item)));
+        assert!(run.stdout == item_bytes, "restic dump differs");
+        r_restore.push(run.wall);
+        rss.1 = rss.1.max(run.max_rss_kib);
+    }
+
+    let (o_repo, r_repo) = (dir_bytes(&repo), dir_bytes(&restic_repo));
+    let (o_med, r_med) = (median(o_restore), median(r_restore));
+    let secs = |d: Duration| d.as_secs_f64();
+    println!(
+        "\noffsite vs restic on {} ({} files in the tree), repositories on tmpfs",
+        mib(tree_bytes),
+        count_files(&src)
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>10}",
+        "", "offsite", "restic", "ratio"
+    );
+    let row = |name: &str, o: String, r: String, ratio: f64| {
+        println!("{name:<40} {o:>14} {r:>14} {ratio:>9.2}x")
+    };
+    row(
+        "initial snapshot, wall",
+        format!("{:.2} s", secs(o_init.wall)),
+        format!("{:.2} s", secs(r_init.wall)),
+        secs(r_init.wall) / secs(o_init.wall),
+    );
+    row(
+        "initial snapshot, throughput",
+        format!(
+            "{:.0} MiB/s",
+            tree_bytes as f64 / 1048576.0 / secs(o_init.wall)
+        ),
+        format!(
+            "{:.0} MiB/s",
+            tree_bytes as f64 / 1048576.0 / secs(r_init.wall)
+        ),
+        secs(r_init.wall) / secs(o_init.wall),
+    );
+    row(
+        "initial snapshot, peak memory",
+        format!("{} MiB", o_init.max_rss_kib / 1024),
+        format!("{} MiB", r_init.max_rss_kib / 1024),
+        r_init.max_rss_kib as f64 / o_init.max_rss_kib as f64,
+    );
+    row(
+        "incremental (one day), wall",
+        format!("{:.2} s", secs(o_incr.wall)),
+        format!("{:.2} s", secs(r_incr.wall)),
+        secs(r_incr.wall) / secs(o_incr.wall),
+    );
+    row(
+        "incremental (one day), bytes added",
+        mib(o_added),
+        mib(r_added),
+        r_added as f64 / o_added as f64,
+    );
+    row(
+        "incremental, peak memory",
+        format!("{} MiB", o_incr.max_rss_kib / 1024),
+        format!("{} MiB", r_incr.max_rss_kib / 1024),
+        r_incr.max_rss_kib as f64 / o_incr.max_rss_kib as f64,
+    );
+    row(
+        &format!(
+            "restore one {:.1} MB item (median of 5)",
+            item_bytes.len() as f64 / 1e6
+        ),
+        format!("{:.3} s", secs(o_med)),
+        format!("{:.3} s", secs(r_med)),
+        secs(r_med) / secs(o_med),
+    );
+    row(
+        "restore, peak memory",
+        format!("{} MiB", rss.0 / 1024),
+        format!("{} MiB", rss.1 / 1024),
+        rss.1 as f64 / rss.0 as f64,
+    );
+    row(
+        "repository size after two snapshots",
+        mib(o_repo),
+        mib(r_repo),
+        r_repo as f64 / o_repo as f64,
+    );
+    println!("(ratio > 1: offsite is better: faster, smaller or leaner)");
+    if std::env::var("OFFSITE_BENCH_DIR").is_err() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                count_files(&p)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
