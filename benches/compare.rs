@@ -6,7 +6,7 @@
 //! machine's disk does not decide the race:
 //!
 //! 1. initial snapshot (wall time, peak memory),
-//! 2. one simulated day of changes, then an incremental snapshot (time, bytes added),
+//! 2. one simulated day of changes, then an incremental snapshot (time, repository growth),
 //! 3. restore of one ~5 MB recording (median of 5),
 //! 4. repository size.
 //!
@@ -285,7 +285,7 @@ fn main() {
         secs(r_incr.wall) / secs(o_incr.wall),
     );
     row(
-        "incremental (one day), bytes added",
+        "incremental (one day), repository growth",
         mib(o_added),
         mib(r_added),
         r_added as f64 / o_added as f64,
