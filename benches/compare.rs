@@ -210,9 +210,16 @@ fn main() {
     );
     // Growth of each repository as stored (restic 0.14's JSON reports only
     // uncompressed bytes); offsite's own figure must agree with it.
-    let (o_added, r_added) = (dir_bytes(&repo) - o_before, dir_bytes(&restic_repo) - r_before);
+    let (o_added, r_added) = (
+        dir_bytes(&repo) - o_before,
+        dir_bytes(&restic_repo) - r_before,
+    );
     let o_reported = sum_field(&o_incr.text(), "bytes_added");
-    eprintln!("offsite reported {} added (blob bytes), its repository grew {}", mib(o_reported), mib(o_added));
+    eprintln!(
+        "offsite reported {} added (blob bytes), its repository grew {}",
+        mib(o_reported),
+        mib(o_added)
+    );
 
     let item = five_mb_item(&src);
     let item_bytes = std::fs::read(src.join(&item)).unwrap();

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ops::{check, restore, snapshot};
+use crate::ops::{check, rebuild_index, restore, snapshot};
 use crate::repo::Repository;
 
 /// offsite: snapshots to another region, retention by contract, restore tests.
@@ -77,6 +77,8 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Rewrite the index from the packs' own headers.
+    RebuildIndex,
     /// Verify the repository; never deletes anything.
     Check {
         /// Read back and verify every byte of every snapshot.
@@ -312,6 +314,29 @@ pub fn run(cli: Cli) -> Result<i32> {
                 );
             }
             Ok(0)
+        }
+        Command::RebuildIndex => {
+            let repo = Repository::open(&config.repository)?;
+            let report = rebuild_index::rebuild_index(&repo)?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "indexed {} blobs in {} packs; removed {} old index files",
+                    report.blobs, report.packs, report.old_index_files_removed
+                );
+                for p in &report.unreadable_packs {
+                    println!("unreadable: {p}");
+                }
+            }
+            if report.unreadable_packs.is_empty() {
+                Ok(0)
+            } else {
+                Err(Error::CheckFailed(format!(
+                    "{} pack(s) unreadable; old index files kept",
+                    report.unreadable_packs.len()
+                )))
+            }
         }
         Command::Check { read_data } => {
             let repo = Repository::open(&config.repository)?;

@@ -113,3 +113,50 @@ fn corrupt_manifest_is_named() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("does not match its id"), "{stdout}");
 }
+
+#[test]
+fn lost_index_is_rebuilt_from_the_packs() {
+    let (w, data) = world_with_one_data_pack();
+    put(&w.src(), "t2/chats/a.json", b"{\"a\": 1}");
+    w.ok(&["snapshot"]);
+    for entry in std::fs::read_dir(w.repo().join("index")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let out = w.offsite(&["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check notices the missing index"
+    );
+    let report = w.json(&["rebuild-index"]);
+    assert_eq!(report["packs"].as_u64().unwrap(), w.packs().len() as u64);
+    w.ok(&["check", "--read-data"]);
+    // A snapshot after the rebuild deduplicates against the rebuilt index.
+    let next = w.json(&["snapshot"]);
+    assert_eq!(next["bytes_read"], 0);
+    let to = w.path("out");
+    w.ok(&[
+        "restore",
+        "--item",
+        "t1/voice/rec.opus",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read(to.join("t1/voice/rec.opus")).unwrap() == data);
+}
+
+#[test]
+fn rebuild_keeps_old_index_when_a_pack_is_unreadable() {
+    let (w, _) = world_with_one_data_pack();
+    let pack = data_pack(&w);
+    let len = pack.metadata().unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+    f.set_len(len - 3).unwrap(); // trailer damaged
+    let index_before: Vec<_> = relative_files(&w.repo().join("index"));
+    let out = w.offsite(&["rebuild-index"]);
+    assert_eq!(out.status.code(), Some(1));
+    let after = relative_files(&w.repo().join("index"));
+    for old in &index_before {
+        assert!(after.contains(old), "old index file {old} kept");
+    }
+}

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::chunking::{sizes_for, store_file, ChunkSizes, StoreFileError};
 use crate::config::Source;
 use crate::error::{Error, Result};
-use crate::glob::selected;
+use crate::glob::{enter, selected};
 use crate::id::ObjectId;
 use crate::index::{write_index_file, Index};
 use crate::pack::{BlobKind, BlobRef};
@@ -131,6 +131,10 @@ impl Walker<'_> {
             rel.push(name.clone());
             let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
             if meta.is_dir() {
+                if !enter(&self.source.include, &parts) {
+                    rel.pop();
+                    continue;
+                }
                 let sub_parent = match parent.as_ref().and_then(|t| t.get(&name)) {
                     Some(Entry::Dir(d)) => Some(self.repo.read_tree(&d.tree)?),
                     _ => None,
