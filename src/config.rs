@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::glob::Pattern;
+use crate::retention::Policy;
 use crate::store::Location;
+use crate::voice::Contracts;
 
 /// Where `--config` is looked for when not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./offsite.toml", "/etc/offsite/offsite.toml"];
@@ -26,6 +28,7 @@ pub struct RawConfig {
     pub timezone: Option<String>,
     pub source_region: Option<String>,
     pub data_retention_months: Option<u32>,
+    pub activity_log_days: Option<u32>,
     pub repository: RawRepository,
     #[serde(default, rename = "source")]
     pub sources: Vec<RawSource>,
@@ -103,17 +106,6 @@ impl RetentionPolicy {
             keep_monthly: 3,
             ..Default::default()
         }
-    }
-
-    /// True when no rule keeps anything (refused: it would delete everything).
-    pub fn is_empty(&self) -> bool {
-        self.keep_last == 0
-            && self.keep_hourly == 0
-            && self.keep_daily == 0
-            && self.keep_weekly == 0
-            && self.keep_monthly == 0
-            && self.keep_yearly == 0
-            && self.keep_within.as_deref().is_none_or(str::is_empty)
     }
 }
 
@@ -194,7 +186,7 @@ pub struct Source {
     pub include: Vec<Pattern>,
     pub exclude: Vec<Pattern>,
     pub tenant: TenantRule,
-    pub retention: RetentionPolicy,
+    pub retention: Policy,
     pub schedule: Option<String>,
 }
 
@@ -205,6 +197,7 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     pub source_region: String,
     pub data_retention_months: u32,
+    pub activity_log_days: u32,
     pub repository_url: String,
     pub repository: Location,
     pub repository_region: String,
@@ -299,6 +292,11 @@ impl Config {
             ));
         }
         raw.data_retention_months = Some(data_retention_months);
+        let activity_log_days = raw.activity_log_days.unwrap_or(30);
+        if activity_log_days == 0 {
+            return Err(Error::config("activity_log_days", "must be at least 1"));
+        }
+        raw.activity_log_days = Some(activity_log_days);
         let source_region = raw
             .source_region
             .clone()
@@ -374,13 +372,9 @@ impl Config {
                     ..Default::default()
                 },
             };
-            if retention.is_empty() {
-                return Err(Error::config(
-                    key("retention"),
-                    "the policy keeps nothing; an empty policy would delete every snapshot",
-                ));
-            }
-            rs.retention = Some(retention.clone());
+            let policy =
+                Policy::from_config(&retention).map_err(|m| Error::config(key("retention"), m))?;
+            rs.retention = Some(retention);
             sources.push(Source {
                 name: rs.name.clone(),
                 class,
@@ -388,7 +382,7 @@ impl Config {
                 include,
                 exclude,
                 tenant,
-                retention,
+                retention: policy,
                 schedule: rs.schedule.clone(),
             });
         }
@@ -417,6 +411,7 @@ impl Config {
             timezone,
             source_region,
             data_retention_months,
+            activity_log_days,
             repository_url: raw.repository.url.clone(),
             repository,
             repository_region,
@@ -425,6 +420,14 @@ impl Config {
             tenant_contracts: contracts.tenants,
             effective: raw,
         })
+    }
+
+    /// The voice contracts in force.
+    pub fn contracts(&self) -> Contracts {
+        Contracts {
+            default_days: self.default_voice_retention_days,
+            tenants: self.tenant_contracts.clone(),
+        }
     }
 
     /// The source called `name`.

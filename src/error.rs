@@ -45,6 +45,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another operation holds the repository (a lock), or two writers raced.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation is refused by a policy (retention) unless forced.
+    #[error("{0}")]
+    Refused(String),
     /// A verification (`check`) found problems; each was reported already.
     #[error("{0}")]
     CheckFailed(String),

@@ -75,6 +75,15 @@ impl Index {
     }
 }
 
+/// Read every index file: (key, content).
+pub fn read_all_index_files(store: &Store) -> Result<Vec<(String, IndexFile)>> {
+    store
+        .list("index")?
+        .into_iter()
+        .map(|(key, _)| read_index_file(store, &key).map(|file| (key, file)))
+        .collect()
+}
+
 /// Read and parse one index file.
 pub fn read_index_file(store: &Store, key: &str) -> Result<IndexFile> {
     let stored = store.get(key)?;

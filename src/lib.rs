@@ -15,6 +15,7 @@
 //! * Glue: [`cli`] (the `offsite` command line); `main.rs` only maps errors to
 //!   exit codes.
 
+pub mod activity;
 pub mod chunking;
 pub mod cli;
 pub mod config;
@@ -22,12 +23,15 @@ pub mod error;
 pub mod glob;
 pub mod id;
 pub mod index;
+pub mod lock;
 pub mod ops;
 pub mod pack;
 pub mod repo;
+pub mod retention;
 pub mod snapshot;
 pub mod store;
 pub mod tree;
+pub mod voice;
 pub mod writer;
 
 pub use error::{Error, Result};

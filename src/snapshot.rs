@@ -44,6 +44,12 @@ pub struct Summary {
     pub files_new: u64,
     pub files_changed: u64,
     pub files_unchanged: u64,
+    /// Voice recordings gone from the source, carried forward from the parent.
+    #[serde(default)]
+    pub carried: u64,
+    /// Voice recordings not backed up because their backup copy has expired.
+    #[serde(default)]
+    pub expired: u64,
     /// Files that could not be read (listed, capped, in `warning_samples`).
     pub warnings: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -51,6 +51,14 @@ pub struct FileEntry {
     /// SHA-256 of the whole content.
     pub sha256: ObjectId,
     pub chunks: Vec<BlobRef>,
+    /// A voice recording gone from the source, carried forward from the
+    /// previous snapshot until its backup copy expires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub carried: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A subdirectory.

@@ -163,6 +163,34 @@ impl<'r> BlobWriter<'r> {
         Ok(location)
     }
 
+    /// Store a blob already in its stored form (copied out of another pack,
+    /// verified by the caller), without compressing it again.
+    pub fn store_copy(&self, kind: BlobKind, blob: &BlobRef, stored: &[u8]) -> Result<BlobRef> {
+        let slot = match kind {
+            BlobKind::Data => &self.data_pack,
+            BlobKind::Tree => &self.tree_pack,
+        };
+        let (location, full) = {
+            let mut pack = slot.lock().unwrap();
+            let full = (!pack.is_empty() && pack.len() + stored.len() > PACK_TARGET)
+                .then(|| std::mem::replace(&mut *pack, PackBuilder::with_buffer(take_buffer())));
+            let location = pack.add(
+                blob.id,
+                kind,
+                stored,
+                blob.raw_length as usize,
+                blob.compression,
+            );
+            self.known.lock().unwrap().insert(blob.id, location.clone());
+            self.added.fetch_add(stored.len() as u64, Ordering::Relaxed);
+            (location, full)
+        };
+        if let Some(pack) = full {
+            self.write_pack(pack)?;
+        }
+        Ok(location)
+    }
+
     fn write_pack(&self, pack: PackBuilder) -> Result<()> {
         let (id, bytes, blobs) = pack.finish();
         let size = bytes.len() as u64;

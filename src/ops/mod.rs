@@ -1,6 +1,9 @@
 //! Operations on a repository: each one file, each usable from the CLI and the agent.
 
 pub mod check;
+pub mod prune;
 pub mod rebuild_index;
 pub mod restore;
+pub mod rewrite;
 pub mod snapshot;
+pub mod sweep;

@@ -15,10 +15,11 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Months, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repo::Repository;
@@ -101,6 +102,40 @@ pub fn find_item(
                 .join(" and ")
         ))),
     }
+}
+
+/// Refuse an item the platform should no longer have: client data older
+/// than `data_retention_months`, a voice recording past its backup expiry.
+pub fn check_retention(config: &Config, found: &FoundItem, now: DateTime<Utc>) -> Result<()> {
+    let class = config
+        .source(&found.source)
+        .map(|s| s.class)
+        .unwrap_or(SourceClass::ClientData);
+    let mtime = crate::voice::recorded_at(&found.entry);
+    match class {
+        SourceClass::ClientData => {
+            let months = config.data_retention_months;
+            let limit = now.checked_sub_months(Months::new(months)).unwrap_or(now);
+            if mtime < limit {
+                return Err(Error::Refused(format!(
+                    "item {} was last modified {}, beyond the platform's data retention of {months} months: it should no longer exist; pass --force to restore it anyway",
+                    found.path,
+                    mtime.format("%Y-%m-%d")
+                )));
+            }
+        }
+        SourceClass::Voice => {
+            let contracts = config.contracts();
+            if contracts.expired(&found.entry, now) {
+                return Err(Error::Refused(format!(
+                    "recording {} expired on {} under its tenant's contract; pass --force to restore it anyway",
+                    found.path,
+                    contracts.expires_at(&found.entry).format("%Y-%m-%d")
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Create (or enter) each directory of `components` below `root`, refusing

@@ -10,6 +10,11 @@
 //! 3. **Commit**: tree blobs bottom-up, the last packs, the index file, and
 //!    the manifest last, create-only.
 //!
+//! Voice sources carry forward the parent's recordings that are gone from the
+//! source until their backup copy expires, and skip expired ones (see
+//! [`crate::voice`]), so the newest voice snapshot holds every recording whose
+//! backup must still exist.
+//!
 //! A file that vanishes or cannot be read is a warning, counted in the
 //! summary; the snapshot still commits. A repository failure stops the
 //! snapshot before its manifest exists, so no partial snapshot is ever listed.
@@ -24,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::chunking::{sizes_for, store_file, ChunkSizes, StoreFileError};
-use crate::config::Source;
+use crate::config::{Source, SourceClass};
 use crate::error::{Error, Result};
 use crate::glob::{enter, selected};
 use crate::id::ObjectId;
@@ -33,6 +38,7 @@ use crate::pack::{BlobKind, BlobRef};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::tree::{DirEntry, Entry, FileEntry, Tree};
+use crate::voice::Contracts;
 use crate::writer::{BlobWriter, Compress};
 
 /// At most this many warnings are kept verbatim in the manifest.
@@ -76,8 +82,13 @@ enum Node {
 struct Walker<'a> {
     repo: &'a Repository,
     source: &'a Source,
+    /// For voice sources: the contracts that decide expiry at `time`.
+    contracts: Option<&'a Contracts>,
+    time: DateTime<Utc>,
     jobs: Vec<FileJob>,
     warnings: Vec<String>,
+    carried: u64,
+    expired: u64,
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
@@ -119,6 +130,17 @@ impl Walker<'_> {
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
         let mut nodes = Vec::with_capacity(names.len());
+        if let (Some(contracts), Some(parent)) = (self.contracts, parent.as_ref()) {
+            let present: std::collections::HashSet<&str> =
+                names.iter().map(|(n, _)| n.as_str()).collect();
+            let gone: Vec<Entry> = parent
+                .entries
+                .iter()
+                .filter(|e| !present.contains(e.name()))
+                .cloned()
+                .collect();
+            self.carry(gone, rel, contracts, &mut nodes)?;
+        }
         for (name, entry) in names {
             let path = entry.path();
             let meta = match entry.metadata() {
@@ -152,6 +174,7 @@ impl Walker<'_> {
             } else if meta.is_file() {
                 if selected(&self.source.include, &self.source.exclude, &parts) {
                     let entry = FileEntry {
+                        carried: false,
                         name: name.clone(),
                         size: meta.len(),
                         mtime_ns: mtime_ns(&meta),
@@ -196,6 +219,49 @@ impl Walker<'_> {
             rel.pop();
         }
         Ok(nodes)
+    }
+}
+
+impl Walker<'_> {
+    /// Carry forward `gone` entries of the parent snapshot (voice only): every
+    /// file still selected and not expired at the snapshot's time.
+    fn carry(
+        &mut self,
+        gone: Vec<Entry>,
+        rel: &mut Vec<String>,
+        contracts: &Contracts,
+        nodes: &mut Vec<Node>,
+    ) -> Result<()> {
+        for entry in gone {
+            rel.push(entry.name().to_string());
+            let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
+            match entry {
+                Entry::File(f) if selected(&self.source.include, &self.source.exclude, &parts) => {
+                    if contracts.expired(&f, self.time) {
+                        self.expired += 1;
+                    } else {
+                        self.carried += 1;
+                        nodes.push(Node::Unchanged(FileEntry { carried: true, ..f }));
+                    }
+                }
+                Entry::Dir(d) if enter(&self.source.include, &parts) => {
+                    let subtree = self.repo.read_tree(&d.tree)?;
+                    let mut entries = Vec::new();
+                    self.carry(subtree.entries, rel, contracts, &mut entries)?;
+                    if !entries.is_empty() {
+                        nodes.push(Node::Dir(DirNode {
+                            name: d.name,
+                            mode: d.mode,
+                            mtime_ns: d.mtime_ns,
+                            entries,
+                        }));
+                    }
+                }
+                _ => {}
+            }
+            rel.pop();
+        }
+        Ok(())
     }
 }
 
@@ -294,6 +360,7 @@ pub fn snapshot_source(
     repo: &Repository,
     host: &str,
     source: &Source,
+    contracts: &Contracts,
     time: DateTime<Utc>,
 ) -> Result<SnapshotReport> {
     let started = Instant::now();
@@ -326,17 +393,31 @@ pub fn snapshot_source(
     let mut walker = Walker {
         repo,
         source,
+        contracts: (source.class == SourceClass::Voice).then_some(contracts),
+        time,
         jobs: Vec::new(),
         warnings: Vec::new(),
+        carried: 0,
+        expired: 0,
     };
     let nodes = walker.walk(&source.path, &mut Vec::new(), parent_tree)?;
-    let Walker { jobs, warnings, .. } = walker;
+    let Walker {
+        jobs,
+        warnings,
+        carried,
+        expired,
+        ..
+    } = walker;
     tracing::info!(source = %source.name, to_read = jobs.len(), "walk done");
 
     let writer = BlobWriter::new(repo, Index::load(&repo.store)?);
     let warnings = Mutex::new(warnings);
     let mut stored = store_jobs(&jobs, sizes_for(source.class), &writer, &warnings)?;
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        carried,
+        expired,
+        ..Summary::default()
+    };
     for (job, result) in jobs.iter().zip(&stored) {
         if let Some(f) = result {
             summary.bytes_read += f.size;

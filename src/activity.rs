@@ -1,0 +1,98 @@
+//! The activity log: every operation, kept in the repository for 30 days.
+//!
+//! Object stores cannot append, and several hosts may write at once, so each
+//! entry is its own small object under a daily prefix:
+//!
+//! ```text
+//! log/<YYYY-MM-DD>/<HHMMSS.mmm>-<host>-<random>.json   one JSON line
+//! ```
+//!
+//! Reading a day is one listing; prune deletes the entries older than
+//! `activity_log_days` (default 30), judged by their keys without reading them.
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::store::Store;
+
+/// One logged operation.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Activity {
+    pub time: DateTime<Utc>,
+    pub host: String,
+    pub operation: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    /// Key figures of the operation (its JSON report, or the error).
+    pub details: serde_json::Value,
+}
+
+/// Append an entry.
+pub fn append(store: &Store, entry: &Activity) -> Result<()> {
+    let key = format!(
+        "log/{}/{}-{}-{}.json",
+        entry.time.format("%Y-%m-%d"),
+        entry.time.format("%H%M%S%.3f"),
+        entry.host,
+        &ObjectId::random().to_hex()[..8]
+    );
+    let mut line = serde_json::to_vec(entry).expect("activity serializes");
+    line.push(b'\n');
+    store.put_new(&key, Bytes::from(line))
+}
+
+/// The day of a log key, if it is one.
+fn day_of(key: &str) -> Option<NaiveDate> {
+    let day = key.strip_prefix("log/")?.split('/').next()?;
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+}
+
+/// Entries from `since` (a day) on, oldest first.
+pub fn read(store: &Store, since: Option<NaiveDate>) -> Result<Vec<Activity>> {
+    let mut out = Vec::new();
+    for (key, _) in store.list("log")? {
+        if since.is_some_and(|s| day_of(&key).is_some_and(|d| d < s)) {
+            continue;
+        }
+        let bytes = store.get(&key)?;
+        let entry: Activity = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(&key, format!("log entry does not parse: {e}")))?;
+        out.push(entry);
+    }
+    out.sort_by_key(|a| a.time);
+    Ok(out)
+}
+
+/// The time of a log key (its day and time of day), if it is one.
+fn time_of(key: &str) -> Option<DateTime<Utc>> {
+    let day = day_of(key)?;
+    let name = key.rsplit('/').next()?;
+    let time = chrono::NaiveTime::parse_from_str(name.get(..10)?, "%H%M%S%.3f").ok()?;
+    Some(day.and_time(time).and_utc())
+}
+
+/// Keys of the entries older than `keep_days` before `now`.
+pub fn expired_keys(store: &Store, now: DateTime<Utc>, keep_days: u32) -> Result<Vec<String>> {
+    let cutoff = now - Duration::days(i64::from(keep_days));
+    Ok(store
+        .list("log")?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| time_of(k).is_some_and(|t| t < cutoff))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_times_parse() {
+        let t = time_of("log/2026-11-27/020304.567-h1-abcd1234.json").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-27T02:03:04.567+00:00");
+        assert!(time_of("log/x/y").is_none());
+    }
+}

@@ -1,0 +1,109 @@
+//! The command line's shape (clap derive): every command and flag, with the
+//! help text operators see.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+
+/// offsite: snapshots to another region, retention by contract, restore tests.
+#[derive(Parser, Debug)]
+#[command(name = "offsite", version, about)]
+pub struct Cli {
+    /// Config file (default: ./offsite.toml, then /etc/offsite/offsite.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Evaluate retention and expiry as if it were this time (RFC 3339).
+    #[arg(long, global = true, value_parser = parse_time, value_name = "TIME")]
+    pub now: Option<DateTime<Utc>>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the repository named in the config (refuses if one exists).
+    Init,
+    /// Validate the config and print it with defaults filled in.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Snapshot all sources, or one.
+    Snapshot {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Record the snapshot as taken at this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        time: Option<DateTime<Utc>>,
+    },
+    /// List snapshots, newest first.
+    Snapshots {
+        #[arg(long)]
+        source: Option<String>,
+        /// Another host's snapshots (default: this host's; `all` for every host).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Restore one item (a file path relative to its source).
+    Restore {
+        #[arg(long, value_name = "PATH")]
+        item: String,
+        #[arg(long)]
+        source: Option<String>,
+        /// Snapshot id (or a unique prefix) or `latest`; default: the newest snapshot holding the item.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Restore from another host's snapshots.
+        #[arg(long)]
+        host: Option<String>,
+        /// Directory to restore into; the item keeps its path below it.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        overwrite: bool,
+        /// Restore an item past the platform's data retention or its voice contract.
+        #[arg(long)]
+        force: bool,
+        /// Why (recorded in the activity log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Apply retention: forget snapshots, drop expired voice items, reclaim space.
+    Prune {
+        /// Print the plan (every snapshot with its reasons) without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the activity log.
+    Log {
+        /// First day to show (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<NaiveDate>,
+    },
+    /// Rewrite the index from the packs' own headers.
+    RebuildIndex,
+    /// Verify the repository; never deletes anything.
+    Check {
+        /// Read back and verify every byte of every snapshot.
+        #[arg(long)]
+        read_data: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Validate the config and print the effective settings.
+    Check,
+}
+
+fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2026-11-27T02:00:00Z: {e}"))
+}

@@ -1,0 +1,294 @@
+//! The operator's command line: argument parsing and output formatting.
+//!
+//! Each command loads the config, opens the repository and calls one
+//! operation from [`crate::ops`]; this module only decides what is printed.
+//! Human-readable text by default, `--json` for machines.
+
+mod args;
+mod output;
+
+use chrono::Utc;
+use clap::Parser;
+use serde::Serialize;
+
+pub use args::{Cli, Command, ConfigAction};
+pub use output::human_bytes;
+
+use crate::activity::{self, Activity};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lock::{Lock, LockKind};
+use crate::ops::prune::{self, PruneReport};
+use crate::ops::{check, rebuild_index, restore, snapshot};
+use crate::repo::Repository;
+
+/// Entry point: parse the command line and run; returns the exit code.
+pub fn main() -> Result<i32> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return Ok(e.exit_code());
+            }
+            // One line, like every other error: clap's first line without its prefix.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad command line")
+                .trim_start_matches("error: ");
+            return Err(Error::Usage(first.to_string()));
+        }
+    };
+    init_logging();
+    run(cli)
+}
+
+fn init_logging() {
+    let level = std::env::var("OFFSITE_LOG")
+        .ok()
+        .and_then(|s| s.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("output serializes")
+    );
+}
+
+/// Append an activity-log entry for `operation`; a failure to log is a
+/// warning, never a reason to fail the operation itself.
+fn record<T: Serialize, E: std::fmt::Display>(
+    repo: &Repository,
+    config: &Config,
+    operation: &str,
+    result: &std::result::Result<T, E>,
+) {
+    let (outcome, details) = match result {
+        Ok(report) => ("ok", serde_json::to_value(report).unwrap_or_default()),
+        Err(e) => ("failed", serde_json::json!({ "error": e.to_string() })),
+    };
+    let entry = Activity {
+        time: Utc::now(),
+        host: config.host.clone(),
+        operation: operation.to_string(),
+        outcome: outcome.to_string(),
+        details,
+    };
+    if let Err(e) = activity::append(&repo.store, &entry) {
+        tracing::warn!(error = %e, operation, "could not write the activity log");
+        eprintln!("offsite: warning: could not write the activity log: {e}");
+    }
+}
+
+/// Run one parsed command.
+pub fn run(cli: Cli) -> Result<i32> {
+    let config_path = Config::locate(cli.config.as_deref())?;
+    let config = Config::load(&config_path)?;
+    let now = cli.now.unwrap_or_else(Utc::now);
+    let json = cli.json;
+    match cli.command {
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            if json {
+                print_json(&config.effective);
+            } else {
+                let text = toml::to_string(&config.effective)
+                    .map_err(|e| Error::config("file", e.to_string()))?;
+                println!("# {}: valid\n{text}", config_path.display());
+            }
+            Ok(0)
+        }
+        Command::Init => {
+            let repo = Repository::init(&config.repository)?;
+            if json {
+                print_json(
+                    &serde_json::json!({"repository": repo.store.describe(), "id": repo.config.id}),
+                );
+            } else {
+                println!(
+                    "created repository {} at {}",
+                    repo.config.id.short(),
+                    repo.store.describe()
+                );
+            }
+            Ok(0)
+        }
+        Command::Snapshot { source, time } => {
+            let repo = Repository::open(&config.repository)?;
+            let sources = config.selected_sources(source.as_deref())?;
+            let time = crate::snapshot::truncate_to_millis(time.unwrap_or_else(Utc::now));
+            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "snapshot")?;
+            let mut failures = 0;
+            for src in &sources {
+                let result =
+                    snapshot::snapshot_source(&repo, &config.host, src, &config.contracts(), time);
+                record(&repo, &config, "snapshot", &result);
+                match result {
+                    Ok(report) if json => print_json(&report),
+                    Ok(report) => output::snapshot(&report),
+                    Err(e) if sources.len() > 1 => {
+                        eprintln!("offsite: error: source {}: {e}", src.name);
+                        failures += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(if failures > 0 { 1 } else { 0 })
+        }
+        Command::Snapshots { source, host } => {
+            let repo = Repository::open(&config.repository)?;
+            let host = match host.as_deref() {
+                Some("all") => None,
+                Some(h) => Some(h.to_string()),
+                None => Some(config.host.clone()),
+            };
+            let mut rows = Vec::new();
+            for r in repo.list_snapshots(host.as_deref(), source.as_deref())? {
+                let snap = repo.load_snapshot(&r)?;
+                rows.push(serde_json::json!({
+                    "id": r.id, "time": output::time(&snap.time), "source": snap.source, "host": snap.host,
+                    "class": snap.class, "items": snap.summary.items, "bytes": snap.summary.bytes,
+                    "bytes_added": snap.summary.bytes_added, "parent": snap.parent,
+                }));
+            }
+            if json {
+                print_json(&rows);
+            } else {
+                output::snapshots(&rows);
+            }
+            Ok(0)
+        }
+        Command::Restore {
+            item,
+            source,
+            snapshot,
+            host,
+            to,
+            overwrite,
+            force,
+            reason,
+        } => {
+            let sources: Vec<&str> = config
+                .selected_sources(source.as_deref())?
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            let repo = Repository::open(&config.repository)?;
+            let host = host.unwrap_or_else(|| config.host.clone());
+            let result = restore::find_item(&repo, &host, &sources, &item, snapshot.as_deref())
+                .and_then(|found| {
+                    if !force {
+                        restore::check_retention(&config, &found, now)?;
+                    }
+                    restore::restore_item(&repo, &found, &to, overwrite)
+                });
+            let logged = result
+                .as_ref()
+                .map(|r| serde_json::json!({ "restore": r, "reason": reason, "forced": force }))
+                .map_err(|e| format!("{e} (item {item}, reason {reason:?})"));
+            record(&repo, &config, "restore", &logged);
+            let report = result?;
+            if json {
+                print_json(&report);
+            } else {
+                output::restore(&report);
+            }
+            Ok(0)
+        }
+        Command::Prune { dry_run } => {
+            let repo = Repository::open(&config.repository)?;
+            let result = prune::prune(&repo, &config, now, dry_run);
+            if !dry_run {
+                record(&repo, &config, "prune", &result.as_ref().map(prune_summary));
+            }
+            let report = result?;
+            if json {
+                print_json(&report);
+            } else {
+                output::prune(&report);
+            }
+            Ok(0)
+        }
+        Command::Log { since } => {
+            let repo = Repository::open(&config.repository)?;
+            let entries = activity::read(&repo.store, since)?;
+            if json {
+                print_json(&entries);
+            } else {
+                output::log(&entries);
+            }
+            Ok(0)
+        }
+        Command::RebuildIndex => {
+            let repo = Repository::open(&config.repository)?;
+            let _lock = Lock::acquire(
+                &repo.store,
+                &config.host,
+                LockKind::Exclusive,
+                "rebuild-index",
+            )?;
+            let report = rebuild_index::rebuild_index(&repo)?;
+            if json {
+                print_json(&report);
+            } else {
+                output::rebuild(&report);
+            }
+            if report.unreadable_packs.is_empty() {
+                Ok(0)
+            } else {
+                Err(Error::CheckFailed(format!(
+                    "{} pack(s) unreadable; old index files kept",
+                    report.unreadable_packs.len()
+                )))
+            }
+        }
+        Command::Check { read_data } => {
+            let repo = Repository::open(&config.repository)?;
+            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "check")?;
+            let result = check::check(&repo, read_data);
+            record(&repo, &config, "check", &result.as_ref().map(|r| {
+                serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
+            }));
+            let report = result?;
+            if json {
+                print_json(&report);
+            } else {
+                output::check(&report, read_data);
+            }
+            if report.problems.is_empty() {
+                Ok(0)
+            } else {
+                Err(Error::CheckFailed(format!(
+                    "check found {} problem(s); first: {}",
+                    report.problems.len(),
+                    report.problems[0]
+                )))
+            }
+        }
+    }
+}
+
+/// The prune's key figures for the activity log (not every decision).
+fn prune_summary(r: &PruneReport) -> serde_json::Value {
+    serde_json::json!({
+        "now": r.now, "snapshots_removed": r.snapshots_removed, "snapshots_rewritten": r.snapshots_rewritten,
+        "expired_items": r.expired_items.len(), "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked,
+        "bytes_freed": r.bytes_freed, "log_entries_deleted": r.log_entries_deleted,
+    })
+}

@@ -1,0 +1,177 @@
+//! Human-readable output of each command (`--json` prints the reports as is).
+
+use chrono::SecondsFormat;
+
+use crate::activity::Activity;
+use crate::ops::check::CheckReport;
+use crate::ops::prune::PruneReport;
+use crate::ops::rebuild_index::RebuildReport;
+use crate::ops::restore::RestoreReport;
+use crate::ops::snapshot::SnapshotReport;
+
+/// Bytes for people: 1.23 GiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+/// RFC 3339 in UTC, as short as exact.
+pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+pub fn snapshot(r: &SnapshotReport) {
+    let s = &r.summary;
+    println!(
+        "snapshot {} of {} (host {}) at {}",
+        r.id.short(),
+        r.source,
+        r.host,
+        time(&r.time)
+    );
+    println!(
+        "  items {} (new {}, changed {}, unchanged {}), dirs {}, {}",
+        s.items,
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged,
+        s.dirs,
+        human_bytes(s.bytes)
+    );
+    if s.carried > 0 || s.expired > 0 {
+        println!(
+            "  voice: {} recordings carried forward, {} expired and left out",
+            s.carried, s.expired
+        );
+    }
+    println!(
+        "  read {}, added {} to the repository, {} warnings, {:.2} s",
+        human_bytes(s.bytes_read),
+        human_bytes(s.bytes_added),
+        s.warnings,
+        s.duration_seconds
+    );
+    for w in &s.warning_samples {
+        println!("  warning: {w}");
+    }
+}
+
+pub fn snapshots(rows: &[serde_json::Value]) {
+    println!(
+        "{:<10} {:<24} {:<16} {:<16} {:>9} {:>12}",
+        "id", "time", "host", "source", "items", "size"
+    );
+    for row in rows {
+        println!(
+            "{:<10} {:<24} {:<16} {:<16} {:>9} {:>12}",
+            &row["id"].as_str().unwrap_or("")[..8.min(row["id"].as_str().unwrap_or("").len())],
+            row["time"].as_str().unwrap_or(""),
+            row["host"].as_str().unwrap_or(""),
+            row["source"].as_str().unwrap_or(""),
+            row["items"].as_u64().unwrap_or(0),
+            human_bytes(row["bytes"].as_u64().unwrap_or(0))
+        );
+    }
+    println!("{} snapshots", rows.len());
+}
+
+pub fn restore(r: &RestoreReport) {
+    println!(
+        "restored {} from snapshot {} ({}) to {}: {}, sha256 {}",
+        r.item,
+        r.snapshot.short(),
+        time(&r.snapshot_time),
+        r.written_to.display(),
+        human_bytes(r.bytes),
+        r.sha256
+    );
+}
+
+pub fn check(r: &CheckReport, read_data: bool) {
+    println!(
+        "checked {} snapshots, {} packs, {} trees, {} distinct files",
+        r.snapshots, r.packs, r.trees, r.files
+    );
+    if read_data {
+        println!(
+            "read back {} files, {}",
+            r.files_verified,
+            human_bytes(r.bytes_verified)
+        );
+    }
+    for p in &r.problems {
+        println!("problem: {p}");
+    }
+}
+
+pub fn rebuild(r: &RebuildReport) {
+    println!(
+        "indexed {} blobs in {} packs; removed {} old index files",
+        r.blobs, r.packs, r.old_index_files_removed
+    );
+    for p in &r.unreadable_packs {
+        println!("unreadable: {p}");
+    }
+}
+
+pub fn prune(r: &PruneReport) {
+    let verb = if r.dry_run { "would" } else { "did" };
+    println!(
+        "prune as of {}{}",
+        time(&r.now),
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    for d in &r.snapshots {
+        println!(
+            "{:<6} {} {:<24} {:<16} {}",
+            if d.keep { "keep" } else { "remove" },
+            d.id.short(),
+            time(&d.time),
+            d.source,
+            d.reasons.join(", ")
+        );
+    }
+    let mut per_source: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for item in &r.expired_items {
+        *per_source.entry(item.source.as_str()).or_default() += 1;
+    }
+    for (source, n) in per_source {
+        println!("voice {source}: {n} recordings expired");
+    }
+    println!(
+        "{verb} remove {} snapshots, rewrite {} voice snapshots, delete {} packs, repack {}, free {}, delete {} activity-log entries",
+        r.snapshots_removed,
+        r.snapshots_rewritten,
+        r.packs_deleted,
+        r.packs_repacked,
+        human_bytes(r.bytes_freed),
+        r.log_entries_deleted
+    );
+}
+
+pub fn log(entries: &[Activity]) {
+    for e in entries {
+        println!(
+            "{} {:<12} {:<12} {:<7} {}",
+            time(&e.time),
+            e.host,
+            e.operation,
+            e.outcome,
+            e.details
+        );
+    }
+}

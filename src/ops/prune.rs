@@ -1,0 +1,261 @@
+//! `offsite prune [--dry-run]`: keep the retention promises, reclaim space.
+//!
+//! Plan, then apply (the plan is what `--dry-run` prints):
+//!
+//! * **Snapshots** of this host are grouped by source and decided by the
+//!   source's policy ([`crate::retention`]); a source no longer configured
+//!   keeps all its snapshots (a config mistake must not delete backups).
+//! * **Voice items** whose backup copy expired at `now` under the contracts
+//!   in force ([`crate::voice`]) are dropped from every kept voice snapshot.
+//! * **Activity-log** entries older than `activity_log_days` are deleted.
+//! * The **sweep** ([`crate::ops::sweep`]) deletes or repacks packs.
+//!
+//! Apply holds the exclusive repository lock, so no snapshot runs meanwhile.
+//! Order: forgotten manifests are deleted; voice snapshots are rewritten
+//! (new trees and index, then the new manifest before the old one goes); the
+//! sweep runs last. A prune killed at any step leaves every kept snapshot
+//! restorable; the next prune finishes the job.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::activity;
+use crate::config::{Config, SourceClass};
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::index::write_index_file;
+use crate::lock::{Lock, LockKind};
+use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
+use crate::ops::sweep::{self, SweepReport};
+use crate::repo::Repository;
+use crate::retention::{apply, Decision};
+use crate::snapshot::{Snapshot, SnapshotRef};
+use crate::tree::{Entry, FileEntry};
+use crate::voice::{recorded_at, Contracts};
+use crate::writer::BlobWriter;
+
+/// One snapshot's line in the plan.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotDecision {
+    pub id: ObjectId,
+    pub time: DateTime<Utc>,
+    pub source: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// A voice recording whose backup copy has expired.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExpiredItem {
+    pub source: String,
+    pub path: String,
+    pub tenant: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What prune decided and did.
+#[derive(Serialize, Debug, Default)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub now: DateTime<Utc>,
+    pub snapshots: Vec<SnapshotDecision>,
+    pub expired_items: Vec<ExpiredItem>,
+    pub snapshots_removed: usize,
+    pub snapshots_rewritten: usize,
+    pub log_entries_deleted: usize,
+    pub packs_deleted: usize,
+    pub packs_repacked: usize,
+    pub bytes_freed: u64,
+}
+
+/// Decide per group of this host's snapshots.
+fn decide(config: &Config, refs: &[SnapshotRef]) -> Vec<SnapshotDecision> {
+    let mut groups: BTreeMap<&str, Vec<(ObjectId, DateTime<Utc>)>> = BTreeMap::new();
+    for r in refs {
+        groups
+            .entry(r.source.as_str())
+            .or_default()
+            .push((r.id, r.time));
+    }
+    let mut out = Vec::new();
+    for (source, snaps) in groups {
+        let decisions: Vec<Decision> = match config.sources.iter().find(|s| s.name == source) {
+            Some(s) => apply(&snaps, &s.retention, config.timezone),
+            None => snaps
+                .iter()
+                .map(|(id, time)| Decision {
+                    id: *id,
+                    time: *time,
+                    keep: true,
+                    reasons: vec!["source not configured".into()],
+                })
+                .collect(),
+        };
+        out.extend(decisions.into_iter().map(|d| SnapshotDecision {
+            id: d.id,
+            time: d.time,
+            source: source.to_string(),
+            keep: d.keep,
+            reasons: d.reasons,
+        }));
+    }
+    out
+}
+
+/// The expired items of one snapshot, with their paths.
+fn expired_in(
+    repo: &Repository,
+    snap: &Snapshot,
+    contracts: &Contracts,
+    now: DateTime<Utc>,
+    out: &mut Vec<ExpiredItem>,
+) -> Result<()> {
+    fn walk(
+        repo: &Repository,
+        tree: &crate::pack::BlobRef,
+        path: &str,
+        snap: &Snapshot,
+        c: &Contracts,
+        now: DateTime<Utc>,
+        out: &mut Vec<ExpiredItem>,
+    ) -> Result<()> {
+        for entry in repo.read_tree(tree)?.entries {
+            let child = if path.is_empty() {
+                entry.name().to_string()
+            } else {
+                format!("{path}/{}", entry.name())
+            };
+            match entry {
+                Entry::Dir(d) => walk(repo, &d.tree, &child, snap, c, now, out)?,
+                Entry::File(f) if c.expired(&f, now) => out.push(ExpiredItem {
+                    source: snap.source.clone(),
+                    path: child,
+                    tenant: f.tenant.clone(),
+                    recorded_at: recorded_at(&f),
+                    expires_at: c.expires_at(&f),
+                }),
+                Entry::File(_) => {}
+            }
+        }
+        Ok(())
+    }
+    walk(repo, &snap.tree, "", snap, contracts, now, out)
+}
+
+fn is_voice(config: &Config, snap: &Snapshot) -> bool {
+    snap.host == config.host && snap.class == SourceClass::Voice
+}
+
+/// Plan and (unless `dry_run`) apply a prune as of `now`.
+pub fn prune(
+    repo: &Repository,
+    config: &Config,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport> {
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(Lock::acquire(
+            &repo.store,
+            &config.host,
+            LockKind::Exclusive,
+            "prune",
+        )?)
+    };
+    let contracts = config.contracts();
+    let all: Vec<(SnapshotRef, Snapshot)> = repo
+        .list_snapshots(None, None)?
+        .into_iter()
+        .map(|r| repo.load_snapshot(&r).map(|s| (r, s)))
+        .collect::<Result<_>>()?;
+    let own: Vec<SnapshotRef> = all
+        .iter()
+        .filter(|(r, _)| r.host == config.host)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let decisions = decide(config, &own);
+    let removed: std::collections::HashSet<ObjectId> =
+        decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+    let kept: Vec<(SnapshotRef, Snapshot)> = all
+        .into_iter()
+        .filter(|(r, _)| !removed.contains(&r.id))
+        .collect();
+    let mut expired = Vec::new();
+    for (_, snap) in kept.iter().filter(|(_, s)| is_voice(config, s)) {
+        expired_in(repo, snap, &contracts, now, &mut expired)?;
+    }
+    expired.sort();
+    expired.dedup_by(|a, b| a.source == b.source && a.path == b.path);
+    let log_keys = activity::expired_keys(&repo.store, now, config.activity_log_days)?;
+    let mut report = PruneReport {
+        dry_run,
+        now,
+        snapshots: decisions,
+        snapshots_removed: removed.len(),
+        log_entries_deleted: log_keys.len(),
+        ..PruneReport::default()
+    };
+
+    let drops =
+        |snap: &Snapshot, f: &FileEntry| is_voice(config, snap) && contracts.expired(f, now);
+    if dry_run {
+        let plan = sweep::analyze(repo, &kept, &mut |s, f| drops(s, f))?;
+        report.packs_deleted = plan.doomed.len();
+        report.packs_repacked = plan.repack.len();
+        report.bytes_freed = plan.bytes_freed;
+        report.expired_items = expired;
+        return Ok(report);
+    }
+
+    for (r, _) in own
+        .iter()
+        .map(|r| (r, ()))
+        .filter(|(r, _)| removed.contains(&r.id))
+    {
+        repo.store.delete(&r.key)?;
+    }
+    if !expired.is_empty() {
+        let writer = BlobWriter::new(repo, crate::index::Index::load(&repo.store)?);
+        let no_moves = Moved::new();
+        let mut rewriter = Rewriter::new(repo, &writer, &no_moves, |f| !contracts.expired(f, now));
+        let mut replacements = Vec::new();
+        for (r, snap) in kept.iter().filter(|(_, s)| is_voice(config, s)) {
+            let new = rewriter.rewrite(&snap.tree)?;
+            if new.dropped > 0 {
+                replacements.push((r, snap, new));
+            }
+        }
+        let packs = writer.finish()?;
+        if !packs.is_empty() {
+            write_index_file(&repo.store, packs)?;
+        }
+        for (r, snap, new) in &replacements {
+            replace_manifest(repo, r, snap, new)?;
+        }
+        report.snapshots_rewritten = replacements.len();
+    }
+    report.expired_items = expired;
+    let remaining: Vec<(SnapshotRef, Snapshot)> = repo
+        .list_snapshots(None, None)?
+        .into_iter()
+        .map(|r| repo.load_snapshot(&r).map(|s| (r, s)))
+        .collect::<Result<_>>()?;
+    let plan = sweep::analyze(repo, &remaining, &mut |_, _| false)?;
+    let SweepReport {
+        packs_deleted,
+        packs_repacked,
+        bytes_freed,
+        ..
+    } = sweep::apply(repo, plan, &remaining)?;
+    report.packs_deleted = packs_deleted;
+    report.packs_repacked = packs_repacked;
+    report.bytes_freed = bytes_freed;
+    for key in &log_keys {
+        repo.store.delete(key)?;
+    }
+    Ok(report)
+}

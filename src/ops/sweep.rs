@@ -1,0 +1,210 @@
+//! The sweep: after snapshots were forgotten or rewritten, reclaim space.
+//!
+//! Plan first ([`analyze`], pure over what the trees reference): a pack that
+//! no snapshot references is deleted; a pack whose unreferenced share is above
+//! [`REPACK_THRESHOLD`] is repacked (its live blobs copied into new packs).
+//! Then apply, in the order that keeps every step crash safe:
+//!
+//! 1. copy live blobs out of the packs to repack (each verified first: a read
+//!    error stops the prune, and nothing is deleted because of it),
+//! 2. rewrite the trees that point at copied blobs, write the new packs and an
+//!    index file for them, then the new manifests (each before its old one is
+//!    deleted),
+//! 3. write one consolidated index of the surviving packs, delete the old
+//!    index files,
+//! 4. delete the doomed and the repacked packs, last.
+//!
+//! A crash between any two steps leaves every listed snapshot complete: packs
+//! are deleted only after nothing listed can reach them.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::index::{read_all_index_files, write_index_file, IndexedPack};
+use crate::ops::rewrite::{referenced_blobs, replace_manifest, Moved, Rewriter};
+use crate::pack::{decode_blob, pack_key, BlobRef};
+use crate::repo::Repository;
+use crate::snapshot::{Snapshot, SnapshotRef};
+use crate::tree::FileEntry;
+use crate::writer::BlobWriter;
+
+/// Repack a pack when more than this share of it is unreferenced.
+pub const REPACK_THRESHOLD: f64 = 0.10;
+
+/// What the sweep will do.
+#[derive(Debug, Default, Serialize)]
+pub struct SweepPlan {
+    /// Packs nothing references: (id, size).
+    pub doomed: Vec<(ObjectId, u64)>,
+    /// Packs to repack: (id, size, unreferenced bytes).
+    pub repack: Vec<(ObjectId, u64, u64)>,
+    pub bytes_freed: u64,
+    #[serde(skip)]
+    live: HashMap<(ObjectId, ObjectId), u32>,
+    #[serde(skip)]
+    index: HashMap<ObjectId, IndexedPack>,
+    #[serde(skip)]
+    index_keys: Vec<String>,
+}
+
+/// Decide what to delete and repack, given the snapshots that stay and, per
+/// snapshot, which files will be dropped (`drops`).
+pub fn analyze(
+    repo: &Repository,
+    snapshots: &[(SnapshotRef, Snapshot)],
+    drops: &mut dyn FnMut(&Snapshot, &FileEntry) -> bool,
+) -> Result<SweepPlan> {
+    let mut live = HashMap::new();
+    for (_, snap) in snapshots {
+        let mut seen = HashSet::new();
+        referenced_blobs(repo, &snap.tree, &mut seen, &mut live, &mut |f| {
+            drops(snap, f)
+        })?;
+    }
+    let mut live_by_pack: HashMap<ObjectId, u64> = HashMap::new();
+    for ((pack, _), len) in &live {
+        *live_by_pack.entry(*pack).or_default() += u64::from(*len);
+    }
+    let files = read_all_index_files(&repo.store)?;
+    let index_keys = files.iter().map(|(k, _)| k.clone()).collect();
+    let mut index: HashMap<ObjectId, IndexedPack> = HashMap::new();
+    for (_, file) in files {
+        for pack in file.packs {
+            index.insert(pack.id, pack);
+        }
+    }
+    let mut plan = SweepPlan {
+        live,
+        index_keys,
+        ..SweepPlan::default()
+    };
+    for (key, size) in repo.store.list("packs")? {
+        let Some(id) = key
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<ObjectId>().ok())
+        else {
+            continue;
+        };
+        match live_by_pack.get(&id) {
+            None => {
+                plan.doomed.push((id, size));
+                plan.bytes_freed += size;
+            }
+            Some(_) => {
+                let unused: u64 = index.get(&id).map_or(0, |p| {
+                    p.blobs
+                        .iter()
+                        .filter(|b| !plan.live.contains_key(&(id, b.id)))
+                        .map(|b| u64::from(b.length))
+                        .sum()
+                });
+                if unused as f64 > REPACK_THRESHOLD * size as f64 {
+                    plan.repack.push((id, size, unused));
+                    plan.bytes_freed += unused;
+                }
+            }
+        }
+    }
+    plan.index = index;
+    Ok(plan)
+}
+
+/// What the sweep did.
+#[derive(Debug, Default, Serialize, Clone, Copy)]
+pub struct SweepReport {
+    pub packs_deleted: usize,
+    pub packs_repacked: usize,
+    pub packs_written: usize,
+    pub bytes_freed: u64,
+}
+
+/// Carry out `plan` over the snapshots in `snapshots` (all that remain).
+pub fn apply(
+    repo: &Repository,
+    plan: SweepPlan,
+    snapshots: &[(SnapshotRef, Snapshot)],
+) -> Result<SweepReport> {
+    let writer = BlobWriter::new(repo, crate::index::Index::default());
+    let mut moved: Moved = HashMap::new();
+    for (pack, _, _) in &plan.repack {
+        let key = pack_key(pack);
+        let bytes = repo.store.get(&key)?;
+        for blob in plan
+            .index
+            .get(pack)
+            .map(|p| p.blobs.as_slice())
+            .unwrap_or_default()
+        {
+            if !plan.live.contains_key(&(*pack, blob.id)) {
+                continue;
+            }
+            let location = BlobRef::new(*pack, blob);
+            let stored = bytes
+                .get(location.offset as usize..location.range().end as usize)
+                .ok_or_else(|| {
+                    crate::Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
+                })?;
+            decode_blob(stored, &location)?;
+            moved.insert(
+                (*pack, blob.id),
+                writer.store_copy(blob.kind, &location, stored)?,
+            );
+        }
+    }
+    let mut replacements = Vec::new();
+    if !moved.is_empty() {
+        let mut rewriter = Rewriter::new(repo, &writer, &moved, |_| true);
+        for (r, snap) in snapshots {
+            let new = rewriter.rewrite(&snap.tree)?;
+            if new.tree != snap.tree {
+                replacements.push((r, snap, new));
+            }
+        }
+    }
+    let new_packs = writer.finish()?;
+    let packs_written = new_packs.len();
+    if !new_packs.is_empty() {
+        write_index_file(&repo.store, new_packs.clone())?;
+    }
+    for (r, snap, new) in &replacements {
+        replace_manifest(repo, r, snap, new)?;
+    }
+    let gone: HashSet<ObjectId> = plan
+        .doomed
+        .iter()
+        .map(|d| d.0)
+        .chain(plan.repack.iter().map(|r| r.0))
+        .collect();
+    if !gone.is_empty() || plan.index_keys.len() > 1 {
+        let mut surviving: Vec<IndexedPack> = plan
+            .index
+            .into_values()
+            .filter(|p| !gone.contains(&p.id))
+            .collect();
+        surviving.extend(new_packs);
+        surviving.sort_by_key(|p| p.id);
+        let consolidated = if surviving.is_empty() {
+            None
+        } else {
+            Some(write_index_file(&repo.store, surviving)?)
+        };
+        for key in repo.store.list("index")?.into_iter().map(|(k, _)| k) {
+            if Some(&key) != consolidated.as_ref() {
+                repo.store.delete(&key)?;
+            }
+        }
+    }
+    for id in &gone {
+        repo.store.delete(&pack_key(id))?;
+    }
+    Ok(SweepReport {
+        packs_deleted: plan.doomed.len(),
+        packs_repacked: plan.repack.len(),
+        packs_written,
+        bytes_freed: plan.bytes_freed,
+    })
+}

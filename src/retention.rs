@@ -1,0 +1,197 @@
+//! Snapshot retention: which snapshots of a group a policy keeps, and why.
+//!
+//! A pure function of (snapshots, policy, time zone) with the semantics of
+//! `restic forget` (DESIGN §3): walk the group newest first; each rule has a
+//! bucket key (hour, day, ISO week-year + week, month, year, computed in the
+//! configured zone) and keeps a snapshot whose key differs from the previous
+//! one's, until it has counted N keys; a rule that runs out of snapshots
+//! before N keeps the oldest too; `keep_within` keeps everything within the
+//! duration of the group's newest snapshot. A snapshot is kept when any rule
+//! keeps it, and each decision carries its reasons. No clock is involved.
+
+use chrono::{DateTime, Datelike, Months, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::config::RetentionPolicy;
+use crate::id::ObjectId;
+
+/// A calendar duration for `keep_within`: `1y2m3w4d5h` (any subset, in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Within {
+    pub years: u32,
+    pub months: u32,
+    pub days: u32,
+    pub hours: u32,
+}
+
+impl Within {
+    /// Parse `30d`, `1y6m`, `2w`, `12h`, …
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut out = Within::default();
+        let mut digits = String::new();
+        let mut any = false;
+        for c in text.trim().chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let n: u32 = digits
+                .parse()
+                .map_err(|_| format!("{text:?}: expected a number before '{c}'"))?;
+            digits.clear();
+            match c {
+                'y' => out.years += n,
+                'm' => out.months += n,
+                'w' => out.days += 7 * n,
+                'd' => out.days += n,
+                'h' => out.hours += n,
+                _ => return Err(format!("{text:?}: unknown unit '{c}' (use y, m, w, d, h)")),
+            }
+            any = true;
+        }
+        if !digits.is_empty() || !any {
+            return Err(format!("{text:?} is not a duration like 30d, 1y6m or 12h"));
+        }
+        if out == Within::default() {
+            return Err(format!("{text:?} is zero"));
+        }
+        Ok(out)
+    }
+
+    /// `newest` minus this duration, in calendar terms in zone `tz`.
+    pub fn before(&self, newest: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+        let local = newest.with_timezone(&tz).naive_local();
+        let shifted = local
+            .checked_sub_months(Months::new(self.years * 12 + self.months))
+            .unwrap_or(local)
+            - chrono::Duration::days(i64::from(self.days));
+        let back = tz
+            .from_local_datetime(&shifted)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| shifted.and_utc());
+        back - chrono::Duration::hours(i64::from(self.hours))
+    }
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+    pub within: Option<(Within, String)>,
+}
+
+impl Policy {
+    /// Validate a configured policy; an empty one is refused.
+    pub fn from_config(raw: &RetentionPolicy) -> Result<Self, String> {
+        let within = match raw.keep_within.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some((Within::parse(text)?, text.to_string())),
+        };
+        let policy = Policy {
+            last: raw.keep_last,
+            hourly: raw.keep_hourly,
+            daily: raw.keep_daily,
+            weekly: raw.keep_weekly,
+            monthly: raw.keep_monthly,
+            yearly: raw.keep_yearly,
+            within,
+        };
+        if policy == Policy::default() {
+            return Err(
+                "the policy keeps nothing; an empty policy would delete every snapshot".into(),
+            );
+        }
+        Ok(policy)
+    }
+}
+
+/// One snapshot's fate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub id: ObjectId,
+    pub time: DateTime<Utc>,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+type KeyFn = fn(DateTime<Tz>, usize) -> String;
+
+fn rules(policy: &Policy) -> Vec<(&'static str, u32, KeyFn)> {
+    vec![
+        ("last", policy.last, |_, nr| nr.to_string()),
+        ("hourly", policy.hourly, |t, _| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour()
+            )
+        }),
+        ("daily", policy.daily, |t, _| {
+            format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day())
+        }),
+        ("weekly", policy.weekly, |t, _| {
+            let w = t.iso_week();
+            format!("{:04}-W{:02}", w.year(), w.week())
+        }),
+        ("monthly", policy.monthly, |t, _| {
+            format!("{:04}-{:02}", t.year(), t.month())
+        }),
+        ("yearly", policy.yearly, |t, _| format!("{:04}", t.year())),
+    ]
+}
+
+/// Decide for every snapshot of one group. The input order does not matter;
+/// the output is newest first (ties broken by id).
+pub fn apply(snapshots: &[(ObjectId, DateTime<Utc>)], policy: &Policy, tz: Tz) -> Vec<Decision> {
+    let mut list: Vec<(ObjectId, DateTime<Utc>)> = snapshots.to_vec();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    let mut rules: Vec<(&str, u32, KeyFn, Option<String>, u32)> = rules(policy)
+        .into_iter()
+        .map(|(name, n, f)| (name, n, f, None, 0))
+        .collect();
+    let cutoff = policy
+        .within
+        .as_ref()
+        .and_then(|(w, _)| list.first().map(|newest| w.before(newest.1, tz)));
+    let last_index = list.len().saturating_sub(1);
+    list.iter()
+        .enumerate()
+        .map(|(nr, (id, time))| {
+            let local = time.with_timezone(&tz);
+            let mut reasons = Vec::new();
+            if let (Some(cut), Some((_, text))) = (cutoff, &policy.within) {
+                if *time >= cut {
+                    reasons.push(format!("within {text}"));
+                }
+            }
+            for (name, count, key_of, last_key, counted) in rules.iter_mut() {
+                if *counted >= *count {
+                    continue;
+                }
+                let key = key_of(local, nr);
+                if last_key.as_deref() != Some(key.as_str()) {
+                    *counted += 1;
+                    reasons.push(format!("{name} {counted}"));
+                    *last_key = Some(key);
+                } else if nr == last_index {
+                    reasons.push(format!("oldest ({name})"));
+                }
+            }
+            Decision {
+                id: *id,
+                time: *time,
+                keep: !reasons.is_empty(),
+                reasons,
+            }
+        })
+        .collect()
+}
