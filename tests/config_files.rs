@@ -35,10 +35,10 @@ fn defaults_are_filled_in() {
     assert_eq!(cfg.default_voice_retention_days, 365);
     let s = &cfg.sources[0];
     assert_eq!(s.class, offsite::config::SourceClass::ClientData);
-    assert_eq!(
-        s.retention,
-        offsite::config::RetentionPolicy::client_data_default()
-    );
+    let policy = &s.retention;
+    assert_eq!((policy.daily, policy.weekly, policy.monthly), (31, 12, 3));
+    assert_eq!((policy.last, policy.hourly, policy.yearly), (0, 0, 0));
+    assert_eq!(cfg.activity_log_days, 30);
     assert_eq!(
         s.tenant.tenant_of(&["acme", "db", "dump.sql"]),
         Some("acme".into())
