@@ -59,12 +59,19 @@ fn missing_source_directory_fails_and_commits_nothing() {
     let w = World::new();
     w.ok(&["init"]);
     std::fs::remove_dir_all(w.src()).unwrap();
-    let before = w.objects();
+    let before = w.data_objects();
     let out = w.offsite(&["snapshot"]);
     let line = one_line_error(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(line.contains(w.src().to_str().unwrap()), "{line}");
-    assert_eq!(w.objects(), before, "nothing written");
+    assert_eq!(w.data_objects(), before, "nothing written");
+    let log = w.activity();
+    assert_eq!(log.last().unwrap()["operation"], "snapshot");
+    assert_eq!(
+        log.last().unwrap()["outcome"],
+        "failed",
+        "the failure is in the activity log"
+    );
 }
 
 #[test]

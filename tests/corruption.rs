@@ -32,7 +32,7 @@ fn flipped_byte_is_named_and_nothing_is_deleted() {
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[1000] ^= 0x40;
     std::fs::write(&pack, &bytes).unwrap();
-    let before = w.objects();
+    let before = w.data_objects();
 
     let out = w.offsite(&[
         "restore",
@@ -62,7 +62,7 @@ fn flipped_byte_is_named_and_nothing_is_deleted() {
         stdout.contains(&pack_name(&pack)),
         "check names the pack: {stdout}"
     );
-    assert_eq!(w.objects(), before, "nothing deleted or changed");
+    assert_eq!(w.data_objects(), before, "nothing deleted or changed");
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn missing_pack_is_named_and_nothing_else_is_deleted() {
     let (w, _) = world_with_one_data_pack();
     let pack = data_pack(&w);
     std::fs::remove_file(&pack).unwrap();
-    let before = w.objects();
+    let before = w.data_objects();
 
     let out = w.offsite(&[
         "restore",
@@ -94,7 +94,7 @@ fn missing_pack_is_named_and_nothing_else_is_deleted() {
             "{args:?} names the pack: {stdout}"
         );
     }
-    assert_eq!(w.objects(), before, "nothing deleted");
+    assert_eq!(w.data_objects(), before, "nothing deleted");
 }
 
 #[test]

@@ -85,6 +85,19 @@ impl World {
         out
     }
 
+    /// Objects that hold backups (everything but the activity log and locks).
+    pub fn data_objects(&self) -> Vec<(String, u64)> {
+        self.objects()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("log/") && !k.starts_with("locks/"))
+            .collect()
+    }
+
+    /// The activity log, as `offsite log --json` shows it.
+    pub fn activity(&self) -> Vec<serde_json::Value> {
+        self.json(&["log"]).as_array().unwrap().clone()
+    }
+
     /// Sum of all object sizes in the repository.
     pub fn repo_bytes(&self) -> u64 {
         self.objects().iter().map(|(_, n)| n).sum()
