@@ -19,10 +19,16 @@ impl World {
 
     /// A world with the given sources `(name, class, extra TOML lines)`, all over `src/`.
     pub fn with_sources(sources: &[(&str, &str, &str)]) -> Self {
+        Self::configured("", sources, "")
+    }
+
+    /// A world whose config starts with `header` (top-level keys) and ends
+    /// with `trailer` (more tables), around the sources.
+    pub fn configured(header: &str, sources: &[(&str, &str, &str)], trailer: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("src")).unwrap();
         let mut text = format!(
-            "host = \"test-host\"\nsource_region = \"eu-north-1\"\n[repository]\nurl = \"file://{}\"\nregion = \"eu-central-1\"\n",
+            "host = \"test-host\"\nsource_region = \"eu-north-1\"\n{header}\n[repository]\nurl = \"file://{}\"\nregion = \"eu-central-1\"\n",
             dir.path().join("repo").display()
         );
         for (name, class, extra) in sources {
@@ -31,6 +37,7 @@ impl World {
                 dir.path().join("src").display()
             );
         }
+        text += trailer;
         let config = dir.path().join("offsite.toml");
         std::fs::write(&config, text).unwrap();
         World { dir, config }
