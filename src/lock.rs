@@ -14,8 +14,7 @@
 //! when it belongs to this host and its process no longer exists: a crashed
 //! or killed operation never blocks the repository for long.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,7 +60,7 @@ impl LockInfo {
 pub struct Lock {
     store: Store,
     key: String,
-    stop: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -116,28 +115,22 @@ impl Lock {
                 )));
             }
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
-            let (store, key, stop) = (store.clone(), key.clone(), stop.clone());
+            let (store, key) = (store.clone(), key.clone());
             std::thread::Builder::new()
                 .name("offsite-lock".into())
                 .spawn(move || {
-                    let mut waited = Duration::ZERO;
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(200));
-                        waited += Duration::from_millis(200);
-                        if waited >= REFRESH {
-                            waited = Duration::ZERO;
-                            let fresh = LockInfo {
-                                time: Utc::now(),
-                                ..info.clone()
-                            };
-                            if let Err(e) = store.put(
-                                &key,
-                                Bytes::from(serde_json::to_vec(&fresh).expect("lock serializes")),
-                            ) {
-                                tracing::warn!(error = %e, "could not refresh the repository lock");
-                            }
+                    // Refresh every REFRESH until the lock is dropped (the sender goes away).
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
+                        let fresh = LockInfo {
+                            time: Utc::now(),
+                            ..info.clone()
+                        };
+                        let bytes =
+                            Bytes::from(serde_json::to_vec(&fresh).expect("lock serializes"));
+                        if let Err(e) = store.put(&key, bytes) {
+                            tracing::warn!(error = %e, "could not refresh the repository lock");
                         }
                     }
                 })
@@ -146,7 +139,7 @@ impl Lock {
         Ok(Lock {
             store: store.clone(),
             key,
-            stop,
+            stop: Some(stop),
             refresher,
         })
     }
@@ -154,7 +147,7 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(handle) = self.refresher.take() {
             let _ = handle.join();
         }
