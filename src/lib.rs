@@ -20,6 +20,7 @@ pub mod chunking;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod glob;
 pub mod id;
 pub mod index;

@@ -37,6 +37,8 @@ pub struct CheckReport {
 struct Checker<'a> {
     repo: &'a Repository,
     index: Index,
+    /// Every indexed (pack, blob, offset).
+    located: HashSet<(ObjectId, ObjectId, u64)>,
     present: HashMap<String, u64>,
     seen_trees: HashSet<ObjectId>,
     files: HashMap<(ObjectId, ObjectId), (FileEntry, String)>,
@@ -51,19 +53,19 @@ impl Checker<'_> {
 
     fn check_blob(&mut self, blob: &BlobRef, what: &str) {
         let key = pack_key(&blob.pack);
+        // A blob may be stored twice (a repack copied it, the old pack is not
+        // deleted yet): any indexed copy at the place the tree says is right.
+        let at_tree_location = self.located.contains(&(blob.pack, blob.id, blob.offset));
         match self.index.blobs.get(&blob.id) {
             None => self.problem(format!(
                 "{what}: blob {} (in {key}) is not in the index",
                 blob.id
             )),
-            Some(indexed) if indexed.pack != blob.pack || indexed.offset != blob.offset => {
-                // The blob may be stored twice; accept any indexed copy where the tree says.
-                self.problem(format!(
-                    "{what}: blob {} is indexed in {} but the tree says {key}",
-                    blob.id,
-                    pack_key(&indexed.pack)
-                ))
-            }
+            Some(indexed) if !at_tree_location => self.problem(format!(
+                "{what}: blob {} is indexed in {} but the tree says {key}",
+                blob.id,
+                pack_key(&indexed.pack)
+            )),
             Some(_) => {}
         }
         if !self.present.contains_key(&key) {
@@ -134,6 +136,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     let mut checker = Checker {
         repo,
         index: Index::default(),
+        located: HashSet::new(),
         present: repo.store.list("packs")?.into_iter().collect(),
         seen_trees: HashSet::new(),
         files: HashMap::new(),
@@ -142,7 +145,14 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     checker.report.packs = checker.present.len();
     for (key, _) in repo.store.list("index")? {
         match read_index_file(&repo.store, &key) {
-            Ok(file) => checker.index.add_file(&file),
+            Ok(file) => {
+                for pack in &file.packs {
+                    checker
+                        .located
+                        .extend(pack.blobs.iter().map(|b| (pack.id, b.id, b.offset)));
+                }
+                checker.index.add_file(&file)
+            }
             Err(e) => checker.problem(format!("index {key}: {e}")),
         }
     }

@@ -145,6 +145,17 @@ fn expired_in(
     walk(repo, &snap.tree, "", snap, contracts, now, out)
 }
 
+/// Sweeps per prune at most.
+const MAX_SWEEPS: usize = 3;
+
+/// Every snapshot of every host, with its manifest.
+fn load_all(repo: &Repository) -> Result<Vec<(SnapshotRef, Snapshot)>> {
+    repo.list_snapshots(None, None)?
+        .into_iter()
+        .map(|r| repo.load_snapshot(&r).map(|s| (r, s)))
+        .collect()
+}
+
 fn is_voice(config: &Config, snap: &Snapshot) -> bool {
     snap.host == config.host && snap.class == SourceClass::Voice
 }
@@ -167,11 +178,7 @@ pub fn prune(
         )?)
     };
     let contracts = config.contracts();
-    let all: Vec<(SnapshotRef, Snapshot)> = repo
-        .list_snapshots(None, None)?
-        .into_iter()
-        .map(|r| repo.load_snapshot(&r).map(|s| (r, s)))
-        .collect::<Result<_>>()?;
+    let all = load_all(repo)?;
     let own: Vec<SnapshotRef> = all
         .iter()
         .filter(|(r, _)| r.host == config.host)
@@ -218,6 +225,7 @@ pub fn prune(
     {
         repo.store.delete(&r.key)?;
     }
+    crate::failpoint::hit("prune-after-forget");
     if !expired.is_empty() {
         let writer = BlobWriter::new(repo, crate::index::Index::load(&repo.store)?);
         let no_moves = Moved::new();
@@ -233,27 +241,36 @@ pub fn prune(
         if !packs.is_empty() {
             write_index_file(&repo.store, packs)?;
         }
+        crate::failpoint::hit("prune-before-voice-manifests");
         for (r, snap, new) in &replacements {
             replace_manifest(repo, r, snap, new)?;
+            crate::failpoint::hit("prune-after-one-voice-manifest");
         }
         report.snapshots_rewritten = replacements.len();
     }
     report.expired_items = expired;
-    let remaining: Vec<(SnapshotRef, Snapshot)> = repo
-        .list_snapshots(None, None)?
-        .into_iter()
-        .map(|r| repo.load_snapshot(&r).map(|s| (r, s)))
-        .collect::<Result<_>>()?;
-    let plan = sweep::analyze(repo, &remaining, &mut |_, _| false)?;
-    let SweepReport {
-        packs_deleted,
-        packs_repacked,
-        bytes_freed,
-        ..
-    } = sweep::apply(repo, plan, &remaining)?;
-    report.packs_deleted = packs_deleted;
-    report.packs_repacked = packs_repacked;
-    report.bytes_freed = bytes_freed;
+    let remaining = load_all(repo)?;
+    crate::failpoint::hit("prune-before-sweep");
+    // Repacking rewrites trees, which leaves the old tree blobs unreferenced:
+    // sweep again until nothing is left to collect (twice is usually enough).
+    let mut remaining = remaining;
+    for _ in 0..MAX_SWEEPS {
+        let plan = sweep::analyze(repo, &remaining, &mut |_, _| false)?;
+        if plan.doomed.is_empty() && plan.repack.is_empty() {
+            break;
+        }
+        let SweepReport {
+            packs_deleted,
+            packs_repacked,
+            bytes_freed,
+            ..
+        } = sweep::apply(repo, plan, &remaining)?;
+        report.packs_deleted += packs_deleted;
+        report.packs_repacked += packs_repacked;
+        report.bytes_freed += bytes_freed;
+        remaining = load_all(repo)?;
+    }
+    crate::failpoint::hit("prune-before-log-cleanup");
     for key in &log_keys {
         repo.store.delete(key)?;
     }

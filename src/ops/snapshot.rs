@@ -184,6 +184,11 @@ impl Walker<'_> {
                         sha256: ObjectId::default(),
                         chunks: Vec::new(),
                     };
+                    if self.contracts.is_some_and(|c| c.expired(&entry, self.time)) {
+                        self.expired += 1;
+                        rel.pop();
+                        continue;
+                    }
                     let old = match parent.as_ref().and_then(|t| t.get(&name)) {
                         Some(Entry::File(f)) => Some(f),
                         _ => None,
@@ -431,9 +436,11 @@ pub fn snapshot_source(
     let root = build_tree(nodes, &mut stored, &writer, &mut summary)?;
     let bytes_added = writer.bytes_added();
     let packs = writer.finish()?;
+    crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
         write_index_file(&repo.store, packs)?;
     }
+    crate::failpoint::hit("snapshot-before-manifest");
     let warnings = warnings.into_inner().unwrap();
     summary.bytes_added = bytes_added;
     summary.warnings = warnings.len() as u64;

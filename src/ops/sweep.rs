@@ -170,9 +170,12 @@ pub fn apply(
     if !new_packs.is_empty() {
         write_index_file(&repo.store, new_packs.clone())?;
     }
+    crate::failpoint::hit("sweep-before-manifests");
     for (r, snap, new) in &replacements {
         replace_manifest(repo, r, snap, new)?;
+        crate::failpoint::hit("sweep-after-one-manifest");
     }
+    crate::failpoint::hit("sweep-before-index");
     let gone: HashSet<ObjectId> = plan
         .doomed
         .iter()
@@ -192,14 +195,19 @@ pub fn apply(
         } else {
             Some(write_index_file(&repo.store, surviving)?)
         };
+        crate::failpoint::hit("sweep-after-new-index");
         for key in repo.store.list("index")?.into_iter().map(|(k, _)| k) {
             if Some(&key) != consolidated.as_ref() {
                 repo.store.delete(&key)?;
             }
         }
     }
-    for id in &gone {
+    crate::failpoint::hit("sweep-before-pack-deletion");
+    for (i, id) in gone.iter().enumerate() {
         repo.store.delete(&pack_key(id))?;
+        if i == gone.len() / 2 {
+            crate::failpoint::hit("sweep-mid-pack-deletion");
+        }
     }
     Ok(SweepReport {
         packs_deleted: plan.doomed.len(),
