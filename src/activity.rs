@@ -4,7 +4,7 @@
 //! entry is its own small object under a daily prefix:
 //!
 //! ```text
-//! log/<YYYY-MM-DD>/<HHMMSS.mmm>-<host>-<random>.json   one JSON line
+//! log/<YYYY-MM-DD>/<HHMMSS.mmm>-<host>-<operation>-<random>.json   one JSON line
 //! ```
 //!
 //! Reading a day is one listing; prune deletes the entries older than
@@ -33,15 +33,57 @@ pub struct Activity {
 /// Append an entry.
 pub fn append(store: &Store, entry: &Activity) -> Result<()> {
     let key = format!(
-        "log/{}/{}-{}-{}.json",
+        "log/{}/{}-{}-{}-{}.json",
         entry.time.format("%Y-%m-%d"),
         entry.time.format("%H%M%S%.3f"),
         entry.host,
+        entry.operation,
         &ObjectId::random().to_hex()[..8]
     );
     let mut line = serde_json::to_vec(entry).expect("activity serializes");
     line.push(b'\n');
     store.put_new(&key, Bytes::from(line))
+}
+
+/// Log an operation's outcome now; a failure to log is a warning (on stderr
+/// and in the journal), never a reason to fail the operation itself.
+pub fn log(store: &Store, host: &str, operation: &str, outcome: &str, details: serde_json::Value) {
+    let entry = Activity {
+        time: Utc::now(),
+        host: host.to_string(),
+        operation: operation.to_string(),
+        outcome: outcome.to_string(),
+        details,
+    };
+    if let Err(e) = append(store, &entry) {
+        tracing::warn!(error = %e, operation, "could not write the activity log");
+        eprintln!("offsite: warning: could not write the activity log: {e}");
+    }
+}
+
+/// Log a result: `ok` with the report as details, or `failed` with the error.
+pub fn log_result<T: Serialize, E: std::fmt::Display>(
+    store: &Store,
+    host: &str,
+    operation: &str,
+    result: &std::result::Result<T, E>,
+) {
+    match result {
+        Ok(report) => log(
+            store,
+            host,
+            operation,
+            "ok",
+            serde_json::to_value(report).unwrap_or_default(),
+        ),
+        Err(e) => log(
+            store,
+            host,
+            operation,
+            "failed",
+            serde_json::json!({ "error": e.to_string() }),
+        ),
+    }
 }
 
 /// The day of a log key, if it is one.
@@ -50,17 +92,27 @@ fn day_of(key: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
 }
 
-/// Entries from `since` (a day) on, oldest first.
-pub fn read(store: &Store, since: Option<NaiveDate>) -> Result<Vec<Activity>> {
+/// Entries from `since` (a day) on, oldest first; only those of
+/// `operation` when given (judged by the key, so others are not read).
+pub fn read(
+    store: &Store,
+    since: Option<NaiveDate>,
+    operation: Option<&str>,
+) -> Result<Vec<Activity>> {
     let mut out = Vec::new();
     for (key, _) in store.list("log")? {
         if since.is_some_and(|s| day_of(&key).is_some_and(|d| d < s)) {
             continue;
         }
+        if operation.is_some_and(|op| !key.contains(&format!("-{op}-"))) {
+            continue;
+        }
         let bytes = store.get(&key)?;
         let entry: Activity = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(&key, format!("log entry does not parse: {e}")))?;
-        out.push(entry);
+        if operation.is_none_or(|op| entry.operation == op) {
+            out.push(entry);
+        }
     }
     out.sort_by_key(|a| a.time);
     Ok(out)

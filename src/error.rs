@@ -48,6 +48,9 @@ pub enum Error {
     /// Another operation holds the repository (a lock), or two writers raced.
     #[error("{0}")]
     Conflict(String),
+    /// The operation was stopped on request (SIGTERM) at a safe point.
+    #[error("stopped on request before completion; nothing partial was committed")]
+    Cancelled,
     /// The operation is refused by a policy (retention) unless forced.
     #[error("{0}")]
     Refused(String),

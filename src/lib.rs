@@ -16,6 +16,8 @@
 //!   exit codes.
 
 pub mod activity;
+pub mod agent;
+pub mod cancel;
 pub mod chunking;
 pub mod cli;
 pub mod config;
@@ -25,6 +27,7 @@ pub mod glob;
 pub mod id;
 pub mod index;
 pub mod lock;
+pub mod metrics;
 pub mod ops;
 pub mod pack;
 pub mod repo;

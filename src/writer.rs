@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::index::{Index, IndexedPack};
@@ -99,6 +100,7 @@ pub struct BlobWriter<'r> {
     tree_pack: Mutex<PackBuilder>,
     written: Mutex<Vec<IndexedPack>>,
     added: AtomicU64,
+    cancel: Option<Cancel>,
 }
 
 impl<'r> BlobWriter<'r> {
@@ -111,7 +113,15 @@ impl<'r> BlobWriter<'r> {
             tree_pack: Mutex::new(PackBuilder::new(1 << 20)),
             written: Mutex::new(Vec::new()),
             added: AtomicU64::new(0),
+            cancel: None,
         }
+    }
+
+    /// Stop storing (with `Error::Cancelled`) once `cancel` is set: checked
+    /// before every blob, so a snapshot stops within one chunk.
+    pub fn with_cancel(mut self, cancel: &Cancel) -> Self {
+        self.cancel = Some(cancel.clone());
+        self
     }
 
     /// Bytes stored by this writer so far (new blobs, as stored).
@@ -121,6 +131,9 @@ impl<'r> BlobWriter<'r> {
 
     /// Store one blob (or find it stored already); returns where it lives.
     pub fn store(&self, kind: BlobKind, raw: &[u8], mode: Compress) -> Result<BlobRef> {
+        if let Some(cancel) = &self.cancel {
+            cancel.check()?;
+        }
         let id = ObjectId::hash(raw);
         if let Some(found) = self.known.lock().unwrap().get(&id) {
             return Ok(found.clone());

@@ -74,6 +74,17 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Restore one random item to a temporary place, verify it, remove it.
+    RestoreTest {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Seed the random choice (repeatable).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Run the agent: scheduled snapshots, prune and restore tests, metrics.
+    Run,
     /// Apply retention: forget snapshots, drop expired voice items, reclaim space.
     Prune {
         /// Print the plan (every snapshot with its reasons) without changing anything.

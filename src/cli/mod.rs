@@ -14,11 +14,13 @@ use serde::Serialize;
 pub use args::{Cli, Command, ConfigAction};
 pub use output::human_bytes;
 
-use crate::activity::{self, Activity};
+use crate::activity;
+use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lock::{Lock, LockKind};
 use crate::ops::prune::{self, PruneReport};
+use crate::ops::restore_test::{self, Rng};
 use crate::ops::{check, rebuild_index, restore, snapshot};
 use crate::repo::Repository;
 
@@ -70,29 +72,14 @@ fn print_json<T: Serialize>(value: &T) {
     );
 }
 
-/// Append an activity-log entry for `operation`; a failure to log is a
-/// warning, never a reason to fail the operation itself.
+/// Record `result` of `operation` in the activity log.
 fn record<T: Serialize, E: std::fmt::Display>(
     repo: &Repository,
     config: &Config,
     operation: &str,
     result: &std::result::Result<T, E>,
 ) {
-    let (outcome, details) = match result {
-        Ok(report) => ("ok", serde_json::to_value(report).unwrap_or_default()),
-        Err(e) => ("failed", serde_json::json!({ "error": e.to_string() })),
-    };
-    let entry = Activity {
-        time: Utc::now(),
-        host: config.host.clone(),
-        operation: operation.to_string(),
-        outcome: outcome.to_string(),
-        details,
-    };
-    if let Err(e) = activity::append(&repo.store, &entry) {
-        tracing::warn!(error = %e, operation, "could not write the activity log");
-        eprintln!("offsite: warning: could not write the activity log: {e}");
-    }
+    activity::log_result(&repo.store, &config.host, operation, result);
 }
 
 /// Run one parsed command.
@@ -136,8 +123,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "snapshot")?;
             let mut failures = 0;
             for src in &sources {
-                let result =
-                    snapshot::snapshot_source(&repo, &config.host, src, &config.contracts(), time);
+                let result = snapshot::snapshot_source(
+                    &repo,
+                    &config.host,
+                    src,
+                    &config.contracts(),
+                    time,
+                    &Cancel::new(),
+                );
                 record(&repo, &config, "snapshot", &result);
                 match result {
                     Ok(report) if json => print_json(&report),
@@ -211,9 +204,33 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::RestoreTest { source, seed } => {
+            let repo = Repository::open(&config.repository)?;
+            let sources = config.selected_sources(source.as_deref())?;
+            let mut rng = seed.map_or_else(Rng::from_entropy, Rng::seeded);
+            let report = restore_test::restore_test(&repo, &config, &sources, &mut rng);
+            let details = serde_json::to_value(&report).unwrap_or_default();
+            activity::log(
+                &repo.store,
+                &config.host,
+                "restore-test",
+                &report.result,
+                details,
+            );
+            if json {
+                print_json(&report);
+            } else {
+                output::restore_test(&report);
+            }
+            match &report.error {
+                None => Ok(0),
+                Some(e) => Err(Error::CheckFailed(format!("restore test failed: {e}"))),
+            }
+        }
+        Command::Run => crate::agent::run_from_cli(config),
         Command::Prune { dry_run } => {
             let repo = Repository::open(&config.repository)?;
-            let result = prune::prune(&repo, &config, now, dry_run);
+            let result = prune::prune(&repo, &config, now, dry_run, &Cancel::new());
             if !dry_run {
                 record(&repo, &config, "prune", &result.as_ref().map(prune_summary));
             }
@@ -227,7 +244,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Log { since } => {
             let repo = Repository::open(&config.repository)?;
-            let entries = activity::read(&repo.store, since)?;
+            let entries = activity::read(&repo.store, since, None)?;
             if json {
                 print_json(&entries);
             } else {

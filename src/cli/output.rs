@@ -7,6 +7,7 @@ use crate::ops::check::CheckReport;
 use crate::ops::prune::PruneReport;
 use crate::ops::rebuild_index::RebuildReport;
 use crate::ops::restore::RestoreReport;
+use crate::ops::restore_test::RestoreTestReport;
 use crate::ops::snapshot::SnapshotReport;
 
 /// Bytes for people: 1.23 GiB.
@@ -95,6 +96,25 @@ pub fn restore(r: &RestoreReport) {
         human_bytes(r.bytes),
         r.sha256
     );
+}
+
+pub fn restore_test(r: &RestoreTestReport) {
+    let what = match (&r.source, &r.item) {
+        (Some(s), Some(i)) => format!("{s}:{i}"),
+        _ => "nothing".into(),
+    };
+    println!(
+        "restore test {}: {what} (tenant {}, snapshot {}{}), {}, {:.3} s",
+        r.result,
+        r.tenant.as_deref().unwrap_or("-"),
+        r.snapshot.map(|s| s.short()).unwrap_or_else(|| "-".into()),
+        if r.carried { ", carried forward" } else { "" },
+        human_bytes(r.bytes),
+        r.duration_seconds
+    );
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
 }
 
 pub fn check(r: &CheckReport, read_data: bool) {

@@ -4,6 +4,7 @@ pub mod check;
 pub mod prune;
 pub mod rebuild_index;
 pub mod restore;
+pub mod restore_test;
 pub mod rewrite;
 pub mod snapshot;
 pub mod sweep;

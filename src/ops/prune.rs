@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::activity;
+use crate::cancel::Cancel;
 use crate::config::{Config, SourceClass};
 use crate::error::Result;
 use crate::id::ObjectId;
@@ -166,6 +167,7 @@ pub fn prune(
     config: &Config,
     now: DateTime<Utc>,
     dry_run: bool,
+    cancel: &Cancel,
 ) -> Result<PruneReport> {
     let _lock = if dry_run {
         None
@@ -226,6 +228,7 @@ pub fn prune(
         repo.store.delete(&r.key)?;
     }
     crate::failpoint::hit("prune-after-forget");
+    cancel.check()?;
     if !expired.is_empty() {
         let writer = BlobWriter::new(repo, crate::index::Index::load(&repo.store)?);
         let no_moves = Moved::new();
@@ -251,6 +254,7 @@ pub fn prune(
     report.expired_items = expired;
     let remaining = load_all(repo)?;
     crate::failpoint::hit("prune-before-sweep");
+    cancel.check()?;
     // Repacking rewrites trees, which leaves the old tree blobs unreferenced:
     // sweep again until nothing is left to collect (twice is usually enough).
     let mut remaining = remaining;
@@ -269,6 +273,7 @@ pub fn prune(
         report.packs_repacked += packs_repacked;
         report.bytes_freed += bytes_freed;
         remaining = load_all(repo)?;
+        cancel.check()?;
     }
     crate::failpoint::hit("prune-before-log-cleanup");
     for key in &log_keys {

@@ -15,6 +15,9 @@
 //! [`crate::voice`]), so the newest voice snapshot holds every recording whose
 //! backup must still exist.
 //!
+//! A snapshot asked to stop ([`Cancel`]) stops within one chunk and commits
+//! nothing.
+//!
 //! A file that vanishes or cannot be read is a warning, counted in the
 //! summary; the snapshot still commits. A repository failure stops the
 //! snapshot before its manifest exists, so no partial snapshot is ever listed.
@@ -28,6 +31,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::chunking::{sizes_for, store_file, ChunkSizes, StoreFileError};
 use crate::config::{Source, SourceClass};
 use crate::error::{Error, Result};
@@ -85,6 +89,7 @@ struct Walker<'a> {
     /// For voice sources: the contracts that decide expiry at `time`.
     contracts: Option<&'a Contracts>,
     time: DateTime<Utc>,
+    cancel: &'a Cancel,
     jobs: Vec<FileJob>,
     warnings: Vec<String>,
     carried: u64,
@@ -107,6 +112,7 @@ impl Walker<'_> {
         rel: &mut Vec<String>,
         parent: Option<Tree>,
     ) -> Result<Vec<Node>> {
+        self.cancel.check()?;
         let reader = match std::fs::read_dir(dir) {
             Ok(r) => r,
             Err(e) if rel.is_empty() => return Err(Error::io(dir, e)),
@@ -367,6 +373,7 @@ pub fn snapshot_source(
     source: &Source,
     contracts: &Contracts,
     time: DateTime<Utc>,
+    cancel: &Cancel,
 ) -> Result<SnapshotReport> {
     let started = Instant::now();
     let root_meta = std::fs::metadata(&source.path).map_err(|e| Error::NotFound {
@@ -400,6 +407,7 @@ pub fn snapshot_source(
         source,
         contracts: (source.class == SourceClass::Voice).then_some(contracts),
         time,
+        cancel,
         jobs: Vec::new(),
         warnings: Vec::new(),
         carried: 0,
@@ -415,7 +423,7 @@ pub fn snapshot_source(
     } = walker;
     tracing::info!(source = %source.name, to_read = jobs.len(), "walk done");
 
-    let writer = BlobWriter::new(repo, Index::load(&repo.store)?);
+    let writer = BlobWriter::new(repo, Index::load(&repo.store)?).with_cancel(cancel);
     let warnings = Mutex::new(warnings);
     let mut stored = store_jobs(&jobs, sizes_for(source.class), &writer, &warnings)?;
     let mut summary = Summary {

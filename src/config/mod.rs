@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod raw;
+
 use crate::error::{Error, Result};
 use crate::glob::Pattern;
 use crate::retention::Policy;
@@ -20,94 +22,7 @@ use crate::voice::Contracts;
 /// Where `--config` is looked for when not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./offsite.toml", "/etc/offsite/offsite.toml"];
 
-/// The file as written.
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub host: Option<String>,
-    pub timezone: Option<String>,
-    pub source_region: Option<String>,
-    pub data_retention_months: Option<u32>,
-    pub activity_log_days: Option<u32>,
-    pub repository: RawRepository,
-    #[serde(default, rename = "source")]
-    pub sources: Vec<RawSource>,
-    pub contracts: Option<RawContracts>,
-}
-
-/// `[repository]`.
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawRepository {
-    pub url: String,
-    pub region: Option<String>,
-}
-
-/// One `[[source]]`.
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawSource {
-    pub name: String,
-    pub class: Option<String>,
-    pub path: PathBuf,
-    pub include: Option<Vec<String>>,
-    pub exclude: Option<Vec<String>>,
-    pub tenant: Option<String>,
-    pub retention: Option<RetentionPolicy>,
-    pub schedule: Option<String>,
-}
-
-/// `[contracts]`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawContracts {
-    pub default_voice_retention_days: Option<u32>,
-    #[serde(default)]
-    pub tenants: BTreeMap<String, TenantContract>,
-}
-
-/// A tenant's contract terms.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TenantContract {
-    pub voice_retention_days: u32,
-}
-
-/// A snapshot retention policy (`restic forget` semantics; see DESIGN §3).
-#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionPolicy {
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub keep_last: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub keep_hourly: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub keep_daily: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub keep_weekly: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub keep_monthly: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub keep_yearly: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_within: Option<String>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-impl RetentionPolicy {
-    /// The platform's promise for client data: 31 daily, 12 weekly, 3 monthly.
-    pub fn client_data_default() -> Self {
-        RetentionPolicy {
-            keep_daily: 31,
-            keep_weekly: 12,
-            keep_monthly: 3,
-            ..Default::default()
-        }
-    }
-}
+pub use raw::*;
 
 /// What kind of data a source holds; decides retention and chunking.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +102,7 @@ pub struct Source {
     pub exclude: Vec<Pattern>,
     pub tenant: TenantRule,
     pub retention: Policy,
-    pub schedule: Option<String>,
+    pub schedule: cron::Schedule,
 }
 
 /// A validated configuration.
@@ -198,6 +113,12 @@ pub struct Config {
     pub source_region: String,
     pub data_retention_months: u32,
     pub activity_log_days: u32,
+    pub state_dir: PathBuf,
+    pub prune_schedule: cron::Schedule,
+    pub restore_test_schedule: cron::Schedule,
+    pub restore_test_max_item_bytes: Option<u64>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub metrics_textfile: Option<PathBuf>,
     pub repository_url: String,
     pub repository: Location,
     pub repository_region: String,
@@ -297,6 +218,46 @@ impl Config {
             return Err(Error::config("activity_log_days", "must be at least 1"));
         }
         raw.activity_log_days = Some(activity_log_days);
+        let state_dir = raw
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        raw.state_dir = Some(state_dir.clone());
+        let mut prune = raw.prune.clone().unwrap_or_default();
+        let prune_text = prune
+            .schedule
+            .get_or_insert_with(|| DEFAULT_PRUNE_SCHEDULE.into())
+            .clone();
+        let prune_schedule = parse_schedule(&prune_text, "prune.schedule")?;
+        raw.prune = Some(prune);
+        let mut restore_test = raw.restore_test.clone().unwrap_or_default();
+        let test_text = restore_test
+            .schedule
+            .get_or_insert_with(|| DEFAULT_RESTORE_TEST_SCHEDULE.into())
+            .clone();
+        let restore_test_schedule = parse_schedule(&test_text, "restore_test.schedule")?;
+        if restore_test.max_item_bytes == Some(0) {
+            return Err(Error::config(
+                "restore_test.max_item_bytes",
+                "must be at least 1 (leave it out for no limit)",
+            ));
+        }
+        let restore_test_max_item_bytes = restore_test.max_item_bytes;
+        raw.restore_test = Some(restore_test);
+        let mut metrics = raw.metrics.clone().unwrap_or_default();
+        let listen_text = metrics
+            .listen
+            .get_or_insert_with(|| DEFAULT_METRICS_LISTEN.into())
+            .clone();
+        let metrics_listen = if listen_text.is_empty() {
+            None
+        } else {
+            Some(listen_text.parse().map_err(|_| {
+                Error::config("metrics.listen", format!("{listen_text:?} is not an address like 127.0.0.1:9464 (\"\" turns the endpoint off)"))
+            })?)
+        };
+        let metrics_textfile = metrics.textfile.clone();
+        raw.metrics = Some(metrics);
         let source_region = raw
             .source_region
             .clone()
@@ -374,6 +335,12 @@ impl Config {
             };
             let policy =
                 Policy::from_config(&retention).map_err(|m| Error::config(key("retention"), m))?;
+            let schedule_text = rs
+                .schedule
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SNAPSHOT_SCHEDULE.into());
+            let schedule = parse_schedule(&schedule_text, &key("schedule"))?;
+            rs.schedule = Some(schedule_text);
             rs.retention = Some(retention);
             sources.push(Source {
                 name: rs.name.clone(),
@@ -383,7 +350,7 @@ impl Config {
                 exclude,
                 tenant,
                 retention: policy,
-                schedule: rs.schedule.clone(),
+                schedule,
             });
         }
         let contracts = raw.contracts.clone().unwrap_or_default();
@@ -412,6 +379,12 @@ impl Config {
             source_region,
             data_retention_months,
             activity_log_days,
+            state_dir,
+            prune_schedule,
+            restore_test_schedule,
+            restore_test_max_item_bytes,
+            metrics_listen,
+            metrics_textfile,
             repository_url: raw.repository.url.clone(),
             repository,
             repository_region,

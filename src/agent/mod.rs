@@ -1,0 +1,279 @@
+//! `offsite run`: the long-running agent.
+//!
+//! One loop, one job at a time per repository: it sleeps until the next job
+//! is due ([`schedule`]), runs it, records the outcome (state file, activity
+//! log, metrics), and goes on. A job that comes due while another runs waits
+//! its turn. SIGTERM or SIGINT sets the [`Cancel`] flag: no new job starts,
+//! the running one stops at its next safe point (nothing partial is ever
+//! committed), and the agent exits 0. Under systemd it reports READY, STATUS
+//! and WATCHDOG ([`notify`]). The clock and the random source are inputs
+//! ([`clock`], [`crate::ops::restore_test::Rng`]), so tests drive days of
+//! schedules in milliseconds.
+
+pub mod clock;
+pub mod notify;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::activity;
+use crate::cancel::Cancel;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lock::{Lock, LockKind};
+use crate::metrics::Metrics;
+use crate::ops::restore_test::{restore_test, Rng};
+use crate::ops::{prune, snapshot};
+use crate::repo::Repository;
+use clock::{Clock, SystemClock};
+use notify::Notifier;
+use schedule::{jobs_from_config, Job, JobKind, Scheduler, State};
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed(String),
+    /// Stopped on request; it does not count as run.
+    Cancelled,
+}
+
+/// Runs jobs (the repository in production, a recorder in tests).
+pub trait Runner {
+    fn run(&mut self, job: &Job, cancel: &Cancel) -> Outcome;
+}
+
+/// The scheduler loop; returns when `cancel` is set.
+pub fn run_loop(
+    scheduler: &mut Scheduler,
+    runner: &mut dyn Runner,
+    clock: &dyn Clock,
+    cancel: &Cancel,
+    notifier: &Notifier,
+) -> Result<()> {
+    while !cancel.is_cancelled() {
+        let now = clock.now();
+        if let Some(i) = scheduler.due(now) {
+            let job = scheduler.jobs[i].clone();
+            notifier.send(&format!("STATUS=running {}", job.name));
+            tracing::info!(job = %job.name, "job started");
+            let outcome = runner.run(&job, cancel);
+            match &outcome {
+                Outcome::Cancelled => {
+                    tracing::warn!(job = %job.name, "job stopped on request; it will run again");
+                    break;
+                }
+                Outcome::Ok => tracing::info!(job = %job.name, "job finished"),
+                Outcome::Failed(e) => tracing::error!(job = %job.name, error = %e, "job failed"),
+            }
+            let label = if outcome == Outcome::Ok {
+                "ok"
+            } else {
+                "failed"
+            };
+            scheduler.finished(i, clock.now(), label)?;
+            continue;
+        }
+        match scheduler.upcoming() {
+            Some((i, at)) => {
+                notifier.send(&format!(
+                    "STATUS=next: {} at {}",
+                    scheduler.jobs[i].name.replace(':', " "),
+                    at.with_timezone(&scheduler.tz).to_rfc3339()
+                ));
+                clock.sleep_until(at, cancel);
+            }
+            None => {
+                notifier.send("STATUS=no job is scheduled");
+                clock.sleep_until(clock.now() + chrono::Duration::hours(1), cancel);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The production runner: operations on the repository.
+pub struct RepoRunner<'a> {
+    pub repo: &'a Repository,
+    pub config: &'a Config,
+    pub metrics: &'a Metrics,
+    pub rng: Rng,
+}
+
+impl RepoRunner<'_> {
+    fn log<T: serde::Serialize>(&self, operation: &str, result: &std::result::Result<T, &Error>) {
+        activity::log_result(&self.repo.store, &self.config.host, operation, result);
+    }
+
+    fn run_job(&mut self, job: &Job, cancel: &Cancel) -> Result<()> {
+        match &job.kind {
+            JobKind::Snapshot(name) => {
+                let source = self.config.source(name)?;
+                let _lock = Lock::acquire(
+                    &self.repo.store,
+                    &self.config.host,
+                    LockKind::Shared,
+                    "snapshot",
+                )?;
+                let time = crate::snapshot::truncate_to_millis(Utc::now());
+                let result = snapshot::snapshot_source(
+                    self.repo,
+                    &self.config.host,
+                    source,
+                    &self.config.contracts(),
+                    time,
+                    cancel,
+                );
+                if !matches!(result, Err(Error::Cancelled)) {
+                    self.log("snapshot", &result.as_ref());
+                }
+                self.metrics.record_snapshot(&result?);
+            }
+            JobKind::Prune => {
+                let result = prune::prune(self.repo, self.config, Utc::now(), false, cancel);
+                if !matches!(result, Err(Error::Cancelled)) {
+                    self.log(
+                        "prune",
+                        &result
+                            .as_ref()
+                            .map(|r| (r.snapshots_removed, r.packs_deleted, r.bytes_freed)),
+                    );
+                }
+                self.metrics.record_prune(&result?, Utc::now());
+            }
+            JobKind::RestoreTest => {
+                let sources: Vec<_> = self.config.sources.iter().collect();
+                let report = restore_test(self.repo, self.config, &sources, &mut self.rng);
+                let details = serde_json::to_value(&report).unwrap_or_default();
+                activity::log(
+                    &self.repo.store,
+                    &self.config.host,
+                    "restore-test",
+                    &report.result,
+                    details,
+                );
+                self.metrics.record_restore_test(&report);
+                if let Some(e) = report.error {
+                    return Err(Error::CheckFailed(format!("restore test failed: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Runner for RepoRunner<'_> {
+    fn run(&mut self, job: &Job, cancel: &Cancel) -> Outcome {
+        let outcome = match self.run_job(job, cancel) {
+            Ok(()) => Outcome::Ok,
+            Err(Error::Cancelled) => return Outcome::Cancelled,
+            Err(e) => {
+                self.metrics.record_job_failure(job.kind_name());
+                Outcome::Failed(e.to_string())
+            }
+        };
+        if let Err(e) = self.metrics.refresh_repository(self.repo, self.config) {
+            tracing::warn!(error = %e, "could not refresh repository metrics");
+        }
+        if let Some(path) = &self.config.metrics_textfile {
+            if let Err(e) = self.metrics.write_textfile(path) {
+                tracing::warn!(error = %e, "could not write the metrics textfile");
+            }
+        }
+        outcome
+    }
+}
+
+/// Stop on SIGTERM or SIGINT (a thread with its own small runtime).
+fn watch_signals(cancel: Cancel) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("signal runtime", e))?;
+    let (mut term, mut int) = runtime
+        .block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .map_err(|e| Error::io("signal handlers", e))?;
+    std::thread::Builder::new()
+        .name("offsite-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                }
+            });
+            cancel.cancel();
+        })
+        .map_err(|e| Error::io("signal thread", e))?;
+    Ok(())
+}
+
+/// `offsite run` with the system clock, signals, metrics and systemd.
+pub fn run_from_cli(config: Config) -> Result<i32> {
+    let repo = Repository::open(&config.repository)?;
+    let cancel = Cancel::new();
+    watch_signals(cancel.clone())?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.load_from_repository(&repo, &config)?;
+    if let Some(addr) = config.metrics_listen {
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            Error::config("metrics.listen", format!("cannot listen on {addr}: {e}"))
+        })?;
+        let served = metrics.clone();
+        std::thread::Builder::new()
+            .name("offsite-metrics".into())
+            .spawn(move || crate::metrics::serve(listener, served))
+            .map_err(|e| Error::io("metrics thread", e))?;
+        tracing::info!(%addr, "serving /metrics");
+    }
+    std::fs::create_dir_all(&config.state_dir).map_err(|e| Error::io(&config.state_dir, e))?;
+    let state_path = config.state_dir.join("state.json");
+    let state = State::load(&state_path)?;
+    let mut scheduler = Scheduler::new(
+        jobs_from_config(&config),
+        config.timezone,
+        state,
+        Some(state_path),
+        Utc::now(),
+    );
+    let notifier = Notifier::from_env();
+    if let Some(interval) = Notifier::watchdog_interval() {
+        let (watchdog, stop) = (Notifier::from_env(), cancel.clone());
+        std::thread::Builder::new()
+            .name("offsite-watchdog".into())
+            .spawn(move || {
+                // Ping at half the interval while the process is alive and not stopping.
+                while !stop.wait(interval / 2) {
+                    watchdog.send("WATCHDOG=1");
+                }
+            })
+            .map_err(|e| Error::io("watchdog thread", e))?;
+        notifier.send("WATCHDOG=1");
+    }
+    notifier.send("READY=1");
+    tracing::info!(host = %config.host, repository = %repo.store.describe(), jobs = scheduler.jobs.len(), "agent started");
+    let mut runner = RepoRunner {
+        repo: &repo,
+        config: &config,
+        metrics: &metrics,
+        rng: Rng::from_entropy(),
+    };
+    run_loop(
+        &mut scheduler,
+        &mut runner,
+        &SystemClock,
+        &cancel,
+        &notifier,
+    )?;
+    notifier.send("STOPPING=1");
+    tracing::info!("agent stopped");
+    Ok(0)
+}

@@ -1,0 +1,211 @@
+//! When each job runs: cron schedules in the configured time zone, and the
+//! persisted state that makes restarts neither skip nor repeat a run.
+//!
+//! A job is due at the first time of its schedule after the last time it ran
+//! for. When the agent was down across several scheduled times, the job runs
+//! once at start (the missed runs collapse into one). A job that has never
+//! run starts counting from the agent's first start, so installing the agent
+//! does not trigger a backlog. The state is written atomically (temp file,
+//! rename) after every job; only a finished (not a cancelled) job counts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobKind {
+    Snapshot(String),
+    Prune,
+    RestoreTest,
+}
+
+/// A scheduled job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// `snapshot:<source>`, `prune` or `restore-test`.
+    pub name: String,
+    pub kind: JobKind,
+    pub schedule: cron::Schedule,
+}
+
+impl Job {
+    /// The `job` label of the failure metric.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            JobKind::Snapshot(_) => "snapshot",
+            JobKind::Prune => "prune",
+            JobKind::RestoreTest => "restore-test",
+        }
+    }
+}
+
+/// The jobs a config asks for: a snapshot per source, prune, restore-test.
+pub fn jobs_from_config(config: &Config) -> Vec<Job> {
+    let mut jobs: Vec<Job> = config
+        .sources
+        .iter()
+        .map(|s| Job {
+            name: format!("snapshot:{}", s.name),
+            kind: JobKind::Snapshot(s.name.clone()),
+            schedule: s.schedule.clone(),
+        })
+        .collect();
+    jobs.push(Job {
+        name: "prune".into(),
+        kind: JobKind::Prune,
+        schedule: config.prune_schedule.clone(),
+    });
+    jobs.push(Job {
+        name: "restore-test".into(),
+        kind: JobKind::RestoreTest,
+        schedule: config.restore_test_schedule.clone(),
+    });
+    jobs
+}
+
+/// What the state file remembers of one job.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct JobState {
+    /// The scheduled time the last finished run was for.
+    pub last_scheduled: Option<DateTime<Utc>>,
+    pub last_finished: Option<DateTime<Utc>>,
+    pub last_outcome: Option<String>,
+}
+
+/// The state file.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub jobs: BTreeMap<String, JobState>,
+}
+
+impl State {
+    /// Read the state; a missing file is a fresh start.
+    pub fn load(path: &Path) -> Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::corrupt(
+                    path.display().to_string(),
+                    format!("agent state does not parse ({e}); remove it to start afresh"),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Write atomically: a crash leaves the old or the new state.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).expect("state serializes");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Jobs, their schedules and their state.
+pub struct Scheduler {
+    pub jobs: Vec<Job>,
+    pub tz: Tz,
+    pub state: State,
+    pub path: Option<PathBuf>,
+}
+
+impl Scheduler {
+    /// Jobs that never ran count from `now`.
+    pub fn new(
+        jobs: Vec<Job>,
+        tz: Tz,
+        mut state: State,
+        path: Option<PathBuf>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        for job in &jobs {
+            state
+                .jobs
+                .entry(job.name.clone())
+                .or_insert_with(|| JobState {
+                    last_scheduled: Some(now),
+                    ..JobState::default()
+                });
+        }
+        Scheduler {
+            jobs,
+            tz,
+            state,
+            path,
+        }
+    }
+
+    fn after(&self, job: &Job, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        job.schedule
+            .after(&t.with_timezone(&self.tz))
+            .next()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// When job `i` is next due.
+    pub fn next_due(&self, i: usize) -> Option<DateTime<Utc>> {
+        let job = &self.jobs[i];
+        let last = self
+            .state
+            .jobs
+            .get(&job.name)
+            .and_then(|s| s.last_scheduled)?;
+        self.after(job, last)
+    }
+
+    /// The job to run now: the one due earliest (config order on ties).
+    pub fn due(&self, now: DateTime<Utc>) -> Option<usize> {
+        (0..self.jobs.len())
+            .filter_map(|i| self.next_due(i).filter(|t| *t <= now).map(|t| (t, i)))
+            .min()
+            .map(|(_, i)| i)
+    }
+
+    /// The next job to come due and when.
+    pub fn upcoming(&self) -> Option<(usize, DateTime<Utc>)> {
+        (0..self.jobs.len())
+            .filter_map(|i| self.next_due(i).map(|t| (t, i)))
+            .min()
+            .map(|(t, i)| (i, t))
+    }
+
+    /// Record that job `i` finished at `now`: every scheduled time up to now
+    /// counts as done (missed runs collapse into this one). Persisted.
+    pub fn finished(&mut self, i: usize, now: DateTime<Utc>, outcome: &str) -> Result<()> {
+        let job = self.jobs[i].clone();
+        let mut last = self
+            .state
+            .jobs
+            .get(&job.name)
+            .and_then(|s| s.last_scheduled)
+            .unwrap_or(now);
+        while let Some(t) = self.after(&job, last).filter(|t| *t <= now) {
+            last = t;
+        }
+        self.state.jobs.insert(
+            job.name.clone(),
+            JobState {
+                last_scheduled: Some(last),
+                last_finished: Some(now),
+                last_outcome: Some(outcome.to_string()),
+            },
+        );
+        match &self.path {
+            Some(path) => self.state.save(path),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The config file as written: every key, nothing validated yet. Unknown
+//! keys are refused (`deny_unknown_fields`), so a typo is an error.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The file as written.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub host: Option<String>,
+    pub timezone: Option<String>,
+    pub source_region: Option<String>,
+    pub data_retention_months: Option<u32>,
+    pub activity_log_days: Option<u32>,
+    pub state_dir: Option<PathBuf>,
+    pub repository: RawRepository,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<RawSource>,
+    pub contracts: Option<RawContracts>,
+    pub prune: Option<RawPrune>,
+    pub restore_test: Option<RawRestoreTest>,
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[prune]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrune {
+    pub schedule: Option<String>,
+}
+
+/// `[restore_test]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestoreTest {
+    pub schedule: Option<String>,
+    pub max_item_bytes: Option<u64>,
+}
+
+/// `[metrics]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+    pub textfile: Option<PathBuf>,
+}
+
+/// Default schedules: snapshots at 02:00, prune at 04:00, a restore test at 05:00 (local).
+pub const DEFAULT_SNAPSHOT_SCHEDULE: &str = "0 0 2 * * *";
+pub const DEFAULT_PRUNE_SCHEDULE: &str = "0 0 4 * * *";
+pub const DEFAULT_RESTORE_TEST_SCHEDULE: &str = "0 0 5 * * *";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/offsite";
+
+/// Parse a cron expression (with seconds), naming the key on error.
+pub fn parse_schedule(text: &str, key: &str) -> Result<cron::Schedule> {
+    use std::str::FromStr;
+    cron::Schedule::from_str(text).map_err(|e| {
+        Error::config(
+            key,
+            format!("{text:?} is not a cron expression with seconds, like \"0 0 2 * * *\": {e}"),
+        )
+    })
+}
+
+/// `[repository]`.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRepository {
+    pub url: String,
+    pub region: Option<String>,
+}
+
+/// One `[[source]]`.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: String,
+    pub class: Option<String>,
+    pub path: PathBuf,
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub tenant: Option<String>,
+    pub retention: Option<RetentionPolicy>,
+    pub schedule: Option<String>,
+}
+
+/// `[contracts]`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawContracts {
+    pub default_voice_retention_days: Option<u32>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantContract>,
+}
+
+/// A tenant's contract terms.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantContract {
+    pub voice_retention_days: u32,
+}
+
+/// A snapshot retention policy (`restic forget` semantics; see DESIGN §3).
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_last: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_hourly: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_daily: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_weekly: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_monthly: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep_yearly: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl RetentionPolicy {
+    /// The platform's promise for client data: 31 daily, 12 weekly, 3 monthly.
+    pub fn client_data_default() -> Self {
+        RetentionPolicy {
+            keep_daily: 31,
+            keep_weekly: 12,
+            keep_monthly: 3,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Prometheus metrics: what the agent did, and what the repository holds.
+//!
+//! Kept in a `prometheus-client` registry, served at `/metrics` in the
+//! OpenMetrics text format (which Prometheus scrapes natively) and optionally
+//! written to a node_exporter textfile (atomically: temp file, then rename).
+//! Values that describe the repository are read back from it at start (last
+//! snapshots from their manifests, last prune and restore tests from the
+//! activity log), so a restart does not reset "last success" to nothing.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::activity;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ops::prune::PruneReport;
+use crate::ops::restore_test::RestoreTestReport;
+use crate::ops::snapshot::SnapshotReport;
+use crate::repo::Repository;
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn label(key: &str, value: &str) -> Labels {
+    vec![(key.to_string(), value.to_string())]
+}
+
+fn seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// Every metric the agent publishes.
+pub struct Metrics {
+    registry: Registry,
+    snapshot_last_success: Family<Labels, FloatGauge>,
+    snapshot_duration: Family<Labels, FloatGauge>,
+    snapshot_added_bytes: Family<Labels, FloatGauge>,
+    prune_last_success: FloatGauge,
+    restore_test_last_run: FloatGauge,
+    restore_test_last_success: FloatGauge,
+    restore_test_success: FloatGauge,
+    restore_test_duration: FloatGauge,
+    restore_test_bytes: FloatGauge,
+    restore_tests: Family<Labels, Counter>,
+    job_failures: Family<Labels, Counter>,
+    repository_snapshots: Family<Labels, FloatGauge>,
+    repository_stored_bytes: FloatGauge,
+    build_info: Family<Labels, FloatGauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            snapshot_last_success: Family::default(),
+            snapshot_duration: Family::default(),
+            snapshot_added_bytes: Family::default(),
+            prune_last_success: FloatGauge::default(),
+            restore_test_last_run: FloatGauge::default(),
+            restore_test_last_success: FloatGauge::default(),
+            restore_test_success: FloatGauge::default(),
+            restore_test_duration: FloatGauge::default(),
+            restore_test_bytes: FloatGauge::default(),
+            restore_tests: Family::default(),
+            job_failures: Family::default(),
+            repository_snapshots: Family::default(),
+            repository_stored_bytes: FloatGauge::default(),
+            build_info: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "offsite_snapshot_last_success_timestamp_seconds",
+            "Time of the last successful snapshot of a source",
+            m.snapshot_last_success.clone(),
+        );
+        registry.register(
+            "offsite_snapshot_duration_seconds",
+            "Duration of the last successful snapshot of a source",
+            m.snapshot_duration.clone(),
+        );
+        registry.register(
+            "offsite_snapshot_added_bytes",
+            "Bytes the last snapshot of a source added to the repository",
+            m.snapshot_added_bytes.clone(),
+        );
+        registry.register(
+            "offsite_prune_last_success_timestamp_seconds",
+            "Time of the last successful prune",
+            m.prune_last_success.clone(),
+        );
+        registry.register(
+            "offsite_restore_test_last_run_timestamp_seconds",
+            "Time of the last restore test",
+            m.restore_test_last_run.clone(),
+        );
+        registry.register(
+            "offsite_restore_test_last_success_timestamp_seconds",
+            "Time of the last successful restore test",
+            m.restore_test_last_success.clone(),
+        );
+        registry.register(
+            "offsite_restore_test_success",
+            "Result of the last restore test (1 ok, 0 failed)",
+            m.restore_test_success.clone(),
+        );
+        registry.register(
+            "offsite_restore_test_duration_seconds",
+            "Duration of the last restore test",
+            m.restore_test_duration.clone(),
+        );
+        registry.register(
+            "offsite_restore_test_bytes",
+            "Bytes restored by the last restore test",
+            m.restore_test_bytes.clone(),
+        );
+        registry.register(
+            "offsite_restore_tests",
+            "Restore tests by result",
+            m.restore_tests.clone(),
+        );
+        registry.register(
+            "offsite_job_failures",
+            "Failed agent jobs by job",
+            m.job_failures.clone(),
+        );
+        registry.register(
+            "offsite_repository_snapshots",
+            "Snapshots in the repository by source (this host)",
+            m.repository_snapshots.clone(),
+        );
+        registry.register(
+            "offsite_repository_stored_bytes",
+            "Bytes stored in the repository's packs",
+            m.repository_stored_bytes.clone(),
+        );
+        registry.register(
+            "offsite_build_info",
+            "The running offsite version",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
+            .set(1.0);
+        for result in ["ok", "failed"] {
+            let _ = m.restore_tests.get_or_create(&label("result", result));
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("metrics encode into a string");
+        out
+    }
+
+    /// The metrics in Prometheus' classic text format (node_exporter's
+    /// textfile collector, `promtool check metrics`, scrapers that do not ask
+    /// for OpenMetrics); see [`to_classic_text`].
+    pub fn encode_classic(&self) -> String {
+        to_classic_text(&self.encode())
+    }
+
+    pub fn record_snapshot(&self, r: &SnapshotReport) {
+        let l = label("source", &r.source);
+        self.snapshot_last_success
+            .get_or_create(&l)
+            .set(seconds(r.time));
+        self.snapshot_duration
+            .get_or_create(&l)
+            .set(r.summary.duration_seconds);
+        self.snapshot_added_bytes
+            .get_or_create(&l)
+            .set(r.summary.bytes_added as f64);
+    }
+
+    pub fn record_prune(&self, r: &PruneReport, finished: DateTime<Utc>) {
+        let _ = r;
+        self.prune_last_success.set(seconds(finished));
+    }
+
+    pub fn record_restore_test(&self, r: &RestoreTestReport) {
+        self.restore_test_last_run.set(seconds(r.time));
+        self.restore_test_duration.set(r.duration_seconds);
+        self.restore_test_bytes.set(r.bytes as f64);
+        self.restore_test_success
+            .set(if r.ok() { 1.0 } else { 0.0 });
+        if r.ok() {
+            self.restore_test_last_success.set(seconds(r.time));
+        }
+        self.restore_tests
+            .get_or_create(&label("result", &r.result))
+            .inc();
+    }
+
+    pub fn record_job_failure(&self, job: &str) {
+        self.job_failures.get_or_create(&label("job", job)).inc();
+    }
+
+    /// Snapshot counts and stored bytes, from the repository as it is now.
+    pub fn refresh_repository(&self, repo: &Repository, config: &Config) -> Result<()> {
+        for source in &config.sources {
+            let n = repo
+                .list_snapshots(Some(&config.host), Some(&source.name))?
+                .len();
+            self.repository_snapshots
+                .get_or_create(&label("source", &source.name))
+                .set(n as f64);
+        }
+        let bytes: u64 = repo.store.list("packs")?.iter().map(|(_, n)| n).sum();
+        self.repository_stored_bytes.set(bytes as f64);
+        Ok(())
+    }
+
+    /// Read back what the repository remembers: last snapshots, last prune,
+    /// restore tests of the activity log's window.
+    pub fn load_from_repository(&self, repo: &Repository, config: &Config) -> Result<()> {
+        for source in &config.sources {
+            if let Some(r) = repo
+                .list_snapshots(Some(&config.host), Some(&source.name))?
+                .first()
+            {
+                let snap = repo.load_snapshot(r)?;
+                let l = label("source", &source.name);
+                self.snapshot_last_success
+                    .get_or_create(&l)
+                    .set(seconds(snap.time));
+                self.snapshot_duration
+                    .get_or_create(&l)
+                    .set(snap.summary.duration_seconds);
+                self.snapshot_added_bytes
+                    .get_or_create(&l)
+                    .set(snap.summary.bytes_added as f64);
+            }
+        }
+        let own = |e: &activity::Activity| e.host == config.host && e.outcome == "ok";
+        if let Some(p) = activity::read(&repo.store, None, Some("prune"))?
+            .into_iter()
+            .rfind(own)
+        {
+            self.prune_last_success.set(seconds(p.time));
+        }
+        for entry in activity::read(&repo.store, None, Some("restore-test"))? {
+            if entry.host != config.host {
+                continue;
+            }
+            if let Ok(report) = serde_json::from_value::<RestoreTestReport>(entry.details) {
+                self.record_restore_test(&report);
+            }
+        }
+        self.refresh_repository(repo, config)
+    }
+
+    /// Write the node_exporter textfile atomically.
+    pub fn write_textfile(&self, path: &std::path::Path) -> Result<()> {
+        let tmp = path.with_extension("prom.tmp");
+        std::fs::write(&tmp, self.encode_classic()).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+}
+
+/// OpenMetrics text to the classic Prometheus text format. The two differ in
+/// three ways that matter here: a counter family is named without `_total`
+/// in OpenMetrics' HELP and TYPE lines but with it in the classic format,
+/// OpenMetrics may carry UNIT lines, and it ends with `# EOF`.
+pub fn to_classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Serve `/metrics` on `listener` until the process ends (one thread,
+/// one request at a time: Prometheus scrapes rarely).
+pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
+    use std::io::{BufRead, BufReader, Write};
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let mut reader = BufReader::new(&stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        // Headers: only Accept matters (OpenMetrics when the scraper asks for it).
+        let mut openmetrics = false;
+        let mut header = String::new();
+        while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+            let lower = header.to_ascii_lowercase();
+            openmetrics |=
+                lower.starts_with("accept:") && lower.contains("application/openmetrics-text");
+            header.clear();
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("");
+        let (status, content_type, body) = if !(line.starts_with("GET ")
+            && (path == "/metrics" || path.starts_with("/metrics?")))
+        {
+            (
+                "404 Not Found",
+                "text/plain",
+                "not found: try /metrics\n".to_string(),
+            )
+        } else if openmetrics {
+            (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                metrics.encode(),
+            )
+        } else {
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.encode_classic(),
+            )
+        };
+        let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    }
+}
