@@ -1,0 +1,340 @@
+//! Acceptance: `offsite run` as systemd runs it. READY and WATCHDOG on a
+//! notify socket, /metrics that promtool accepts and that survive a restart,
+//! restore-test failures in the metrics, a graceful SIGTERM during a large
+//! snapshot, and the shipped unit and alert rules verified by systemd-analyze
+//! and promtool (installed by `.ci/test`; missing tools fail these tests).
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A world whose config runs the agent with state in the world and metrics
+/// on `port`, with the given schedules (cron with seconds).
+fn agent_world(port: u16, snapshot: &str, restore_test: &str) -> World {
+    let w = World::configured(
+        "",
+        &[
+            ("data", "client-data", &format!("include = [\"*/db/**\", \"*/emails/**\"]\nschedule = \"{snapshot}\"")),
+            ("voice", "voice", &format!("include = [\"*/voice/**\"]\nschedule = \"{snapshot}\"")),
+        ],
+        &format!("[prune]\nschedule = \"0 0 0 1 1 *\"\n[restore_test]\nschedule = \"{restore_test}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(
+        &w.config,
+        format!("state_dir = \"{}\"\n{text}", w.path("state").display()),
+    )
+    .unwrap();
+    w
+}
+
+fn fill(w: &World, tenants: usize) {
+    let mut rng = Rng::new(8);
+    for t in 0..tenants {
+        put(&w.src(), &format!("t{t}/db/dump.sql"), &rng.text(200_000));
+        put(&w.src(), &format!("t{t}/emails/a.eml"), &rng.text(5_000));
+        put(
+            &w.src(),
+            &format!("t{t}/voice/2026/11/01/rec.opus"),
+            &rng.bytes(300_000),
+        );
+    }
+}
+
+fn spawn_agent(w: &World, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_offsite"));
+    cmd.arg("--config")
+        .arg(&w.config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+}
+
+/// Wait for exit, at most `limit`; returns the exit code.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("the agent did not exit within {limit:?}");
+}
+
+fn scrape(port: u16) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            return out.split_once("\r\n\r\n").unwrap().1.to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "metrics endpoint never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn tool(name: &str) -> std::path::PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} is not installed: run `bash .ci/test`, which installs it"
+    );
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[test]
+fn notify_socket_gets_ready_and_watchdog_and_sigterm_exits_zero() {
+    let port = free_port();
+    let w = agent_world(port, "0 0 2 * * *", "0 0 5 * * *");
+    fill(&w, 2);
+    w.ok(&["init"]);
+    let sock_path = w.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut child = spawn_agent(
+        &w,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(seen.iter().any(|m: &String| m == "READY=1")
+        && seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2)
+    {
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(
+        seen.iter().any(|m| m.starts_with("STATUS=next: ")),
+        "{seen:?}"
+    );
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
+    let promtool = tool("promtool");
+    let port = free_port();
+    let w = agent_world(port, "0 0 2 * * *", "* * * * * *");
+    fill(&w, 3);
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    let mut child = spawn_agent(&w, &[]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let healthy = scrape(port);
+    assert_eq!(
+        metric(&healthy, "offsite_restore_test_success"),
+        Some(1.0),
+        "{healthy}"
+    );
+    assert!(metric(&healthy, "offsite_restore_tests_total{result=\"ok\"}").unwrap() >= 1.0);
+    assert!(
+        metric(
+            &healthy,
+            "offsite_snapshot_last_success_timestamp_seconds{source=\"data\"}"
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    assert_eq!(
+        metric(&healthy, "offsite_repository_snapshots{source=\"voice\"}"),
+        Some(1.0)
+    );
+    let file = w.path("metrics.txt");
+    std::fs::write(&file, &healthy).unwrap();
+    let out = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Break every data pack: restore tests fail, name the object, delete nothing.
+    let before = w.data_objects();
+    for pack in w.packs() {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let corrupted = w.data_objects();
+    std::thread::sleep(Duration::from_millis(2500));
+    let broken = scrape(port);
+    assert_eq!(
+        metric(&broken, "offsite_restore_test_success"),
+        Some(0.0),
+        "{broken}"
+    );
+    assert!(metric(&broken, "offsite_restore_tests_total{result=\"failed\"}").unwrap() >= 1.0);
+    assert!(metric(&broken, "offsite_job_failures_total{job=\"restore-test\"}").unwrap() >= 1.0);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    assert_eq!(w.data_objects().len(), before.len(), "nothing deleted");
+    assert_eq!(w.data_objects(), corrupted, "nothing changed");
+    let failures: Vec<serde_json::Value> = w
+        .activity()
+        .into_iter()
+        .filter(|e| e["operation"] == "restore-test" && e["outcome"] == "failed")
+        .collect();
+    assert!(!failures.is_empty());
+    for f in &failures {
+        assert!(
+            f["details"]["error"].as_str().unwrap().contains("packs/"),
+            "the report names the object: {f}"
+        );
+    }
+
+    // A restarted agent reports what the repository remembers before running any job.
+    let text = std::fs::read_to_string(&w.config)
+        .unwrap()
+        .replace("schedule = \"* * * * * *\"", "schedule = \"0 0 5 * * *\"");
+    std::fs::write(&w.config, text).unwrap();
+    let mut child = spawn_agent(&w, &[]);
+    let restarted = scrape(port);
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    for name in [
+        "offsite_restore_test_last_success_timestamp_seconds",
+        "offsite_restore_test_last_run_timestamp_seconds",
+        "offsite_snapshot_last_success_timestamp_seconds{source=\"data\"}",
+    ] {
+        assert_eq!(
+            metric(&restarted, name),
+            metric(&broken, name),
+            "{name} survives the restart"
+        );
+    }
+    assert_eq!(
+        metric(&restarted, "offsite_restore_test_success"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn sigterm_during_a_large_snapshot_exits_zero_and_commits_nothing() {
+    let port = free_port();
+    let w = agent_world(port, "* * * * * *", "0 0 5 * * *");
+    let mut rng = Rng::new(3);
+    for i in 0..40 {
+        put(
+            &w.src(),
+            &format!("t{}/voice/2026/11/01/{i}.opus", i % 4),
+            &rng.bytes(10 << 20),
+        );
+    }
+    w.ok(&["init"]);
+    let mut child = spawn_agent(&w, &[]);
+    let start = Instant::now();
+    while w.packs().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the snapshot never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopping = Instant::now();
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), Some(0));
+    let took = stopping.elapsed();
+    eprintln!("stopped {took:?} after SIGTERM");
+    // The (empty) client-data source may have finished first; the voice snapshot was stopped.
+    assert!(
+        w.json(&["snapshots", "--source", "voice"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "no partial snapshot is listed"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped within a bounded time: {took:?}"
+    );
+    w.ok(&["check", "--read-data"]);
+    let next = w.json(&["snapshot", "--source", "voice"]);
+    assert_eq!(next["items"], 40);
+    w.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn shipped_unit_and_alert_rules_verify() {
+    let analyze = tool("systemd-analyze");
+    let promtool = tool("promtool");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(root.join("systemd/offsite-alerts.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // systemd-analyze checks that ExecStart's binary exists: point it at the one just built.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(root.join("systemd/offsite.service"))
+        .unwrap()
+        .replace("/usr/local/bin/offsite", env!("CARGO_BIN_EXE_offsite"));
+    assert!(
+        unit.contains("Type=notify")
+            && unit.contains("WatchdogSec=")
+            && unit.contains("ProtectSystem=strict")
+    );
+    std::fs::write(dir.path().join("offsite.service"), unit).unwrap();
+    let out = Command::new(&analyze)
+        .arg("verify")
+        .arg(dir.path().join("offsite.service"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("offsite.service:"),
+        "systemd-analyze verify: {stderr}"
+    );
+}
