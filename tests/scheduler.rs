@@ -13,6 +13,9 @@ use offsite::agent::schedule::{Job, JobKind, Scheduler, State};
 use offsite::agent::{run_loop, Outcome, Runner};
 use offsite::cancel::Cancel;
 
+/// A recorded run: job name, start, end.
+type Run = (String, DateTime<Utc>, DateTime<Utc>);
+
 fn job(name: &str, cron: &str) -> Job {
     Job {
         name: name.into(),
@@ -31,7 +34,7 @@ struct Recorder<'c> {
     clock: &'c ManualClock,
     until: DateTime<Utc>,
     takes: Duration,
-    runs: Vec<(String, DateTime<Utc>, DateTime<Utc>)>,
+    runs: Vec<Run>,
     cancel: Cancel,
 }
 
@@ -58,7 +61,7 @@ fn drive(
     start: DateTime<Utc>,
     until: DateTime<Utc>,
     takes: Duration,
-) -> (Vec<(String, DateTime<Utc>, DateTime<Utc>)>, State) {
+) -> (Vec<Run>, State) {
     let clock = ManualClock::new(start);
     let cancel = Cancel::new();
     let mut scheduler = Scheduler::new(jobs, Helsinki, state, path, start);
