@@ -177,6 +177,35 @@ impl Repository {
         Ok((id, key))
     }
 
+    /// Visit every file below the tree `root` with its path (relative to the
+    /// snapshot's source), depth first in name order.
+    pub fn for_each_file(
+        &self,
+        root: &BlobRef,
+        visit: &mut dyn FnMut(String, FileEntry),
+    ) -> Result<()> {
+        fn walk(
+            repo: &Repository,
+            tree: &BlobRef,
+            path: &str,
+            visit: &mut dyn FnMut(String, FileEntry),
+        ) -> Result<()> {
+            for entry in repo.read_tree(tree)?.entries {
+                let child = if path.is_empty() {
+                    entry.name().to_string()
+                } else {
+                    format!("{path}/{}", entry.name())
+                };
+                match entry {
+                    Entry::Dir(d) => walk(repo, &d.tree, &child, visit)?,
+                    Entry::File(f) => visit(child, f),
+                }
+            }
+            Ok(())
+        }
+        walk(self, root, "", visit)
+    }
+
     /// The file at `components` below the tree `root`, if the snapshot has it.
     pub fn lookup_file(&self, root: &BlobRef, components: &[String]) -> Result<Option<FileEntry>> {
         let mut tree = self.read_tree(root)?;

@@ -33,7 +33,7 @@ use crate::ops::sweep::{self, SweepReport};
 use crate::repo::Repository;
 use crate::retention::{apply, Decision};
 use crate::snapshot::{Snapshot, SnapshotRef};
-use crate::tree::{Entry, FileEntry};
+use crate::tree::FileEntry;
 use crate::voice::{recorded_at, Contracts};
 use crate::writer::BlobWriter;
 
@@ -114,36 +114,17 @@ fn expired_in(
     now: DateTime<Utc>,
     out: &mut Vec<ExpiredItem>,
 ) -> Result<()> {
-    fn walk(
-        repo: &Repository,
-        tree: &crate::pack::BlobRef,
-        path: &str,
-        snap: &Snapshot,
-        c: &Contracts,
-        now: DateTime<Utc>,
-        out: &mut Vec<ExpiredItem>,
-    ) -> Result<()> {
-        for entry in repo.read_tree(tree)?.entries {
-            let child = if path.is_empty() {
-                entry.name().to_string()
-            } else {
-                format!("{path}/{}", entry.name())
-            };
-            match entry {
-                Entry::Dir(d) => walk(repo, &d.tree, &child, snap, c, now, out)?,
-                Entry::File(f) if c.expired(&f, now) => out.push(ExpiredItem {
-                    source: snap.source.clone(),
-                    path: child,
-                    tenant: f.tenant.clone(),
-                    recorded_at: recorded_at(&f),
-                    expires_at: c.expires_at(&f),
-                }),
-                Entry::File(_) => {}
-            }
+    repo.for_each_file(&snap.tree, &mut |path, f| {
+        if contracts.expired(&f, now) {
+            out.push(ExpiredItem {
+                source: snap.source.clone(),
+                path,
+                tenant: f.tenant.clone(),
+                recorded_at: recorded_at(&f),
+                expires_at: contracts.expires_at(&f),
+            });
         }
-        Ok(())
-    }
-    walk(repo, &snap.tree, "", snap, contracts, now, out)
+    })
 }
 
 /// Sweeps per prune at most.

@@ -26,7 +26,7 @@ use crate::ops::restore::write_verified;
 use crate::pack::BlobRef;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
-use crate::tree::{Entry, FileEntry};
+use crate::tree::FileEntry;
 
 /// The outcome of one restore test.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -82,39 +82,20 @@ impl Rng {
     }
 }
 
-/// Files of a snapshot grouped by tenant, with their paths.
+/// Files of a snapshot (up to `max_bytes`) grouped by tenant, with their paths.
 fn items_by_tenant(
     repo: &Repository,
     tree: &BlobRef,
     max_bytes: Option<u64>,
 ) -> Result<BTreeMap<String, Vec<(String, FileEntry)>>> {
-    fn walk(
-        repo: &Repository,
-        tree: &BlobRef,
-        path: &str,
-        max: Option<u64>,
-        out: &mut BTreeMap<String, Vec<(String, FileEntry)>>,
-    ) -> Result<()> {
-        for entry in repo.read_tree(tree)?.entries {
-            let child = if path.is_empty() {
-                entry.name().to_string()
-            } else {
-                format!("{path}/{}", entry.name())
-            };
-            match entry {
-                Entry::Dir(d) => walk(repo, &d.tree, &child, max, out)?,
-                Entry::File(f) if max.is_none_or(|m| f.size <= m) => {
-                    out.entry(f.tenant.clone().unwrap_or_default())
-                        .or_default()
-                        .push((child, f));
-                }
-                Entry::File(_) => {}
-            }
+    let mut out: BTreeMap<String, Vec<(String, FileEntry)>> = BTreeMap::new();
+    repo.for_each_file(tree, &mut |path, f| {
+        if max_bytes.is_none_or(|m| f.size <= m) {
+            out.entry(f.tenant.clone().unwrap_or_default())
+                .or_default()
+                .push((path, f));
         }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(repo, tree, "", max_bytes, &mut out)?;
+    })?;
     Ok(out)
 }
 
