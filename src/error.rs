@@ -38,6 +38,12 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// The store refused our credentials or permissions.
+    #[error("access denied to {object}: {detail}")]
+    Denied { object: String, detail: String },
+    /// The store could not be reached or answered nonsense.
+    #[error("cannot reach {what}: {detail}")]
+    Unreachable { what: String, detail: String },
     /// A local file operation failed.
     #[error("{}: {source}", path.display())]
     Io {

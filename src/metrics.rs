@@ -53,6 +53,7 @@ pub struct Metrics {
     repository_snapshots: Family<Labels, FloatGauge>,
     repository_stored_bytes: FloatGauge,
     build_info: Family<Labels, FloatGauge>,
+    store_requests: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,6 +81,7 @@ impl Metrics {
             repository_snapshots: Family::default(),
             repository_stored_bytes: FloatGauge::default(),
             build_info: Family::default(),
+            store_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -152,6 +154,11 @@ impl Metrics {
             "The running offsite version",
             m.build_info.clone(),
         );
+        registry.register(
+            "offsite_s3_requests",
+            "Requests sent to the object store by kind (S3 bills per request)",
+            m.store_requests.clone(),
+        );
         m.build_info
             .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
             .set(1.0);
@@ -205,6 +212,15 @@ impl Metrics {
         self.restore_tests
             .get_or_create(&label("result", &r.result))
             .inc();
+    }
+
+    /// Add the requests a job sent.
+    pub fn record_requests(&self, requests: &crate::store::Requests) {
+        for (op, n) in requests.by_op() {
+            self.store_requests
+                .get_or_create(&label("op", op))
+                .inc_by(n);
+        }
     }
 
     pub fn record_job_failure(&self, job: &str) {

@@ -16,18 +16,75 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
-/// Where a repository lives, parsed from `repository.url`.
+/// Where a repository lives, parsed from `[repository]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// `file:///absolute/dir`: a local directory.
     Local(PathBuf),
+    /// `s3://bucket/prefix` on AWS or an S3-compatible cluster.
+    S3(S3Location),
+}
+
+/// An S3 bucket (and key prefix) with how to reach it. Credentials are never
+/// here: they come from the standard AWS chain (see [`crate::s3`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    /// `http://127.0.0.1:7480` for Ceph RGW, Garage, MinIO; none for AWS.
+    pub endpoint: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers want.
+    pub path_style: bool,
+    /// A profile of the AWS shared config and credentials files.
+    pub profile: Option<String>,
 }
 
 impl Location {
-    /// Parse a repository URL; the error says what forms are accepted.
+    /// Parse a repository URL with the rest of `[repository]`; the error
+    /// says what forms are accepted.
+    pub fn from_config(
+        url: &str,
+        region: &str,
+        endpoint: Option<&str>,
+        path_style: Option<bool>,
+        profile: Option<&str>,
+    ) -> Result<Self> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid_bucket = (3..=63).contains(&bucket.len())
+                && bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !valid_bucket {
+                return Err(Error::config("repository.url", format!("{bucket:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, '-', '.')")));
+            }
+            if let Some(e) = endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(Error::config(
+                        "repository.endpoint",
+                        format!("{e:?} must start with http:// or https://"),
+                    ));
+                }
+            }
+            return Ok(Location::S3(S3Location {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+                region: region.to_string(),
+                endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
+                path_style: path_style.unwrap_or(endpoint.is_some()),
+                profile: profile.map(String::from),
+            }));
+        }
+        Self::parse(url)
+    }
+
+    /// Parse a local repository URL.
     pub fn parse(url: &str) -> Result<Self> {
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -40,7 +97,7 @@ impl Location {
         }
         Err(Error::config(
             "repository.url",
-            format!("{url:?} is not a supported repository URL (expected file:///absolute/path)"),
+            format!("{url:?} is not a supported repository URL (expected file:///absolute/path or s3://bucket/prefix)"),
         ))
     }
 }
@@ -51,7 +108,57 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     runtime: Arc<tokio::runtime::Runtime>,
     description: String,
+    requests: Arc<RequestCounts>,
 }
+
+/// Requests sent to the store, by kind: operators pay per request.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    pub put: AtomicU64,
+    pub get: AtomicU64,
+    pub list: AtomicU64,
+    pub delete: AtomicU64,
+    pub head: AtomicU64,
+}
+
+/// A copy of the counts, for reports and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    pub put: u64,
+    pub get: u64,
+    pub list: u64,
+    pub delete: u64,
+    pub head: u64,
+}
+
+impl Requests {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Requests) -> Requests {
+        Requests {
+            put: self.put - earlier.put,
+            get: self.get - earlier.get,
+            list: self.list - earlier.list,
+            delete: self.delete - earlier.delete,
+            head: self.head - earlier.head,
+        }
+    }
+
+    /// `(op, count)` pairs, for metrics.
+    pub fn by_op(&self) -> [(&'static str, u64); 5] {
+        [
+            ("put", self.put),
+            ("get", self.get),
+            ("list", self.list),
+            ("delete", self.delete),
+            ("head", self.head),
+        ]
+    }
+}
+
+/// Objects larger than this are uploaded in parts (S3 multipart).
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// The part size of a multipart upload.
+pub const PART_SIZE: usize = 8 << 20;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,6 +179,23 @@ impl Store {
             .build()
             .map_err(|e| Error::io("tokio runtime", e))?;
         let (inner, description): (Arc<dyn ObjectStore>, String) = match location {
+            Location::S3(loc) => {
+                let store = runtime.block_on(crate::s3::object_store(loc))?;
+                let prefixed: Arc<dyn ObjectStore> = if loc.prefix.is_empty() {
+                    store
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(
+                        store,
+                        loc.prefix.as_str(),
+                    ))
+                };
+                let at = loc
+                    .endpoint
+                    .as_deref()
+                    .map(|e| format!(" at {e}"))
+                    .unwrap_or_default();
+                (prefixed, format!("s3://{}/{}{at}", loc.bucket, loc.prefix))
+            }
             Location::Local(dir) => {
                 if create {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -93,6 +217,7 @@ impl Store {
             inner,
             runtime: Arc::new(runtime),
             description,
+            requests: Arc::default(),
         })
     }
 
@@ -105,11 +230,29 @@ impl Store {
     pub fn local_dir(location: &Location) -> Option<&Path> {
         match location {
             Location::Local(dir) => Some(dir),
+            Location::S3(_) => None,
         }
+    }
+
+    /// Requests sent so far by this handle (and its clones).
+    pub fn requests(&self) -> Requests {
+        let r = &self.requests;
+        Requests {
+            put: r.put.load(Ordering::Relaxed),
+            get: r.get.load(Ordering::Relaxed),
+            list: r.list.load(Ordering::Relaxed),
+            delete: r.delete.load(Ordering::Relaxed),
+            head: r.head.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Read a whole object.
     pub fn get(&self, key: &str) -> Result<Bytes> {
+        Self::count(&self.requests.get, 1);
         let path = StorePath::from(key);
         self.runtime
             .block_on(async { self.inner.get(&path).await?.bytes().await })
@@ -118,6 +261,7 @@ impl Store {
 
     /// Read `range` of an object.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        Self::count(&self.requests.get, 1);
         let path = StorePath::from(key);
         let want = range.end - range.start;
         let bytes = self
@@ -135,6 +279,7 @@ impl Store {
 
     /// Size of an object.
     pub fn size(&self, key: &str) -> Result<u64> {
+        Self::count(&self.requests.head, 1);
         let path = StorePath::from(key);
         self.runtime
             .block_on(self.inner.head(&path))
@@ -142,11 +287,33 @@ impl Store {
             .map_err(|e| storage_error(key, e))
     }
 
-    /// Write an object, replacing any existing one.
+    /// Write an object, replacing any existing one. Objects over
+    /// [`MULTIPART_THRESHOLD`] go up in parts of [`PART_SIZE`].
     pub fn put(&self, key: &str, data: Bytes) -> Result<()> {
         let path = StorePath::from(key);
+        if data.len() <= MULTIPART_THRESHOLD {
+            Self::count(&self.requests.put, 1);
+            return self
+                .runtime
+                .block_on(self.inner.put(&path, PutPayload::from(data)))
+                .map(|_| ())
+                .map_err(|e| storage_error(key, e));
+        }
+        let parts = data.len().div_ceil(PART_SIZE);
+        // initiate + parts + complete
+        Self::count(&self.requests.put, parts as u64 + 2);
         self.runtime
-            .block_on(self.inner.put(&path, PutPayload::from(data)))
+            .block_on(async {
+                let mut upload = self.inner.put_multipart(&path).await?;
+                for start in (0..data.len()).step_by(PART_SIZE) {
+                    let part = data.slice(start..(start + PART_SIZE).min(data.len()));
+                    if let Err(e) = upload.put_part(PutPayload::from(part)).await {
+                        let _ = upload.abort().await;
+                        return Err(e);
+                    }
+                }
+                upload.complete().await
+            })
             .map(|_| ())
             .map_err(|e| storage_error(key, e))
     }
@@ -154,6 +321,7 @@ impl Store {
     /// Write an object only if no object has that key (create-only); an existing
     /// one gives `AlreadyExists`.
     pub fn put_new(&self, key: &str, data: Bytes) -> Result<()> {
+        Self::count(&self.requests.put, 1);
         let path = StorePath::from(key);
         let opts = PutOptions::from(PutMode::Create);
         self.runtime
@@ -175,12 +343,15 @@ impl Store {
                     .await
             })
             .map_err(|e| storage_error(prefix, e))?;
+        // S3 lists 1000 keys per request.
+        Self::count(&self.requests.list, 1 + out.len() as u64 / 1000);
         out.sort();
         Ok(out)
     }
 
     /// Delete an object (a missing one is not an error).
     pub fn delete(&self, key: &str) -> Result<()> {
+        Self::count(&self.requests.delete, 1);
         let path = StorePath::from(key);
         match self.runtime.block_on(self.inner.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -189,15 +360,26 @@ impl Store {
     }
 }
 
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(300).collect()
+}
+
 /// Map an `object_store` error to the crate's kinds, naming the object.
 fn storage_error(key: &str, err: object_store::Error) -> Error {
     match err {
         object_store::Error::NotFound { .. } => Error::NotFound {
             what: format!("object {key}"),
         },
-        object_store::Error::AlreadyExists { .. } => Error::AlreadyExists {
-            what: format!("object {key} already exists"),
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => Error::Denied {
+            object: key.to_string(),
+            detail: first_line(&err.to_string()),
         },
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            Error::AlreadyExists {
+                what: format!("object {key} already exists"),
+            }
+        }
         other => {
             let transient = matches!(other, object_store::Error::Generic { .. });
             Error::Storage {

@@ -166,7 +166,11 @@ impl RepoRunner<'_> {
 
 impl Runner for RepoRunner<'_> {
     fn run(&mut self, job: &Job, cancel: &Cancel) -> Outcome {
-        let outcome = match self.run_job(job, cancel) {
+        let before = self.repo.store.requests();
+        let result = self.run_job(job, cancel);
+        self.metrics
+            .record_requests(&self.repo.store.requests().since(&before));
+        let outcome = match result {
             Ok(()) => Outcome::Ok,
             Err(Error::Cancelled) => return Outcome::Cancelled,
             Err(e) => {
@@ -218,6 +222,7 @@ fn watch_signals(cancel: Cancel) -> Result<()> {
 
 /// `offsite run` with the system clock, signals, metrics and systemd.
 pub fn run_from_cli(config: Config) -> Result<i32> {
+    crate::guard::enforce(&config)?;
     let repo = Repository::open(&config.repository)?;
     let cancel = Cancel::new();
     watch_signals(cancel.clone())?;

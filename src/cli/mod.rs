@@ -92,17 +92,30 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Config {
             action: ConfigAction::Check,
         } => {
+            let guard = crate::guard::check(&config)?;
+            crate::guard::warn(&guard);
             if json {
                 print_json(&config.effective);
             } else {
                 let text = toml::to_string(&config.effective)
                     .map_err(|e| Error::config("file", e.to_string()))?;
-                println!("# {}: valid\n{text}", config_path.display());
+                let how = if guard.verified {
+                    "the bucket reports it"
+                } else {
+                    "as configured"
+                };
+                println!(
+                    "# {}: valid; repository region {} ({how})\n{text}",
+                    config_path.display(),
+                    guard.region
+                );
             }
             Ok(0)
         }
         Command::Init => {
+            let guard = crate::guard::check(&config)?;
             let repo = Repository::init(&config.repository)?;
+            crate::guard::warn(&guard);
             if json {
                 print_json(
                     &serde_json::json!({"repository": repo.store.describe(), "id": repo.config.id}),

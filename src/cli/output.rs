@@ -62,6 +62,11 @@ pub fn snapshot(r: &SnapshotReport) {
         s.warnings,
         s.duration_seconds
     );
+    let q = &r.requests;
+    println!(
+        "  requests: {} PUT, {} GET, {} LIST, {} DELETE, {} HEAD",
+        q.put, q.get, q.list, q.delete, q.head
+    );
     for w in &s.warning_samples {
         println!("  warning: {w}");
     }

@@ -285,7 +285,14 @@ impl Config {
                 format!("{repository_region:?} is the host's own region; backups must live in another region"),
             ));
         }
-        let repository = Location::parse(&raw.repository.url)?;
+        let r = &raw.repository;
+        let repository = Location::from_config(
+            &r.url,
+            &repository_region,
+            r.endpoint.as_deref(),
+            r.path_style,
+            r.profile.as_deref(),
+        )?;
         let mut sources: Vec<Source> = Vec::new();
         for (i, rs) in raw.sources.iter_mut().enumerate() {
             let key = |field: &str| format!("source[{i}].{field}");

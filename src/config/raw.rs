@@ -74,6 +74,12 @@ pub fn parse_schedule(text: &str, key: &str) -> Result<cron::Schedule> {
 pub struct RawRepository {
     pub url: String,
     pub region: Option<String>,
+    /// S3-compatible endpoint (`http://127.0.0.1:7480`); none for AWS.
+    pub endpoint: Option<String>,
+    /// Path-style S3 requests; default: true with an endpoint, false without.
+    pub path_style: Option<bool>,
+    /// AWS shared-config profile for the credentials.
+    pub profile: Option<String>,
 }
 
 /// One `[[source]]`.

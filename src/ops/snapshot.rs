@@ -41,6 +41,7 @@ use crate::index::{write_index_file, Index};
 use crate::pack::{BlobKind, BlobRef};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
+use crate::store::Requests;
 use crate::tree::{DirEntry, Entry, FileEntry, Tree};
 use crate::voice::Contracts;
 use crate::writer::{BlobWriter, Compress};
@@ -58,6 +59,8 @@ pub struct SnapshotReport {
     pub parent: Option<ObjectId>,
     #[serde(flatten)]
     pub summary: Summary,
+    /// Requests this snapshot sent to the store, by kind.
+    pub requests: Requests,
 }
 
 /// A file the walk found that must be read.
@@ -376,6 +379,7 @@ pub fn snapshot_source(
     cancel: &Cancel,
 ) -> Result<SnapshotReport> {
     let started = Instant::now();
+    let requests_before = repo.store.requests();
     let root_meta = std::fs::metadata(&source.path).map_err(|e| Error::NotFound {
         what: format!(
             "source {:?} directory {} ({e})",
@@ -474,5 +478,6 @@ pub fn snapshot_source(
         source: source.name.clone(),
         parent: snap.parent,
         summary,
+        requests: repo.store.requests().since(&requests_before),
     })
 }

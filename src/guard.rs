@@ -1,0 +1,86 @@
+//! The second-region guard: backups must not live where the originals do.
+//!
+//! The config already refuses `repository.region == source_region`. For an
+//! S3 repository the bucket itself is asked (GetBucketLocation) at `init`,
+//! `config check` and agent start: a bucket in the host's own region, or in
+//! another region than configured, is refused with one clear line. A local
+//! directory cannot prove its location; when it sits on the same filesystem as
+//! a source (same device), a warning says that one fire would take both.
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Location;
+
+/// What the guard found: the verified region and any warnings.
+#[derive(Debug, Clone, Default)]
+pub struct GuardReport {
+    pub region: String,
+    pub verified: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Check the repository's location against the config; `Err` refuses.
+pub fn check(config: &Config) -> Result<GuardReport> {
+    match &config.repository {
+        Location::S3(loc) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("tokio runtime", e))?;
+            let actual = runtime.block_on(crate::s3::bucket_region(loc))?;
+            crate::s3::check_region(
+                &actual,
+                &config.repository_region,
+                &config.source_region,
+                &loc.bucket,
+            )?;
+            Ok(GuardReport {
+                region: actual,
+                verified: true,
+                warnings: Vec::new(),
+            })
+        }
+        Location::Local(dir) => {
+            let mut warnings = Vec::new();
+            // The repository directory may not exist yet: judge by its nearest existing ancestor.
+            let existing = dir.ancestors().find(|p| p.exists());
+            if let Some(repo_dev) = existing
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.dev())
+            {
+                for source in &config.sources {
+                    if std::fs::metadata(&source.path).is_ok_and(|m| m.dev() == repo_dev) {
+                        warnings.push(format!(
+                            "repository {} is on the same filesystem as source {:?} ({}): a fire there takes both; use a store in the second region",
+                            dir.display(),
+                            source.name,
+                            source.path.display()
+                        ));
+                    }
+                }
+            }
+            Ok(GuardReport {
+                region: config.repository_region.clone(),
+                verified: false,
+                warnings,
+            })
+        }
+    }
+}
+
+/// Print the guard's warnings (one line each) on stderr.
+pub fn warn(report: &GuardReport) {
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+        eprintln!("offsite: warning: {w}");
+    }
+}
+
+/// Run the guard, print its warnings, refuse what it refuses.
+pub fn enforce(config: &Config) -> Result<GuardReport> {
+    let report = check(config)?;
+    warn(&report);
+    Ok(report)
+}
