@@ -117,11 +117,11 @@ impl Checker<'_> {
 fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
     let mut whole = Sha256::new();
     let mut total = 0u64;
-    for chunk in &entry.chunks {
-        let data = repo.read_blob(chunk)?;
+    repo.read_blobs(&entry.chunks, &mut |data| {
         whole.update(&data);
         total += data.len() as u64;
-    }
+        Ok(())
+    })?;
     if ObjectId(whole.finalize().into()) != entry.sha256 || total != entry.size {
         return Err(Error::corrupt(
             format!("file {}", entry.name),

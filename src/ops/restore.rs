@@ -185,12 +185,12 @@ pub fn write_verified(
             .map_err(|e| Error::io(&tmp, e))?;
         let mut whole = Sha256::new();
         let mut written = 0u64;
-        for chunk in &entry.chunks {
-            let data = repo.read_blob(chunk)?;
+        repo.read_blobs(&entry.chunks, &mut |data| {
             whole.update(&data);
             file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
             written += data.len() as u64;
-        }
+            Ok(())
+        })?;
         let digest = ObjectId(whole.finalize().into());
         if digest != entry.sha256 || written != entry.size {
             return Err(Error::corrupt(

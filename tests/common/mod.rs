@@ -219,3 +219,109 @@ pub fn one_line_error(out: &Output) -> String {
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
     lines[0].to_string()
 }
+
+/// The test S3 server (Ceph's RADOS gateway on 127.0.0.1), started by
+/// `.ci/ceph start` when it is not running. A failure to start is a test
+/// failure with the script's reason, never a skip.
+pub struct S3Env {
+    pub endpoint: String,
+    pub region: String,
+}
+
+pub fn s3_env() -> &'static S3Env {
+    static ENV: std::sync::OnceLock<S3Env> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/ceph");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .output()
+            .expect("run .ci/ceph");
+        assert!(
+            out.status.success(),
+            "the Ceph S3 gateway could not be started: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut vars = std::collections::HashMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+                vars.insert(k.to_string(), v.to_string());
+            }
+        }
+        // The standard AWS variables, for offsite's credential chain (same values every time).
+        std::env::set_var("AWS_ACCESS_KEY_ID", &vars["OFFSITE_S3_ACCESS_KEY_ID"]);
+        std::env::set_var(
+            "AWS_SECRET_ACCESS_KEY",
+            &vars["OFFSITE_S3_SECRET_ACCESS_KEY"],
+        );
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        S3Env {
+            endpoint: vars["OFFSITE_S3_ENDPOINT"].clone(),
+            region: vars["OFFSITE_S3_REGION"].clone(),
+        }
+    })
+}
+
+/// A fresh bucket on the test gateway.
+pub fn new_bucket(hint: &str) -> String {
+    let env = s3_env();
+    let name = format!(
+        "t-{hint}-{:08x}",
+        Rng::new(std::process::id() as u64 ^ now_nanos()).next() as u32
+    );
+    let loc = offsite::store::S3Location {
+        bucket: name.clone(),
+        prefix: String::new(),
+        region: env.region.clone(),
+        endpoint: Some(env.endpoint.clone()),
+        path_style: true,
+        profile: None,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(offsite::s3::create_bucket(&loc))
+        .unwrap();
+    name
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+impl World {
+    /// A world whose repository is `s3://bucket/prefix` on the test gateway,
+    /// with one client-data and one voice source over `src/`.
+    pub fn s3(bucket: &str, repository_extra: &str) -> Self {
+        let env = s3_env();
+        let w = World::configured(
+            "",
+            &[
+                (
+                    "data",
+                    "client-data",
+                    "include = [\"*/db/**\", \"*/emails/**\"]",
+                ),
+                ("voice", "voice", "include = [\"*/voice/**\"]"),
+            ],
+            "",
+        );
+        let text = std::fs::read_to_string(&w.config).unwrap();
+        let start = text.find("[repository]").unwrap();
+        let end = text[start..].find("[[source]]").unwrap() + start;
+        let repo = format!(
+            "[repository]\nurl = \"s3://{bucket}/offsite\"\nregion = \"{}\"\nendpoint = \"{}\"\n{repository_extra}\n",
+            env.region, env.endpoint
+        );
+        std::fs::write(
+            &w.config,
+            format!("{}{repo}{}", &text[..start], &text[end..]),
+        )
+        .unwrap();
+        w
+    }
+}
