@@ -296,3 +296,103 @@ fn request_counts_show_packs_not_files() {
     eprintln!("{puts} PUT requests for {stored} bytes stored and 2020 files (bound {bound})");
     assert!(puts <= bound, "{puts} PUTs > {bound}: no per-file PUTs");
 }
+
+/// A TCP proxy to the gateway that can drop every connection for a while.
+struct FlakyProxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = FlakyProxy { port, down: Default::default(), conns: Default::default(), forwarded: Default::default() };
+        let (down, conns, forwarded) = (proxy.down.clone(), proxy.conns.clone(), proxy.forwarded.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if down.load(Ordering::SeqCst) {
+                    drop(client); // refused while down
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    let forwarded = forwarded.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 65536];
+                        while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+                            if n == 0 || std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                break;
+                            }
+                            forwarded.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    /// Drop every open connection and refuse new ones for `pause`.
+    fn outage(&self, pause: std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        self.down.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(pause);
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_gateway_outage_mid_upload_is_retried() {
+    let bucket = new_bucket("flaky");
+    let w = World::s3(&bucket, "");
+    let upstream: u16 = s3_env().endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = FlakyProxy::start(upstream);
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(&s3_env().endpoint, &format!("http://127.0.0.1:{}", proxy.port));
+    std::fs::write(&w.config, text).unwrap();
+    let mut rng = Rng::new(5);
+    for i in 0..40 {
+        put(&w.src(), &format!("acme/voice/{i}.opus"), &rng.bytes(2_000_000));
+    }
+    w.ok(&["init"]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_offsite"))
+        .arg("--config")
+        .arg(&w.config)
+        .args(["--json", "snapshot", "--source", "voice"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while proxy.forwarded.load(std::sync::atomic::Ordering::Relaxed) < 20_000_000 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the upload never got going");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    proxy.outage(std::time::Duration::from_secs(2));
+    let out = child.wait_with_output().unwrap();
+    let snapshots = w.json(&["snapshots"]);
+    if out.status.success() {
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["items"], 40);
+        assert_eq!(snapshots.as_array().unwrap().len(), 1);
+    } else {
+        // Failing is allowed if it is clean: one line, nothing partial listed.
+        one_line_error(&out);
+        assert!(snapshots.as_array().unwrap().is_empty(), "no partial snapshot");
+        w.ok(&["snapshot", "--source", "voice"]);
+    }
+    eprintln!("snapshot through the outage: {}", if out.status.success() { "completed (retried)" } else { "failed cleanly" });
+    w.ok(&["check", "--read-data"]);
+    let to = w.path("out");
+    w.ok(&["restore", "--item", "acme/voice/39.opus", "--to", to.to_str().unwrap()]);
+    assert!(std::fs::read(to.join("acme/voice/39.opus")).unwrap() == std::fs::read(w.src().join("acme/voice/39.opus")).unwrap());
+}
