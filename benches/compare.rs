@@ -11,7 +11,9 @@
 //! 4. repository size.
 //!
 //! Environment: `OFFSITE_BENCH_MIB` (tree size, default 2048),
-//! `OFFSITE_BENCH_DIR` (work directory, default a fresh one in /dev/shm).
+//! `OFFSITE_BENCH_DIR` (work directory, default a fresh one in /dev/shm),
+//! `OFFSITE_BENCH_S3=1` (also compare both against the same Ceph RADOS
+//! gateway, started by `.ci/ceph`, as `s3:http://127.0.0.1:7480/bucket`).
 //! restic is installed from Debian (`apt-get install -y restic`) when missing.
 
 use std::os::unix::process::ExitStatusExt;
@@ -138,6 +140,63 @@ fn mib(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / 1048576.0)
 }
 
+/// Where both repositories live for one comparison.
+enum Target {
+    /// Directories on tmpfs.
+    Local,
+    /// Buckets on the test Ceph gateway (`.ci/ceph`).
+    S3 { endpoint: String, region: String },
+}
+
+/// Bytes stored in a repository.
+fn repo_bytes(target: &Target, local: &Path, bucket: &str) -> u64 {
+    match target {
+        Target::Local => dir_bytes(local),
+        Target::S3 { endpoint, region } => {
+            let loc = offsite::store::Location::S3(offsite::store::S3Location {
+                bucket: bucket.into(),
+                prefix: String::new(),
+                region: region.clone(),
+                endpoint: Some(endpoint.clone()),
+                path_style: true,
+                profile: None,
+            });
+            let store = offsite::store::Store::connect(&loc, false).unwrap();
+            store.list("").unwrap().iter().map(|(_, n)| n).sum()
+        }
+    }
+}
+
+fn start_ceph() -> Target {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/ceph");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Ceph: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut vars = std::collections::HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            vars.insert(k.to_string(), v.to_string());
+        }
+    }
+    std::env::set_var("AWS_ACCESS_KEY_ID", &vars["OFFSITE_S3_ACCESS_KEY_ID"]);
+    std::env::set_var(
+        "AWS_SECRET_ACCESS_KEY",
+        &vars["OFFSITE_S3_SECRET_ACCESS_KEY"],
+    );
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    Target::S3 {
+        endpoint: vars["OFFSITE_S3_ENDPOINT"].clone(),
+        region: vars["OFFSITE_S3_REGION"].clone(),
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` style probes
@@ -154,8 +213,7 @@ fn main() {
     ensure_restic();
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let gen = manifest_dir.join("benches/gen_tree.py");
+    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/gen_tree.py");
     let src = work.join("src");
     eprintln!("generating a {size_mib} MiB tree in {}", src.display());
     sh(Command::new("python3")
@@ -163,57 +221,108 @@ fn main() {
         .args(["generate"])
         .arg(&src)
         .args(["--mib", &size_mib.to_string()]));
-    let tree_bytes = dir_bytes(&src);
+    let s3 = std::env::var("OFFSITE_BENCH_S3").is_ok_and(|v| v == "1");
+    if s3 {
+        sh(Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(work.join("src-s3")));
+    }
+    compare(&work.join("local"), &src, &gen, &Target::Local);
+    if s3 {
+        let target = start_ceph();
+        compare(&work.join("s3"), &work.join("src-s3"), &gen, &target);
+    }
+    if std::env::var("OFFSITE_BENCH_DIR").is_err() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
 
+/// Run both tools on `src` with their repositories at `target`, print the table.
+fn compare(work: &Path, src: &Path, gen: &Path, target: &Target) {
+    std::fs::create_dir_all(work).unwrap();
+    let tree_bytes = dir_bytes(src);
     let config = work.join("offsite.toml");
     let repo = work.join("offsite-repo");
+    let id = std::process::id();
+    let (o_bucket, r_bucket) = (format!("bench-offsite-{id}"), format!("bench-restic-{id}"));
+    let repository = match target {
+        Target::Local => format!(
+            "url = \"file://{}\"\nregion = \"eu-central-1\"",
+            repo.display()
+        ),
+        Target::S3 { endpoint, region } => {
+            format!("url = \"s3://{o_bucket}\"\nregion = \"{region}\"\nendpoint = \"{endpoint}\"")
+        }
+    };
     std::fs::write(
         &config,
         format!(
-            "host = \"bench\"\nsource_region = \"eu-north-1\"\n[repository]\nurl = \"file://{}\"\nregion = \"eu-central-1\"\n\
+            "host = \"bench\"\nsource_region = \"eu-north-1\"\n[repository]\n{repository}\n\
              [[source]]\nname = \"client-data\"\nclass = \"client-data\"\npath = \"{src}\"\ninclude = [\"*/db/**\", \"*/chats/**\", \"*/emails/**\"]\n\
              [[source]]\nname = \"voice\"\nclass = \"voice\"\npath = \"{src}\"\ninclude = [\"*/voice/**\"]\n",
-            repo.display(),
             src = src.display()
         ),
     )
     .unwrap();
+    if let Target::S3 { endpoint, region } = target {
+        let loc = offsite::store::S3Location {
+            bucket: o_bucket.clone(),
+            prefix: String::new(),
+            region: region.clone(),
+            endpoint: Some(endpoint.clone()),
+            path_style: true,
+            profile: None,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(offsite::s3::create_bucket(&loc))
+            .unwrap();
+    }
     let offsite = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_offsite"));
         c.arg("--config").arg(&config);
         c
     };
     let restic_repo = work.join("restic-repo");
+    let restic_url = match target {
+        Target::Local => restic_repo.display().to_string(),
+        Target::S3 { endpoint, .. } => format!("s3:{endpoint}/{r_bucket}"),
+    };
     let restic = || {
         let mut c = Command::new("restic");
         c.arg("-r")
-            .arg(&restic_repo)
+            .arg(&restic_url)
             .env("RESTIC_PASSWORD", "bench")
             .env("RESTIC_CACHE_DIR", work.join("restic-cache"));
         c
     };
     sh(offsite().arg("init").stdout(Stdio::null()));
     sh(restic().args(["init", "-q"]));
+    let size = |which: &str| match which {
+        "offsite" => repo_bytes(target, &repo, &o_bucket),
+        _ => repo_bytes(target, &restic_repo, &r_bucket),
+    };
 
     eprintln!("initial snapshots");
     let o_init = measure(offsite().args(["--json", "snapshot"]));
-    let r_init = measure(restic().args(["backup", "-q", "--host", "bench"]).arg(&src));
+    let r_init = measure(restic().args(["backup", "-q", "--host", "bench"]).arg(src));
+    let o_puts = sum_nested(&o_init.text(), "requests", "put");
 
     eprintln!("one simulated day of changes");
-    sh(Command::new("python3").arg(&gen).arg("mutate").arg(&src));
-    let (o_before, r_before) = (dir_bytes(&repo), dir_bytes(&restic_repo));
+    sh(Command::new("python3").arg(gen).arg("mutate").arg(src));
+    let (o_before, r_before) = (size("offsite"), size("restic"));
     let o_incr = measure(offsite().args(["--json", "snapshot"]));
     let r_incr = measure(
         restic()
             .args(["backup", "--json", "--host", "bench"])
-            .arg(&src),
+            .arg(src),
     );
     // Growth of each repository as stored (restic 0.14's JSON reports only
     // uncompressed bytes); offsite's own figure must agree with it.
-    let (o_added, r_added) = (
-        dir_bytes(&repo) - o_before,
-        dir_bytes(&restic_repo) - r_before,
-    );
+    let (o_added, r_added) = (size("offsite") - o_before, size("restic") - r_before);
     let o_reported = sum_field(&o_incr.text(), "bytes_added");
     eprintln!(
         "offsite reported {} added (blob bytes), its repository grew {}",
@@ -221,7 +330,7 @@ fn main() {
         mib(o_added)
     );
 
-    let item = five_mb_item(&src);
+    let item = five_mb_item(src);
     let item_bytes = std::fs::read(src.join(&item)).unwrap();
     eprintln!("restoring {item} ({} bytes)", item_bytes.len());
     let mut o_restore = Vec::new();
@@ -245,14 +354,19 @@ fn main() {
         r_restore.push(run.wall);
         rss.1 = rss.1.max(run.max_rss_kib);
     }
-
-    let (o_repo, r_repo) = (dir_bytes(&repo), dir_bytes(&restic_repo));
+    let (o_repo, r_repo) = (size("offsite"), size("restic"));
     let (o_med, r_med) = (median(o_restore), median(r_restore));
     let secs = |d: Duration| d.as_secs_f64();
+    let place = match target {
+        Target::Local => "repositories on tmpfs".to_string(),
+        Target::S3 { endpoint, .. } => {
+            format!("repositories on the Ceph RADOS gateway at {endpoint}")
+        }
+    };
     println!(
-        "\noffsite vs restic on {} ({} files in the tree), repositories on tmpfs",
+        "\noffsite vs restic on {} ({} files in the tree), {place}",
         mib(tree_bytes),
-        count_files(&src)
+        count_files(src)
     );
     println!(
         "{:<40} {:>14} {:>14} {:>10}",
@@ -325,9 +439,21 @@ fn main() {
         r_repo as f64 / o_repo as f64,
     );
     println!("(ratio > 1: offsite is better: faster, smaller or leaner)");
-    if std::env::var("OFFSITE_BENCH_DIR").is_err() {
-        let _ = std::fs::remove_dir_all(&work);
-    }
+    let initial_stored = o_repo - o_added;
+    println!(
+        "offsite initial snapshot: {o_puts} PUT requests for {} stored (~{} packs of {} MiB)",
+        mib(initial_stored),
+        initial_stored / offsite::writer::PACK_TARGET as u64,
+        offsite::writer::PACK_TARGET >> 20
+    );
+}
+
+fn sum_nested(json_lines: &str, object: &str, field: &str) -> u64 {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v[object][field].as_u64())
+        .sum()
 }
 
 fn count_files(dir: &Path) -> usize {

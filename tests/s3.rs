@@ -310,8 +310,17 @@ impl FlakyProxy {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let proxy = FlakyProxy { port, down: Default::default(), conns: Default::default(), forwarded: Default::default() };
-        let (down, conns, forwarded) = (proxy.down.clone(), proxy.conns.clone(), proxy.forwarded.clone());
+        let proxy = FlakyProxy {
+            port,
+            down: Default::default(),
+            conns: Default::default(),
+            forwarded: Default::default(),
+        };
+        let (down, conns, forwarded) = (
+            proxy.down.clone(),
+            proxy.conns.clone(),
+            proxy.forwarded.clone(),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -319,9 +328,17 @@ impl FlakyProxy {
                     drop(client); // refused while down
                     continue;
                 }
-                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
-                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                conns
+                    .lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
                     let forwarded = forwarded.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 65536];
@@ -355,13 +372,26 @@ impl FlakyProxy {
 fn a_gateway_outage_mid_upload_is_retried() {
     let bucket = new_bucket("flaky");
     let w = World::s3(&bucket, "");
-    let upstream: u16 = s3_env().endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let upstream: u16 = s3_env()
+        .endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let proxy = FlakyProxy::start(upstream);
-    let text = std::fs::read_to_string(&w.config).unwrap().replace(&s3_env().endpoint, &format!("http://127.0.0.1:{}", proxy.port));
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(
+        &s3_env().endpoint,
+        &format!("http://127.0.0.1:{}", proxy.port),
+    );
     std::fs::write(&w.config, text).unwrap();
     let mut rng = Rng::new(5);
     for i in 0..40 {
-        put(&w.src(), &format!("acme/voice/{i}.opus"), &rng.bytes(2_000_000));
+        put(
+            &w.src(),
+            &format!("acme/voice/{i}.opus"),
+            &rng.bytes(2_000_000),
+        );
     }
     w.ok(&["init"]);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_offsite"))
@@ -374,7 +404,10 @@ fn a_gateway_outage_mid_upload_is_retried() {
         .unwrap();
     let started = std::time::Instant::now();
     while proxy.forwarded.load(std::sync::atomic::Ordering::Relaxed) < 20_000_000 {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the upload never got going");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the upload never got going"
+        );
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     proxy.outage(std::time::Duration::from_secs(2));
@@ -387,12 +420,31 @@ fn a_gateway_outage_mid_upload_is_retried() {
     } else {
         // Failing is allowed if it is clean: one line, nothing partial listed.
         one_line_error(&out);
-        assert!(snapshots.as_array().unwrap().is_empty(), "no partial snapshot");
+        assert!(
+            snapshots.as_array().unwrap().is_empty(),
+            "no partial snapshot"
+        );
         w.ok(&["snapshot", "--source", "voice"]);
     }
-    eprintln!("snapshot through the outage: {}", if out.status.success() { "completed (retried)" } else { "failed cleanly" });
+    eprintln!(
+        "snapshot through the outage: {}",
+        if out.status.success() {
+            "completed (retried)"
+        } else {
+            "failed cleanly"
+        }
+    );
     w.ok(&["check", "--read-data"]);
     let to = w.path("out");
-    w.ok(&["restore", "--item", "acme/voice/39.opus", "--to", to.to_str().unwrap()]);
-    assert!(std::fs::read(to.join("acme/voice/39.opus")).unwrap() == std::fs::read(w.src().join("acme/voice/39.opus")).unwrap());
+    w.ok(&[
+        "restore",
+        "--item",
+        "acme/voice/39.opus",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read(to.join("acme/voice/39.opus")).unwrap()
+            == std::fs::read(w.src().join("acme/voice/39.opus")).unwrap()
+    );
 }
