@@ -16,6 +16,9 @@
 //! gateway, started by `.ci/ceph`, as `s3:http://127.0.0.1:7480/bucket`).
 //! restic is installed from Debian (`apt-get install -y restic`) when missing.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -144,56 +147,22 @@ fn mib(n: u64) -> String {
 enum Target {
     /// Directories on tmpfs.
     Local,
-    /// Buckets on the test Ceph gateway (`.ci/ceph`).
-    S3 { endpoint: String, region: String },
+    /// Buckets on the test Ceph gateway (`.ci/ceph`, see `tests/common`).
+    S3,
 }
 
 /// Bytes stored in a repository.
 fn repo_bytes(target: &Target, local: &Path, bucket: &str) -> u64 {
     match target {
         Target::Local => dir_bytes(local),
-        Target::S3 { endpoint, region } => {
-            let loc = offsite::store::Location::S3(offsite::store::S3Location {
-                bucket: bucket.into(),
-                prefix: String::new(),
-                region: region.clone(),
-                endpoint: Some(endpoint.clone()),
-                path_style: true,
-                profile: None,
-            });
-            let store = offsite::store::Store::connect(&loc, false).unwrap();
+        Target::S3 => {
+            let store = offsite::store::Store::connect(
+                &offsite::store::Location::S3(common::s3_location(bucket, "")),
+                false,
+            )
+            .unwrap();
             store.list("").unwrap().iter().map(|(_, n)| n).sum()
         }
-    }
-}
-
-fn start_ceph() -> Target {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/ceph");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("start")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "Ceph: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut vars = std::collections::HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            vars.insert(k.to_string(), v.to_string());
-        }
-    }
-    std::env::set_var("AWS_ACCESS_KEY_ID", &vars["OFFSITE_S3_ACCESS_KEY_ID"]);
-    std::env::set_var(
-        "AWS_SECRET_ACCESS_KEY",
-        &vars["OFFSITE_S3_SECRET_ACCESS_KEY"],
-    );
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    Target::S3 {
-        endpoint: vars["OFFSITE_S3_ENDPOINT"].clone(),
-        region: vars["OFFSITE_S3_REGION"].clone(),
     }
 }
 
@@ -230,8 +199,8 @@ fn main() {
     }
     compare(&work.join("local"), &src, &gen, &Target::Local);
     if s3 {
-        let target = start_ceph();
-        compare(&work.join("s3"), &work.join("src-s3"), &gen, &target);
+        common::s3_env();
+        compare(&work.join("s3"), &work.join("src-s3"), &gen, &Target::S3);
     }
     if std::env::var("OFFSITE_BENCH_DIR").is_err() {
         let _ = std::fs::remove_dir_all(&work);
@@ -251,8 +220,12 @@ fn compare(work: &Path, src: &Path, gen: &Path, target: &Target) {
             "url = \"file://{}\"\nregion = \"eu-central-1\"",
             repo.display()
         ),
-        Target::S3 { endpoint, region } => {
-            format!("url = \"s3://{o_bucket}\"\nregion = \"{region}\"\nendpoint = \"{endpoint}\"")
+        Target::S3 => {
+            let env = common::s3_env();
+            format!(
+                "url = \"s3://{o_bucket}\"\nregion = \"{}\"\nendpoint = \"{}\"",
+                env.region, env.endpoint
+            )
         }
     };
     std::fs::write(
@@ -265,21 +238,8 @@ fn compare(work: &Path, src: &Path, gen: &Path, target: &Target) {
         ),
     )
     .unwrap();
-    if let Target::S3 { endpoint, region } = target {
-        let loc = offsite::store::S3Location {
-            bucket: o_bucket.clone(),
-            prefix: String::new(),
-            region: region.clone(),
-            endpoint: Some(endpoint.clone()),
-            path_style: true,
-            profile: None,
-        };
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(offsite::s3::create_bucket(&loc))
-            .unwrap();
+    if let Target::S3 = target {
+        common::create_bucket(&o_bucket);
     }
     let offsite = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_offsite"));
@@ -289,7 +249,7 @@ fn compare(work: &Path, src: &Path, gen: &Path, target: &Target) {
     let restic_repo = work.join("restic-repo");
     let restic_url = match target {
         Target::Local => restic_repo.display().to_string(),
-        Target::S3 { endpoint, .. } => format!("s3:{endpoint}/{r_bucket}"),
+        Target::S3 => format!("s3:{}/{r_bucket}", common::s3_env().endpoint),
     };
     let restic = || {
         let mut c = Command::new("restic");
@@ -359,9 +319,10 @@ fn compare(work: &Path, src: &Path, gen: &Path, target: &Target) {
     let secs = |d: Duration| d.as_secs_f64();
     let place = match target {
         Target::Local => "repositories on tmpfs".to_string(),
-        Target::S3 { endpoint, .. } => {
-            format!("repositories on the Ceph RADOS gateway at {endpoint}")
-        }
+        Target::S3 => format!(
+            "repositories on the Ceph RADOS gateway at {}",
+            common::s3_env().endpoint
+        ),
     };
     println!(
         "\noffsite vs restic on {} ({} files in the tree), {place}",

@@ -8,18 +8,10 @@ mod common;
 use common::*;
 
 use bytes::Bytes;
-use offsite::store::{Location, S3Location, Store};
+use offsite::store::{Location, Store};
 
-fn s3_location(bucket: &str, prefix: &str) -> Location {
-    let env = s3_env();
-    Location::S3(S3Location {
-        bucket: bucket.into(),
-        prefix: prefix.into(),
-        region: env.region.clone(),
-        endpoint: Some(env.endpoint.clone()),
-        path_style: true,
-        profile: None,
-    })
+fn s3_store(bucket: &str, prefix: &str) -> Store {
+    Store::connect(&Location::S3(s3_location(bucket, prefix)), false).unwrap()
 }
 
 /// The conformance suite: the same checks for every store.
@@ -89,7 +81,7 @@ fn conformance_on_the_local_directory_store() {
 #[test]
 fn conformance_on_s3() {
     let bucket = new_bucket("conf");
-    conformance(&Store::connect(&s3_location(&bucket, "prefix/x"), false).unwrap());
+    conformance(&s3_store(&bucket, "prefix/x"));
 }
 
 #[test]

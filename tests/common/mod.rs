@@ -262,27 +262,37 @@ pub fn s3_env() -> &'static S3Env {
     })
 }
 
-/// A fresh bucket on the test gateway.
-pub fn new_bucket(hint: &str) -> String {
+/// `bucket/prefix` on the test gateway.
+pub fn s3_location(bucket: &str, prefix: &str) -> offsite::store::S3Location {
     let env = s3_env();
-    let name = format!(
-        "t-{hint}-{:08x}",
-        Rng::new(std::process::id() as u64 ^ now_nanos()).next() as u32
-    );
-    let loc = offsite::store::S3Location {
-        bucket: name.clone(),
-        prefix: String::new(),
+    offsite::store::S3Location {
+        bucket: bucket.into(),
+        prefix: prefix.into(),
         region: env.region.clone(),
         endpoint: Some(env.endpoint.clone()),
         path_style: true,
         profile: None,
-    };
+    }
+}
+
+/// Create `name` on the test gateway.
+pub fn create_bucket(name: &str) {
+    let loc = s3_location(name, "");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(offsite::s3::create_bucket(&loc))
         .unwrap();
+}
+
+/// A fresh bucket on the test gateway.
+pub fn new_bucket(hint: &str) -> String {
+    let name = format!(
+        "t-{hint}-{:08x}",
+        Rng::new(std::process::id() as u64 ^ now_nanos()).next() as u32
+    );
+    create_bucket(&name);
     name
 }
 
