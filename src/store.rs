@@ -221,6 +221,11 @@ impl Store {
         })
     }
 
+    /// True for stores across a network (S3), where requests wait on latency.
+    pub fn is_remote(&self) -> bool {
+        self.description.starts_with("s3://")
+    }
+
     /// Human description (the URL).
     pub fn describe(&self) -> &str {
         &self.description

@@ -3,8 +3,10 @@
 //! One `BlobWriter` serves all worker threads of a snapshot. A blob whose id
 //! the repository (or this run) already has is not stored again. New blobs
 //! are compressed with zstd when that pays, appended to the open data or tree
-//! pack, and a pack that reaches the target size is written out at once by the
-//! thread that filled it. `finish` writes the last packs and returns what the
+//! pack, and a pack that reaches the target size is written out at once: by
+//! the thread that filled it on a local store, by a few background upload
+//! threads (bounded queue) on a remote one, so workers do not wait on network
+//! latency. `finish` writes the last packs and returns what the
 //! index file must list: the caller writes the index, then the manifest.
 
 use std::cell::RefCell;
@@ -15,11 +17,14 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use crate::cancel::Cancel;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::index::{Index, IndexedPack};
 use crate::pack::{pack_key, BlobKind, BlobRef, Compression, PackBuilder};
 use crate::repo::Repository;
+use crate::store::Store;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
 
 /// Target size of a pack: a few MiB, so small files cost few PUT requests and
 /// a pack is still cheap to rewrite. 8 MiB rather than 16: each pack in flight
@@ -98,9 +103,100 @@ pub struct BlobWriter<'r> {
     known: Mutex<HashMap<ObjectId, BlobRef>>,
     data_pack: Mutex<PackBuilder>,
     tree_pack: Mutex<PackBuilder>,
-    written: Mutex<Vec<IndexedPack>>,
+    written: Arc<Mutex<Vec<IndexedPack>>>,
     added: AtomicU64,
     cancel: Option<Cancel>,
+    /// Background uploads, for remote stores where a PUT waits on the network.
+    uploader: Option<Uploader>,
+}
+
+/// Uploads packs on a few threads while the workers go on filling the next
+/// ones. The queue is bounded, so memory stays bounded: at most
+/// `UPLOAD_QUEUE` packs wait and `UPLOAD_THREADS` are in flight.
+struct Uploader {
+    queue: Option<mpsc::SyncSender<(String, Bytes, IndexedPack)>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    failure: Arc<Mutex<Option<Error>>>,
+    failed: Arc<AtomicBool>,
+}
+
+const UPLOAD_THREADS: usize = 4;
+const UPLOAD_QUEUE: usize = 2;
+
+impl Uploader {
+    fn start(store: Store, written: Arc<Mutex<Vec<IndexedPack>>>) -> Self {
+        let (queue, jobs) = mpsc::sync_channel::<(String, Bytes, IndexedPack)>(UPLOAD_QUEUE);
+        let jobs = Arc::new(Mutex::new(jobs));
+        let failure: Arc<Mutex<Option<Error>>> = Arc::default();
+        let failed: Arc<AtomicBool> = Arc::default();
+        let threads = (0..UPLOAD_THREADS)
+            .map(|_| {
+                let (store, written, jobs, failure, failed) = (
+                    store.clone(),
+                    written.clone(),
+                    jobs.clone(),
+                    failure.clone(),
+                    failed.clone(),
+                );
+                std::thread::spawn(move || loop {
+                    let job = jobs.lock().unwrap().recv();
+                    let Ok((key, bytes, pack)) = job else { break };
+                    if failed.load(Ordering::SeqCst) {
+                        continue; // drain: the snapshot is failing anyway
+                    }
+                    match store.put(&key, bytes) {
+                        Ok(()) => written.lock().unwrap().push(pack),
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            failure.lock().unwrap().get_or_insert(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Uploader {
+            queue: Some(queue),
+            threads,
+            failure,
+            failed,
+        }
+    }
+
+    /// The first upload error, once.
+    fn error(&self) -> Option<Error> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.failure
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or_else(|| Error::Conflict("an earlier pack upload failed".into())),
+        )
+    }
+
+    fn send(&self, key: String, bytes: Bytes, pack: IndexedPack) -> Result<()> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        let queue = self.queue.as_ref().expect("uploader is open");
+        queue
+            .send((key, bytes, pack))
+            .map_err(|_| Error::Conflict("the pack uploader stopped".into()))
+    }
+
+    /// Wait for every queued upload; the first error, if any.
+    fn finish(mut self) -> Result<()> {
+        drop(self.queue.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        match self.error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<'r> BlobWriter<'r> {
@@ -111,10 +207,24 @@ impl<'r> BlobWriter<'r> {
             known: Mutex::new(index.blobs),
             data_pack: Mutex::new(PackBuilder::with_buffer(take_buffer())),
             tree_pack: Mutex::new(PackBuilder::new(1 << 20)),
-            written: Mutex::new(Vec::new()),
+            written: Arc::default(),
             added: AtomicU64::new(0),
             cancel: None,
+            uploader: None,
         }
+        .with_background_uploads()
+    }
+
+    /// Remote stores get background uploads; a local directory is written
+    /// inline (a write there is fast, and extra packs in flight cost memory).
+    fn with_background_uploads(mut self) -> Self {
+        if self.repo.store.is_remote() {
+            self.uploader = Some(Uploader::start(
+                self.repo.store.clone(),
+                self.written.clone(),
+            ));
+        }
+        self
     }
 
     /// Stop storing (with `Error::Cancelled`) once `cancel` is set: checked
@@ -207,18 +317,21 @@ impl<'r> BlobWriter<'r> {
     fn write_pack(&self, pack: PackBuilder) -> Result<()> {
         let (id, bytes, blobs) = pack.finish();
         let size = bytes.len() as u64;
-        self.repo
-            .store
-            .put(&pack_key(&id), Bytes::from_owner(RecycledBuffer(bytes)))?;
-        self.written
-            .lock()
-            .unwrap()
-            .push(IndexedPack { id, size, blobs });
+        let (key, bytes, pack) = (
+            pack_key(&id),
+            Bytes::from_owner(RecycledBuffer(bytes)),
+            IndexedPack { id, size, blobs },
+        );
+        if let Some(uploader) = &self.uploader {
+            return uploader.send(key, bytes, pack);
+        }
+        self.repo.store.put(&key, bytes)?;
+        self.written.lock().unwrap().push(pack);
         Ok(())
     }
 
     /// Write the packs still open; returns every pack this writer wrote.
-    pub fn finish(self) -> Result<Vec<IndexedPack>> {
+    pub fn finish(mut self) -> Result<Vec<IndexedPack>> {
         for slot in [&self.data_pack, &self.tree_pack] {
             let pack = std::mem::replace(
                 &mut *slot.lock().unwrap(),
@@ -228,6 +341,10 @@ impl<'r> BlobWriter<'r> {
                 self.write_pack(pack)?;
             }
         }
-        Ok(self.written.into_inner().unwrap())
+        if let Some(uploader) = self.uploader.take() {
+            uploader.finish()?;
+        }
+        let written = std::mem::take(&mut *self.written.lock().unwrap());
+        Ok(written)
     }
 }

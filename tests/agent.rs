@@ -53,7 +53,30 @@ fn fill(w: &World, tenants: usize) {
     }
 }
 
-fn spawn_agent(w: &World, env: &[(&str, &str)]) -> Child {
+/// The agent under test; killed if the test fails before stopping it.
+struct Agent(Child);
+
+impl std::ops::Deref for Agent {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_agent(w: &World, env: &[(&str, &str)]) -> Agent {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_offsite"));
     cmd.arg("--config")
         .arg(&w.config)
@@ -63,7 +86,7 @@ fn spawn_agent(w: &World, env: &[(&str, &str)]) -> Child {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap()
+    Agent(cmd.spawn().unwrap())
 }
 
 fn sigterm(child: &Child) {
