@@ -179,3 +179,19 @@ fn unreadable_entries_are_warnings_and_the_snapshot_commits() {
     assert_eq!(r["warnings"], 1);
     assert_eq!(w.json(&["snapshots"]).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn output_into_a_closed_pipe_does_not_panic() {
+    let w = world_with_snapshot();
+    let cmd = format!(
+        "{} --config {} config check | head -c 1 >/dev/null",
+        env!("CARGO_BIN_EXE_offsite"),
+        w.config.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
