@@ -184,7 +184,7 @@ fn unreadable_entries_are_warnings_and_the_snapshot_commits() {
 fn output_into_a_closed_pipe_does_not_panic() {
     let w = world_with_snapshot();
     let cmd = format!(
-        "{} --config {} config check | head -c 1 >/dev/null",
+        "{} --config {} config check | true",
         env!("CARGO_BIN_EXE_offsite"),
         w.config.display()
     );
