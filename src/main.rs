@@ -2,11 +2,6 @@
 //! on stderr and an exit code (2: usage or config, 1: operational failure).
 
 fn main() {
-    // Like other Unix tools: `offsite log | head` ends quietly when the reader goes away.
-    // SAFETY: resetting a signal disposition at start, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let code = match offsite::cli::main() {
         Ok(code) => code,
         Err(e) => {

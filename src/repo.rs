@@ -38,6 +38,50 @@ use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::store::{Location, Store};
 use crate::tree::{Entry, FileEntry, Tree};
 
+/// Reads many trees with few requests: the first tree read from a pack
+/// fetches the whole pack (tree packs hold only trees, a few MiB), later ones
+/// come from memory. For walks over a whole snapshot (the parent of an
+/// incremental snapshot); a single restore reads its few trees directly.
+pub struct TreeCache<'r> {
+    repo: &'r Repository,
+    packs: std::collections::HashMap<ObjectId, Bytes>,
+    held: usize,
+}
+
+/// Memory the cache may hold before it starts over.
+const TREE_CACHE_BYTES: usize = 64 << 20;
+
+impl<'r> TreeCache<'r> {
+    pub fn new(repo: &'r Repository) -> Self {
+        TreeCache {
+            repo,
+            packs: std::collections::HashMap::new(),
+            held: 0,
+        }
+    }
+
+    /// Read one tree, verified like every blob.
+    pub fn read_tree(&mut self, blob: &BlobRef) -> Result<Tree> {
+        let key = pack_key(&blob.pack);
+        if !self.packs.contains_key(&blob.pack) {
+            if self.held > TREE_CACHE_BYTES {
+                self.packs.clear();
+                self.held = 0;
+            }
+            let bytes = self.repo.store.get(&key)?;
+            self.held += bytes.len();
+            self.packs.insert(blob.pack, bytes);
+        }
+        let pack = &self.packs[&blob.pack];
+        let stored = pack
+            .get(blob.offset as usize..blob.range().end as usize)
+            .ok_or_else(|| {
+                Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
+            })?;
+        Tree::from_bytes(&key, &decode_blob(stored, blob)?)
+    }
+}
+
 /// Repository format version.
 pub const REPO_VERSION: u32 = 1;
 

@@ -4,6 +4,19 @@
 //! operation from [`crate::ops`]; this module only decides what is printed.
 //! Human-readable text by default, `--json` for machines.
 
+/// `println!` that ends the process quietly (status 141, as a shell reports a
+/// reader that went away) instead of panicking when stdout is a closed pipe
+/// (`offsite log | head`). SIGPIPE itself stays ignored: a network peer that
+/// closes a connection must give an error to retry, not kill the agent.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 mod args;
 mod output;
 
@@ -66,7 +79,7 @@ fn init_logging() {
 }
 
 fn print_json<T: Serialize>(value: &T) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string(value).expect("output serializes")
     );
@@ -104,7 +117,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 } else {
                     "as configured"
                 };
-                println!(
+                say!(
                     "# {}: valid; repository region {} ({how})\n{text}",
                     config_path.display(),
                     guard.region
@@ -121,7 +134,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     &serde_json::json!({"repository": repo.store.describe(), "id": repo.config.id}),
                 );
             } else {
-                println!(
+                say!(
                     "created repository {} at {}",
                     repo.config.id.short(),
                     repo.store.describe()

@@ -33,14 +33,14 @@ pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
 
 pub fn snapshot(r: &SnapshotReport) {
     let s = &r.summary;
-    println!(
+    say!(
         "snapshot {} of {} (host {}) at {}",
         r.id.short(),
         r.source,
         r.host,
         time(&r.time)
     );
-    println!(
+    say!(
         "  items {} (new {}, changed {}, unchanged {}), dirs {}, {}",
         s.items,
         s.files_new,
@@ -50,12 +50,13 @@ pub fn snapshot(r: &SnapshotReport) {
         human_bytes(s.bytes)
     );
     if s.carried > 0 || s.expired > 0 {
-        println!(
+        say!(
             "  voice: {} recordings carried forward, {} expired and left out",
-            s.carried, s.expired
+            s.carried,
+            s.expired
         );
     }
-    println!(
+    say!(
         "  read {}, added {} to the repository, {} warnings, {:.2} s",
         human_bytes(s.bytes_read),
         human_bytes(s.bytes_added),
@@ -63,22 +64,31 @@ pub fn snapshot(r: &SnapshotReport) {
         s.duration_seconds
     );
     let q = &r.requests;
-    println!(
+    say!(
         "  requests: {} PUT, {} GET, {} LIST, {} DELETE, {} HEAD",
-        q.put, q.get, q.list, q.delete, q.head
+        q.put,
+        q.get,
+        q.list,
+        q.delete,
+        q.head
     );
     for w in &s.warning_samples {
-        println!("  warning: {w}");
+        say!("  warning: {w}");
     }
 }
 
 pub fn snapshots(rows: &[serde_json::Value]) {
-    println!(
+    say!(
         "{:<10} {:<24} {:<16} {:<16} {:>9} {:>12}",
-        "id", "time", "host", "source", "items", "size"
+        "id",
+        "time",
+        "host",
+        "source",
+        "items",
+        "size"
     );
     for row in rows {
-        println!(
+        say!(
             "{:<10} {:<24} {:<16} {:<16} {:>9} {:>12}",
             &row["id"].as_str().unwrap_or("")[..8.min(row["id"].as_str().unwrap_or("").len())],
             row["time"].as_str().unwrap_or(""),
@@ -88,11 +98,11 @@ pub fn snapshots(rows: &[serde_json::Value]) {
             human_bytes(row["bytes"].as_u64().unwrap_or(0))
         );
     }
-    println!("{} snapshots", rows.len());
+    say!("{} snapshots", rows.len());
 }
 
 pub fn restore(r: &RestoreReport) {
-    println!(
+    say!(
         "restored {} from snapshot {} ({}) to {}: {}, sha256 {}",
         r.item,
         r.snapshot.short(),
@@ -108,7 +118,7 @@ pub fn restore_test(r: &RestoreTestReport) {
         (Some(s), Some(i)) => format!("{s}:{i}"),
         _ => "nothing".into(),
     };
-    println!(
+    say!(
         "restore test {}: {what} (tenant {}, snapshot {}{}), {}, {:.3} s",
         r.result,
         r.tenant.as_deref().unwrap_or("-"),
@@ -118,40 +128,45 @@ pub fn restore_test(r: &RestoreTestReport) {
         r.duration_seconds
     );
     if let Some(e) = &r.error {
-        println!("  error: {e}");
+        say!("  error: {e}");
     }
 }
 
 pub fn check(r: &CheckReport, read_data: bool) {
-    println!(
+    say!(
         "checked {} snapshots, {} packs, {} trees, {} distinct files",
-        r.snapshots, r.packs, r.trees, r.files
+        r.snapshots,
+        r.packs,
+        r.trees,
+        r.files
     );
     if read_data {
-        println!(
+        say!(
             "read back {} files, {}",
             r.files_verified,
             human_bytes(r.bytes_verified)
         );
     }
     for p in &r.problems {
-        println!("problem: {p}");
+        say!("problem: {p}");
     }
 }
 
 pub fn rebuild(r: &RebuildReport) {
-    println!(
+    say!(
         "indexed {} blobs in {} packs; removed {} old index files",
-        r.blobs, r.packs, r.old_index_files_removed
+        r.blobs,
+        r.packs,
+        r.old_index_files_removed
     );
     for p in &r.unreadable_packs {
-        println!("unreadable: {p}");
+        say!("unreadable: {p}");
     }
 }
 
 pub fn prune(r: &PruneReport) {
     let verb = if r.dry_run { "would" } else { "did" };
-    println!(
+    say!(
         "prune as of {}{}",
         time(&r.now),
         if r.dry_run {
@@ -161,7 +176,7 @@ pub fn prune(r: &PruneReport) {
         }
     );
     for d in &r.snapshots {
-        println!(
+        say!(
             "{:<6} {} {:<24} {:<16} {}",
             if d.keep { "keep" } else { "remove" },
             d.id.short(),
@@ -175,9 +190,9 @@ pub fn prune(r: &PruneReport) {
         *per_source.entry(item.source.as_str()).or_default() += 1;
     }
     for (source, n) in per_source {
-        println!("voice {source}: {n} recordings expired");
+        say!("voice {source}: {n} recordings expired");
     }
-    println!(
+    say!(
         "{verb} remove {} snapshots, rewrite {} voice snapshots, delete {} packs, repack {}, free {}, delete {} activity-log entries",
         r.snapshots_removed,
         r.snapshots_rewritten,
@@ -190,7 +205,7 @@ pub fn prune(r: &PruneReport) {
 
 pub fn log(entries: &[Activity]) {
     for e in entries {
-        println!(
+        say!(
             "{} {:<12} {:<12} {:<7} {}",
             time(&e.time),
             e.host,

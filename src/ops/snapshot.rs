@@ -39,7 +39,7 @@ use crate::glob::{enter, selected};
 use crate::id::ObjectId;
 use crate::index::{write_index_file, Index};
 use crate::pack::{BlobKind, BlobRef};
-use crate::repo::Repository;
+use crate::repo::{Repository, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::store::Requests;
 use crate::tree::{DirEntry, Entry, FileEntry, Tree};
@@ -87,7 +87,8 @@ enum Node {
 }
 
 struct Walker<'a> {
-    repo: &'a Repository,
+    /// The parent snapshot's trees, fetched a pack at a time.
+    trees: TreeCache<'a>,
     source: &'a Source,
     /// For voice sources: the contracts that decide expiry at `time`.
     contracts: Option<&'a Contracts>,
@@ -167,7 +168,7 @@ impl Walker<'_> {
                     continue;
                 }
                 let sub_parent = match parent.as_ref().and_then(|t| t.get(&name)) {
-                    Some(Entry::Dir(d)) => Some(self.repo.read_tree(&d.tree)?),
+                    Some(Entry::Dir(d)) => Some(self.trees.read_tree(&d.tree)?),
                     _ => None,
                 };
                 let entries = self.walk(&path, rel, sub_parent)?;
@@ -259,7 +260,7 @@ impl Walker<'_> {
                     }
                 }
                 Entry::Dir(d) if enter(&self.source.include, &parts) => {
-                    let subtree = self.repo.read_tree(&d.tree)?;
+                    let subtree = self.trees.read_tree(&d.tree)?;
                     let mut entries = Vec::new();
                     self.carry(subtree.entries, rel, contracts, &mut entries)?;
                     if !entries.is_empty() {
@@ -407,7 +408,7 @@ pub fn snapshot_source(
         None => None,
     };
     let mut walker = Walker {
-        repo,
+        trees: TreeCache::new(repo),
         source,
         contracts: (source.class == SourceClass::Voice).then_some(contracts),
         time,
