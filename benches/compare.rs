@@ -13,7 +13,7 @@
 //! Environment: `OFFSITE_BENCH_MIB` (tree size, default 2048),
 //! `OFFSITE_BENCH_DIR` (work directory, default a fresh one in /dev/shm),
 //! `OFFSITE_BENCH_S3=1` (also compare both against the same Ceph RADOS
-//! gateway, started by `.ci/ceph`, as `s3:http://127.0.0.1:7480/bucket`).
+//! gateway, restarted empty by `.ci/ceph`, as `s3:http://127.0.0.1:7480/bucket`).
 //! restic is installed from Debian (`apt-get install -y restic`) when missing.
 
 #[path = "../tests/common/mod.rs"]
@@ -199,6 +199,10 @@ fn main() {
     }
     compare(&work.join("local"), &src, &gen, &Target::Local);
     if s3 {
+        // A fresh gateway: its memstore holds everything in RAM and earlier runs' buckets.
+        sh(Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/ceph"))
+            .arg("stop"));
         common::s3_env();
         compare(&work.join("s3"), &work.join("src-s3"), &gen, &Target::S3);
     }
