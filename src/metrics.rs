@@ -20,10 +20,9 @@ use prometheus_client::registry::Registry;
 use crate::activity;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ops::prune::PruneReport;
 use crate::ops::restore_test::RestoreTestReport;
-use crate::ops::snapshot::SnapshotReport;
 use crate::repo::Repository;
+use crate::snapshot::Summary;
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -182,21 +181,22 @@ impl Metrics {
         to_classic_text(&self.encode())
     }
 
-    pub fn record_snapshot(&self, r: &SnapshotReport) {
-        let l = label("source", &r.source);
+    /// A successful snapshot of `source` taken at `time`.
+    pub fn record_snapshot(&self, source: &str, time: DateTime<Utc>, summary: &Summary) {
+        let l = label("source", source);
         self.snapshot_last_success
             .get_or_create(&l)
-            .set(seconds(r.time));
+            .set(seconds(time));
         self.snapshot_duration
             .get_or_create(&l)
-            .set(r.summary.duration_seconds);
+            .set(summary.duration_seconds);
         self.snapshot_added_bytes
             .get_or_create(&l)
-            .set(r.summary.bytes_added as f64);
+            .set(summary.bytes_added as f64);
     }
 
-    pub fn record_prune(&self, r: &PruneReport, finished: DateTime<Utc>) {
-        let _ = r;
+    /// A successful prune that finished at `finished`.
+    pub fn record_prune(&self, finished: DateTime<Utc>) {
         self.prune_last_success.set(seconds(finished));
     }
 
@@ -251,16 +251,7 @@ impl Metrics {
                 .first()
             {
                 let snap = repo.load_snapshot(r)?;
-                let l = label("source", &source.name);
-                self.snapshot_last_success
-                    .get_or_create(&l)
-                    .set(seconds(snap.time));
-                self.snapshot_duration
-                    .get_or_create(&l)
-                    .set(snap.summary.duration_seconds);
-                self.snapshot_added_bytes
-                    .get_or_create(&l)
-                    .set(snap.summary.bytes_added as f64);
+                self.record_snapshot(&source.name, snap.time, &snap.summary);
             }
         }
         let own = |e: &activity::Activity| e.host == config.host && e.outcome == "ok";

@@ -129,7 +129,9 @@ impl RepoRunner<'_> {
                 if !matches!(result, Err(Error::Cancelled)) {
                     self.log("snapshot", &result.as_ref());
                 }
-                self.metrics.record_snapshot(&result?);
+                let report = result?;
+                self.metrics
+                    .record_snapshot(&report.source, report.time, &report.summary);
             }
             JobKind::Prune => {
                 let result = prune::prune(self.repo, self.config, Utc::now(), false, cancel);
@@ -141,7 +143,8 @@ impl RepoRunner<'_> {
                             .map(|r| (r.snapshots_removed, r.packs_deleted, r.bytes_freed)),
                     );
                 }
-                self.metrics.record_prune(&result?, Utc::now());
+                result?;
+                self.metrics.record_prune(Utc::now());
             }
             JobKind::RestoreTest => {
                 let sources: Vec<_> = self.config.sources.iter().collect();
