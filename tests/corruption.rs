@@ -13,88 +13,58 @@ fn world_with_one_data_pack() -> (World, Vec<u8>) {
     (w, data)
 }
 
-/// The pack holding the file's data: the biggest one.
-fn data_pack(w: &World) -> std::path::PathBuf {
-    w.packs()
-        .into_iter()
-        .max_by_key(|p| p.metadata().unwrap().len())
-        .unwrap()
-}
-
 fn pack_name(p: &std::path::Path) -> String {
     p.file_name().unwrap().to_str().unwrap().to_string()
+}
+
+/// Restore of the affected item and the given checks fail and name the pack;
+/// nothing is written to the target, nothing in the repository changes.
+fn assert_damage_named(w: &World, pack: &std::path::Path, checks: &[&[&str]]) {
+    let before = w.data_objects();
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "t1/voice/rec.opus",
+        "--to",
+        w.path("out").to_str().unwrap(),
+    ]);
+    let line = one_line_error(&out);
+    assert!(
+        line.contains(&pack_name(pack)),
+        "restore names the pack: {line}"
+    );
+    assert!(
+        relative_files(&w.path("out")).is_empty(),
+        "no corrupt or temporary file is left"
+    );
+    for args in checks {
+        let out = w.offsite(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&pack_name(pack)),
+            "{args:?} names the pack: {stdout}"
+        );
+    }
+    assert_eq!(w.data_objects(), before, "nothing deleted or changed");
 }
 
 #[test]
 fn flipped_byte_is_named_and_nothing_is_deleted() {
     let (w, _) = world_with_one_data_pack();
-    let pack = data_pack(&w);
+    let pack = w.biggest_pack();
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[1000] ^= 0x40;
     std::fs::write(&pack, &bytes).unwrap();
-    let before = w.data_objects();
-
-    let out = w.offsite(&[
-        "restore",
-        "--item",
-        "t1/voice/rec.opus",
-        "--to",
-        w.path("out").to_str().unwrap(),
-    ]);
-    let line = one_line_error(&out);
-    assert!(
-        line.contains(&pack_name(&pack)),
-        "restore names the pack: {line}"
-    );
-    assert!(
-        !w.path("out/t1/voice/rec.opus").exists(),
-        "no corrupt file appears"
-    );
-    assert!(
-        relative_files(&w.path("out")).is_empty(),
-        "no temporary file is left"
-    );
-
-    let out = w.offsite(&["check", "--read-data"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&pack_name(&pack)),
-        "check names the pack: {stdout}"
-    );
-    assert_eq!(w.data_objects(), before, "nothing deleted or changed");
+    assert_damage_named(&w, &pack, &[&["check", "--read-data"]]);
 }
 
 #[test]
 fn missing_pack_is_named_and_nothing_else_is_deleted() {
     let (w, _) = world_with_one_data_pack();
-    let pack = data_pack(&w);
+    let pack = w.biggest_pack();
     std::fs::remove_file(&pack).unwrap();
-    let before = w.data_objects();
-
-    let out = w.offsite(&[
-        "restore",
-        "--item",
-        "t1/voice/rec.opus",
-        "--to",
-        w.path("out").to_str().unwrap(),
-    ]);
-    let line = one_line_error(&out);
-    assert!(
-        line.contains(&pack_name(&pack)),
-        "restore names the pack: {line}"
-    );
-
-    for args in [&["check"][..], &["check", "--read-data"][..]] {
-        let out = w.offsite(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains(&pack_name(&pack)),
-            "{args:?} names the pack: {stdout}"
-        );
-    }
-    assert_eq!(w.data_objects(), before, "nothing deleted");
+    assert_damage_named(&w, &pack, &[&["check"], &["check", "--read-data"]]);
 }
 
 #[test]
@@ -148,7 +118,7 @@ fn lost_index_is_rebuilt_from_the_packs() {
 #[test]
 fn rebuild_keeps_old_index_when_a_pack_is_unreadable() {
     let (w, _) = world_with_one_data_pack();
-    let pack = data_pack(&w);
+    let pack = w.biggest_pack();
     let len = pack.metadata().unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
     f.set_len(len - 3).unwrap(); // trailer damaged

@@ -94,11 +94,7 @@ fn check_failures_name(w: &World, pack_name: &str) {
 #[test]
 fn a_corrupt_pack_fails_the_tests_that_touch_it() {
     let w = world();
-    let pack = w
-        .packs()
-        .into_iter()
-        .max_by_key(|p| p.metadata().unwrap().len())
-        .unwrap();
+    let pack = w.biggest_pack();
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&pack, bytes).unwrap();
@@ -108,11 +104,7 @@ fn a_corrupt_pack_fails_the_tests_that_touch_it() {
 #[test]
 fn a_missing_pack_fails_the_tests_that_touch_it() {
     let w = world();
-    let pack = w
-        .packs()
-        .into_iter()
-        .max_by_key(|p| p.metadata().unwrap().len())
-        .unwrap();
+    let pack = w.biggest_pack();
     std::fs::remove_file(&pack).unwrap();
     check_failures_name(&w, pack.file_name().unwrap().to_str().unwrap());
 }

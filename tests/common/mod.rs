@@ -110,6 +110,14 @@ impl World {
         self.objects().iter().map(|(_, n)| n).sum()
     }
 
+    /// The largest pack file (the one holding most data).
+    pub fn biggest_pack(&self) -> PathBuf {
+        self.packs()
+            .into_iter()
+            .max_by_key(|p| p.metadata().unwrap().len())
+            .expect("a pack")
+    }
+
     /// Paths of the pack files.
     pub fn packs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
