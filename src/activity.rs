@@ -56,7 +56,6 @@ pub fn log(store: &Store, host: &str, operation: &str, outcome: &str, details: s
         details,
     };
     if let Err(e) = append(store, &entry) {
-        tracing::warn!(error = %e, operation, "could not write the activity log");
         eprintln!("offsite: warning: could not write the activity log: {e}");
     }
 }

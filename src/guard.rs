@@ -72,8 +72,9 @@ pub fn check(config: &Config) -> Result<GuardReport> {
 
 /// Print the guard's warnings (one line each) on stderr.
 pub fn warn(report: &GuardReport) {
+    // One line each on stderr (the journal under systemd); not also through
+    // tracing, which writes to the same stderr.
     for w in &report.warnings {
-        tracing::warn!("{w}");
         eprintln!("offsite: warning: {w}");
     }
 }
