@@ -41,18 +41,14 @@ pub struct Index {
     pub blobs: HashMap<ObjectId, BlobRef>,
     /// Pack id → size in bytes.
     pub packs: HashMap<ObjectId, u64>,
-    /// The index files read.
-    pub files: Vec<String>,
 }
 
 impl Index {
     /// Read every index file in the store.
     pub fn load(store: &Store) -> Result<Self> {
         let mut index = Index::default();
-        for (key, _) in store.list("index")? {
-            let file = read_index_file(store, &key)?;
+        for (_, file) in read_all_index_files(store)? {
             index.add_file(&file);
-            index.files.push(key);
         }
         Ok(index)
     }

@@ -8,7 +8,7 @@
 //! with the object's key, so a missing or unreadable object is always named.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -229,14 +229,6 @@ impl Store {
     /// Human description (the URL).
     pub fn describe(&self) -> &str {
         &self.description
-    }
-
-    /// The local directory, when the store is one (for the same-device warning).
-    pub fn local_dir(location: &Location) -> Option<&Path> {
-        match location {
-            Location::Local(dir) => Some(dir),
-            Location::S3(_) => None,
-        }
     }
 
     /// Requests sent so far by this handle (and its clones).

@@ -96,11 +96,6 @@ impl Tree {
     }
 }
 
-/// The id the tree's blob will have.
-pub fn tree_id(bytes: &[u8]) -> ObjectId {
-    ObjectId::hash(bytes)
-}
-
 /// Split an item path given by a person into safe components: no absolute
 /// paths, no `..`, no empty names. `.` and repeated slashes are dropped.
 pub fn item_components(path: &str) -> Result<Vec<String>> {

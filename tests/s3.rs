@@ -89,13 +89,7 @@ fn access_denied_is_its_own_error() {
     let bucket = new_bucket("denied");
     let w = World::s3(&bucket, "");
     w.ok(&["init"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_offsite"))
-        .arg("--config")
-        .arg(&w.config)
-        .arg("snapshots")
-        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-        .output()
-        .unwrap();
+    let out = w.offsite_env(&["snapshots"], &[("AWS_SECRET_ACCESS_KEY", "wrong-secret")]);
     let line = one_line_error(&out);
     assert!(
         line.contains("access denied") || line.contains("SignatureDoesNotMatch"),
@@ -224,13 +218,7 @@ fn missing_bucket_bad_credentials_and_unreachable_endpoint_get_one_line() {
     let w = World::s3(&bucket, "");
     put(&w.src(), "acme/db/dump.sql", b"data");
     w.ok(&["init"]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_offsite"))
-        .arg("--config")
-        .arg(&w.config)
-        .arg("snapshot")
-        .env("AWS_ACCESS_KEY_ID", "nobody")
-        .output()
-        .unwrap();
+    let out = w.offsite_env(&["snapshot"], &[("AWS_ACCESS_KEY_ID", "nobody")]);
     let line = one_line_error(&out);
     assert!(
         line.contains("denied") || line.contains("InvalidAccessKeyId"),

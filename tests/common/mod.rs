@@ -60,6 +60,16 @@ impl World {
         offsite_with(&self.config, args)
     }
 
+    /// Run with extra environment variables (wrong credentials, say).
+    pub fn offsite_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_offsite"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run offsite")
+    }
+
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.offsite(args);
