@@ -6,12 +6,39 @@
 //! entry points at its own tree blob. Unchanged directories serialize to the
 //! same bytes and are stored once; restoring one item reads only the trees on
 //! its path, never an index or the other snapshots.
+//!
+//! # Trees come from an untrusted bucket
+//!
+//! Whoever can write the bucket can write a tree blob with valid hashes, so
+//! every tree is checked in one place, [`Tree::from_bytes`], before anything
+//! uses it (restore, restore-test, check and prune all read trees through
+//! it and see the same verdict): each name must be a safe single path
+//! component ([`check_name`]: not empty, not `.` or `..`, no `/`, no NUL, at
+//! most 255 bytes, the most any Linux file system holds), the entries must be
+//! strictly sorted by name (so no name repeats and lookups by binary search
+//! are right), and every blob location must fit in 64 bits. A tree that
+//! fails is [`Error::Corrupt`] naming its pack and blob. The snapshot writer
+//! only ever stores names read from a directory, which satisfy all of this.
+//!
+//! Nesting is bounded too: walks over trees ([`TreeWalk`], and the rewrite
+//! in prune) use an explicit stack, never recursion, so no nesting can
+//! overflow the stack, and a tree more than [`MAX_TREE_DEPTH`] levels below
+//! its snapshot's root is corrupt. No real source can be that deep: the
+//! snapshot reads every file by its full path, which Linux limits to 4096
+//! bytes (PATH_MAX), so at most 2048 levels.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::BlobRef;
+use crate::pack::{pack_key, BlobRef};
+
+/// Directory levels below a snapshot's root tree that a walk follows; a tree
+/// deeper than this is corrupt (see the module docs).
+pub const MAX_TREE_DEPTH: usize = 4096;
+
+/// The longest name a tree entry may have, in bytes (Linux's NAME_MAX).
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// One directory's entries, sorted by name.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -76,10 +103,47 @@ impl Tree {
         serde_json::to_vec(self).expect("tree serializes")
     }
 
-    /// Parse a tree blob read from `object`.
-    pub fn from_bytes(object: &str, bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(object, format!("tree does not parse: {e}")))
+    /// Parse and check (see the module docs) the tree blob `blob`, whose
+    /// verified content is `bytes`.
+    pub fn from_bytes(blob: &BlobRef, bytes: &[u8]) -> Result<Self> {
+        let corrupt = |detail: String| {
+            Error::corrupt(pack_key(&blob.pack), format!("tree blob {}: {detail}", blob.id))
+        };
+        let tree: Tree =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("does not parse: {e}")))?;
+        tree.validate().map_err(corrupt)?;
+        Ok(tree)
+    }
+
+    /// Every name safe, names strictly increasing, every location in range.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let mut previous: Option<&str> = None;
+        for entry in &self.entries {
+            let name = entry.name();
+            check_name(name).map_err(|why| format!("entry {}: {why}", shown(name)))?;
+            if previous.is_some_and(|p| p >= name) {
+                return Err(format!(
+                    "entry {} is out of order or repeated (entries must be sorted by name)",
+                    shown(name)
+                ));
+            }
+            previous = Some(name);
+            let blobs: &[BlobRef] = match entry {
+                Entry::File(f) => &f.chunks,
+                Entry::Dir(d) => std::slice::from_ref(&d.tree),
+            };
+            if let Some(b) = blobs
+                .iter()
+                .find(|b| b.offset.checked_add(u64::from(b.length)).is_none())
+            {
+                return Err(format!(
+                    "entry {} points at blob {} past the end of any pack",
+                    shown(name),
+                    b.id
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The entry called `name`, by binary search.
@@ -93,6 +157,116 @@ impl Tree {
     /// Sort entries by name (call before serializing).
     pub fn sort(&mut self) {
         self.entries.sort_by(|a, b| a.name().cmp(b.name()));
+    }
+}
+
+/// A depth-first walk over a snapshot's trees in name order, with an
+/// explicit stack instead of recursion (see the module docs). The caller
+/// reads trees (so it may cache them, skip some, or go on after an error):
+///
+/// ```text
+/// let mut walk = TreeWalk::new(root_tree);
+/// while let Some(entry) = walk.next_entry() {
+///     match entry {
+///         Entry::File(f) => visit(walk.path_of(&f.name), f),
+///         Entry::Dir(d) => walk.descend(&d, read(&d.tree)?)?,
+///     }
+/// }
+/// ```
+pub struct TreeWalk {
+    /// Entries still to visit (the next one last), with their depth.
+    pending: Vec<(usize, Entry)>,
+    /// Names of the directories that hold the entry returned last.
+    dirs: Vec<String>,
+}
+
+impl TreeWalk {
+    /// A walk over the entries of `root` (a snapshot's root tree).
+    pub fn new(root: Tree) -> Self {
+        let mut walk = TreeWalk {
+            pending: Vec::new(),
+            dirs: Vec::new(),
+        };
+        walk.push(0, root);
+        walk
+    }
+
+    fn push(&mut self, depth: usize, tree: Tree) {
+        self.pending
+            .extend(tree.entries.into_iter().rev().map(|e| (depth, e)));
+    }
+
+    /// The next entry in depth-first name order.
+    pub fn next_entry(&mut self) -> Option<Entry> {
+        let (depth, entry) = self.pending.pop()?;
+        self.dirs.truncate(depth);
+        Some(entry)
+    }
+
+    /// The path (relative to the snapshot's root) of `name` in the directory
+    /// of the entry returned last.
+    pub fn path_of(&self, name: &str) -> String {
+        let mut path = String::new();
+        for dir in &self.dirs {
+            path.push_str(dir);
+            path.push('/');
+        }
+        path.push_str(name);
+        path
+    }
+
+    /// Visit `tree`, the content of `dir` (the entry returned last), before
+    /// the rest of `dir`'s siblings. Corrupt when that is deeper than
+    /// [`MAX_TREE_DEPTH`].
+    pub fn descend(&mut self, dir: &DirEntry, tree: Tree) -> Result<()> {
+        check_depth(self.dirs.len() + 1, &dir.tree)?;
+        self.dirs.push(dir.name.clone());
+        self.push(self.dirs.len(), tree);
+        Ok(())
+    }
+}
+
+/// `Corrupt` when the tree `blob` sits `depth` levels below its snapshot's
+/// root and that is more than [`MAX_TREE_DEPTH`].
+pub fn check_depth(depth: usize, blob: &BlobRef) -> Result<()> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(Error::corrupt(
+            pack_key(&blob.pack),
+            format!(
+                "tree blob {} is nested more than {MAX_TREE_DEPTH} directories deep; no source path can be that deep",
+                blob.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Is `name` safe as one path component below a restore target? The reason
+/// when not.
+pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        Err("the name is empty")
+    } else if name == "." || name == ".." {
+        Err("the name is `.` or `..`")
+    } else if name.contains('/') {
+        Err("the name contains '/'")
+    } else if name.contains('\0') {
+        Err("the name contains a NUL byte")
+    } else if name.len() > MAX_NAME_BYTES {
+        Err("the name is longer than 255 bytes")
+    } else {
+        Ok(())
+    }
+}
+
+/// A name from the repository as an error message shows it: quoted, escaped,
+/// at most 64 characters.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    if cut.len() < name.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
     }
 }
 
