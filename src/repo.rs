@@ -36,7 +36,7 @@ use crate::id::ObjectId;
 use crate::pack::{decode_blob, pack_key, BlobRef};
 use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::store::{Location, Store};
-use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
+use crate::tree::{check_depth, Entry, FileEntry, Tree, TreeWalk};
 
 /// Reads many trees with few requests: the first tree read from a pack
 /// fetches the whole pack (tree packs hold only trees, a few MiB), later ones
@@ -280,6 +280,7 @@ impl Repository {
                 Some(Entry::File(f)) if last => return Ok(Some(f.clone())),
                 Some(Entry::Dir(d)) if !last => {
                     let next = d.tree.clone();
+                    check_depth(i + 1, &next)?;
                     tree = self.read_tree(&next)?;
                 }
                 _ => return Ok(None),

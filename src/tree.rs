@@ -107,7 +107,10 @@ impl Tree {
     /// verified content is `bytes`.
     pub fn from_bytes(blob: &BlobRef, bytes: &[u8]) -> Result<Self> {
         let corrupt = |detail: String| {
-            Error::corrupt(pack_key(&blob.pack), format!("tree blob {}: {detail}", blob.id))
+            Error::corrupt(
+                pack_key(&blob.pack),
+                format!("tree blob {}: {detail}", blob.id),
+            )
         };
         let tree: Tree =
             serde_json::from_slice(bytes).map_err(|e| corrupt(format!("does not parse: {e}")))?;

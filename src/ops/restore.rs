@@ -275,7 +275,10 @@ pub fn restore_item(
     let components = item_components(&found.path)?;
     fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     let Some((file_name, dirs)) = components.split_last() else {
-        return Err(Error::Usage(format!("item path {:?} names no file", found.path)));
+        return Err(Error::Usage(format!(
+            "item path {:?} names no file",
+            found.path
+        )));
     };
     let dir = safe_parent(to, dirs)?;
     let target = dir.join(file_name);
