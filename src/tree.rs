@@ -306,6 +306,167 @@ pub fn item_components(path: &str) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    fn blob(n: u8) -> BlobRef {
+        BlobRef {
+            id: ObjectId([n; 32]),
+            pack: ObjectId([0xAB; 32]),
+            offset: 0,
+            length: 10,
+            raw_length: 10,
+            compression: Default::default(),
+        }
+    }
+
+    fn file(name: &str) -> Entry {
+        Entry::File(FileEntry {
+            name: name.into(),
+            size: 0,
+            mtime_ns: 0,
+            mode: 0o100644,
+            inode: 0,
+            tenant: None,
+            sha256: ObjectId::default(),
+            chunks: vec![blob(9)],
+            carried: false,
+        })
+    }
+
+    fn dir(name: &str, n: u8) -> Entry {
+        Entry::Dir(DirEntry {
+            name: name.into(),
+            mode: 0o40755,
+            mtime_ns: 0,
+            tree: blob(n),
+        })
+    }
+
+    fn parse(entries: Vec<Entry>) -> Result<Tree> {
+        Tree::from_bytes(&blob(1), &Tree { entries }.to_bytes())
+    }
+
+    #[test]
+    fn names_that_are_not_one_safe_component_are_refused() {
+        let long = "é".repeat(128);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "/",
+            "/../x",
+            "a/b",
+            "a/",
+            "a\0b",
+            "\0",
+            long.as_str(),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        let longest = format!("{}x", "é".repeat(127));
+        assert_eq!(longest.len(), 255);
+        for good in [
+            "a",
+            "...",
+            ".hidden",
+            "a..b",
+            "x y",
+            "é",
+            "\\",
+            longest.as_str(),
+        ] {
+            assert_eq!(check_name(good), Ok(()), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn a_tree_with_a_bad_name_is_corrupt_naming_pack_and_blob() {
+        for bad in [file(".."), dir("a/b", 2), file("")] {
+            let err = parse(vec![bad, file("ok")]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("corrupt object {}", pack_key(&blob(1).pack))),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("tree blob {}: entry ", blob(1).id)),
+                "{err}"
+            );
+        }
+        let huge = "x".repeat(10_000);
+        let err = parse(vec![file(&huge)]).unwrap_err().to_string();
+        assert!(err.len() < 400, "the name is cut in the message: {err}");
+    }
+
+    #[test]
+    fn entries_must_be_strictly_sorted() {
+        assert!(parse(vec![file("a"), dir("b", 2), file("c")]).is_ok());
+        assert!(parse(vec![file("b"), file("a")]).is_err());
+        assert!(parse(vec![file("a"), dir("a", 2)]).is_err());
+    }
+
+    #[test]
+    fn locations_past_any_pack_are_refused() {
+        let mut far = blob(2);
+        far.offset = u64::MAX - 3;
+        let entry = Entry::Dir(DirEntry {
+            name: "d".into(),
+            mode: 0,
+            mtime_ns: 0,
+            tree: far,
+        });
+        assert!(parse(vec![entry]).is_err());
+    }
+
+    #[test]
+    fn walk_visits_in_name_order_with_paths() {
+        // root: a.txt, d/ (x.txt, e/ (y.txt)), z.txt
+        let trees = std::collections::HashMap::from([
+            (
+                2u8,
+                Tree {
+                    entries: vec![file("x.txt"), dir("e", 3)],
+                },
+            ),
+            (
+                3u8,
+                Tree {
+                    entries: vec![file("y.txt")],
+                },
+            ),
+        ]);
+        let root = Tree {
+            entries: vec![file("a.txt"), dir("d", 2), file("z.txt")],
+        };
+        let mut walk = TreeWalk::new(root);
+        let mut seen = Vec::new();
+        while let Some(entry) = walk.next_entry() {
+            seen.push(walk.path_of(entry.name()));
+            if let Entry::Dir(d) = entry {
+                walk.descend(&d, trees[&d.tree.id.0[0]].clone()).unwrap();
+            }
+        }
+        assert_eq!(seen, ["a.txt", "d", "d/x.txt", "d/e", "d/e/y.txt", "z.txt"]);
+    }
+
+    #[test]
+    fn walk_refuses_trees_deeper_than_the_limit() {
+        let chain = || Tree {
+            entries: vec![dir("d", 2)],
+        };
+        let mut walk = TreeWalk::new(chain());
+        let mut levels = 0;
+        let err = loop {
+            let Some(Entry::Dir(d)) = walk.next_entry() else {
+                panic!("the chain ended");
+            };
+            match walk.descend(&d, chain()) {
+                Ok(()) => levels += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(levels, MAX_TREE_DEPTH);
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(check_depth(MAX_TREE_DEPTH, &blob(1)).is_ok());
+    }
+
     #[test]
     fn item_paths_that_escape_are_refused() {
         assert!(item_components("../../etc/passwd").is_err());

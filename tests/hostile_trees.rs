@@ -125,8 +125,14 @@ fn fails(out: &std::process::Output) -> String {
 /// The restore-test report, which must say `failed`.
 fn failed_restore_test(w: &World, seed: u64) -> String {
     let out = w.offsite(&["--json", "restore-test", "--seed", &seed.to_string()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "seed {seed}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
-    assert_eq!(out.status.code(), Some(1), "seed {seed}: {report}");
     assert_eq!(report["result"], "failed", "seed {seed}: {report}");
     report["error"].as_str().unwrap().to_string()
 }
@@ -249,11 +255,6 @@ fn fifty_thousand_nested_levels_do_not_overflow_the_stack() {
     });
     let manifest = forge.snapshot(&w, root);
     let expected = "nested more than 4096 directories deep";
-    let item = format!("{}deep.txt", "d/".repeat(LEVELS));
-    let out = w.path("out");
-    let line =
-        one_line_error(&w.offsite(&["restore", "--item", &item, "--to", out.to_str().unwrap()]));
-    assert!(line.contains(expected), "restore: {line}");
     let error = failed_restore_test(&w, 1);
     assert!(error.contains(expected), "restore-test: {error}");
     let check = fails(&w.offsite(&["check", "--read-data"]));
@@ -262,6 +263,11 @@ fn fifty_thousand_nested_levels_do_not_overflow_the_stack() {
     let prune = fails(&w.offsite(&["prune"]));
     assert!(prune.contains(expected), "prune: {prune}");
     assert_eq!(w.data_objects(), before, "prune changed the repository");
+    let item = format!("{}deep.txt", "d/".repeat(LEVELS));
+    let out = w.path("out");
+    let line =
+        one_line_error(&w.offsite(&["restore", "--item", &item, "--to", out.to_str().unwrap()]));
+    assert!(line.contains(expected), "restore: {line}");
     std::fs::remove_file(manifest).unwrap();
     w.ok(&["check", "--read-data"]);
 }
