@@ -36,7 +36,7 @@ use crate::id::ObjectId;
 use crate::pack::{decode_blob, pack_key, BlobRef};
 use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::store::{Location, Store};
-use crate::tree::{Entry, FileEntry, Tree};
+use crate::tree::{check_depth, Entry, FileEntry, Tree, TreeWalk};
 
 /// Reads many trees with few requests: the first tree read from a pack
 /// fetches the whole pack (tree packs hold only trees, a few MiB), later ones
@@ -78,7 +78,7 @@ impl<'r> TreeCache<'r> {
             .ok_or_else(|| {
                 Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
             })?;
-        Tree::from_bytes(&key, &decode_blob(stored, blob)?)
+        Tree::from_bytes(blob, &decode_blob(stored, blob)?)
     }
 }
 
@@ -188,7 +188,7 @@ impl Repository {
     /// Read one tree blob.
     pub fn read_tree(&self, blob: &BlobRef) -> Result<Tree> {
         let bytes = self.read_blob(blob)?;
-        Tree::from_bytes(&pack_key(&blob.pack), &bytes)
+        Tree::from_bytes(blob, &bytes)
     }
 
     /// Snapshots, newest first, optionally of one host and/or source.
@@ -254,32 +254,21 @@ impl Repository {
     }
 
     /// Visit every file below the tree `root` with its path (relative to the
-    /// snapshot's source), depth first in name order.
+    /// snapshot's source), depth first in name order. Iterative and depth
+    /// limited ([`TreeWalk`]): a hostile tree cannot overflow the stack.
     pub fn for_each_file(
         &self,
         root: &BlobRef,
         visit: &mut dyn FnMut(String, FileEntry),
     ) -> Result<()> {
-        fn walk(
-            repo: &Repository,
-            tree: &BlobRef,
-            path: &str,
-            visit: &mut dyn FnMut(String, FileEntry),
-        ) -> Result<()> {
-            for entry in repo.read_tree(tree)?.entries {
-                let child = if path.is_empty() {
-                    entry.name().to_string()
-                } else {
-                    format!("{path}/{}", entry.name())
-                };
-                match entry {
-                    Entry::Dir(d) => walk(repo, &d.tree, &child, visit)?,
-                    Entry::File(f) => visit(child, f),
-                }
+        let mut walk = TreeWalk::new(self.read_tree(root)?);
+        while let Some(entry) = walk.next_entry() {
+            match entry {
+                Entry::Dir(d) => walk.descend(&d, self.read_tree(&d.tree)?)?,
+                Entry::File(f) => visit(walk.path_of(&f.name), f),
             }
-            Ok(())
         }
-        walk(self, root, "", visit)
+        Ok(())
     }
 
     /// The file at `components` below the tree `root`, if the snapshot has it.
@@ -291,6 +280,7 @@ impl Repository {
                 Some(Entry::File(f)) if last => return Ok(Some(f.clone())),
                 Some(Entry::Dir(d)) if !last => {
                     let next = d.tree.clone();
+                    check_depth(i + 1, &next)?;
                     tree = self.read_tree(&next)?;
                 }
                 _ => return Ok(None),

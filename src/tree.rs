@@ -6,12 +6,39 @@
 //! entry points at its own tree blob. Unchanged directories serialize to the
 //! same bytes and are stored once; restoring one item reads only the trees on
 //! its path, never an index or the other snapshots.
+//!
+//! # Trees come from an untrusted bucket
+//!
+//! Whoever can write the bucket can write a tree blob with valid hashes, so
+//! every tree is checked in one place, [`Tree::from_bytes`], before anything
+//! uses it (restore, restore-test, check and prune all read trees through
+//! it and see the same verdict): each name must be a safe single path
+//! component ([`check_name`]: not empty, not `.` or `..`, no `/`, no NUL, at
+//! most 255 bytes, the most any Linux file system holds), the entries must be
+//! strictly sorted by name (so no name repeats and lookups by binary search
+//! are right), and every blob location must fit in 64 bits. A tree that
+//! fails is [`Error::Corrupt`] naming its pack and blob. The snapshot writer
+//! only ever stores names read from a directory, which satisfy all of this.
+//!
+//! Nesting is bounded too: walks over trees ([`TreeWalk`], and the rewrite
+//! in prune) use an explicit stack, never recursion, so no nesting can
+//! overflow the stack, and a tree more than [`MAX_TREE_DEPTH`] levels below
+//! its snapshot's root is corrupt. No real source can be that deep: the
+//! snapshot reads every file by its full path, which Linux limits to 4096
+//! bytes (PATH_MAX), so at most 2048 levels.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::BlobRef;
+use crate::pack::{pack_key, BlobRef};
+
+/// Directory levels below a snapshot's root tree that a walk follows; a tree
+/// deeper than this is corrupt (see the module docs).
+pub const MAX_TREE_DEPTH: usize = 4096;
+
+/// The longest name a tree entry may have, in bytes (Linux's NAME_MAX).
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// One directory's entries, sorted by name.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -76,10 +103,50 @@ impl Tree {
         serde_json::to_vec(self).expect("tree serializes")
     }
 
-    /// Parse a tree blob read from `object`.
-    pub fn from_bytes(object: &str, bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(object, format!("tree does not parse: {e}")))
+    /// Parse and check (see the module docs) the tree blob `blob`, whose
+    /// verified content is `bytes`.
+    pub fn from_bytes(blob: &BlobRef, bytes: &[u8]) -> Result<Self> {
+        let corrupt = |detail: String| {
+            Error::corrupt(
+                pack_key(&blob.pack),
+                format!("tree blob {}: {detail}", blob.id),
+            )
+        };
+        let tree: Tree =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("does not parse: {e}")))?;
+        tree.validate().map_err(corrupt)?;
+        Ok(tree)
+    }
+
+    /// Every name safe, names strictly increasing, every location in range.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let mut previous: Option<&str> = None;
+        for entry in &self.entries {
+            let name = entry.name();
+            check_name(name).map_err(|why| format!("entry {}: {why}", shown(name)))?;
+            if previous.is_some_and(|p| p >= name) {
+                return Err(format!(
+                    "entry {} is out of order or repeated (entries must be sorted by name)",
+                    shown(name)
+                ));
+            }
+            previous = Some(name);
+            let blobs: &[BlobRef] = match entry {
+                Entry::File(f) => &f.chunks,
+                Entry::Dir(d) => std::slice::from_ref(&d.tree),
+            };
+            if let Some(b) = blobs
+                .iter()
+                .find(|b| b.offset.checked_add(u64::from(b.length)).is_none())
+            {
+                return Err(format!(
+                    "entry {} points at blob {} past the end of any pack",
+                    shown(name),
+                    b.id
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The entry called `name`, by binary search.
@@ -93,6 +160,116 @@ impl Tree {
     /// Sort entries by name (call before serializing).
     pub fn sort(&mut self) {
         self.entries.sort_by(|a, b| a.name().cmp(b.name()));
+    }
+}
+
+/// A depth-first walk over a snapshot's trees in name order, with an
+/// explicit stack instead of recursion (see the module docs). The caller
+/// reads trees (so it may cache them, skip some, or go on after an error):
+///
+/// ```text
+/// let mut walk = TreeWalk::new(root_tree);
+/// while let Some(entry) = walk.next_entry() {
+///     match entry {
+///         Entry::File(f) => visit(walk.path_of(&f.name), f),
+///         Entry::Dir(d) => walk.descend(&d, read(&d.tree)?)?,
+///     }
+/// }
+/// ```
+pub struct TreeWalk {
+    /// Entries still to visit (the next one last), with their depth.
+    pending: Vec<(usize, Entry)>,
+    /// Names of the directories that hold the entry returned last.
+    dirs: Vec<String>,
+}
+
+impl TreeWalk {
+    /// A walk over the entries of `root` (a snapshot's root tree).
+    pub fn new(root: Tree) -> Self {
+        let mut walk = TreeWalk {
+            pending: Vec::new(),
+            dirs: Vec::new(),
+        };
+        walk.push(0, root);
+        walk
+    }
+
+    fn push(&mut self, depth: usize, tree: Tree) {
+        self.pending
+            .extend(tree.entries.into_iter().rev().map(|e| (depth, e)));
+    }
+
+    /// The next entry in depth-first name order.
+    pub fn next_entry(&mut self) -> Option<Entry> {
+        let (depth, entry) = self.pending.pop()?;
+        self.dirs.truncate(depth);
+        Some(entry)
+    }
+
+    /// The path (relative to the snapshot's root) of `name` in the directory
+    /// of the entry returned last.
+    pub fn path_of(&self, name: &str) -> String {
+        let mut path = String::new();
+        for dir in &self.dirs {
+            path.push_str(dir);
+            path.push('/');
+        }
+        path.push_str(name);
+        path
+    }
+
+    /// Visit `tree`, the content of `dir` (the entry returned last), before
+    /// the rest of `dir`'s siblings. Corrupt when that is deeper than
+    /// [`MAX_TREE_DEPTH`].
+    pub fn descend(&mut self, dir: &DirEntry, tree: Tree) -> Result<()> {
+        check_depth(self.dirs.len() + 1, &dir.tree)?;
+        self.dirs.push(dir.name.clone());
+        self.push(self.dirs.len(), tree);
+        Ok(())
+    }
+}
+
+/// `Corrupt` when the tree `blob` sits `depth` levels below its snapshot's
+/// root and that is more than [`MAX_TREE_DEPTH`].
+pub fn check_depth(depth: usize, blob: &BlobRef) -> Result<()> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(Error::corrupt(
+            pack_key(&blob.pack),
+            format!(
+                "tree blob {} is nested more than {MAX_TREE_DEPTH} directories deep; no source path can be that deep",
+                blob.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Is `name` safe as one path component below a restore target? The reason
+/// when not.
+pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        Err("the name is empty")
+    } else if name == "." || name == ".." {
+        Err("the name is `.` or `..`")
+    } else if name.contains('/') {
+        Err("the name contains '/'")
+    } else if name.contains('\0') {
+        Err("the name contains a NUL byte")
+    } else if name.len() > MAX_NAME_BYTES {
+        Err("the name is longer than 255 bytes")
+    } else {
+        Ok(())
+    }
+}
+
+/// A name from the repository as an error message shows it: quoted, escaped,
+/// at most 64 characters.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    if cut.len() < name.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
     }
 }
 
@@ -128,6 +305,167 @@ pub fn item_components(path: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn blob(n: u8) -> BlobRef {
+        BlobRef {
+            id: ObjectId([n; 32]),
+            pack: ObjectId([0xAB; 32]),
+            offset: 0,
+            length: 10,
+            raw_length: 10,
+            compression: Default::default(),
+        }
+    }
+
+    fn file(name: &str) -> Entry {
+        Entry::File(FileEntry {
+            name: name.into(),
+            size: 0,
+            mtime_ns: 0,
+            mode: 0o100644,
+            inode: 0,
+            tenant: None,
+            sha256: ObjectId::default(),
+            chunks: vec![blob(9)],
+            carried: false,
+        })
+    }
+
+    fn dir(name: &str, n: u8) -> Entry {
+        Entry::Dir(DirEntry {
+            name: name.into(),
+            mode: 0o40755,
+            mtime_ns: 0,
+            tree: blob(n),
+        })
+    }
+
+    fn parse(entries: Vec<Entry>) -> Result<Tree> {
+        Tree::from_bytes(&blob(1), &Tree { entries }.to_bytes())
+    }
+
+    #[test]
+    fn names_that_are_not_one_safe_component_are_refused() {
+        let long = "é".repeat(128);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "/",
+            "/../x",
+            "a/b",
+            "a/",
+            "a\0b",
+            "\0",
+            long.as_str(),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        let longest = format!("{}x", "é".repeat(127));
+        assert_eq!(longest.len(), 255);
+        for good in [
+            "a",
+            "...",
+            ".hidden",
+            "a..b",
+            "x y",
+            "é",
+            "\\",
+            longest.as_str(),
+        ] {
+            assert_eq!(check_name(good), Ok(()), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn a_tree_with_a_bad_name_is_corrupt_naming_pack_and_blob() {
+        for bad in [file(".."), dir("a/b", 2), file("")] {
+            let err = parse(vec![bad, file("ok")]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("corrupt object {}", pack_key(&blob(1).pack))),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("tree blob {}: entry ", blob(1).id)),
+                "{err}"
+            );
+        }
+        let huge = "x".repeat(10_000);
+        let err = parse(vec![file(&huge)]).unwrap_err().to_string();
+        assert!(err.len() < 400, "the name is cut in the message: {err}");
+    }
+
+    #[test]
+    fn entries_must_be_strictly_sorted() {
+        assert!(parse(vec![file("a"), dir("b", 2), file("c")]).is_ok());
+        assert!(parse(vec![file("b"), file("a")]).is_err());
+        assert!(parse(vec![file("a"), dir("a", 2)]).is_err());
+    }
+
+    #[test]
+    fn locations_past_any_pack_are_refused() {
+        let mut far = blob(2);
+        far.offset = u64::MAX - 3;
+        let entry = Entry::Dir(DirEntry {
+            name: "d".into(),
+            mode: 0,
+            mtime_ns: 0,
+            tree: far,
+        });
+        assert!(parse(vec![entry]).is_err());
+    }
+
+    #[test]
+    fn walk_visits_in_name_order_with_paths() {
+        // root: a.txt, d/ (x.txt, e/ (y.txt)), z.txt
+        let trees = std::collections::HashMap::from([
+            (
+                2u8,
+                Tree {
+                    entries: vec![file("x.txt"), dir("e", 3)],
+                },
+            ),
+            (
+                3u8,
+                Tree {
+                    entries: vec![file("y.txt")],
+                },
+            ),
+        ]);
+        let root = Tree {
+            entries: vec![file("a.txt"), dir("d", 2), file("z.txt")],
+        };
+        let mut walk = TreeWalk::new(root);
+        let mut seen = Vec::new();
+        while let Some(entry) = walk.next_entry() {
+            seen.push(walk.path_of(entry.name()));
+            if let Entry::Dir(d) = entry {
+                walk.descend(&d, trees[&d.tree.id.0[0]].clone()).unwrap();
+            }
+        }
+        assert_eq!(seen, ["a.txt", "d", "d/x.txt", "d/e", "d/e/y.txt", "z.txt"]);
+    }
+
+    #[test]
+    fn walk_refuses_trees_deeper_than_the_limit() {
+        let chain = || Tree {
+            entries: vec![dir("d", 2)],
+        };
+        let mut walk = TreeWalk::new(chain());
+        let mut levels = 0;
+        let err = loop {
+            let Some(Entry::Dir(d)) = walk.next_entry() else {
+                panic!("the chain ended");
+            };
+            match walk.descend(&d, chain()) {
+                Ok(()) => levels += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(levels, MAX_TREE_DEPTH);
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(check_depth(MAX_TREE_DEPTH, &blob(1)).is_ok());
+    }
 
     #[test]
     fn item_paths_that_escape_are_refused() {

@@ -67,6 +67,9 @@ pub enum Command {
         /// Replace an existing file.
         #[arg(long)]
         overwrite: bool,
+        /// Restore setuid, setgid and sticky bits too (stripped by default).
+        #[arg(long)]
+        keep_special_bits: bool,
         /// Restore an item past the platform's data retention or its voice contract.
         #[arg(long)]
         force: bool,

@@ -200,6 +200,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             host,
             to,
             overwrite,
+            keep_special_bits,
             force,
             reason,
         } => {
@@ -215,7 +216,11 @@ pub fn run(cli: Cli) -> Result<i32> {
                     if !force {
                         restore::check_retention(&config, &found, now)?;
                     }
-                    restore::restore_item(&repo, &found, &to, overwrite)
+                    let options = restore::RestoreOptions {
+                        overwrite,
+                        keep_special_bits,
+                    };
+                    restore::restore_item(&repo, &found, &to, options)
                 });
             let logged = result
                 .as_ref()

@@ -20,7 +20,7 @@ use crate::id::ObjectId;
 use crate::index::{read_index_file, Index};
 use crate::pack::{pack_key, BlobRef};
 use crate::repo::Repository;
-use crate::tree::{Entry, FileEntry};
+use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
 
 /// What `check` found.
 #[derive(Serialize, Debug, Default)]
@@ -73,24 +73,23 @@ impl Checker<'_> {
         }
     }
 
-    fn walk(&mut self, tree_ref: &BlobRef, path: &str, snapshot: &str) {
-        if !self.seen_trees.insert(tree_ref.id) {
+    /// Check every tree and file below `root`, iteratively and depth
+    /// limited ([`TreeWalk`]): a hostile tree cannot overflow the stack.
+    fn walk(&mut self, root: &BlobRef, snapshot: &str) {
+        let Some(tree) = self.enter_tree(root, "", snapshot) else {
             return;
-        }
-        self.check_blob(tree_ref, &format!("snapshot {snapshot} tree /{path}"));
-        let tree = match self.repo.read_tree(tree_ref) {
-            Ok(t) => t,
-            Err(e) => return self.problem(format!("snapshot {snapshot} tree /{path}: {e}")),
         };
-        self.report.trees += 1;
-        for entry in tree.entries {
-            let child = if path.is_empty() {
-                entry.name().to_string()
-            } else {
-                format!("{path}/{}", entry.name())
-            };
+        let mut walk = TreeWalk::new(tree);
+        while let Some(entry) = walk.next_entry() {
+            let child = walk.path_of(entry.name());
             match entry {
-                Entry::Dir(d) => self.walk(&d.tree, &child, snapshot),
+                Entry::Dir(d) => {
+                    if let Some(tree) = self.enter_tree(&d.tree, &child, snapshot) {
+                        if let Err(e) = walk.descend(&d, tree) {
+                            self.problem(format!("snapshot {snapshot} tree /{child}: {e}"));
+                        }
+                    }
+                }
                 Entry::File(f) => {
                     let chunk_key = ObjectId::hash(
                         serde_json::to_string(&f.chunks)
@@ -108,6 +107,24 @@ impl Checker<'_> {
                         (f, format!("snapshot {snapshot} file {child}")),
                     );
                 }
+            }
+        }
+    }
+
+    /// Check and read a tree not seen before (problems are reported).
+    fn enter_tree(&mut self, tree_ref: &BlobRef, path: &str, snapshot: &str) -> Option<Tree> {
+        if !self.seen_trees.insert(tree_ref.id) {
+            return None;
+        }
+        self.check_blob(tree_ref, &format!("snapshot {snapshot} tree /{path}"));
+        match self.repo.read_tree(tree_ref) {
+            Ok(tree) => {
+                self.report.trees += 1;
+                Some(tree)
+            }
+            Err(e) => {
+                self.problem(format!("snapshot {snapshot} tree /{path}: {e}"));
+                None
             }
         }
     }
@@ -172,7 +189,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     for snap_ref in repo.list_snapshots(None, None)? {
         checker.report.snapshots += 1;
         match repo.load_snapshot(&snap_ref) {
-            Ok(snap) => checker.walk(&snap.tree, "", &snap_ref.id.short()),
+            Ok(snap) => checker.walk(&snap.tree, &snap_ref.id.short()),
             Err(e) => checker.problem(format!("snapshot {}: {e}", snap_ref.key)),
         }
     }

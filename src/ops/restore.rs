@@ -7,7 +7,12 @@
 //! beside the target; the whole-content SHA-256 is checked before the file
 //! takes its final name. The target path is built from checked components
 //! below `--to`, through real directories only (no symlink may lead outside),
-//! and an existing file is replaced only with `--overwrite`.
+//! and an existing file is replaced only with `--overwrite`. The temporary
+//! name is short (`.offsite-<16 hex>.tmp`), so every name a source can hold
+//! (up to 255 bytes) restores. The file gets its recorded permission bits but
+//! not setuid, setgid or sticky unless `--keep-special-bits` asks for them:
+//! the repository is not trusted to hand out privileges. Restore tests use
+//! [`restore_item`] too, below a private temporary directory.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -161,19 +166,32 @@ fn safe_parent(root: &Path, components: &[String]) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Write the verified content of `entry` to `target` (which must not exist
-/// unless `overwrite`). Returns the bytes written.
-pub fn write_verified(
+/// How [`restore_item`] treats the target and the file's mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Replace an existing file (`--overwrite`).
+    pub overwrite: bool,
+    /// Restore the setuid, setgid and sticky bits (`--keep-special-bits`);
+    /// by default only the permission bits (`0o777`) are restored, so a
+    /// hostile repository cannot plant a setuid file.
+    pub keep_special_bits: bool,
+}
+
+/// Write the verified content of `entry` to `dir/file_name` (which must not
+/// exist unless `overwrite`). The content goes first to a short temporary
+/// name in `dir` (so a name of 255 bytes works too), created exclusively,
+/// not through a symlink, mode 0600. Returns the bytes written.
+fn write_verified(
     repo: &Repository,
     entry: &FileEntry,
-    target: &Path,
-    overwrite: bool,
+    dir: &Path,
+    file_name: &str,
+    options: RestoreOptions,
 ) -> Result<u64> {
-    let dir = target.parent().expect("target has a parent");
+    let target = dir.join(file_name);
     let tmp = dir.join(format!(
-        ".{}.offsite-restore-{}",
-        entry.name,
-        std::process::id()
+        ".offsite-{}.tmp",
+        &ObjectId::random().to_hex()[..16]
     ));
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -198,19 +216,19 @@ pub fn write_verified(
                 format!("restored content has SHA-256 {digest} and {written} bytes, the snapshot recorded {} and {}", entry.sha256, entry.size),
             ));
         }
-        finish_file(&file, entry).map_err(|e| Error::io(&tmp, e))?;
-        if overwrite {
-            fs::rename(&tmp, target).map_err(|e| Error::io(target, e))?;
+        finish_file(&file, entry, options.keep_special_bits).map_err(|e| Error::io(&tmp, e))?;
+        if options.overwrite {
+            fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         } else {
             // A hard link fails if the target exists: no check-then-write race.
-            fs::hard_link(&tmp, target).map_err(|e| match e.kind() {
+            fs::hard_link(&tmp, &target).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
                     what: format!(
                         "{} already exists; pass --overwrite to replace it",
                         target.display()
                     ),
                 },
-                _ => Error::io(target, e),
+                _ => Error::io(&target, e),
             })?;
             fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
@@ -226,27 +244,45 @@ fn libc_o_nofollow() -> i32 {
     0o400000 // O_NOFOLLOW on Linux
 }
 
-fn finish_file(file: &File, entry: &FileEntry) -> std::io::Result<()> {
-    file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
+/// Permission bits of a restored file: setuid, setgid and sticky only on request.
+fn restored_mode(mode: u32, keep_special_bits: bool) -> u32 {
+    if keep_special_bits {
+        mode & 0o7777
+    } else {
+        mode & 0o777
+    }
+}
+
+fn finish_file(file: &File, entry: &FileEntry, keep_special_bits: bool) -> std::io::Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(restored_mode(
+        entry.mode,
+        keep_special_bits,
+    )))?;
     let mtime = UNIX_EPOCH + Duration::from_nanos(entry.mtime_ns.max(0) as u64);
     file.set_modified(mtime)?;
     file.sync_all()
 }
 
-/// Restore `found` below `to`, at its path relative to the source.
+/// Restore `found` below `to`, at its path relative to the source. The one
+/// way anything is restored: `restore --item` and restore tests both.
 pub fn restore_item(
     repo: &Repository,
     found: &FoundItem,
     to: &Path,
-    overwrite: bool,
+    options: RestoreOptions,
 ) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let components = item_components(&found.path)?;
     fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
-    let (file_name, dirs) = components.split_last().expect("item has a name");
+    let Some((file_name, dirs)) = components.split_last() else {
+        return Err(Error::Usage(format!(
+            "item path {:?} names no file",
+            found.path
+        )));
+    };
     let dir = safe_parent(to, dirs)?;
     let target = dir.join(file_name);
-    if !overwrite && fs::symlink_metadata(&target).is_ok() {
+    if !options.overwrite && fs::symlink_metadata(&target).is_ok() {
         return Err(Error::AlreadyExists {
             what: format!(
                 "{} already exists; pass --overwrite to replace it",
@@ -260,7 +296,7 @@ pub fn restore_item(
             target.display()
         )));
     }
-    let bytes = write_verified(repo, &found.entry, &target, overwrite)?;
+    let bytes = write_verified(repo, &found.entry, &dir, file_name, options)?;
     Ok(RestoreReport {
         item: found.path.clone(),
         source: found.source.clone(),
@@ -272,4 +308,18 @@ pub fn restore_item(
         sha256: found.entry.sha256,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_bits_are_stripped_unless_asked_for() {
+        assert_eq!(restored_mode(0o104755, false), 0o755);
+        assert_eq!(restored_mode(0o102640, false), 0o640);
+        assert_eq!(restored_mode(0o101777, false), 0o777);
+        assert_eq!(restored_mode(0o104755, true), 0o4755);
+        assert_eq!(restored_mode(0o100644, true), 0o644);
+    }
 }

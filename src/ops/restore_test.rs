@@ -1,8 +1,10 @@
 //! `offsite restore-test`: prove the backups read back, one random item at a time.
 //!
 //! A restore test restores one item chosen at random through the same code as
-//! `restore --item` (every chunk and the whole-content SHA-256 verified) into
-//! a temporary directory, then removes the copy. Choices spread over what the
+//! `restore --item` ([`restore_item`]: every chunk and the whole-content
+//! SHA-256 verified, the path built from checked names through real
+//! directories, no setuid/setgid/sticky bits) below a private temporary
+//! directory, then removes the copy. Choices spread over what the
 //! repository holds: a source, then one of its snapshots (daily, weekly,
 //! monthly ones alike), then a tenant in it, then an item of that tenant
 //! (carried-forward voice recordings included), each uniformly, so over many
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::ops::restore::write_verified;
+use crate::ops::restore::{restore_item, FoundItem, RestoreOptions};
 use crate::pack::BlobRef;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
@@ -170,11 +172,16 @@ fn attempt(
     report.tenant = entry.tenant.clone();
     report.carried = entry.carried;
     report.sha256 = Some(entry.sha256);
+    let found = FoundItem {
+        snapshot: snap_ref.clone(),
+        source: source.name.clone(),
+        path: path.clone(),
+        entry: entry.clone(),
+    };
     let dir = tempfile_dir()?;
-    let target = dir.join(&entry.name);
-    let result = write_verified(repo, entry, &target, false);
+    let result = restore_item(repo, &found, &dir, RestoreOptions::default());
     let _ = std::fs::remove_dir_all(&dir);
-    report.bytes = result?;
+    report.bytes = result?.bytes;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use crate::id::ObjectId;
 use crate::pack::{BlobKind, BlobRef};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
-use crate::tree::{DirEntry, Entry, FileEntry, Tree};
+use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree, TreeWalk};
 use crate::writer::{BlobWriter, Compress};
 
 /// Blobs copied out of packs that will be deleted: (old pack, blob) → new location.
@@ -66,56 +66,112 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
             .unwrap_or_else(|| blob.clone())
     }
 
-    /// Rewrite the tree at `tree`. A directory emptied by dropped files is
-    /// dropped too.
-    pub fn rewrite(&mut self, tree: &BlobRef) -> Result<Rewritten> {
-        if let Some(done) = self.memo.get(&tree.id) {
+    /// Rewrite the tree at `root`. A directory emptied by dropped files is
+    /// dropped too. Iterative and depth limited (see [`crate::tree`]): the
+    /// directories above the one being rewritten wait on an explicit stack.
+    pub fn rewrite(&mut self, root: &BlobRef) -> Result<Rewritten> {
+        if let Some(done) = self.memo.get(&root.id) {
             return Ok(done.clone());
         }
-        let old = self.repo.read_tree(tree)?;
-        let mut new = Tree::default();
-        let (mut dropped, mut dropped_bytes) = (0, 0);
-        for entry in &old.entries {
-            match entry {
-                Entry::File(f) => {
-                    if !(self.keep)(f) {
-                        dropped += 1;
-                        dropped_bytes += f.size;
-                        continue;
+        // Each parent with the entry of the directory being rewritten below it.
+        let mut parents: Vec<(Frame, DirEntry)> = Vec::new();
+        let mut current = Frame::new(root.clone(), self.repo.read_tree(root)?);
+        loop {
+            match current.next_entry() {
+                Some(Entry::File(f)) => {
+                    if (self.keep)(&f) {
+                        let chunks = f.chunks.iter().map(|c| self.relocate(c)).collect();
+                        current
+                            .new
+                            .entries
+                            .push(Entry::File(FileEntry { chunks, ..f }));
+                    } else {
+                        current.dropped += 1;
+                        current.dropped_bytes += f.size;
                     }
-                    let chunks = f.chunks.iter().map(|c| self.relocate(c)).collect();
-                    new.entries.push(Entry::File(FileEntry {
-                        chunks,
-                        ..f.clone()
-                    }));
                 }
-                Entry::Dir(d) => {
-                    let sub = self.rewrite(&d.tree)?;
-                    dropped += sub.dropped;
-                    dropped_bytes += sub.dropped_bytes;
-                    if !(sub.empty && sub.dropped > 0) {
-                        new.entries.push(Entry::Dir(DirEntry {
-                            tree: sub.tree,
-                            ..d.clone()
-                        }));
+                Some(Entry::Dir(d)) => match self.memo.get(&d.tree.id) {
+                    Some(done) => current.add_dir(d, done.clone()),
+                    None => {
+                        check_depth(parents.len() + 1, &d.tree)?;
+                        let child = Frame::new(d.tree.clone(), self.repo.read_tree(&d.tree)?);
+                        parents.push((std::mem::replace(&mut current, child), d));
+                    }
+                },
+                None => {
+                    let done = self.finish(current)?;
+                    match parents.pop() {
+                        Some((mut parent, d)) => {
+                            parent.add_dir(d, done);
+                            current = parent;
+                        }
+                        None => return Ok(done),
                     }
                 }
             }
         }
-        let result = if new == old {
-            self.relocate(tree)
+    }
+
+    /// Store the rewritten tree of `frame` (unless nothing changed) and memoize.
+    fn finish(&mut self, frame: Frame) -> Result<Rewritten> {
+        let result = if frame.new == frame.old {
+            self.relocate(&frame.tree)
         } else {
             self.writer
-                .store(BlobKind::Tree, &new.to_bytes(), Compress::Try)?
+                .store(BlobKind::Tree, &frame.new.to_bytes(), Compress::Try)?
         };
         let done = Rewritten {
             tree: result,
-            dropped,
-            dropped_bytes,
-            empty: new.entries.is_empty(),
+            dropped: frame.dropped,
+            dropped_bytes: frame.dropped_bytes,
+            empty: frame.new.entries.is_empty(),
         };
-        self.memo.insert(tree.id, done.clone());
+        self.memo.insert(frame.tree.id, done.clone());
         Ok(done)
+    }
+}
+
+/// One tree being rewritten: the old entries, how far they are done, the
+/// new entries so far.
+struct Frame {
+    tree: BlobRef,
+    old: Tree,
+    next: usize,
+    new: Tree,
+    dropped: u64,
+    dropped_bytes: u64,
+}
+
+impl Frame {
+    fn new(tree: BlobRef, old: Tree) -> Self {
+        Frame {
+            tree,
+            old,
+            next: 0,
+            new: Tree::default(),
+            dropped: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    /// The next old entry to rewrite.
+    fn next_entry(&mut self) -> Option<Entry> {
+        let entry = self.old.entries.get(self.next).cloned()?;
+        self.next += 1;
+        Some(entry)
+    }
+
+    /// Add `sub`, the rewritten content of the old entry `dir`; a directory
+    /// emptied by dropped files is dropped.
+    fn add_dir(&mut self, dir: DirEntry, sub: Rewritten) {
+        self.dropped += sub.dropped;
+        self.dropped_bytes += sub.dropped_bytes;
+        if !(sub.empty && sub.dropped > 0) {
+            self.new.entries.push(Entry::Dir(DirEntry {
+                tree: sub.tree,
+                ..dir
+            }));
+        }
     }
 }
 
@@ -137,6 +193,7 @@ pub fn replace_manifest(
 }
 
 /// Every (pack, blob) a snapshot's trees reference, with the stored length.
+/// Iterative and depth limited ([`TreeWalk`]).
 pub fn referenced_blobs(
     repo: &Repository,
     tree: &BlobRef,
@@ -148,9 +205,16 @@ pub fn referenced_blobs(
         return Ok(());
     }
     out.insert((tree.pack, tree.id), tree.length);
-    for entry in repo.read_tree(tree)?.entries {
+    let mut walk = TreeWalk::new(repo.read_tree(tree)?);
+    while let Some(entry) = walk.next_entry() {
         match entry {
-            Entry::Dir(d) => referenced_blobs(repo, &d.tree, seen_trees, out, skip)?,
+            Entry::Dir(d) => {
+                if seen_trees.insert(d.tree.id) {
+                    out.insert((d.tree.pack, d.tree.id), d.tree.length);
+                    let sub = repo.read_tree(&d.tree)?;
+                    walk.descend(&d, sub)?;
+                }
+            }
             Entry::File(f) if !skip(&f) => {
                 for c in &f.chunks {
                     out.insert((c.pack, c.id), c.length);
