@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::index::{read_index_file, Index};
-use crate::ops::damage::{damaged_snapshots, failing_packs, SnapshotDamage};
+use crate::ops::damage::{damaged_snapshots, failing_blobs, Bad, SnapshotDamage};
 use crate::pack::{pack_key, BlobRef};
 use crate::repo::Repository;
 use crate::tree::{Entry, FileEntry};
@@ -206,7 +206,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
                             bytes.fetch_add(n, Ordering::Relaxed);
                         }
                         Err(e) => {
-                            corrupt.lock().unwrap().extend(failing_packs(repo, &entry.chunks));
+                            corrupt.lock().unwrap().extend(failing_blobs(repo, &entry.chunks));
                             problems.lock().unwrap().push(format!("{what}: {e}"))
                         }
                     }
@@ -228,15 +228,22 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
 }
 
 /// The damaged snapshots, when there are problems: packs missing, of the
-/// wrong size, or found `corrupt` by reading.
-fn damage(checker: &Checker<'_>, mut corrupt: HashSet<ObjectId>) -> Result<Vec<SnapshotDamage>> {
+/// wrong size, or chunks found `corrupt` by reading.
+fn damage(
+    checker: &Checker<'_>,
+    corrupt: HashSet<(ObjectId, ObjectId)>,
+) -> Result<Vec<SnapshotDamage>> {
     if checker.report.problems.is_empty() {
         return Ok(Vec::new());
     }
-    corrupt.extend(checker.index.packs.iter().filter_map(|(id, size)| {
+    let packs = checker.index.packs.iter().filter_map(|(id, size)| {
         let actual = checker.present.get(&pack_key(id))?;
         (actual != size).then_some(*id)
-    }));
+    });
+    let bad = Bad {
+        packs: packs.collect(),
+        blobs: corrupt,
+    };
     let present: HashSet<String> = checker.present.keys().cloned().collect();
-    damaged_snapshots(checker.repo, &present, &corrupt)
+    damaged_snapshots(checker.repo, &present, &bad)
 }

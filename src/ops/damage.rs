@@ -6,7 +6,9 @@
 //! shared by many snapshots is walked once and its result reused) and lists,
 //! per snapshot, each file with a chunk in a bad pack and each directory
 //! whose listing is in one (its contents unknown, shown as `dir/`).
-//! A pack is bad when it is not present in the store or is named in `bad`.
+//! A chunk is bad when its pack is not present in the store or is named in
+//! `bad.packs`, or when the chunk itself is named in `bad.blobs` (it failed
+//! to read back: the rest of its pack may be fine).
 //! The full list goes to `--json`; text output shows the first few per
 //! snapshot ([`SHOWN_PER_SNAPSHOT`]).
 
@@ -38,17 +40,28 @@ pub struct SnapshotDamage {
     pub items: Vec<String>,
 }
 
+/// What is known to be damaged beyond the packs that are missing.
+#[derive(Default, Debug)]
+pub struct Bad {
+    /// Whole packs (wrong size).
+    pub packs: HashSet<ObjectId>,
+    /// Single blobs, as (pack, blob), that failed to read back.
+    pub blobs: HashSet<(ObjectId, ObjectId)>,
+}
+
 struct Finder<'a> {
     trees: TreeCache<'a>,
     present: &'a HashSet<String>,
-    bad: &'a HashSet<ObjectId>,
+    bad: &'a Bad,
     /// Tree id → damaged paths below it, relative to it.
     memo: HashMap<ObjectId, Rc<Vec<String>>>,
 }
 
 impl Finder<'_> {
     fn is_bad(&self, blob: &BlobRef) -> bool {
-        self.bad.contains(&blob.pack) || !self.present.contains(&pack_key(&blob.pack))
+        self.bad.packs.contains(&blob.pack)
+            || self.bad.blobs.contains(&(blob.pack, blob.id))
+            || !self.present.contains(&pack_key(&blob.pack))
     }
 
     /// Damaged paths below the tree `blob`; `Err` only for store failures
@@ -97,7 +110,7 @@ impl Finder<'_> {
 pub fn damaged_snapshots(
     repo: &Repository,
     present: &HashSet<String>,
-    bad: &HashSet<ObjectId>,
+    bad: &Bad,
 ) -> Result<Vec<SnapshotDamage>> {
     let mut finder = Finder {
         trees: TreeCache::new(repo),
@@ -130,9 +143,9 @@ pub fn damaged_snapshots(
     Ok(out)
 }
 
-/// The packs holding `blobs` that fail to read back (missing or corrupt):
-/// used after a file failed to verify, to name the pack that is at fault.
-pub fn failing_packs(repo: &Repository, blobs: &[BlobRef]) -> HashSet<ObjectId> {
+/// The `blobs` that fail to read back (missing or corrupt), as (pack, blob):
+/// used after a file failed to verify, to find the chunks at fault.
+pub fn failing_blobs(repo: &Repository, blobs: &[BlobRef]) -> HashSet<(ObjectId, ObjectId)> {
     blobs
         .iter()
         .filter(|b| {
@@ -141,6 +154,6 @@ pub fn failing_packs(repo: &Repository, blobs: &[BlobRef]) -> HashSet<ObjectId> 
                 Err(Error::NotFound { .. } | Error::Corrupt { .. })
             )
         })
-        .map(|b| b.pack)
+        .map(|b| (b.pack, b.id))
         .collect()
 }

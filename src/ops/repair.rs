@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::index::{read_index_file, write_index_file, Index, IndexedPack};
-use crate::ops::damage::{damaged_snapshots, SnapshotDamage};
+use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
 use crate::ops::live_index::pack_id;
 use crate::ops::rebuild_index::remove_old_index_files;
 use crate::pack::{decode_blob, header_of, pack_key, BlobKind, BlobRef};
@@ -185,6 +185,6 @@ pub fn repair(repo: &Repository) -> Result<RepairReport> {
     report.old_index_files_removed =
         remove_old_index_files(repo, &old, report.new_index.as_deref())?;
     let now_present: HashSet<String> = repo.store.list("packs")?.into_iter().map(|(k, _)| k).collect();
-    report.damaged = damaged_snapshots(repo, &now_present, &HashSet::new())?;
+    report.damaged = damaged_snapshots(repo, &now_present, &Bad::default())?;
     Ok(report)
 }
