@@ -105,8 +105,8 @@ pub fn store_file(
     sizes: ChunkSizes,
     writer: &BlobWriter<'_>,
 ) -> Result<StoredContent, StoreFileError> {
-    let file = File::open(path)
-        .map_err(|e| StoreFileError::Source(format!("{}: {e}", path.display())))?;
+    let file =
+        File::open(path).map_err(|e| StoreFileError::Source(format!("{}: {e}", path.display())))?;
     store_open_file(file, path, size_hint, sizes, writer)
 }
 

@@ -55,3 +55,37 @@ pub fn open_seen(path: &Path, seen: Seen) -> Result<File, String> {
     }
     Ok(file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(path: &Path) -> Seen {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        Seen {
+            dev: meta.dev(),
+            inode: meta.ino(),
+        }
+    }
+
+    #[test]
+    fn only_the_regular_file_the_walk_saw_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"data").unwrap();
+        let walked = seen(&file);
+        assert!(open_seen(&file, walked).is_ok());
+
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"secret").unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink(&other, &file).unwrap();
+        let err = open_seen(&file, walked).unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+
+        std::fs::remove_file(&file).unwrap();
+        std::fs::rename(&other, &file).unwrap();
+        let err = open_seen(&file, walked).unwrap_err();
+        assert!(err.contains("replaced by another file"), "{err}");
+    }
+}

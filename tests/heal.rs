@@ -249,7 +249,10 @@ fn flipped_byte_is_quarantined_by_repair_and_the_next_snapshot_heals() {
             "{old}: only the damaged pack left packs/"
         );
     }
-    assert_eq!(quarantined[0]["blobs_salvaged"], 1, "the other recording's chunk verified");
+    assert_eq!(
+        quarantined[0]["blobs_salvaged"], 1,
+        "the other recording's chunk verified"
+    );
     // The old snapshot's trees point into the quarantined pack for both
     // recordings; the salvaged copy serves only the snapshots to come.
     assert_eq!(
@@ -265,7 +268,10 @@ fn flipped_byte_is_quarantined_by_repair_and_the_next_snapshot_heals() {
     );
 
     let next = w.json(&["snapshot", "--source", "voice"]);
-    assert_eq!(next["healed"], 1, "only the damaged recording is read again");
+    assert_eq!(
+        next["healed"], 1,
+        "only the damaged recording is read again"
+    );
     heal_and_verify(&w, &files, "flipped");
 }
 
@@ -276,7 +282,11 @@ fn reread_reads_every_file_again() {
     let plain = w.ok(&["--json", "snapshot"]);
     let plain_read: u64 = plain
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["bytes_read"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["bytes_read"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
     assert_eq!(plain_read, 0, "unchanged files are reused");
     let out = w.ok(&["--json", "snapshot", "--reread"]);

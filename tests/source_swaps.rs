@@ -151,7 +151,10 @@ fn file_swapped_for_a_symlink_is_not_followed() {
         "--to",
         w.path("out").to_str().unwrap(),
     ]);
-    assert!(!out.status.success(), "nothing to restore for the swapped file");
+    assert!(
+        !out.status.success(),
+        "nothing to restore for the swapped file"
+    );
     w.ok(&["check", "--read-data"]);
 }
 

@@ -177,7 +177,10 @@ fn damaged(list: &[crate::ops::damage::SnapshotDamage]) {
             say!("  damaged item: {item}");
         }
         if d.items_damaged > SHOWN_PER_SNAPSHOT {
-            say!("  … and {} more (all with --json)", d.items_damaged - SHOWN_PER_SNAPSHOT);
+            say!(
+                "  … and {} more (all with --json)",
+                d.items_damaged - SHOWN_PER_SNAPSHOT
+            );
         }
     }
 }

@@ -206,7 +206,10 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
                             bytes.fetch_add(n, Ordering::Relaxed);
                         }
                         Err(e) => {
-                            corrupt.lock().unwrap().extend(failing_blobs(repo, &entry.chunks));
+                            corrupt
+                                .lock()
+                                .unwrap()
+                                .extend(failing_blobs(repo, &entry.chunks));
                             problems.lock().unwrap().push(format!("{what}: {e}"))
                         }
                     }

@@ -129,7 +129,13 @@ pub fn damaged_snapshots(
         }
         let items: Vec<String> = items
             .iter()
-            .map(|p| if p.is_empty() { "/".to_string() } else { p.clone() })
+            .map(|p| {
+                if p.is_empty() {
+                    "/".to_string()
+                } else {
+                    p.clone()
+                }
+            })
             .collect();
         out.push(SnapshotDamage {
             snapshot: r.id,

@@ -92,7 +92,10 @@ fn verify_pack(key: &str, bytes: &Bytes) -> Verdict {
             .and_then(|(start, end)| bytes.get(start..end).map(|_| bytes.slice(start..end)));
         let checked = match stored {
             Some(s) => decode_blob(&s, &location).map(|_| s),
-            None => Err(Error::corrupt(key, format!("blob {} lies beyond the pack", blob.id))),
+            None => Err(Error::corrupt(
+                key,
+                format!("blob {} lies beyond the pack", blob.id),
+            )),
         };
         match checked {
             Ok(s) => good.push((blob.kind, location, s)),
@@ -137,7 +140,12 @@ fn missing_indexed(repo: &Repository, old: &[String], present: &HashSet<String>)
 /// Verify every pack, quarantine the damaged ones, rebuild the index, and
 /// report what each snapshot has lost.
 pub fn repair(repo: &Repository) -> Result<RepairReport> {
-    let old: Vec<String> = repo.store.list("index")?.into_iter().map(|(k, _)| k).collect();
+    let old: Vec<String> = repo
+        .store
+        .list("index")?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let listed = repo.store.list("packs")?;
     let present: HashSet<String> = listed.iter().map(|(k, _)| k.clone()).collect();
     let mut report = RepairReport {
@@ -184,7 +192,12 @@ pub fn repair(repo: &Repository) -> Result<RepairReport> {
     };
     report.old_index_files_removed =
         remove_old_index_files(repo, &old, report.new_index.as_deref())?;
-    let now_present: HashSet<String> = repo.store.list("packs")?.into_iter().map(|(k, _)| k).collect();
+    let now_present: HashSet<String> = repo
+        .store
+        .list("packs")?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     report.damaged = damaged_snapshots(repo, &now_present, &Bad::default())?;
     Ok(report)
 }
