@@ -105,9 +105,22 @@ pub fn store_file(
     sizes: ChunkSizes,
     writer: &BlobWriter<'_>,
 ) -> Result<StoredContent, StoreFileError> {
+    let file =
+        File::open(path).map_err(|e| StoreFileError::Source(format!("{}: {e}", path.display())))?;
+    store_open_file(file, path, size_hint, sizes, writer)
+}
+
+/// [`store_file`] for a file the caller opened (and vetted) already; `path`
+/// only names it in warnings.
+pub fn store_open_file(
+    mut file: File,
+    path: &Path,
+    size_hint: u64,
+    sizes: ChunkSizes,
+    writer: &BlobWriter<'_>,
+) -> Result<StoredContent, StoreFileError> {
     let source_error =
         |e: std::io::Error| StoreFileError::Source(format!("{}: {e}", path.display()));
-    let mut file = File::open(path).map_err(source_error)?;
     BUFFER.with(|cell| {
         let mut buf = cell.borrow_mut();
         let want = (size_hint as usize)

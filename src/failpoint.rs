@@ -13,3 +13,31 @@ pub fn hit(name: &str) {
         std::process::abort();
     }
 }
+
+/// Test hook: `OFFSITE_TEST_PAUSE_BEFORE_READ=<path-substring>:<dir>` makes
+/// the first source file whose path contains the substring wait before it is
+/// opened: the process creates `<dir>/paused`, then waits until
+/// `<dir>/resume` exists (at most 60 s, or until `cancel` is set). A test
+/// swaps the file in between, deterministically. Unset, it costs one
+/// environment lookup per file.
+pub fn pause_before_read(path: &std::path::Path, cancel: &crate::cancel::Cancel) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    let Some(spec) = std::env::var_os("OFFSITE_TEST_PAUSE_BEFORE_READ") else {
+        return;
+    };
+    let Some((needle, dir)) = spec.to_str().and_then(|s| s.split_once(':')) else {
+        return;
+    };
+    if !path.to_string_lossy().contains(needle) || FIRED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let dir = std::path::Path::new(dir);
+    let _ = std::fs::write(dir.join("paused"), path.to_string_lossy().as_bytes());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !dir.join("resume").exists() && std::time::Instant::now() < deadline {
+        if cancel.wait(std::time::Duration::from_millis(10)) {
+            return;
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub mod repo;
 pub mod retention;
 pub mod s3;
 pub mod snapshot;
+pub mod source_file;
 pub mod store;
 pub mod tree;
 pub mod voice;

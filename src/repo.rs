@@ -8,6 +8,7 @@
 //! | `packs/<hh>/<id>` | blobs + self-describing header (see [`crate::pack`]) | by snapshot (and prune), never modified |
 //! | `index/<sha256>` | zstd JSON list of packs and their blobs (see [`crate::index`]) | after the packs it lists |
 //! | `snapshots/<host>/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<id>` | JSON manifest (see [`crate::snapshot`]); `id` = SHA-256 of the bytes | last, create-only |
+//! | `quarantine/packs/<hh>/<id>` | a damaged pack, byte for byte | by `repair`, before it removes the pack from `packs/` |
 //!
 //! Blobs are named by the SHA-256 of their content and stored once per
 //! repository. File content is cut by FastCDC (sizes per class of data, see
@@ -25,7 +26,8 @@
 //!
 //! A manifest is only ever written after everything it references, so every
 //! listed snapshot is complete. Nothing but prune deletes objects, and it
-//! never deletes because a read failed. `check` and `restore` only read.
+//! never deletes because a read failed; `repair` only moves a pack whose
+//! bytes do not verify to `quarantine/` (see [`crate::ops::repair`]). `check` and `restore` only read.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};

@@ -50,6 +50,17 @@ pub struct Summary {
     /// Voice recordings not backed up because their backup copy has expired.
     #[serde(default)]
     pub expired: u64,
+    /// Files whose metadata matched the parent's but that were read again
+    /// (`--reread`, or a chunk they had is lost); counted as unchanged.
+    #[serde(default)]
+    pub reread: u64,
+    /// Of `reread`: files read again because a chunk they had is lost.
+    #[serde(default)]
+    pub healed: u64,
+    /// Voice recordings gone from the source whose backup copy is lost
+    /// (a pack missing): left out of this snapshot, each with a warning.
+    #[serde(default)]
+    pub lost: u64,
     /// Files that could not be read (listed, capped, in `warning_samples`).
     pub warnings: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

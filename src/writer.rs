@@ -239,6 +239,11 @@ impl<'r> BlobWriter<'r> {
         self.added.load(Ordering::Relaxed)
     }
 
+    /// Where the repository (or this run) holds the blob `id`, if anywhere.
+    pub fn locate(&self, id: &ObjectId) -> Option<BlobRef> {
+        self.known.lock().unwrap().get(id).cloned()
+    }
+
     /// Store one blob (or find it stored already); returns where it lives.
     pub fn store(&self, kind: BlobKind, raw: &[u8], mode: Compress) -> Result<BlobRef> {
         if let Some(cancel) = &self.cancel {

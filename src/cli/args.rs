@@ -40,6 +40,9 @@ pub enum Command {
         /// Record the snapshot as taken at this time (RFC 3339).
         #[arg(long, value_parser = parse_time)]
         time: Option<DateTime<Utc>>,
+        /// Read every file again, even when its size, mtime and inode are unchanged.
+        #[arg(long)]
+        reread: bool,
     },
     /// List snapshots, newest first.
     Snapshots {
@@ -102,6 +105,8 @@ pub enum Command {
     },
     /// Rewrite the index from the packs' own headers.
     RebuildIndex,
+    /// Read every pack, quarantine damaged ones, rebuild the index, report what each snapshot lost.
+    Repair,
     /// Verify the repository; never deletes anything.
     Check {
         /// Read back and verify every byte of every snapshot.

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::lock::{Lock, LockKind};
 use crate::ops::prune::{self, PruneReport};
 use crate::ops::restore_test::{self, Rng};
-use crate::ops::{check, rebuild_index, restore, snapshot};
+use crate::ops::{check, rebuild_index, repair, restore, snapshot};
 use crate::repo::Repository;
 
 /// Entry point: parse the command line and run; returns the exit code.
@@ -142,20 +142,25 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Snapshot { source, time } => {
+        Command::Snapshot {
+            source,
+            time,
+            reread,
+        } => {
             let repo = Repository::open(&config.repository)?;
             let sources = config.selected_sources(source.as_deref())?;
             let time = crate::snapshot::truncate_to_millis(time.unwrap_or_else(Utc::now));
             let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "snapshot")?;
             let mut failures = 0;
             for src in &sources {
-                let result = snapshot::snapshot_source(
+                let result = snapshot::snapshot_source_with(
                     &repo,
                     &config.host,
                     src,
                     &config.contracts(),
                     time,
                     &Cancel::new(),
+                    snapshot::SnapshotOptions { reread },
                 );
                 record(&repo, &config, "snapshot", &result);
                 match result {
@@ -305,6 +310,21 @@ pub fn run(cli: Cli) -> Result<i32> {
                     report.unreadable_packs.len()
                 )))
             }
+        }
+        Command::Repair => {
+            let repo = Repository::open(&config.repository)?;
+            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Exclusive, "repair")?;
+            let result = repair::repair(&repo);
+            record(&repo, &config, "repair", &result.as_ref().map(|r| {
+                serde_json::json!({"packs_checked": r.packs_checked, "quarantined": r.quarantined.len(), "damaged_snapshots": r.damaged.len()})
+            }));
+            let report = result?;
+            if json {
+                print_json(&report);
+            } else {
+                output::repair(&report);
+            }
+            Ok(0)
         }
         Command::Check { read_data } => {
             let repo = Repository::open(&config.repository)?;

@@ -49,6 +49,14 @@ pub fn snapshot(r: &SnapshotReport) {
         s.dirs,
         human_bytes(s.bytes)
     );
+    if s.reread > 0 || s.lost > 0 {
+        say!(
+            "  read again {} unchanged files ({} because their stored chunks were lost); {} carried recordings lost",
+            s.reread,
+            s.healed,
+            s.lost
+        );
+    }
     if s.carried > 0 || s.expired > 0 {
         say!(
             "  voice: {} recordings carried forward, {} expired and left out",
@@ -149,6 +157,59 @@ pub fn check(r: &CheckReport, read_data: bool) {
     }
     for p in &r.problems {
         say!("problem: {p}");
+    }
+    damaged(&r.damaged);
+}
+
+/// Per snapshot, the first items it can no longer restore.
+fn damaged(list: &[crate::ops::damage::SnapshotDamage]) {
+    use crate::ops::damage::SHOWN_PER_SNAPSHOT;
+    for d in list {
+        say!(
+            "damaged snapshot {} of {} (host {}) at {}: {} item(s)",
+            d.snapshot.short(),
+            d.source,
+            d.host,
+            time(&d.time),
+            d.items_damaged
+        );
+        for item in d.items.iter().take(SHOWN_PER_SNAPSHOT) {
+            say!("  damaged item: {item}");
+        }
+        if d.items_damaged > SHOWN_PER_SNAPSHOT {
+            say!(
+                "  … and {} more (all with --json)",
+                d.items_damaged - SHOWN_PER_SNAPSHOT
+            );
+        }
+    }
+}
+
+pub fn repair(r: &crate::ops::repair::RepairReport) {
+    say!(
+        "read {} packs: {} whole, {} quarantined; {} salvage packs; removed {} old index files",
+        r.packs_checked,
+        r.packs_ok,
+        r.quarantined.len(),
+        r.salvage_packs,
+        r.old_index_files_removed
+    );
+    for q in &r.quarantined {
+        say!(
+            "quarantined {} as {} ({} blobs salvaged, {} lost): {}",
+            q.pack,
+            q.quarantined_as,
+            q.blobs_salvaged,
+            q.blobs_lost,
+            q.reason
+        );
+    }
+    for m in &r.missing_packs {
+        say!("missing: {m} (was indexed)");
+    }
+    damaged(&r.damaged);
+    if r.damaged.is_empty() {
+        say!("no snapshot references lost data");
     }
 }
 

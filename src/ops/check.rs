@@ -6,7 +6,9 @@
 //! With `--read-data`, every distinct file of every snapshot is read back
 //! through the restore path: each chunk against its SHA-256 and the whole
 //! content against the recorded SHA-256. Each problem names the object; the
-//! check goes on after a problem so one run lists them all.
+//! check goes on after a problem so one run lists them all. When there are
+//! problems, `damaged` lists per snapshot the items that can no longer be
+//! restored (see [`crate::ops::damage`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::index::{read_index_file, Index};
+use crate::ops::damage::{damaged_snapshots, failing_blobs, Bad, SnapshotDamage};
 use crate::pack::{pack_key, BlobRef};
 use crate::repo::Repository;
 use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
@@ -32,6 +35,9 @@ pub struct CheckReport {
     pub files_verified: usize,
     pub bytes_verified: u64,
     pub problems: Vec<String>,
+    /// Snapshots referencing missing or damaged packs, with the items hit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<SnapshotDamage>,
 }
 
 struct Checker<'a> {
@@ -200,6 +206,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
         let verified = AtomicUsize::new(0);
         let bytes = AtomicU64::new(0);
         let problems = Mutex::new(Vec::new());
+        let corrupt = Mutex::new(HashSet::new());
         std::thread::scope(|scope| {
             for _ in 0..std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
@@ -215,7 +222,13 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
                             verified.fetch_add(1, Ordering::Relaxed);
                             bytes.fetch_add(n, Ordering::Relaxed);
                         }
-                        Err(e) => problems.lock().unwrap().push(format!("{what}: {e}")),
+                        Err(e) => {
+                            corrupt
+                                .lock()
+                                .unwrap()
+                                .extend(failing_blobs(repo, &entry.chunks));
+                            problems.lock().unwrap().push(format!("{what}: {e}"))
+                        }
                     }
                 });
             }
@@ -227,6 +240,30 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
         }
         checker.report.files_verified = verified.into_inner();
         checker.report.bytes_verified = bytes.into_inner();
+        checker.report.damaged = damage(&checker, corrupt.into_inner().unwrap())?;
+    } else {
+        checker.report.damaged = damage(&checker, HashSet::new())?;
     }
     Ok(checker.report)
+}
+
+/// The damaged snapshots, when there are problems: packs missing, of the
+/// wrong size, or chunks found `corrupt` by reading.
+fn damage(
+    checker: &Checker<'_>,
+    corrupt: HashSet<(ObjectId, ObjectId)>,
+) -> Result<Vec<SnapshotDamage>> {
+    if checker.report.problems.is_empty() {
+        return Ok(Vec::new());
+    }
+    let packs = checker.index.packs.iter().filter_map(|(id, size)| {
+        let actual = checker.present.get(&pack_key(id))?;
+        (actual != size).then_some(*id)
+    });
+    let bad = Bad {
+        packs: packs.collect(),
+        blobs: corrupt,
+    };
+    let present: HashSet<String> = checker.present.keys().cloned().collect();
+    damaged_snapshots(checker.repo, &present, &bad)
 }

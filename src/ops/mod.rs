@@ -1,8 +1,11 @@
 //! Operations on a repository: each one file, each usable from the CLI and the agent.
 
 pub mod check;
+pub mod damage;
+pub mod live_index;
 pub mod prune;
 pub mod rebuild_index;
+pub mod repair;
 pub mod restore;
 pub mod restore_test;
 pub mod rewrite;

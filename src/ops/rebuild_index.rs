@@ -23,7 +23,7 @@ pub struct RebuildReport {
 }
 
 /// Read one pack's header with two ranged reads (trailer, then header).
-fn read_pack_header(repo: &Repository, key: &str, size: u64) -> Result<IndexedPack> {
+pub fn read_pack_header(repo: &Repository, key: &str, size: u64) -> Result<IndexedPack> {
     if size < TRAILER_LEN {
         return Err(Error::corrupt(key, "pack is shorter than its trailer"));
     }
@@ -71,13 +71,11 @@ pub fn rebuild_index(repo: &Repository) -> Result<RebuildReport> {
     } else {
         Some(write_index_file(&repo.store, packs)?)
     };
-    let mut removed = 0;
-    if unreadable.is_empty() {
-        for key in old.iter().filter(|k| Some(*k) != new_index.as_ref()) {
-            repo.store.delete(key)?;
-            removed += 1;
-        }
-    }
+    let removed = if unreadable.is_empty() {
+        remove_old_index_files(repo, &old, new_index.as_deref())?
+    } else {
+        0
+    };
     Ok(RebuildReport {
         packs: count,
         blobs,
@@ -85,4 +83,19 @@ pub fn rebuild_index(repo: &Repository) -> Result<RebuildReport> {
         old_index_files_removed: removed,
         unreadable_packs: unreadable,
     })
+}
+
+/// Delete the index files `old` except `new_index` (written before, so the
+/// index is never absent); returns how many were deleted.
+pub fn remove_old_index_files(
+    repo: &Repository,
+    old: &[String],
+    new_index: Option<&str>,
+) -> Result<usize> {
+    let mut removed = 0;
+    for key in old.iter().filter(|k| Some(k.as_str()) != new_index) {
+        repo.store.delete(key)?;
+        removed += 1;
+    }
+    Ok(removed)
 }

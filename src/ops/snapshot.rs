@@ -4,7 +4,9 @@
 //!
 //! 1. **Walk** the source (sorted, include/exclude applied) beside the
 //!    parent snapshot's trees; a file whose size, mtime and inode match the
-//!    parent's entry is reused without being read.
+//!    parent's entry is reused without being read, if every chunk it names
+//!    is still held in an existing pack (see below). `--reread` turns reuse
+//!    off: every file is read again.
 //! 2. **Store** new and changed files on one worker per core: FastCDC,
 //!    SHA-256, zstd where it pays, into packs (see [`crate::writer`]).
 //! 3. **Commit**: tree blobs bottom-up, the last packs, the index file, and
@@ -14,6 +16,28 @@
 //! source until their backup copy expires, and skip expired ones (see
 //! [`crate::voice`]), so the newest voice snapshot holds every recording whose
 //! backup must still exist.
+//!
+//! # Lost packs heal here
+//!
+//! A snapshot never references a blob that the index does not hold in an
+//! existing pack. It starts from the trusted index of
+//! [`crate::ops::live_index`] (one LIST of `packs/`: packs that are gone are
+//! left out, unindexed packs adopted), deduplicates only against it, and
+//! re-points a reused entry's chunks at the indexed copies. A reused file
+//! with any chunk that is not held anywhere is read again from the source
+//! (counted in `reread` and `healed`), so the lost chunks are stored anew and
+//! the new snapshot is whole. A parent tree that cannot be read any more
+//! (pack gone or damaged) only means the files below it are read again. A
+//! carried voice recording (gone from the source) with a lost chunk cannot be
+//! healed: it is left out of the new snapshot with a warning each and counted
+//! in `lost`, since referencing it would only hide the loss; the older
+//! snapshots keep naming it, and `check` lists them as damaged.
+//!
+//! # Source files that change under the walk
+//!
+//! Each file is opened by [`crate::source_file::open_seen`]: a file that is
+//! no longer the regular file the walk saw (now a symlink, a FIFO, another
+//! inode) is a warning and left out, like a file that vanished.
 //!
 //! A snapshot asked to stop ([`Cancel`]) stops within one chunk and commits
 //! nothing.
@@ -32,15 +56,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cancel::Cancel;
-use crate::chunking::{sizes_for, store_file, ChunkSizes, StoreFileError};
+use crate::chunking::{sizes_for, store_open_file, ChunkSizes, StoreFileError};
 use crate::config::{Source, SourceClass};
 use crate::error::{Error, Result};
 use crate::glob::{enter, selected};
 use crate::id::ObjectId;
-use crate::index::{write_index_file, Index};
+use crate::index::write_index_file;
+use crate::ops::live_index::{self, relocate};
 use crate::pack::{BlobKind, BlobRef};
 use crate::repo::{Repository, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
+use crate::source_file::{open_seen, Seen};
 use crate::store::Requests;
 use crate::tree::{DirEntry, Entry, FileEntry, Tree};
 use crate::voice::Contracts;
@@ -63,11 +89,30 @@ pub struct SnapshotReport {
     pub requests: Requests,
 }
 
+/// How a snapshot treats its parent's entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SnapshotOptions {
+    /// Read every file again, even when its metadata matches the parent's.
+    pub reread: bool,
+}
+
+/// Why the walk wants a file read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    New,
+    Changed,
+    /// Metadata unchanged, read again on request (`--reread`).
+    Reread,
+    /// Metadata unchanged, but a chunk it had is no longer in the repository.
+    Healed,
+}
+
 /// A file the walk found that must be read.
 struct FileJob {
     path: PathBuf,
     entry: FileEntry,
-    changed: bool,
+    seen: Seen,
+    why: Why,
 }
 
 /// A directory as walked: entries in name order.
@@ -89,6 +134,9 @@ enum Node {
 struct Walker<'a> {
     /// The parent snapshot's trees, fetched a pack at a time.
     trees: TreeCache<'a>,
+    /// Deduplicates against the trusted index; says where a blob is held.
+    writer: &'a BlobWriter<'a>,
+    reread: bool,
     source: &'a Source,
     /// For voice sources: the contracts that decide expiry at `time`.
     contracts: Option<&'a Contracts>,
@@ -98,6 +146,8 @@ struct Walker<'a> {
     warnings: Vec<String>,
     carried: u64,
     expired: u64,
+    /// Carried recordings left out because their backup copy is lost.
+    lost: u64,
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
@@ -108,6 +158,29 @@ impl Walker<'_> {
     fn warn(&mut self, message: String) {
         tracing::warn!(source = %self.source.name, "{message}");
         self.warnings.push(message);
+    }
+
+    /// `chunks` re-pointed at the trusted index, `None` if any is lost.
+    fn relocate(&self, chunks: &[BlobRef]) -> Option<Vec<BlobRef>> {
+        relocate(chunks, &|id| self.writer.locate(id))
+    }
+
+    /// A parent tree, or `None` (warned) when it is lost or damaged: then
+    /// everything below is read again. Other errors (the store failing) stop
+    /// the snapshot, so a transient failure never drops a carried recording.
+    fn parent_tree(&mut self, blob: &BlobRef, path: &Path, carrying: bool) -> Result<Option<Tree>> {
+        match self.trees.read_tree(blob) {
+            Ok(tree) => Ok(Some(tree)),
+            Err(e @ (Error::NotFound { .. } | Error::Corrupt { .. })) => {
+                self.warn(if carrying {
+                    format!("{}: the previous snapshot's listing is lost ({e}); recordings carried below it are lost", path.display())
+                } else {
+                    format!("{}: the previous snapshot's listing is lost ({e}); files below are read again", path.display())
+                });
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn walk(
@@ -168,7 +241,7 @@ impl Walker<'_> {
                     continue;
                 }
                 let sub_parent = match parent.as_ref().and_then(|t| t.get(&name)) {
-                    Some(Entry::Dir(d)) => Some(self.trees.read_tree(&d.tree)?),
+                    Some(Entry::Dir(d)) => self.parent_tree(&d.tree, &path, false)?,
                     _ => None,
                 };
                 let entries = self.walk(&path, rel, sub_parent)?;
@@ -203,26 +276,40 @@ impl Walker<'_> {
                         Some(Entry::File(f)) => Some(f),
                         _ => None,
                     };
-                    match old {
-                        Some(f)
-                            if f.size == entry.size
-                                && f.mtime_ns == entry.mtime_ns
-                                && f.inode == entry.inode =>
-                        {
-                            nodes.push(Node::Unchanged(FileEntry {
-                                chunks: f.chunks.clone(),
-                                sha256: f.sha256,
-                                ..entry
-                            }));
+                    let same = old.is_some_and(|f| {
+                        f.size == entry.size
+                            && f.mtime_ns == entry.mtime_ns
+                            && f.inode == entry.inode
+                    });
+                    let reused = old
+                        .filter(|_| same && !self.reread)
+                        .and_then(|f| Some((self.relocate(&f.chunks)?, f.sha256)));
+                    if let Some((chunks, sha256)) = reused {
+                        nodes.push(Node::Unchanged(FileEntry {
+                            chunks,
+                            sha256,
+                            ..entry
+                        }));
+                    } else {
+                        let why = match old {
+                            None => Why::New,
+                            Some(_) if !same => Why::Changed,
+                            Some(_) if self.reread => Why::Reread,
+                            Some(_) => Why::Healed,
+                        };
+                        if why == Why::Healed {
+                            tracing::info!(path = %path.display(), "stored chunks lost: read again");
                         }
-                        _ => {
-                            self.jobs.push(FileJob {
-                                path,
-                                entry,
-                                changed: old.is_some(),
-                            });
-                            nodes.push(Node::Job(self.jobs.len() - 1));
-                        }
+                        self.jobs.push(FileJob {
+                            path,
+                            entry,
+                            seen: Seen {
+                                dev: meta.dev(),
+                                inode: meta.ino(),
+                            },
+                            why,
+                        });
+                        nodes.push(Node::Job(self.jobs.len() - 1));
                     }
                 }
             } else {
@@ -254,13 +341,27 @@ impl Walker<'_> {
                 Entry::File(f) if selected(&self.source.include, &self.source.exclude, &parts) => {
                     if contracts.expired(&f, self.time) {
                         self.expired += 1;
-                    } else {
+                    } else if let Some(chunks) = self.relocate(&f.chunks) {
                         self.carried += 1;
-                        nodes.push(Node::Unchanged(FileEntry { carried: true, ..f }));
+                        nodes.push(Node::Unchanged(FileEntry {
+                            carried: true,
+                            chunks,
+                            ..f
+                        }));
+                    } else {
+                        self.lost += 1;
+                        self.warn(format!(
+                            "{}: recording gone from the source and its backup copy is lost (a pack is missing); left out of this snapshot",
+                            rel.join("/")
+                        ));
                     }
                 }
                 Entry::Dir(d) if enter(&self.source.include, &parts) => {
-                    let subtree = self.trees.read_tree(&d.tree)?;
+                    let shown = PathBuf::from(rel.join("/"));
+                    let Some(subtree) = self.parent_tree(&d.tree, &shown, true)? else {
+                        rel.pop();
+                        continue;
+                    };
                     let mut entries = Vec::new();
                     self.carry(subtree.entries, rel, contracts, &mut entries)?;
                     if !entries.is_empty() {
@@ -287,6 +388,7 @@ fn store_jobs(
     sizes: ChunkSizes,
     writer: &BlobWriter<'_>,
     warnings: &Mutex<Vec<String>>,
+    cancel: &Cancel,
 ) -> Result<Vec<Option<FileEntry>>> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -303,7 +405,13 @@ fn store_jobs(
                     break;
                 }
                 let job = &jobs[i];
-                match store_file(&job.path, job.entry.size, sizes, writer) {
+                crate::failpoint::pause_before_read(&job.path, cancel);
+                let stored = open_seen(&job.path, job.seen)
+                    .map_err(StoreFileError::Source)
+                    .and_then(|file| {
+                        store_open_file(file, &job.path, job.entry.size, sizes, writer)
+                    });
+                match stored {
                     Ok(content) => {
                         let entry = FileEntry {
                             sha256: content.sha256,
@@ -379,6 +487,20 @@ pub fn snapshot_source(
     time: DateTime<Utc>,
     cancel: &Cancel,
 ) -> Result<SnapshotReport> {
+    let options = SnapshotOptions::default();
+    snapshot_source_with(repo, host, source, contracts, time, cancel, options)
+}
+
+/// [`snapshot_source`] with options (`--reread`).
+pub fn snapshot_source_with(
+    repo: &Repository,
+    host: &str,
+    source: &Source,
+    contracts: &Contracts,
+    time: DateTime<Utc>,
+    cancel: &Cancel,
+    options: SnapshotOptions,
+) -> Result<SnapshotReport> {
     let started = Instant::now();
     let requests_before = repo.store.requests();
     let root_meta = std::fs::metadata(&source.path).map_err(|e| Error::NotFound {
@@ -403,12 +525,12 @@ pub fn snapshot_source(
         Some(r) => Some(repo.load_snapshot(r)?),
         None => None,
     };
-    let parent_tree = match &parent {
-        Some(p) => Some(repo.read_tree(&p.tree)?),
-        None => None,
-    };
+    let live = live_index::load(repo)?;
+    let writer = BlobWriter::new(repo, live.index).with_cancel(cancel);
     let mut walker = Walker {
         trees: TreeCache::new(repo),
+        writer: &writer,
+        reread: options.reread,
         source,
         contracts: (source.class == SourceClass::Voice).then_some(contracts),
         time,
@@ -417,6 +539,14 @@ pub fn snapshot_source(
         warnings: Vec::new(),
         carried: 0,
         expired: 0,
+        lost: 0,
+    };
+    for w in live.warnings {
+        walker.warn(w);
+    }
+    let parent_tree = match &parent {
+        Some(p) => walker.parent_tree(&p.tree, &source.path, false)?,
+        None => None,
     };
     let nodes = walker.walk(&source.path, &mut Vec::new(), parent_tree)?;
     let Walker {
@@ -424,31 +554,38 @@ pub fn snapshot_source(
         warnings,
         carried,
         expired,
+        lost,
         ..
     } = walker;
     tracing::info!(source = %source.name, to_read = jobs.len(), "walk done");
 
-    let writer = BlobWriter::new(repo, Index::load(&repo.store)?).with_cancel(cancel);
     let warnings = Mutex::new(warnings);
-    let mut stored = store_jobs(&jobs, sizes_for(source.class), &writer, &warnings)?;
+    let sizes = sizes_for(source.class);
+    let mut stored = store_jobs(&jobs, sizes, &writer, &warnings, cancel)?;
     let mut summary = Summary {
         carried,
         expired,
+        lost,
         ..Summary::default()
     };
     for (job, result) in jobs.iter().zip(&stored) {
         if let Some(f) = result {
             summary.bytes_read += f.size;
-            if job.changed {
-                summary.files_changed += 1;
-            } else {
-                summary.files_new += 1;
+            match job.why {
+                Why::New => summary.files_new += 1,
+                Why::Changed => summary.files_changed += 1,
+                Why::Reread | Why::Healed => {
+                    summary.files_unchanged += 1;
+                    summary.reread += 1;
+                    summary.healed += u64::from(job.why == Why::Healed);
+                }
             }
         }
     }
     let root = build_tree(nodes, &mut stored, &writer, &mut summary)?;
     let bytes_added = writer.bytes_added();
-    let packs = writer.finish()?;
+    let mut packs = writer.finish()?;
+    packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
         write_index_file(&repo.store, packs)?;

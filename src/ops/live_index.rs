@@ -1,0 +1,108 @@
+//! The index a snapshot may trust: only blobs in packs that exist.
+//!
+//! Index files say which blobs exist, but a pack can be lost (deleted by
+//! hand, quarantined by `repair`, truncated) without the index knowing. A
+//! snapshot that deduplicated against such an index, or reused a parent's
+//! chunk list unchecked, would reference blobs that are gone, and every later
+//! snapshot of an unchanged file would inherit the hole. So a snapshot starts
+//! with one LIST of `packs/` and builds its index from the index files,
+//! keeping only packs that are present with their indexed size:
+//!
+//! * a pack listed in the index but missing (or of another size) is left
+//!   out, so its blobs count as absent: dedup stores them anew, and reused
+//!   entries that name them are read again from the source;
+//! * a pack present but in no index file (the index was lost and not rebuilt,
+//!   or a snapshot crashed after its packs) is *adopted*: its header is read
+//!   (two ranged reads) and the snapshot's own index file lists it too, so a
+//!   blob in it is never referenced without an index entry. A pack whose
+//!   header cannot be read is not adopted (a warning).
+//!
+//! Damaged packs that are present are not detected here (that needs reading
+//! every byte): `check --read-data` finds them and `repair` quarantines them,
+//! after which they are simply missing and this module does the rest.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::index::{Index, IndexedPack};
+use crate::ops::rebuild_index::read_pack_header;
+use crate::pack::{pack_key, BlobRef};
+use crate::repo::Repository;
+
+/// The trusted index with what building it found.
+pub struct LiveIndex {
+    pub index: Index,
+    /// Packs this snapshot's index file must list (adopted, unindexed ones).
+    pub adopted: Vec<IndexedPack>,
+    /// Indexed packs that are missing or of the wrong size, by key.
+    pub missing: Vec<String>,
+    /// Problems worth a warning (unreadable headers of unindexed packs).
+    pub warnings: Vec<String>,
+}
+
+/// Build the trusted index of `repo`.
+pub fn load(repo: &Repository) -> Result<LiveIndex> {
+    let present: HashMap<String, u64> = repo.store.list("packs")?.into_iter().collect();
+    let mut index = Index::load(&repo.store)?;
+    let mut missing: Vec<String> = index
+        .packs
+        .iter()
+        .filter(|(id, size)| present.get(&pack_key(id)) != Some(*size))
+        .map(|(id, _)| pack_key(id))
+        .collect();
+    missing.sort();
+    if !missing.is_empty() {
+        tracing::warn!(
+            packs = missing.len(),
+            "indexed packs are missing; their blobs are stored again"
+        );
+        index
+            .packs
+            .retain(|id, size| present.get(&pack_key(id)) == Some(size));
+        let kept = &index.packs;
+        index.blobs.retain(|_, blob| kept.contains_key(&blob.pack));
+    }
+    let mut adopted = Vec::new();
+    let mut warnings = Vec::new();
+    for (key, size) in &present {
+        let Some(id) = pack_id(key) else { continue };
+        if index.packs.contains_key(&id) {
+            continue;
+        }
+        match read_pack_header(repo, key, *size) {
+            Ok(pack) => {
+                index.add_pack(&pack);
+                adopted.push(pack);
+            }
+            Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
+                warnings.push(format!("unindexed {key} not used: {e}"))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !adopted.is_empty() {
+        tracing::info!(packs = adopted.len(), "unindexed packs adopted");
+    }
+    Ok(LiveIndex {
+        index,
+        adopted,
+        missing,
+        warnings,
+    })
+}
+
+/// The pack id in a key `packs/<hh>/<id>`.
+pub fn pack_id(key: &str) -> Option<ObjectId> {
+    key.rsplit('/').next().and_then(|name| name.parse().ok())
+}
+
+/// `chunks` re-pointed at where the trusted index holds each blob, or `None`
+/// when any of them is not held in an existing pack. A blob is named by its
+/// content, so any indexed copy is the same blob.
+pub fn relocate(
+    chunks: &[BlobRef],
+    locate: &dyn Fn(&ObjectId) -> Option<BlobRef>,
+) -> Option<Vec<BlobRef>> {
+    chunks.iter().map(|c| locate(&c.id)).collect()
+}

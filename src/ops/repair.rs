@@ -1,0 +1,203 @@
+//! `offsite repair`: set the repository right after packs were lost or damaged.
+//!
+//! `check --read-data` finds damage; `repair` acts on it so the next snapshot
+//! heals (see [`crate::ops::snapshot`]): it reads every pack whole and
+//! verifies its header and every blob.
+//!
+//! * A damaged pack is **quarantined, never deleted**: copied to
+//!   `quarantine/<its key>` first, then removed from `packs/`. Its blobs that
+//!   still verify are first copied into new packs (*salvaged*), so a
+//!   recording that is gone from the source but whose chunks survived stays
+//!   restorable for the next snapshots.
+//! * The index is rebuilt from the packs that verified and the salvage packs;
+//!   the old index files are deleted only after the new one is written, and
+//!   only because every pack was read. Indexed packs that are missing simply
+//!   drop out.
+//! * The report lists per snapshot which items reference data that is now
+//!   gone ([`crate::ops::damage`]). Those older snapshots stay as they are:
+//!   their other items still restore, and deleting them is retention's call.
+//!
+//! A store error while reading (as opposed to bytes that do not verify)
+//! stops the repair: a transient failure must never quarantine a good pack.
+//! A repair stopped half-way is safe: packs already quarantined are simply
+//! missing, which the old index tolerates.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::index::{read_index_file, write_index_file, Index, IndexedPack};
+use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
+use crate::ops::live_index::pack_id;
+use crate::ops::rebuild_index::remove_old_index_files;
+use crate::pack::{decode_blob, header_of, pack_key, BlobKind, BlobRef};
+use crate::repo::Repository;
+use crate::writer::BlobWriter;
+
+/// Where damaged packs are kept.
+pub const QUARANTINE_PREFIX: &str = "quarantine";
+
+/// One pack moved out of `packs/`.
+#[derive(Serialize, Debug)]
+pub struct QuarantinedPack {
+    pub pack: String,
+    pub quarantined_as: String,
+    pub reason: String,
+    /// Blobs that verified and were copied into new packs.
+    pub blobs_salvaged: usize,
+    pub blobs_lost: usize,
+}
+
+/// What `repair` did and what is lost.
+#[derive(Serialize, Debug, Default)]
+pub struct RepairReport {
+    pub packs_checked: usize,
+    pub packs_ok: usize,
+    pub quarantined: Vec<QuarantinedPack>,
+    /// Packs the old index listed that are not in the store.
+    pub missing_packs: Vec<String>,
+    /// New packs holding salvaged blobs.
+    pub salvage_packs: usize,
+    pub new_index: Option<String>,
+    pub old_index_files_removed: usize,
+    /// Snapshots that still reference lost data, with the items.
+    pub damaged: Vec<SnapshotDamage>,
+}
+
+/// A pack's verdict after reading it whole.
+enum Verdict {
+    Whole(IndexedPack),
+    /// Damaged: why, and the blobs that still verify with their stored bytes.
+    Damaged(String, Vec<(BlobKind, BlobRef, Bytes)>, usize),
+}
+
+fn verify_pack(key: &str, bytes: &Bytes) -> Verdict {
+    let Some(id) = pack_id(key) else {
+        return Verdict::Damaged("pack name is not an id".into(), Vec::new(), 0);
+    };
+    let header = match header_of(key, bytes) {
+        Ok(h) => h,
+        Err(e) => return Verdict::Damaged(e.to_string(), Vec::new(), 0),
+    };
+    let mut good = Vec::new();
+    let mut first_error = None;
+    for blob in &header.blobs {
+        let location = BlobRef::new(id, blob);
+        let range = location.range();
+        let stored = usize::try_from(range.start)
+            .ok()
+            .zip(usize::try_from(range.end).ok())
+            .and_then(|(start, end)| bytes.get(start..end).map(|_| bytes.slice(start..end)));
+        let checked = match stored {
+            Some(s) => decode_blob(&s, &location).map(|_| s),
+            None => Err(Error::corrupt(
+                key,
+                format!("blob {} lies beyond the pack", blob.id),
+            )),
+        };
+        match checked {
+            Ok(s) => good.push((blob.kind, location, s)),
+            Err(e) => {
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    match first_error {
+        None => Verdict::Whole(IndexedPack {
+            id,
+            size: bytes.len() as u64,
+            blobs: header.blobs,
+        }),
+        Some(reason) => {
+            let lost = header.blobs.len() - good.len();
+            Verdict::Damaged(reason, good, lost)
+        }
+    }
+}
+
+/// Indexed packs that are not in the store (unreadable index files are
+/// skipped: they are replaced anyway).
+fn missing_indexed(repo: &Repository, old: &[String], present: &HashSet<String>) -> Vec<String> {
+    let mut index = Index::default();
+    for key in old {
+        match read_index_file(&repo.store, key) {
+            Ok(file) => index.add_file(&file),
+            Err(e) => tracing::warn!("{e}; it is replaced by the rebuilt index"),
+        }
+    }
+    let mut missing: Vec<String> = index
+        .packs
+        .keys()
+        .map(pack_key)
+        .filter(|k| !present.contains(k))
+        .collect();
+    missing.sort();
+    missing
+}
+
+/// Verify every pack, quarantine the damaged ones, rebuild the index, and
+/// report what each snapshot has lost.
+pub fn repair(repo: &Repository) -> Result<RepairReport> {
+    let old: Vec<String> = repo
+        .store
+        .list("index")?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let listed = repo.store.list("packs")?;
+    let present: HashSet<String> = listed.iter().map(|(k, _)| k.clone()).collect();
+    let mut report = RepairReport {
+        missing_packs: missing_indexed(repo, &old, &present),
+        ..RepairReport::default()
+    };
+    let salvage = BlobWriter::new(repo, Index::default());
+    let mut whole = Vec::new();
+    for (key, _) in &listed {
+        let bytes = match repo.store.get(key) {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => continue, // removed meanwhile
+            Err(e) => return Err(e),
+        };
+        report.packs_checked += 1;
+        match verify_pack(key, &bytes) {
+            Verdict::Whole(pack) => whole.push(pack),
+            Verdict::Damaged(reason, good, lost) => {
+                tracing::error!(pack = %key, "damaged: {reason}; quarantined");
+                for (kind, location, stored) in &good {
+                    salvage.store_copy(*kind, location, stored)?;
+                }
+                let quarantined_as = format!("{QUARANTINE_PREFIX}/{key}");
+                repo.store.put(&quarantined_as, bytes)?;
+                repo.store.delete(key)?;
+                report.quarantined.push(QuarantinedPack {
+                    pack: key.clone(),
+                    quarantined_as,
+                    reason,
+                    blobs_salvaged: good.len(),
+                    blobs_lost: lost,
+                });
+            }
+        }
+    }
+    report.packs_ok = whole.len();
+    let salvaged = salvage.finish()?;
+    report.salvage_packs = salvaged.len();
+    whole.extend(salvaged);
+    report.new_index = if whole.is_empty() {
+        None
+    } else {
+        Some(write_index_file(&repo.store, whole)?)
+    };
+    report.old_index_files_removed =
+        remove_old_index_files(repo, &old, report.new_index.as_deref())?;
+    let now_present: HashSet<String> = repo
+        .store
+        .list("packs")?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    report.damaged = damaged_snapshots(repo, &now_present, &Bad::default())?;
+    Ok(report)
+}
