@@ -1,6 +1,7 @@
 //! Operations on a repository: each one file, each usable from the CLI and the agent.
 
 pub mod check;
+pub mod pack_presence;
 pub mod prune;
 pub mod rebuild_index;
 pub mod restore;
