@@ -267,7 +267,7 @@ fn check_others(store: &Store, own: &str, host: &str, kind: LockKind) -> Result<
             continue;
         };
         if theirs.time.signed_duration_since(now) > STALE_AFTER {
-            tracing::warn!(lock = %listed.key, holder = %theirs.host, time = %rfc3339(&theirs.time),
+            tracing::info!(lock = %listed.key, holder = %theirs.host, time = %rfc3339(&theirs.time),
                 "lock written by a clock far ahead of ours; judged by the store's time instead");
         }
         let state = theirs.staleness(listed.modified, host, now);

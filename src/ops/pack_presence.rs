@@ -18,43 +18,56 @@ use crate::pack::{pack_key, BlobRef};
 use crate::repo::{Repository, TreeCache};
 use crate::tree::Entry;
 
-/// Every pack the trees below `root` (and `root` itself) reference.
-pub fn referenced_packs(repo: &Repository, root: &BlobRef) -> Result<HashSet<ObjectId>> {
+/// The packs the trees below `root` (and `root` itself) reference that are
+/// not in `present`, sorted. A tree in a missing pack is not read (its
+/// subtrees cannot be known, and one missing pack is enough to refuse).
+pub fn missing_packs(
+    repo: &Repository,
+    root: &BlobRef,
+    present: &HashSet<String>,
+) -> Result<Vec<String>> {
     let mut trees = TreeCache::new(repo);
-    let mut packs = HashSet::new();
+    let mut missing = HashSet::new();
     let mut seen = HashSet::new();
     let mut todo = vec![root.clone()];
+    let mut note = |pack: &ObjectId, missing: &mut HashSet<String>| {
+        let key = pack_key(pack);
+        let found = present.contains(&key);
+        if !found {
+            missing.insert(key);
+        }
+        found
+    };
     while let Some(tree) = todo.pop() {
-        if !seen.insert(tree.id) {
+        if !seen.insert(tree.id) || !note(&tree.pack, &mut missing) {
             continue;
         }
-        packs.insert(tree.pack);
         for entry in trees.read_tree(&tree)?.entries {
             match entry {
                 Entry::Dir(d) => todo.push(d.tree),
-                Entry::File(f) => packs.extend(f.chunks.iter().map(|c| c.pack)),
+                Entry::File(f) => {
+                    for c in &f.chunks {
+                        note(&c.pack, &mut missing);
+                    }
+                }
             }
         }
     }
-    Ok(packs)
+    let mut missing: Vec<String> = missing.into_iter().collect();
+    missing.sort();
+    Ok(missing)
 }
 
 /// Fail, naming the first missing pack, unless every pack the snapshot of
 /// `source` with tree `root` references is listed in the store.
 pub fn ensure_packs_exist(repo: &Repository, source: &str, root: &BlobRef) -> Result<()> {
-    let needed = referenced_packs(repo, root)?;
     let present: HashSet<String> = repo
         .store
         .list("packs")?
         .into_iter()
         .map(|(key, _)| key)
         .collect();
-    let mut missing: Vec<String> = needed
-        .iter()
-        .map(pack_key)
-        .filter(|key| !present.contains(key))
-        .collect();
-    missing.sort();
+    let missing = missing_packs(repo, root, &present)?;
     match missing.first() {
         None => Ok(()),
         Some(first) => Err(Error::Conflict(format!(
