@@ -18,6 +18,7 @@ const POINTS: &[&str] = &[
     "prune-before-sweep",
     "sweep-before-manifests",
     "sweep-after-one-manifest",
+    "rewrite-after-new-manifest",
     "sweep-before-index",
     "sweep-after-new-index",
     "sweep-before-pack-deletion",

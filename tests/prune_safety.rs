@@ -145,11 +145,26 @@ fn a_snapshot_whose_packs_vanish_before_its_manifest_fails_loudly() {
 }
 
 #[test]
-fn unindexed_young_packs_survive_a_prune_after_a_forced_unlock() {
+fn unindexed_young_packs_survive_prune_even_after_a_forced_unlock() {
     let w = World::new();
     let data = Rng::new(43).bytes(2 << 20);
     put(&w.src(), "acme/db/dump.bin", &data);
     w.ok(&["init"]);
+
+    // An unindexed pack: young, it may belong to a running snapshot; past
+    // the grace period it is a crash leftover and collected.
+    let key = format!("packs/ee/{}", "ee".repeat(32));
+    let leftover = w.repo().join(&key);
+    put(&w.repo(), &key, b"leftover");
+    w.ok(&["prune"]);
+    assert!(leftover.exists(), "a young leftover waits for the grace period");
+    set_mtime(&leftover, Duration::from_secs(3 * 3600));
+    let report = w.json(&["prune"]);
+    assert_eq!(report["packs_deleted"], 1, "{report}");
+    assert!(!leftover.exists());
+
+    // An operator forced the running snapshot's lock away: the prune that
+    // follows still keeps the snapshot's packs (not indexed yet, young).
     let paused = Paused::start(&w, "snapshot-before-index");
     let packs = pack_set(&w);
     let unlocked = w.json(&["unlock", "--force"]);
@@ -171,17 +186,6 @@ fn unindexed_young_packs_survive_a_prune_after_a_forced_unlock() {
         .find(|e| e["operation"] == "unlock")
         .expect("the forced unlock is logged");
     assert_eq!(forced["details"]["force"], true);
-
-    // An unindexed pack past the grace period is a crash leftover: collected.
-    let leftover = w.repo().join(format!("packs/ee/{}", "ee".repeat(32)));
-    put(&w.repo(), &format!("packs/ee/{}", "ee".repeat(32)), b"leftover");
-    w.ok(&["prune"]);
-    assert!(leftover.exists(), "a young leftover waits for the grace period");
-    set_mtime(&leftover, Duration::from_secs(3 * 3600));
-    let report = w.json(&["prune"]);
-    assert_eq!(report["packs_deleted"], 1, "{report}");
-    assert!(!leftover.exists());
-    w.ok(&["check", "--read-data"]);
 }
 
 fn write_lock(w: &World, name: &str, time: chrono::DateTime<chrono::Utc>) -> PathBuf {
@@ -291,6 +295,47 @@ fn duplicate_manifests_left_by_a_killed_rewrite_count_once_and_old_ids_resolve()
     }
     let out = w.offsite(&["restore", "--item", "acme/keep.bin", "--snapshot", &before[3][..12], "--to", w.path("x").to_str().unwrap()]);
     assert!(one_line_error(&out).contains("not found"), "the forgotten snapshot is gone");
+}
+
+#[test]
+fn a_duplicate_manifest_is_counted_once_by_keep_last_and_cleaned() {
+    let w = World::with_sources(&[("data", "client-data", "retention = { keep_last = 3 }")]);
+    w.ok(&["init"]);
+    for day in 1..=3 {
+        put(&w.src(), &format!("acme/day{day}.txt"), format!("day {day}").as_bytes());
+        w.ok(&["snapshot", "--time", &format!("2026-11-0{day}T02:00:00Z")]);
+    }
+    // The copy a prune killed between writing a rewrite and deleting the
+    // original leaves: same snapshot, new id, the old id in its history.
+    let ids = snapshot_ids(&w);
+    let oldest = ids[2].clone();
+    let dir = w.repo().join("snapshots/test-host/data");
+    let name = relative_files(&dir)
+        .into_iter()
+        .find(|n| n.ends_with(&oldest))
+        .unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(&name)).unwrap()).unwrap();
+    manifest["previous_ids"] = serde_json::json!([oldest]);
+    manifest["rewritten_at"] = serde_json::json!("2026-11-20T03:00:00Z");
+    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let copy = offsite::id::ObjectId::hash(&bytes).to_hex();
+    let stamp = name.split('-').next().unwrap();
+    std::fs::write(dir.join(format!("{stamp}-{copy}")), &bytes).unwrap();
+    assert_eq!(snapshot_ids(&w).len(), 4);
+
+    let plan = w.json(&["prune", "--dry-run"]);
+    let decisions = plan["snapshots"].as_array().unwrap();
+    assert_eq!(decisions.len(), 3, "{plan}");
+    assert!(decisions.iter().all(|d| d["keep"] == true), "keep_last 3 keeps all: {plan}");
+    assert_eq!(plan["duplicates"][0]["id"], oldest.as_str(), "{plan}");
+    w.ok(&["prune"]);
+    let after = snapshot_ids(&w);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(after.contains(&copy) && !after.contains(&oldest), "{after:?}");
+    // The id `snapshots` showed first resolves to the rewrite.
+    restore_and_compare(&w, "acme/day1.txt", Some(&oldest[..12]), b"day 1");
+    w.ok(&["check", "--read-data"]);
 }
 
 /// A small tmpfs mounted at `dir`, unmounted on drop.
