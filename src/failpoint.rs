@@ -20,7 +20,7 @@ pub fn hit(name: &str) {
 /// (at most ten minutes), so a test can act while an operation is paused at
 /// a known step (a prune beside a running snapshot).
 pub fn pause_if_armed(name: &str) {
-    if !std::env::var_os("OFFSITE_PAUSEPOINT").is_some_and(|v| v == name) {
+    if std::env::var_os("OFFSITE_PAUSEPOINT").is_none_or(|v| v != name) {
         return;
     }
     let Some(file) = std::env::var_os("OFFSITE_PAUSE_FILE") else {
@@ -28,7 +28,10 @@ pub fn pause_if_armed(name: &str) {
     };
     let file = std::path::PathBuf::from(file);
     if let Err(e) = std::fs::write(&file, name) {
-        eprintln!("offsite: pausepoint {name}: cannot create {}: {e}", file.display());
+        eprintln!(
+            "offsite: pausepoint {name}: cannot create {}: {e}",
+            file.display()
+        );
         return;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);

@@ -179,7 +179,9 @@ fn conflict(key: &str, theirs: &LockInfo, refreshed: DateTime<Utc>, state: &Stal
         _ => format!(
             "try again when it is done; if that process is gone, the lock turns stale at {} \
              (or run `offsite unlock --force`)",
-            rfc3339(&(refreshed + STALE_AFTER))
+            refreshed
+                .checked_add_signed(STALE_AFTER)
+                .map_or_else(|| "never".to_string(), |t| rfc3339(&t))
         ),
     };
     Error::Conflict(format!(
@@ -384,7 +386,10 @@ mod tests {
         let now = Utc::now();
         let gone = 4_000_000;
         let same = info("h", gone, &here);
-        assert_eq!(judge(Some(&same), now, "h", &here, now), Staleness::ProcessGone);
+        assert_eq!(
+            judge(Some(&same), now, "h", &here, now),
+            Staleness::ProcessGone
+        );
         for other in [
             ProcessSpace {
                 boot_id: Some("boot-b".into()),
@@ -400,9 +405,16 @@ mod tests {
             },
         ] {
             let lock = info("h", gone, &other);
-            assert_eq!(judge(Some(&lock), now, "h", &here, now), Staleness::Live, "{other:?}");
+            assert_eq!(
+                judge(Some(&lock), now, "h", &here, now),
+                Staleness::Live,
+                "{other:?}"
+            );
         }
-        assert_eq!(judge(Some(&same), now, "other-host", &here, now), Staleness::Live);
+        assert_eq!(
+            judge(Some(&same), now, "other-host", &here, now),
+            Staleness::Live
+        );
     }
 
     #[test]
@@ -411,10 +423,22 @@ mod tests {
         let now = Utc::now();
         let lock = info("elsewhere", 1, here);
         let minute = chrono::Duration::minutes(1);
-        assert_eq!(judge(Some(&lock), now - STALE_AFTER + minute, "h", here, now), Staleness::Live);
-        assert_eq!(judge(Some(&lock), now - STALE_AFTER - minute, "h", here, now), Staleness::Expired);
-        assert_eq!(judge(None, now - STALE_AFTER - minute, "h", here, now), Staleness::Expired);
-        assert_eq!(judge(Some(&lock), now + STALE_AFTER + minute, "h", here, now), Staleness::Future);
+        assert_eq!(
+            judge(Some(&lock), now - STALE_AFTER + minute, "h", here, now),
+            Staleness::Live
+        );
+        assert_eq!(
+            judge(Some(&lock), now - STALE_AFTER - minute, "h", here, now),
+            Staleness::Expired
+        );
+        assert_eq!(
+            judge(None, now - STALE_AFTER - minute, "h", here, now),
+            Staleness::Expired
+        );
+        assert_eq!(
+            judge(Some(&lock), now + STALE_AFTER + minute, "h", here, now),
+            Staleness::Future
+        );
         assert!(!Staleness::Future.is_stale());
     }
 }

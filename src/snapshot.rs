@@ -228,7 +228,10 @@ pub fn split_duplicates(
     let mut kept = Vec::new();
     let mut duplicates = Vec::new();
     for (i, item) in all.iter().enumerate() {
-        match best.get(&group_of(item)).and_then(|&b| all.get(b).map(|w| (b, w))) {
+        match best
+            .get(&group_of(item))
+            .and_then(|&b| all.get(b).map(|w| (b, w)))
+        {
             Some((b, winner)) if b != i => duplicates.push(Duplicate {
                 id: item.0.id,
                 key: item.0.key.clone(),

@@ -215,7 +215,9 @@ fn snapshot_killed_before_its_index_or_manifest_lists_nothing_partial() {
                 .write(true)
                 .open(pack)
                 .unwrap()
-                .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600))
+                .set_modified(
+                    std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600),
+                )
                 .unwrap();
         }
         let report = w.json(&["prune"]);

@@ -47,9 +47,19 @@ impl Paused {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start snapshot");
-        wait_for(&format!("the snapshot to pause at {point}"), Duration::from_secs(120), || {
-            file.exists()
-        });
+        let mut child = child;
+        wait_for(
+            &format!("the snapshot to pause at {point}"),
+            Duration::from_secs(120),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+                    panic!("the snapshot ended ({status}) before pausing at {point}: {err}");
+                }
+                file.exists()
+            },
+        );
         assert!(
             !relative_files(&w.repo().join("locks")).is_empty(),
             "the paused snapshot holds a lock"
@@ -136,7 +146,10 @@ fn a_snapshot_whose_packs_vanish_before_its_manifest_fails_loudly() {
         "a snapshot referencing deleted packs must not exit 0"
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not committed") && err.contains("packs/"), "{err}");
+    assert!(
+        err.contains("not committed") && err.contains("packs/"),
+        "{err}"
+    );
     assert!(w.json(&["snapshots"]).as_array().unwrap().is_empty());
     // The index still names the lost packs; rebuilding it from the packs heals that.
     w.ok(&["rebuild-index"]);
@@ -157,7 +170,10 @@ fn unindexed_young_packs_survive_prune_even_after_a_forced_unlock() {
     let leftover = w.repo().join(&key);
     put(&w.repo(), &key, b"leftover");
     w.ok(&["prune"]);
-    assert!(leftover.exists(), "a young leftover waits for the grace period");
+    assert!(
+        leftover.exists(),
+        "a young leftover waits for the grace period"
+    );
     set_mtime(&leftover, Duration::from_secs(3 * 3600));
     let report = w.json(&["prune"]);
     assert_eq!(report["packs_deleted"], 1, "{report}");
@@ -168,7 +184,11 @@ fn unindexed_young_packs_survive_prune_even_after_a_forced_unlock() {
     let paused = Paused::start(&w, "snapshot-before-index");
     let packs = pack_set(&w);
     let unlocked = w.json(&["unlock", "--force"]);
-    assert_eq!(unlocked["removed"].as_array().unwrap().len(), 1, "{unlocked}");
+    assert_eq!(
+        unlocked["removed"].as_array().unwrap().len(),
+        1,
+        "{unlocked}"
+    );
     let report = w.json(&["prune"]);
     assert_eq!(report["packs_deleted"], 0, "{report}");
     assert_eq!(pack_set(&w), packs, "young unindexed packs are kept");
@@ -224,7 +244,10 @@ fn a_lock_dated_in_the_future_blocks_only_while_refreshed_and_unlock_clears_lock
     let report = w.json(&["unlock"]);
     assert_eq!(report["removed"].as_array().unwrap().len(), 1, "{report}");
     assert_eq!(report["kept"].as_array().unwrap().len(), 1, "{report}");
-    assert!(!stale.exists() && lock.exists(), "only the stale lock is removed");
+    assert!(
+        !stale.exists() && lock.exists(),
+        "only the stale lock is removed"
+    );
     let text = w.ok(&["unlock"]);
     assert!(text.contains("unlock --force"), "{text}");
     assert!(lock.exists());
@@ -260,7 +283,11 @@ fn duplicate_manifests_left_by_a_killed_rewrite_count_once_and_old_ids_resolve()
     w.ok(&["snapshot", "--time", "2026-11-01T02:00:00Z"]);
     std::fs::remove_file(w.src().join("acme/gone.bin")).unwrap();
     for (day, seed) in [(2, 46), (3, 47), (4, 48)] {
-        put(&w.src(), &format!("acme/day{day}.bin"), &Rng::new(seed).bytes(4096));
+        put(
+            &w.src(),
+            &format!("acme/day{day}.bin"),
+            &Rng::new(seed).bytes(4096),
+        );
         w.ok(&["snapshot", "--time", &format!("2026-11-0{day}T02:00:00Z")]);
     }
     let before = snapshot_ids(&w);
@@ -274,12 +301,23 @@ fn duplicate_manifests_left_by_a_killed_rewrite_count_once_and_old_ids_resolve()
     );
     assert!(!out.status.success(), "the prune was killed");
     let now = snapshot_ids(&w);
-    assert_eq!(now.len(), 4, "one snapshot forgotten, one rewritten twice listed: {now:?}");
+    assert_eq!(
+        now.len(),
+        4,
+        "one snapshot forgotten, one rewritten twice listed: {now:?}"
+    );
 
     let plan = w.json(&["prune", "--dry-run"]);
     let decisions = plan["snapshots"].as_array().unwrap();
-    assert_eq!(decisions.len(), 3, "one decision per logical snapshot: {plan}");
-    assert!(decisions.iter().all(|d| d["keep"] == true), "keep_last 3 keeps all three: {plan}");
+    assert_eq!(
+        decisions.len(),
+        3,
+        "one decision per logical snapshot: {plan}"
+    );
+    assert!(
+        decisions.iter().all(|d| d["keep"] == true),
+        "keep_last 3 keeps all three: {plan}"
+    );
     assert_eq!(plan["duplicates"].as_array().unwrap().len(), 1, "{plan}");
 
     let report = w.json(&["prune"]);
@@ -293,8 +331,19 @@ fn duplicate_manifests_left_by_a_killed_rewrite_count_once_and_old_ids_resolve()
     for old in shown {
         restore_and_compare(&w, "acme/keep.bin", Some(&old[..12]), &keep);
     }
-    let out = w.offsite(&["restore", "--item", "acme/keep.bin", "--snapshot", &before[3][..12], "--to", w.path("x").to_str().unwrap()]);
-    assert!(one_line_error(&out).contains("not found"), "the forgotten snapshot is gone");
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "acme/keep.bin",
+        "--snapshot",
+        &before[3][..12],
+        "--to",
+        w.path("x").to_str().unwrap(),
+    ]);
+    assert!(
+        one_line_error(&out).contains("not found"),
+        "the forgotten snapshot is gone"
+    );
 }
 
 #[test]
@@ -302,7 +351,11 @@ fn a_duplicate_manifest_is_counted_once_by_keep_last_and_cleaned() {
     let w = World::with_sources(&[("data", "client-data", "retention = { keep_last = 3 }")]);
     w.ok(&["init"]);
     for day in 1..=3 {
-        put(&w.src(), &format!("acme/day{day}.txt"), format!("day {day}").as_bytes());
+        put(
+            &w.src(),
+            &format!("acme/day{day}.txt"),
+            format!("day {day}").as_bytes(),
+        );
         w.ok(&["snapshot", "--time", &format!("2026-11-0{day}T02:00:00Z")]);
     }
     // The copy a prune killed between writing a rewrite and deleting the
@@ -327,12 +380,18 @@ fn a_duplicate_manifest_is_counted_once_by_keep_last_and_cleaned() {
     let plan = w.json(&["prune", "--dry-run"]);
     let decisions = plan["snapshots"].as_array().unwrap();
     assert_eq!(decisions.len(), 3, "{plan}");
-    assert!(decisions.iter().all(|d| d["keep"] == true), "keep_last 3 keeps all: {plan}");
+    assert!(
+        decisions.iter().all(|d| d["keep"] == true),
+        "keep_last 3 keeps all: {plan}"
+    );
     assert_eq!(plan["duplicates"][0]["id"], oldest.as_str(), "{plan}");
     w.ok(&["prune"]);
     let after = snapshot_ids(&w);
     assert_eq!(after.len(), 3, "{after:?}");
-    assert!(after.contains(&copy) && !after.contains(&oldest), "{after:?}");
+    assert!(
+        after.contains(&copy) && !after.contains(&oldest),
+        "{after:?}"
+    );
     // The id `snapshots` showed first resolves to the rewrite.
     restore_and_compare(&w, "acme/day1.txt", Some(&oldest[..12]), b"day 1");
     w.ok(&["check", "--read-data"]);
@@ -414,7 +473,10 @@ fn prune_on_a_full_repository_deletes_before_it_repacks() {
         .set_len(len.saturating_sub(1 << 20))
         .unwrap();
     let free_before = mnt.free_bytes();
-    assert!(free_before <= 2 << 20, "the store is full: {free_before} bytes free");
+    assert!(
+        free_before <= 2 << 20,
+        "the store is full: {free_before} bytes free"
+    );
 
     let report = w.json(&["prune"]);
     assert_eq!(report["snapshots_removed"], 1, "{report}");
@@ -427,6 +489,12 @@ fn prune_on_a_full_repository_deletes_before_it_repacks() {
     );
     w.ok(&["check", "--read-data"]);
     let to = w.path("out");
-    w.ok(&["restore", "--item", "acme/db/dump.bin", "--to", to.to_str().unwrap()]);
+    w.ok(&[
+        "restore",
+        "--item",
+        "acme/db/dump.bin",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
     assert!(std::fs::read(to.join("acme/db/dump.bin")).unwrap() == new);
 }

@@ -30,7 +30,7 @@ pub fn missing_packs(
     let mut missing = HashSet::new();
     let mut seen = HashSet::new();
     let mut todo = vec![root.clone()];
-    let mut note = |pack: &ObjectId, missing: &mut HashSet<String>| {
+    let note = |pack: &ObjectId, missing: &mut HashSet<String>| {
         let key = pack_key(pack);
         let found = present.contains(&key);
         if !found {

@@ -165,7 +165,9 @@ pub fn find_rewrite<'a>(
                     "snapshot id {selector:?} is ambiguous; give more digits"
                 )));
             }
-            Some((_, s)) if (s.rewritten_at, s.previous_ids.len()) >= (snap.rewritten_at, snap.previous_ids.len()) => {}
+            Some((_, s))
+                if (s.rewritten_at, s.previous_ids.len())
+                    >= (snap.rewritten_at, snap.previous_ids.len()) => {}
             _ => best = Some((r, snap)),
         }
     }

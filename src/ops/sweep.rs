@@ -119,7 +119,9 @@ pub fn analyze(
         };
         match live_by_pack.get(&id) {
             // Saturates toward keeping: a time in the future is young.
-            None if !index.contains_key(&id) && wall.signed_duration_since(modified) < PACK_GRACE => {
+            None if !index.contains_key(&id)
+                && wall.signed_duration_since(modified) < PACK_GRACE =>
+            {
                 plan.in_grace.push(id);
             }
             None => {
@@ -142,7 +144,10 @@ pub fn analyze(
         }
     }
     if !plan.in_grace.is_empty() {
-        tracing::info!(packs = plan.in_grace.len(), "unindexed packs younger than the grace period kept");
+        tracing::info!(
+            packs = plan.in_grace.len(),
+            "unindexed packs younger than the grace period kept"
+        );
     }
     plan.index = index;
     Ok(plan)
