@@ -247,6 +247,67 @@ pub fn split_duplicates(
 mod tests {
     use super::*;
 
+    fn manifest(tree: &[u8]) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: "2026-11-27T02:00:00Z".parse().unwrap(),
+            host: "h1".into(),
+            source: "data".into(),
+            class: SourceClass::ClientData,
+            path: "/src".into(),
+            parent: None,
+            tree: BlobRef {
+                id: ObjectId::hash(tree),
+                pack: ObjectId::hash(b"pack"),
+                offset: 0,
+                length: 1,
+                raw_length: 1,
+                compression: Default::default(),
+            },
+            summary: Summary::default(),
+            previous_ids: Vec::new(),
+            rewritten_at: None,
+        }
+    }
+
+    fn stored(snap: Snapshot) -> (SnapshotRef, Snapshot) {
+        let id = ObjectId::hash(&snap.to_bytes());
+        (SnapshotRef::parse(&snap.key(&id)).unwrap(), snap)
+    }
+
+    #[test]
+    fn rewrites_are_one_logical_snapshot_and_the_newest_copy_stays() {
+        let (orig_ref, orig) = stored(manifest(b"t1"));
+        let first = orig.rewritten(orig_ref.id, "2026-11-28T00:00:00Z".parse().unwrap());
+        let (first_ref, first) = stored(Snapshot {
+            tree: manifest(b"t2").tree,
+            ..first
+        });
+        let second = first.rewritten(first_ref.id, "2026-11-29T00:00:00Z".parse().unwrap());
+        let (second_ref, second) = stored(Snapshot {
+            tree: manifest(b"t3").tree,
+            ..second
+        });
+        assert_eq!(second.previous_ids, vec![orig_ref.id, first_ref.id]);
+        assert!(second.was_known_as(&first_ref.id.to_hex()[..8]));
+        let other = stored(manifest(b"another snapshot, same time"));
+        let with = vec![
+            (first_ref.clone(), first),
+            (orig_ref.clone(), orig),
+            (second_ref.clone(), second),
+            other.clone(),
+        ];
+        let (kept, duplicates) = split_duplicates(with);
+        let kept: Vec<ObjectId> = kept.iter().map(|(r, _)| r.id).collect();
+        assert_eq!(kept, vec![second_ref.id, other.0.id]);
+        let mut gone: Vec<ObjectId> = duplicates.iter().map(|d| d.id).collect();
+        gone.sort();
+        let mut expected = vec![orig_ref.id, first_ref.id];
+        expected.sort();
+        assert_eq!(gone, expected);
+        assert!(duplicates.iter().all(|d| d.kept == second_ref.id));
+    }
+
     #[test]
     fn key_round_trips_through_listing() {
         let id = ObjectId::hash(b"x");
