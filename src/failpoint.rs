@@ -6,8 +6,9 @@
 //! can prove that a crash between any two steps leaves the repository
 //! readable. Unset, a point costs one environment lookup.
 
-/// Abort here if the failpoint `name` is armed.
+/// Abort here if the failpoint `name` is armed (or pause, see [`pause_if_armed`]).
 pub fn hit(name: &str) {
+    pause_if_armed(name);
     if std::env::var_os("OFFSITE_FAILPOINT").is_some_and(|v| v == name) {
         eprintln!("offsite: failpoint {name}: aborting");
         std::process::abort();
@@ -39,5 +40,30 @@ pub fn pause_before_read(path: &std::path::Path, cancel: &crate::cancel::Cancel)
         if cancel.wait(std::time::Duration::from_millis(10)) {
             return;
         }
+    }
+}
+
+/// `OFFSITE_PAUSEPOINT=<name>` with `OFFSITE_PAUSE_FILE=<path>`: at the point
+/// of that name the process creates `<path>` and waits until it is removed
+/// (at most ten minutes), so a test can act while an operation is paused at
+/// a known step (a prune beside a running snapshot).
+pub fn pause_if_armed(name: &str) {
+    if std::env::var_os("OFFSITE_PAUSEPOINT").is_none_or(|v| v != name) {
+        return;
+    }
+    let Some(file) = std::env::var_os("OFFSITE_PAUSE_FILE") else {
+        return;
+    };
+    let file = std::path::PathBuf::from(file);
+    if let Err(e) = std::fs::write(&file, name) {
+        eprintln!(
+            "offsite: pausepoint {name}: cannot create {}: {e}",
+            file.display()
+        );
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

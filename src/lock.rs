@@ -3,27 +3,46 @@
 //! Prune deletes packs that no snapshot references. A snapshot that is still
 //! running references blobs before its manifest exists, so prune must never
 //! run beside one. Each operation that writes puts a lock object
-//! `locks/<id>` (JSON: host, pid, kind, time) and then lists the others:
-//! a shared lock (snapshot, check) conflicts only with an exclusive one
-//! (prune, rebuild-index); an exclusive lock conflicts with every other. On a
-//! conflict the newcomer removes its own lock and fails with the holder's
-//! name, so two racing writers both back off rather than both proceed.
+//! `locks/<id>` (JSON: host, pid, boot id, PID namespace, kind, operation,
+//! time) and then lists the others: a shared lock (snapshot, check) conflicts
+//! only with an exclusive one (prune, rebuild-index); an exclusive lock
+//! conflicts with every other. On a conflict the newcomer removes its own lock
+//! and fails with the holder's name, so two racing writers both back off
+//! rather than both proceed.
 //!
-//! A lock is refreshed every [`REFRESH`] while held. It is stale, and
-//! ignored (then removed), when its time is older than [`STALE_AFTER`], or
-//! when it belongs to this host and its process no longer exists: a crashed
-//! or killed operation never blocks the repository for long.
+//! # Staleness
+//!
+//! A lock is refreshed (rewritten) every [`REFRESH`] while held. It is stale,
+//! and removed by the next operation that meets it, when either
+//!
+//! * it was **not refreshed for [`STALE_AFTER`]**: the refresh time is the
+//!   object's last-modified time as the store lists it (the store's clock,
+//!   one clock for every host), not the time written inside the lock by the
+//!   holder's clock. A holder whose clock is skewed (a lock dated a year
+//!   ahead) therefore blocks no longer than a crashed one; or
+//! * its process is gone, and the lock was taken on the **same host, the same
+//!   boot and the same PID namespace** as ours (host name, `boot_id`, and the
+//!   `/proc/self/ns/pid` link). A PID means nothing elsewhere: the same
+//!   `host` in a container, or one config copied to several machines, must
+//!   not make a running snapshot's lock look dead. Locks from elsewhere (and
+//!   locks of older versions, which carry no boot id) are judged by age only.
+//!
+//! A lock refreshed more than [`STALE_AFTER`] ahead of our clock means our
+//! clock (or the store's) is wrong: it is not trusted as stale; the conflict
+//! message says so. `offsite unlock` removes stale locks; `unlock --force`
+//! removes every lock (for a holder known to be gone), and both are logged.
 
 use std::sync::mpsc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::store::Store;
+use crate::store::{Listed, Store};
 
 /// How often a held lock is rewritten with a fresh time.
 pub const REFRESH: Duration = Duration::from_secs(300);
@@ -43,17 +62,136 @@ pub enum LockKind {
 pub struct LockInfo {
     pub host: String,
     pub pid: u32,
+    /// `/proc/sys/kernel/random/boot_id` of the holder (absent in old locks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's PID namespace, as `readlink /proc/self/ns/pid` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
     pub kind: LockKind,
     pub operation: String,
+    /// The holder's clock at the last refresh (informative; see the module docs).
     pub time: DateTime<Utc>,
 }
 
-impl LockInfo {
-    fn is_stale(&self, own_host: &str, now: DateTime<Utc>) -> bool {
-        now - self.time > STALE_AFTER
-            || (self.host == own_host
-                && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
+/// Where a process runs, as far as its PID means anything: host name, boot
+/// and PID namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcessSpace {
+    boot_id: Option<String>,
+    pid_namespace: Option<String>,
+}
+
+fn own_space() -> &'static ProcessSpace {
+    static SPACE: OnceLock<ProcessSpace> = OnceLock::new();
+    SPACE.get_or_init(|| ProcessSpace {
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+        pid_namespace: std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .and_then(|p| p.to_str().map(String::from)),
+    })
+}
+
+/// Why a lock is (or is not) stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staleness {
+    /// Refreshed recently enough: it holds.
+    Live,
+    /// Refreshed more than [`STALE_AFTER`] ahead of our clock: it holds, but
+    /// a clock is wrong.
+    Future,
+    /// Not refreshed for longer than [`STALE_AFTER`].
+    Expired,
+    /// Its process is gone (same host, boot and PID namespace).
+    ProcessGone,
+}
+
+impl Staleness {
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Staleness::Expired | Staleness::ProcessGone)
     }
+}
+
+impl LockInfo {
+    /// True when the holder's PID is evidence here: same host, boot and PID
+    /// namespace, all known.
+    fn pid_is_meaningful(&self, own_host: &str, own: &ProcessSpace) -> bool {
+        self.host == own_host
+            && self.boot_id.is_some()
+            && self.boot_id == own.boot_id
+            && self.pid_namespace.is_some()
+            && self.pid_namespace == own.pid_namespace
+    }
+
+    /// Judge the lock as refreshed at `refreshed` (the store's time), at `now`.
+    fn staleness(&self, refreshed: DateTime<Utc>, own_host: &str, now: DateTime<Utc>) -> Staleness {
+        judge(Some(self), refreshed, own_host, own_space(), now)
+    }
+}
+
+fn judge(
+    info: Option<&LockInfo>,
+    refreshed: DateTime<Utc>,
+    own_host: &str,
+    own: &ProcessSpace,
+    now: DateTime<Utc>,
+) -> Staleness {
+    if let Some(info) = info {
+        if info.pid_is_meaningful(own_host, own)
+            && !std::path::Path::new(&format!("/proc/{}", info.pid)).exists()
+        {
+            return Staleness::ProcessGone;
+        }
+    }
+    let age = now.signed_duration_since(refreshed);
+    if age > STALE_AFTER {
+        Staleness::Expired
+    } else if -age > STALE_AFTER {
+        Staleness::Future
+    } else {
+        Staleness::Live
+    }
+}
+
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn kind_name(kind: LockKind) -> &'static str {
+    match kind {
+        LockKind::Shared => "shared",
+        LockKind::Exclusive => "exclusive",
+    }
+}
+
+/// The conflict a live lock causes: who holds it and what to do.
+fn conflict(key: &str, theirs: &LockInfo, refreshed: DateTime<Utc>, state: &Staleness) -> Error {
+    let advice = match state {
+        Staleness::Future => format!(
+            "it was refreshed at {} by the store's clock, more than {} min ahead of this host's \
+             clock: fix the clock (NTP), or if that process is gone run `offsite unlock --force`",
+            rfc3339(&refreshed),
+            STALE_AFTER.num_minutes()
+        ),
+        _ => format!(
+            "try again when it is done; if that process is gone, the lock turns stale at {} \
+             (or run `offsite unlock --force`)",
+            refreshed
+                .checked_add_signed(STALE_AFTER)
+                .map_or_else(|| "never".to_string(), |t| rfc3339(&t))
+        ),
+    };
+    Error::Conflict(format!(
+        "repository is locked by {} on {} (pid {}, {} lock {key}, last refreshed {}); {advice}",
+        theirs.operation,
+        theirs.host,
+        theirs.pid,
+        kind_name(theirs.kind),
+        rfc3339(&refreshed),
+    ))
 }
 
 /// A held lock; released on drop.
@@ -64,56 +202,28 @@ pub struct Lock {
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
+fn lock_bytes(info: &LockInfo) -> Bytes {
+    Bytes::from(serde_json::to_vec(info).expect("lock serializes"))
+}
+
 impl Lock {
     /// Take a lock of `kind` for `operation` on behalf of `host`.
     pub fn acquire(store: &Store, host: &str, kind: LockKind, operation: &str) -> Result<Self> {
         let key = format!("locks/{}", ObjectId::random());
+        let space = own_space();
         let info = LockInfo {
             host: host.to_string(),
             pid: std::process::id(),
+            boot_id: space.boot_id.clone(),
+            pid_namespace: space.pid_namespace.clone(),
             kind,
             operation: operation.to_string(),
             time: Utc::now(),
         };
-        store.put_new(
-            &key,
-            Bytes::from(serde_json::to_vec(&info).expect("lock serializes")),
-        )?;
-        let release_and = |e: Error| {
+        store.put_new(&key, lock_bytes(&info))?;
+        if let Err(e) = check_others(store, &key, host, kind) {
             let _ = store.delete(&key);
-            e
-        };
-        let now = Utc::now();
-        for (other, _) in store.list("locks").map_err(release_and)? {
-            if other == key {
-                continue;
-            }
-            let Ok(bytes) = store.get(&other) else {
-                continue;
-            }; // released meanwhile
-            let Ok(theirs) = serde_json::from_slice::<LockInfo>(&bytes) else {
-                tracing::warn!(lock = %other, "unreadable lock object ignored");
-                continue;
-            };
-            if theirs.is_stale(host, now) {
-                tracing::warn!(lock = %other, holder = %theirs.host, pid = theirs.pid, "removing stale lock");
-                let _ = store.delete(&other);
-                continue;
-            }
-            if kind == LockKind::Exclusive || theirs.kind == LockKind::Exclusive {
-                let _ = store.delete(&key);
-                return Err(Error::Conflict(format!(
-                    "repository is locked by {} on {} (pid {}, {} lock since {}); try again when it is done",
-                    theirs.operation,
-                    theirs.host,
-                    theirs.pid,
-                    match theirs.kind {
-                        LockKind::Shared => "shared",
-                        LockKind::Exclusive => "exclusive",
-                    },
-                    theirs.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                )));
-            }
+            return Err(e);
         }
         let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
@@ -127,9 +237,7 @@ impl Lock {
                             time: Utc::now(),
                             ..info.clone()
                         };
-                        let bytes =
-                            Bytes::from(serde_json::to_vec(&fresh).expect("lock serializes"));
-                        if let Err(e) = store.put(&key, bytes) {
+                        if let Err(e) = store.put(&key, lock_bytes(&fresh)) {
                             tracing::warn!(error = %e, "could not refresh the repository lock");
                         }
                     }
@@ -145,6 +253,102 @@ impl Lock {
     }
 }
 
+/// After writing `own`, look at every other lock: remove stale ones, fail on
+/// a live one that conflicts with `kind`.
+fn check_others(store: &Store, own: &str, host: &str, kind: LockKind) -> Result<()> {
+    let now = Utc::now();
+    for listed in store.list_with_times("locks")? {
+        if listed.key == own {
+            continue;
+        }
+        let Ok(bytes) = store.get(&listed.key) else {
+            continue; // released meanwhile
+        };
+        let Ok(theirs) = serde_json::from_slice::<LockInfo>(&bytes) else {
+            tracing::warn!(lock = %listed.key, "unreadable lock object ignored (`offsite unlock` removes it once stale)");
+            continue;
+        };
+        if theirs.time.signed_duration_since(now) > STALE_AFTER {
+            tracing::info!(lock = %listed.key, holder = %theirs.host, time = %rfc3339(&theirs.time),
+                "lock written by a clock far ahead of ours; judged by the store's time instead");
+        }
+        let state = theirs.staleness(listed.modified, host, now);
+        if state.is_stale() {
+            tracing::warn!(lock = %listed.key, holder = %theirs.host, pid = theirs.pid,
+                operation = %theirs.operation, reason = ?state, "removing stale lock");
+            let _ = store.delete(&listed.key);
+            continue;
+        }
+        if kind == LockKind::Exclusive || theirs.kind == LockKind::Exclusive {
+            return Err(conflict(&listed.key, &theirs, listed.modified, &state));
+        }
+    }
+    Ok(())
+}
+
+/// One lock as `offsite unlock` saw it.
+#[derive(Serialize, Debug, Clone)]
+pub struct LockSummary {
+    pub key: String,
+    /// `None` when the object does not parse as a lock.
+    pub host: Option<String>,
+    pub pid: Option<u32>,
+    pub operation: Option<String>,
+    pub kind: Option<LockKind>,
+    /// The store's last-modified time of the object.
+    pub refreshed: DateTime<Utc>,
+    /// `live`, `future`, `expired` or `process gone`.
+    pub state: String,
+}
+
+/// What `offsite unlock` did.
+#[derive(Serialize, Debug, Default)]
+pub struct UnlockReport {
+    pub force: bool,
+    pub removed: Vec<LockSummary>,
+    pub kept: Vec<LockSummary>,
+}
+
+/// Remove stale locks (with `force`, every lock). An object that does not
+/// parse is judged by its age alone.
+pub fn unlock(store: &Store, host: &str, force: bool, now: DateTime<Utc>) -> Result<UnlockReport> {
+    let mut report = UnlockReport {
+        force,
+        ..UnlockReport::default()
+    };
+    for Listed { key, modified, .. } in store.list_with_times("locks")? {
+        let info = match store.get(&key) {
+            Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes).ok(),
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let state = judge(info.as_ref(), modified, host, own_space(), now);
+        let summary = LockSummary {
+            key: key.clone(),
+            host: info.as_ref().map(|i| i.host.clone()),
+            pid: info.as_ref().map(|i| i.pid),
+            operation: info.as_ref().map(|i| i.operation.clone()),
+            kind: info.as_ref().map(|i| i.kind),
+            refreshed: modified,
+            state: match state {
+                Staleness::Live => "live",
+                Staleness::Future => "future",
+                Staleness::Expired => "expired",
+                Staleness::ProcessGone => "process gone",
+            }
+            .to_string(),
+        };
+        if state.is_stale() || force {
+            tracing::warn!(lock = %key, holder = ?summary.host, state = %summary.state, force, "unlock: removing lock");
+            store.delete(&key)?;
+            report.removed.push(summary);
+        } else {
+            report.kept.push(summary);
+        }
+    }
+    Ok(report)
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
         drop(self.stop.take());
@@ -154,5 +358,87 @@ impl Drop for Lock {
         if let Err(e) = self.store.delete(&self.key) {
             tracing::warn!(error = %e, lock = %self.key, "could not remove the repository lock");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(host: &str, pid: u32, space: &ProcessSpace) -> LockInfo {
+        LockInfo {
+            host: host.into(),
+            pid,
+            boot_id: space.boot_id.clone(),
+            pid_namespace: space.pid_namespace.clone(),
+            kind: LockKind::Exclusive,
+            operation: "prune".into(),
+            time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_dead_pid_counts_only_in_the_same_host_boot_and_pid_namespace() {
+        let here = ProcessSpace {
+            boot_id: Some("boot-a".into()),
+            pid_namespace: Some("pid:[1]".into()),
+        };
+        let now = Utc::now();
+        let gone = 4_000_000;
+        let same = info("h", gone, &here);
+        assert_eq!(
+            judge(Some(&same), now, "h", &here, now),
+            Staleness::ProcessGone
+        );
+        for other in [
+            ProcessSpace {
+                boot_id: Some("boot-b".into()),
+                ..here.clone()
+            },
+            ProcessSpace {
+                pid_namespace: Some("pid:[2]".into()),
+                ..here.clone()
+            },
+            ProcessSpace {
+                boot_id: None,
+                pid_namespace: None,
+            },
+        ] {
+            let lock = info("h", gone, &other);
+            assert_eq!(
+                judge(Some(&lock), now, "h", &here, now),
+                Staleness::Live,
+                "{other:?}"
+            );
+        }
+        assert_eq!(
+            judge(Some(&same), now, "other-host", &here, now),
+            Staleness::Live
+        );
+    }
+
+    #[test]
+    fn age_is_measured_from_the_refresh_and_the_future_is_flagged() {
+        let here = own_space();
+        let now = Utc::now();
+        let lock = info("elsewhere", 1, here);
+        let minute = chrono::Duration::minutes(1);
+        assert_eq!(
+            judge(Some(&lock), now - STALE_AFTER + minute, "h", here, now),
+            Staleness::Live
+        );
+        assert_eq!(
+            judge(Some(&lock), now - STALE_AFTER - minute, "h", here, now),
+            Staleness::Expired
+        );
+        assert_eq!(
+            judge(None, now - STALE_AFTER - minute, "h", here, now),
+            Staleness::Expired
+        );
+        assert_eq!(
+            judge(Some(&lock), now + STALE_AFTER + minute, "h", here, now),
+            Staleness::Future
+        );
+        assert!(!Staleness::Future.is_stale());
     }
 }

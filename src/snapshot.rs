@@ -11,6 +11,18 @@
 //!
 //! It is written create-only after every pack and the index it depends on, so
 //! a manifest that exists always describes a complete snapshot.
+//!
+//! # Identity across rewrites
+//!
+//! Prune rewrites a manifest (dropped voice items, repacked blobs): the new
+//! one has a new id but the same time, and records every id the snapshot had
+//! before in `previous_ids` (oldest first; the first is the id `snapshots`
+//! showed when it was taken) with `rewritten_at`. So one *logical* snapshot
+//! is named by [`Snapshot::logical_id`]; when a prune dies between writing
+//! the new manifest and deleting the old one, both exist, and
+//! [`split_duplicates`] recognises them (same host, source, time and logical
+//! id): retention counts them once and prune deletes the older copies. An
+//! old id keeps resolving to its rewrite.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -82,9 +94,46 @@ pub struct Snapshot {
     pub parent: Option<ObjectId>,
     pub tree: BlobRef,
     pub summary: Summary,
+    /// Ids this snapshot had before prune rewrote it, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_ids: Vec<ObjectId>,
+    /// When prune last rewrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_at: Option<DateTime<Utc>>,
 }
 
+/// At most this many previous ids are kept: the original and the latest.
+pub const MAX_PREVIOUS_IDS: usize = 64;
+
 impl Snapshot {
+    /// The id of the logical snapshot: the first id it ever had (`own` is
+    /// the id of this manifest).
+    pub fn logical_id(&self, own: ObjectId) -> ObjectId {
+        self.previous_ids.first().copied().unwrap_or(own)
+    }
+
+    /// True when this manifest was once known as an id starting with `prefix`.
+    pub fn was_known_as(&self, prefix: &str) -> bool {
+        self.previous_ids
+            .iter()
+            .any(|id| id.to_hex().starts_with(prefix))
+    }
+
+    /// The manifest that replaces this one (read as `own`): same snapshot,
+    /// `own` appended to its history (capped, keeping the original).
+    pub fn rewritten(&self, own: ObjectId, at: DateTime<Utc>) -> Snapshot {
+        let mut next = self.clone();
+        if !next.previous_ids.contains(&own) {
+            next.previous_ids.push(own);
+        }
+        if next.previous_ids.len() > MAX_PREVIOUS_IDS {
+            let excess = next.previous_ids.len() - MAX_PREVIOUS_IDS;
+            next.previous_ids.drain(1..=excess);
+        }
+        next.rewritten_at = Some(truncate_to_millis(at));
+        next
+    }
+
     /// Serialize; the id is the hash of these bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("manifest serializes")
@@ -151,9 +200,124 @@ impl SnapshotRef {
     }
 }
 
+/// An older copy of a logical snapshot that a newer rewrite replaces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Duplicate {
+    /// The older manifest (to delete).
+    pub id: ObjectId,
+    #[serde(skip)]
+    pub key: String,
+    /// The manifest that stays.
+    pub kept: ObjectId,
+}
+
+/// Split manifests into one per logical snapshot (the newest rewrite) and
+/// the older copies that a prune killed between writing a rewrite and
+/// deleting its original left behind. Copies are the same snapshot only when
+/// host, source, time and logical id agree.
+pub fn split_duplicates(
+    all: Vec<(SnapshotRef, Snapshot)>,
+) -> (Vec<(SnapshotRef, Snapshot)>, Vec<Duplicate>) {
+    use std::collections::HashMap;
+    type Group = (String, String, DateTime<Utc>, ObjectId);
+    let newer = |a: &(SnapshotRef, Snapshot), b: &(SnapshotRef, Snapshot)| {
+        (a.1.rewritten_at, a.1.previous_ids.len(), &a.0.key)
+            > (b.1.rewritten_at, b.1.previous_ids.len(), &b.0.key)
+    };
+    let mut best: HashMap<Group, usize> = HashMap::new();
+    let group_of = |(r, s): &(SnapshotRef, Snapshot)| -> Group {
+        (r.host.clone(), r.source.clone(), r.time, s.logical_id(r.id))
+    };
+    for (i, item) in all.iter().enumerate() {
+        let slot = best.entry(group_of(item)).or_insert(i);
+        if let (Some(current), true) = (all.get(*slot), *slot != i) {
+            if newer(item, current) {
+                *slot = i;
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    let mut duplicates = Vec::new();
+    for (i, item) in all.iter().enumerate() {
+        match best
+            .get(&group_of(item))
+            .and_then(|&b| all.get(b).map(|w| (b, w)))
+        {
+            Some((b, winner)) if b != i => duplicates.push(Duplicate {
+                id: item.0.id,
+                key: item.0.key.clone(),
+                kept: winner.0.id,
+            }),
+            _ => kept.push(item.clone()),
+        }
+    }
+    (kept, duplicates)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(tree: &[u8]) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: "2026-11-27T02:00:00Z".parse().unwrap(),
+            host: "h1".into(),
+            source: "data".into(),
+            class: SourceClass::ClientData,
+            path: "/src".into(),
+            parent: None,
+            tree: BlobRef {
+                id: ObjectId::hash(tree),
+                pack: ObjectId::hash(b"pack"),
+                offset: 0,
+                length: 1,
+                raw_length: 1,
+                compression: Default::default(),
+            },
+            summary: Summary::default(),
+            previous_ids: Vec::new(),
+            rewritten_at: None,
+        }
+    }
+
+    fn stored(snap: Snapshot) -> (SnapshotRef, Snapshot) {
+        let id = ObjectId::hash(&snap.to_bytes());
+        (SnapshotRef::parse(&snap.key(&id)).unwrap(), snap)
+    }
+
+    #[test]
+    fn rewrites_are_one_logical_snapshot_and_the_newest_copy_stays() {
+        let (orig_ref, orig) = stored(manifest(b"t1"));
+        let first = orig.rewritten(orig_ref.id, "2026-11-28T00:00:00Z".parse().unwrap());
+        let (first_ref, first) = stored(Snapshot {
+            tree: manifest(b"t2").tree,
+            ..first
+        });
+        let second = first.rewritten(first_ref.id, "2026-11-29T00:00:00Z".parse().unwrap());
+        let (second_ref, second) = stored(Snapshot {
+            tree: manifest(b"t3").tree,
+            ..second
+        });
+        assert_eq!(second.previous_ids, vec![orig_ref.id, first_ref.id]);
+        assert!(second.was_known_as(&first_ref.id.to_hex()[..8]));
+        let other = stored(manifest(b"another snapshot, same time"));
+        let with = vec![
+            (first_ref.clone(), first),
+            (orig_ref.clone(), orig),
+            (second_ref.clone(), second),
+            other.clone(),
+        ];
+        let (kept, duplicates) = split_duplicates(with);
+        let kept: Vec<ObjectId> = kept.iter().map(|(r, _)| r.id).collect();
+        assert_eq!(kept, vec![second_ref.id, other.0.id]);
+        let mut gone: Vec<ObjectId> = duplicates.iter().map(|d| d.id).collect();
+        gone.sort();
+        let mut expected = vec![orig_ref.id, first_ref.id];
+        expected.sort();
+        assert_eq!(gone, expected);
+        assert!(duplicates.iter().all(|d| d.kept == second_ref.id));
+    }
 
     #[test]
     fn key_round_trips_through_listing() {

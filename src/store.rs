@@ -102,6 +102,14 @@ impl Location {
     }
 }
 
+/// One object of a listing: key, size and the store's last-modified time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
 /// A handle on the object store with its own runtime.
 #[derive(Clone)]
 pub struct Store {
@@ -343,6 +351,30 @@ impl Store {
         // S3 lists 1000 keys per request.
         Self::count(&self.requests.list, 1 + out.len() as u64 / 1000);
         out.sort();
+        Ok(out)
+    }
+
+    /// Like [`Store::list`], with each object's last-modified time as the
+    /// store reports it (the store's clock, the same for every writer): lock
+    /// staleness and the pack grace period are measured on it.
+    pub fn list_with_times(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let path = StorePath::from(prefix);
+        let mut out: Vec<Listed> = self
+            .runtime
+            .block_on(async {
+                self.inner
+                    .list(Some(&path))
+                    .map_ok(|meta| Listed {
+                        key: meta.location.to_string(),
+                        size: meta.size,
+                        modified: meta.last_modified,
+                    })
+                    .try_collect()
+                    .await
+            })
+            .map_err(|e| storage_error(prefix, e))?;
+        Self::count(&self.requests.list, 1 + out.len() as u64 / 1000);
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 

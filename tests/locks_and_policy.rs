@@ -8,15 +8,22 @@ use common::*;
 use chrono::{Duration, Utc};
 
 fn write_lock(w: &World, host: &str, pid: u32, kind: &str, age: Duration) {
+    // Written from this boot and PID namespace: a dead PID of this host is evidence.
     let info = serde_json::json!({
         "host": host, "pid": pid, "kind": kind, "operation": "prune",
         "time": (Utc::now() - age).to_rfc3339(),
+        "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim(),
+        "pid_namespace": std::fs::read_link("/proc/self/ns/pid").unwrap().to_str().unwrap(),
     });
-    put(
-        &w.repo(),
-        &format!("locks/{}", "ab".repeat(32)),
-        info.to_string().as_bytes(),
-    );
+    let key = format!("locks/{}", "ab".repeat(32));
+    put(&w.repo(), &key, info.to_string().as_bytes());
+    // Age is judged by the store's last-modified time (the file's mtime here).
+    std::fs::File::options()
+        .write(true)
+        .open(w.repo().join(key))
+        .unwrap()
+        .set_modified((Utc::now() - age).into())
+        .unwrap();
 }
 
 #[test]

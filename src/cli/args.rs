@@ -97,6 +97,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Remove stale repository locks (logged); `--force` removes every lock.
+    Unlock {
+        /// Also remove live-looking locks: only when their holders are known to be gone.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the activity log.
     Log {
         /// First day to show (YYYY-MM-DD).

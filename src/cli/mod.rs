@@ -278,6 +278,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Unlock { force } => {
+            let repo = Repository::open(&config.repository)?;
+            let result = crate::lock::unlock(&repo.store, &config.host, force, Utc::now());
+            record(&repo, &config, "unlock", &result);
+            let report = result?;
+            if json {
+                print_json(&report);
+            } else {
+                output::unlock(&report);
+            }
+            Ok(0)
+        }
         Command::Log { since } => {
             let repo = Repository::open(&config.repository)?;
             let entries = activity::read(&repo.store, since, None)?;

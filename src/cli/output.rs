@@ -246,6 +246,13 @@ pub fn prune(r: &PruneReport) {
             d.reasons.join(", ")
         );
     }
+    for d in &r.duplicates {
+        say!(
+            "{verb} delete {}: an older copy of snapshot {} (rewritten), counted once",
+            d.id.short(),
+            d.kept.short()
+        );
+    }
     let mut per_source: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for item in &r.expired_items {
         *per_source.entry(item.source.as_str()).or_default() += 1;
@@ -274,5 +281,30 @@ pub fn log(entries: &[Activity]) {
             e.outcome,
             e.details
         );
+    }
+}
+
+pub fn unlock(r: &crate::lock::UnlockReport) {
+    let describe = |l: &crate::lock::LockSummary| {
+        format!(
+            "{} ({} on {}, pid {}, refreshed {}, {})",
+            l.key,
+            l.operation.as_deref().unwrap_or("unreadable lock"),
+            l.host.as_deref().unwrap_or("?"),
+            l.pid.map_or("?".to_string(), |p| p.to_string()),
+            time(&l.refreshed),
+            l.state
+        )
+    };
+    for l in &r.removed {
+        say!("removed {}", describe(l));
+    }
+    for l in &r.kept {
+        say!("kept    {}", describe(l));
+    }
+    if !r.kept.is_empty() {
+        say!("{} live lock(s) kept; `offsite unlock --force` removes them (only if their holders are gone)", r.kept.len());
+    } else if r.removed.is_empty() {
+        say!("no locks");
     }
 }

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod damage;
 pub mod live_index;
+pub mod pack_presence;
 pub mod prune;
 pub mod rebuild_index;
 pub mod repair;

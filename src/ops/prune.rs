@@ -8,10 +8,17 @@
 //! * **Voice items** whose backup copy expired at `now` under the contracts
 //!   in force ([`crate::voice`]) are dropped from every kept voice snapshot.
 //! * **Activity-log** entries older than `activity_log_days` are deleted.
-//! * The **sweep** ([`crate::ops::sweep`]) deletes or repacks packs.
+//! * **Duplicate manifests** of one logical snapshot (a prune killed between
+//!   writing a rewrite and deleting the original leaves both) count once:
+//!   retention decides on the newest rewrite, and the older copies are
+//!   deleted ([`crate::snapshot::split_duplicates`]).
+//! * The **sweep** ([`crate::ops::sweep`]) deletes or repacks packs: wholly
+//!   unreferenced packs first, so a full store gets space back before
+//!   anything new is written; unindexed young packs are kept for the grace
+//!   period.
 //!
 //! Apply holds the exclusive repository lock, so no snapshot runs meanwhile.
-//! Order: forgotten manifests are deleted; voice snapshots are rewritten
+//! Order: forgotten manifests and duplicate copies are deleted; voice snapshots are rewritten
 //! (new trees and index, then the new manifest before the old one goes); the
 //! sweep runs last. A prune killed at any step leaves every kept snapshot
 //! restorable; the next prune finishes the job.
@@ -32,7 +39,7 @@ use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
 use crate::ops::sweep::{self, SweepReport};
 use crate::repo::Repository;
 use crate::retention::{apply, Decision};
-use crate::snapshot::{Snapshot, SnapshotRef};
+use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
 use crate::tree::FileEntry;
 use crate::voice::{recorded_at, Contracts};
 use crate::writer::BlobWriter;
@@ -65,6 +72,8 @@ pub struct PruneReport {
     pub snapshots: Vec<SnapshotDecision>,
     pub expired_items: Vec<ExpiredItem>,
     pub snapshots_removed: usize,
+    /// Older copies of rewritten snapshots (counted once by retention).
+    pub duplicates: Vec<Duplicate>,
     pub snapshots_rewritten: usize,
     pub log_entries_deleted: usize,
     pub packs_deleted: usize,
@@ -142,6 +151,16 @@ fn is_voice(config: &Config, snap: &Snapshot) -> bool {
     snap.host == config.host && snap.class == SourceClass::Voice
 }
 
+/// Delete the older copies of rewritten snapshots; the newest copy of each
+/// was written (complete) before them, so nothing is lost.
+fn delete_duplicates(repo: &Repository, duplicates: &[Duplicate]) -> Result<()> {
+    for d in duplicates {
+        tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
+        repo.store.delete(&d.key)?;
+    }
+    Ok(())
+}
+
 /// Plan and (unless `dry_run`) apply a prune as of `now`.
 pub fn prune(
     repo: &Repository,
@@ -161,7 +180,7 @@ pub fn prune(
         )?)
     };
     let contracts = config.contracts();
-    let all = load_all(repo)?;
+    let (all, duplicates) = split_duplicates(load_all(repo)?);
     let own: Vec<SnapshotRef> = all
         .iter()
         .filter(|(r, _)| r.host == config.host)
@@ -186,14 +205,18 @@ pub fn prune(
         now,
         snapshots: decisions,
         snapshots_removed: removed.len(),
+        duplicates,
         log_entries_deleted: log_keys.len(),
         ..PruneReport::default()
     };
 
     let drops =
         |snap: &Snapshot, f: &FileEntry| is_voice(config, snap) && contracts.expired(f, now);
+    // The grace period of unindexed packs protects operations running now:
+    // it is measured on the wall clock, never on `--now`.
+    let wall = Utc::now();
     if dry_run {
-        let plan = sweep::analyze(repo, &kept, &mut |s, f| drops(s, f))?;
+        let plan = sweep::analyze(repo, &kept, &mut |s, f| drops(s, f), wall)?;
         report.packs_deleted = plan.doomed.len();
         report.packs_repacked = plan.repack.len();
         report.bytes_freed = plan.bytes_freed;
@@ -208,6 +231,7 @@ pub fn prune(
     {
         repo.store.delete(&r.key)?;
     }
+    delete_duplicates(repo, &report.duplicates)?;
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
     if !expired.is_empty() {
@@ -240,7 +264,7 @@ pub fn prune(
     // sweep again until nothing is left to collect (twice is usually enough).
     let mut remaining = remaining;
     for _ in 0..MAX_SWEEPS {
-        let plan = sweep::analyze(repo, &remaining, &mut |_, _| false)?;
+        let plan = sweep::analyze(repo, &remaining, &mut |_, _| false, wall)?;
         if plan.doomed.is_empty() && plan.repack.is_empty() {
             break;
         }

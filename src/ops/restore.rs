@@ -72,7 +72,14 @@ pub fn find_item(
         let candidates: Vec<&SnapshotRef> = match selector {
             Some(sel) => match Repository::select_snapshot(&snaps, sel) {
                 Ok(one) => vec![one],
-                Err(Error::NotFound { .. }) if sources.len() > 1 => continue,
+                // An id a prune rewrote resolves to the rewrite.
+                Err(e @ Error::NotFound { .. }) => {
+                    match crate::ops::rewrite::find_rewrite(repo, &snaps, sel)? {
+                        Some(one) => vec![one],
+                        None if sources.len() > 1 => continue,
+                        None => return Err(e),
+                    }
+                }
                 Err(e) => return Err(e),
             },
             None => snaps.iter().collect(),

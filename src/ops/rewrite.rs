@@ -176,20 +176,67 @@ impl Frame {
 }
 
 /// Replace `old` (read from `old_ref`) by a manifest with tree `tree`:
-/// create-only write of the new one, then delete the old one.
+/// create-only write of the new one, then delete the old one. The new
+/// manifest keeps the snapshot's identity (its time and, in `previous_ids`,
+/// every id it had), so a crash between the two steps leaves a duplicate
+/// that retention counts once and the next prune deletes.
 pub fn replace_manifest(
     repo: &Repository,
     old_ref: &SnapshotRef,
     old: &Snapshot,
     new: &Rewritten,
 ) -> Result<ObjectId> {
-    let mut snap = old.clone();
+    let mut snap = old.rewritten(old_ref.id, chrono::Utc::now());
     snap.tree = new.tree.clone();
     snap.summary.items = snap.summary.items.saturating_sub(new.dropped);
     snap.summary.bytes = snap.summary.bytes.saturating_sub(new.dropped_bytes);
     let (id, _) = repo.save_snapshot(&snap)?;
+    crate::failpoint::hit("rewrite-after-new-manifest");
     repo.store.delete(&old_ref.key)?;
+    tracing::info!(old = %old_ref.id.short(), new = %id.short(), source = %old_ref.source, "snapshot rewritten");
     Ok(id)
+}
+
+/// The snapshot among `candidates` (newest first) that was once known by an
+/// id starting with `selector` and was rewritten since: the newest rewrite
+/// of it. Reads the candidates' manifests, so call it only when no current
+/// id matches. Two different logical snapshots matching is ambiguous.
+pub fn find_rewrite<'a>(
+    repo: &Repository,
+    candidates: &'a [SnapshotRef],
+    selector: &str,
+) -> Result<Option<&'a SnapshotRef>> {
+    if selector.is_empty() || selector == "latest" {
+        return Ok(None);
+    }
+    let mut best: Option<(&SnapshotRef, Snapshot)> = None;
+    for r in candidates {
+        let snap = repo.load_snapshot(r)?;
+        if !snap.was_known_as(selector) {
+            continue;
+        }
+        match &best {
+            Some((b, s)) if s.logical_id(b.id) != snap.logical_id(r.id) => {
+                return Err(crate::Error::Usage(format!(
+                    "snapshot id {selector:?} is ambiguous; give more digits"
+                )));
+            }
+            Some((_, s))
+                if (s.rewritten_at, s.previous_ids.len())
+                    >= (snap.rewritten_at, snap.previous_ids.len()) => {}
+            _ => best = Some((r, snap)),
+        }
+    }
+    if let Some((r, snap)) = &best {
+        tracing::info!(
+            selector,
+            now = %r.id.short(),
+            rewritten_at = ?snap.rewritten_at,
+            "snapshot {selector} was rewritten by prune as {}",
+            r.id.short()
+        );
+    }
+    Ok(best.map(|(r, _)| r))
 }
 
 /// Every (pack, blob) a snapshot's trees reference, with the stored length.

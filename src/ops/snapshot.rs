@@ -606,7 +606,10 @@ pub fn snapshot_source_with(
         parent: parent_ref.as_ref().map(|r| r.id),
         tree: root,
         summary: summary.clone(),
+        previous_ids: Vec::new(),
+        rewritten_at: None,
     };
+    crate::ops::pack_presence::ensure_packs_exist(repo, &source.name, &snap.tree)?;
     let (id, _) = repo.save_snapshot(&snap)?;
     tracing::info!(source = %source.name, snapshot = %id.short(), items = summary.items, bytes_added, "snapshot committed");
     Ok(SnapshotReport {

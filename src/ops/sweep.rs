@@ -3,22 +3,37 @@
 //! Plan first ([`analyze`], pure over what the trees reference): a pack that
 //! no snapshot references is deleted; a pack whose unreferenced share is above
 //! [`REPACK_THRESHOLD`] is repacked (its live blobs copied into new packs).
-//! Then apply, in the order that keeps every step crash safe:
 //!
-//! 1. copy live blobs out of the packs to repack (each verified first: a read
-//!    error stops the prune, and nothing is deleted because of it),
-//! 2. rewrite the trees that point at copied blobs, write the new packs and an
-//!    index file for them, then the new manifests (each before its old one is
-//!    deleted),
-//! 3. write one consolidated index of the surviving packs, delete the old
-//!    index files,
-//! 4. delete the doomed and the repacked packs, last.
+//! **Grace period.** A pack that no index file lists and that is younger
+//! than [`PACK_GRACE`] (by the store's last-modified time, against the wall
+//! clock, never `--now`) is never deleted: it may belong to a snapshot that
+//! is still running (its index and manifest come later). This is the second
+//! line of defence behind the repository lock. Older unindexed packs are the
+//! leftovers of crashed snapshots and are collected.
+//!
+//! Then apply, in two phases, so that a prune frees space even on a store
+//! too full to take one more pack:
+//!
+//! * **Reclaim** (only deletions): write one consolidated index without the
+//!   packs nothing references, delete the old index files, then delete those
+//!   packs. Nothing new but one index is written.
+//! * **Repack**, in the order that keeps every step crash safe:
+//!   1. copy live blobs out of the packs to repack (each verified first: a
+//!      read error stops the prune, and nothing is deleted because of it),
+//!   2. rewrite the trees that point at copied blobs, write the new packs and
+//!      an index file for them, then the new manifests (each before its old
+//!      one is deleted),
+//!   3. write one consolidated index of the surviving packs, delete the old
+//!      index files,
+//!   4. delete the repacked packs, last.
 //!
 //! A crash between any two steps leaves every listed snapshot complete: packs
-//! are deleted only after nothing listed can reach them.
+//! are deleted only after nothing listed can reach them, and only after no
+//! index lists them.
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -28,11 +43,15 @@ use crate::ops::rewrite::{referenced_blobs, replace_manifest, Moved, Rewriter};
 use crate::pack::{decode_blob, pack_key, BlobRef};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
+use crate::store::Listed;
 use crate::tree::FileEntry;
 use crate::writer::BlobWriter;
 
 /// Repack a pack when more than this share of it is unreferenced.
 pub const REPACK_THRESHOLD: f64 = 0.10;
+
+/// A pack no index lists is kept at least this long after it was written.
+pub const PACK_GRACE: chrono::Duration = chrono::Duration::hours(2);
 
 /// What the sweep will do.
 #[derive(Debug, Default, Serialize)]
@@ -42,6 +61,8 @@ pub struct SweepPlan {
     /// Packs to repack: (id, size, unreferenced bytes).
     pub repack: Vec<(ObjectId, u64, u64)>,
     pub bytes_freed: u64,
+    /// Unreferenced packs no index lists, kept for the grace period.
+    pub in_grace: Vec<ObjectId>,
     #[serde(skip)]
     live: HashMap<(ObjectId, ObjectId), u32>,
     #[serde(skip)]
@@ -51,11 +72,13 @@ pub struct SweepPlan {
 }
 
 /// Decide what to delete and repack, given the snapshots that stay and, per
-/// snapshot, which files will be dropped (`drops`).
+/// snapshot, which files will be dropped (`drops`); `wall` is the real time,
+/// for the grace period.
 pub fn analyze(
     repo: &Repository,
     snapshots: &[(SnapshotRef, Snapshot)],
     drops: &mut dyn FnMut(&Snapshot, &FileEntry) -> bool,
+    wall: DateTime<Utc>,
 ) -> Result<SweepPlan> {
     let mut live = HashMap::new();
     for (_, snap) in snapshots {
@@ -81,7 +104,12 @@ pub fn analyze(
         index_keys,
         ..SweepPlan::default()
     };
-    for (key, size) in repo.store.list("packs")? {
+    for Listed {
+        key,
+        size,
+        modified,
+    } in repo.store.list_with_times("packs")?
+    {
         let Some(id) = key
             .rsplit('/')
             .next()
@@ -90,6 +118,12 @@ pub fn analyze(
             continue;
         };
         match live_by_pack.get(&id) {
+            // Saturates toward keeping: a time in the future is young.
+            None if !index.contains_key(&id)
+                && wall.signed_duration_since(modified) < PACK_GRACE =>
+            {
+                plan.in_grace.push(id);
+            }
             None => {
                 plan.doomed.push((id, size));
                 plan.bytes_freed += size;
@@ -109,8 +143,46 @@ pub fn analyze(
             }
         }
     }
+    if !plan.in_grace.is_empty() {
+        tracing::info!(
+            packs = plan.in_grace.len(),
+            "unindexed packs younger than the grace period kept"
+        );
+    }
     plan.index = index;
     Ok(plan)
+}
+
+impl SweepPlan {
+    /// Split into a plan that only deletes (first) and one that repacks the
+    /// rest, so that space is freed before anything new is written.
+    fn reclaim_first(self) -> Vec<SweepPlan> {
+        if self.doomed.is_empty() || self.repack.is_empty() {
+            return vec![self];
+        }
+        let doomed_bytes: u64 = self.doomed.iter().map(|d| d.1).sum();
+        let gone: HashSet<ObjectId> = self.doomed.iter().map(|d| d.0).collect();
+        let reclaim = SweepPlan {
+            doomed: self.doomed,
+            bytes_freed: doomed_bytes,
+            index: self.index.clone(),
+            index_keys: self.index_keys.clone(),
+            ..SweepPlan::default()
+        };
+        let repack = SweepPlan {
+            repack: self.repack,
+            bytes_freed: self.bytes_freed.saturating_sub(doomed_bytes),
+            live: self.live,
+            index: self
+                .index
+                .into_iter()
+                .filter(|(id, _)| !gone.contains(id))
+                .collect(),
+            index_keys: self.index_keys,
+            ..SweepPlan::default()
+        };
+        vec![reclaim, repack]
+    }
 }
 
 /// What the sweep did.
@@ -122,8 +194,25 @@ pub struct SweepReport {
     pub bytes_freed: u64,
 }
 
-/// Carry out `plan` over the snapshots in `snapshots` (all that remain).
+/// Carry out `plan` over the snapshots in `snapshots` (all that remain):
+/// deletions first, then repacking.
 pub fn apply(
+    repo: &Repository,
+    plan: SweepPlan,
+    snapshots: &[(SnapshotRef, Snapshot)],
+) -> Result<SweepReport> {
+    let mut report = SweepReport::default();
+    for phase in plan.reclaim_first() {
+        let done = apply_phase(repo, phase, snapshots)?;
+        report.packs_deleted += done.packs_deleted;
+        report.packs_repacked += done.packs_repacked;
+        report.packs_written += done.packs_written;
+        report.bytes_freed += done.bytes_freed;
+    }
+    Ok(report)
+}
+
+fn apply_phase(
     repo: &Repository,
     plan: SweepPlan,
     snapshots: &[(SnapshotRef, Snapshot)],
