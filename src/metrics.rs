@@ -3,12 +3,12 @@
 //! Kept in a `prometheus-client` registry, served at `/metrics` in the
 //! OpenMetrics text format (which Prometheus scrapes natively) and optionally
 //! written to a node_exporter textfile (atomically: temp file, then rename).
+//! The HTTP server and its limits live in [`crate::agent::http`].
 //! Values that describe the repository are read back from it at start (last
 //! snapshots from their manifests, last prune and restore tests from the
 //! activity log), so a restart does not reset "last success" to nothing.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
@@ -49,6 +49,7 @@ pub struct Metrics {
     restore_test_bytes: FloatGauge,
     restore_tests: Family<Labels, Counter>,
     job_failures: Family<Labels, Counter>,
+    job_consecutive_failures: Family<Labels, Gauge>,
     repository_snapshots: Family<Labels, FloatGauge>,
     repository_stored_bytes: FloatGauge,
     build_info: Family<Labels, FloatGauge>,
@@ -77,6 +78,7 @@ impl Metrics {
             restore_test_bytes: FloatGauge::default(),
             restore_tests: Family::default(),
             job_failures: Family::default(),
+            job_consecutive_failures: Family::default(),
             repository_snapshots: Family::default(),
             repository_stored_bytes: FloatGauge::default(),
             build_info: Family::default(),
@@ -137,6 +139,11 @@ impl Metrics {
             "offsite_job_failures",
             "Failed agent jobs by job",
             m.job_failures.clone(),
+        );
+        registry.register(
+            "offsite_job_consecutive_failures",
+            "Failed runs of a scheduled job since its last success (0 after a success)",
+            m.job_consecutive_failures.clone(),
         );
         registry.register(
             "offsite_repository_snapshots",
@@ -227,6 +234,14 @@ impl Metrics {
         self.job_failures.get_or_create(&label("job", job)).inc();
     }
 
+    /// The failing streak of the scheduled job `job` (`snapshot:<source>`,
+    /// `prune`, `restore-test`), as the agent's state file records it.
+    pub fn set_consecutive_failures(&self, job: &str, failures: u32) {
+        self.job_consecutive_failures
+            .get_or_create(&label("job", job))
+            .set(i64::from(failures));
+    }
+
     /// Snapshot counts and stored bytes, from the repository as it is now.
     pub fn refresh_repository(&self, repo: &Repository, config: &Config) -> Result<()> {
         for source in &config.sources {
@@ -305,51 +320,4 @@ pub fn to_classic_text(openmetrics: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Serve `/metrics` on `listener` until the process ends (one thread,
-/// one request at a time: Prometheus scrapes rarely).
-pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
-    use std::io::{BufRead, BufReader, Write};
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-        let mut reader = BufReader::new(&stream);
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            continue;
-        }
-        // Headers: only Accept matters (OpenMetrics when the scraper asks for it).
-        let mut openmetrics = false;
-        let mut header = String::new();
-        while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-            let lower = header.to_ascii_lowercase();
-            openmetrics |=
-                lower.starts_with("accept:") && lower.contains("application/openmetrics-text");
-            header.clear();
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("");
-        let (status, content_type, body) = if !(line.starts_with("GET ")
-            && (path == "/metrics" || path.starts_with("/metrics?")))
-        {
-            (
-                "404 Not Found",
-                "text/plain",
-                "not found: try /metrics\n".to_string(),
-            )
-        } else if openmetrics {
-            (
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                metrics.encode(),
-            )
-        } else {
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics.encode_classic(),
-            )
-        };
-        let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    }
 }

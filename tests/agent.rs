@@ -361,3 +361,160 @@ fn shipped_unit_and_alert_rules_verify() {
         "systemd-analyze verify: {stderr}"
     );
 }
+
+/// One scrape with a `limit` on every read and write; the raw response.
+fn scrape_within(port: u16, limit: Duration) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.set_write_timeout(Some(limit)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    if let Err(e) = s.read_to_string(&mut out) {
+        panic!("/metrics did not answer within {limit:?}: {e}");
+    }
+    out
+}
+
+/// An agent with far-off schedules, up and answering /metrics.
+fn idle_agent() -> (World, Agent, u16) {
+    let port = free_port();
+    let w = agent_world(port, "0 0 2 * * *", "0 0 5 * * *");
+    fill(&w, 1);
+    w.ok(&["init"]);
+    let child = spawn_agent(&w, &[]);
+    scrape(port);
+    (w, child, port)
+}
+
+/// The agent's peak resident memory (VmHWM) in KiB.
+fn peak_rss_kib(child: &Child) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+#[test]
+fn metrics_answer_while_idle_and_trickling_connections_are_open() {
+    let (_w, _child, port) = idle_agent();
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let idle: Vec<_> = (0..50).map(|_| connect()).collect();
+    let trickling: Vec<_> = (0..50).map(|_| connect()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let trickler = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        std::thread::spawn(move || {
+            // One header byte per connection every 100 ms; the head never ends.
+            let head = b"GET /metrics HTTP/1.1\r\nX-Slow: ";
+            let mut streams = trickling;
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let byte = head.get(i).copied().unwrap_or(b'a');
+                for s in &mut streams {
+                    let _ = s.write_all(&[byte]); // the server may have closed it
+                }
+                i += 1;
+                rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let start = Instant::now();
+    while rounds.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(10), "trickler stuck");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let asked = Instant::now();
+    let response = scrape_within(port, Duration::from_secs(5));
+    eprintln!(
+        "scrape answered in {:?} beside 100 slow connections",
+        asked.elapsed()
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("offsite_build_info"), "{response}");
+
+    // The server closes connections that send no complete request head.
+    for mut s in idle.into_iter().take(3) {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "an idle connection stayed open for 20 s"
+            ),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    trickler.join().unwrap();
+}
+
+#[test]
+fn a_huge_header_line_is_refused_without_growing_the_agent() {
+    let (_w, child, port) = idle_agent();
+    let before = peak_rss_kib(&child);
+
+    // 64 MiB in one header line, as fast as the socket takes it.
+    const HUGE: usize = 64 << 20;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Huge: ")
+        .unwrap();
+    let chunk = vec![b'a'; 64 << 10];
+    let mut sent = 0;
+    while sent < HUGE {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = s.write_all(b"\r\n\r\n");
+    drop(s);
+    // Answered after the huge request was dealt with (the old server took one at a time).
+    let response = scrape_within(port, Duration::from_secs(5));
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "still answers: {response}"
+    );
+    let after = peak_rss_kib(&child);
+    eprintln!(
+        "VmHWM {before} kB before, {after} kB after; {sent} bytes sent before the agent closed"
+    );
+    assert!(
+        after.saturating_sub(before) < 32 << 10,
+        "peak memory grew from {before} kB to {after} kB"
+    );
+    assert!(
+        sent < HUGE,
+        "the agent read a 64 MiB header line instead of closing the connection"
+    );
+
+    // A head just over the limit gets its answer: 431.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut request = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 9 << 10));
+    request.extend(b"\r\n\r\n");
+    s.write_all(&request).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let response = scrape_within(port, Duration::from_secs(5));
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "still answers: {response}"
+    );
+}

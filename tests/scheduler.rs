@@ -2,6 +2,7 @@
 //! cron times in the configured zone (across DST changes too), one at a time
 //! (a job due during another waits its turn), a run missed while the agent
 //! was down runs once at start, and a restart never repeats a finished run.
+//! Retries of failed jobs: `tests/retry.rs`.
 
 use std::str::FromStr;
 

@@ -8,9 +8,13 @@
 //! committed), and the agent exits 0. Under systemd it reports READY, STATUS
 //! and WATCHDOG ([`notify`]). The clock and the random source are inputs
 //! ([`clock`], [`crate::ops::restore_test::Rng`]), so tests drive days of
-//! schedules in milliseconds.
+//! schedules in milliseconds. A failed job is retried with backoff within its
+//! period ([`schedule`] has the numbers); each failure is logged with its
+//! streak and the time of the retry, and the streak is published as
+//! `offsite_job_consecutive_failures{job}`. `/metrics` is served by [`http`].
 
 pub mod clock;
+pub mod http;
 pub mod notify;
 pub mod schedule;
 
@@ -29,7 +33,7 @@ use crate::ops::{prune, snapshot};
 use crate::repo::Repository;
 use clock::{Clock, SystemClock};
 use notify::Notifier;
-use schedule::{jobs_from_config, Job, JobKind, Scheduler, State};
+use schedule::{jobs_from_config, Job, JobKind, JobState, Scheduler, State};
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,10 @@ pub enum Outcome {
 /// Runs jobs (the repository in production, a recorder in tests).
 pub trait Runner {
     fn run(&mut self, job: &Job, cancel: &Cancel) -> Outcome;
+
+    /// The scheduler's record of `job`: for every job when the loop starts
+    /// (as the state file had it), then after each finished run.
+    fn recorded(&mut self, _job: &Job, _state: &JobState) {}
 }
 
 /// The scheduler loop; returns when `cancel` is set.
@@ -53,34 +61,54 @@ pub fn run_loop(
     cancel: &Cancel,
     notifier: &Notifier,
 ) -> Result<()> {
+    for job in &scheduler.jobs {
+        if let Some(state) = scheduler.state.jobs.get(&job.name) {
+            runner.recorded(job, state);
+        }
+    }
     while !cancel.is_cancelled() {
         let now = clock.now();
-        if let Some(i) = scheduler.due(now) {
-            let job = scheduler.jobs[i].clone();
+        if let Some((i, job)) = scheduler
+            .due(now)
+            .and_then(|i| Some((i, scheduler.jobs.get(i)?.clone())))
+        {
             notifier.send(&format!("STATUS=running {}", job.name));
             tracing::info!(job = %job.name, "job started");
-            let outcome = runner.run(&job, cancel);
-            match &outcome {
+            let state = match runner.run(&job, cancel) {
                 Outcome::Cancelled => {
                     tracing::warn!(job = %job.name, "job stopped on request; it will run again");
                     break;
                 }
-                Outcome::Ok => tracing::info!(job = %job.name, "job finished"),
-                Outcome::Failed(e) => tracing::error!(job = %job.name, error = %e, "job failed"),
-            }
-            let label = if outcome == Outcome::Ok {
-                "ok"
-            } else {
-                "failed"
+                Outcome::Ok => {
+                    tracing::info!(job = %job.name, "job finished");
+                    scheduler.succeeded(i, clock.now())?;
+                    scheduler.state.jobs.get(&job.name).cloned()
+                }
+                Outcome::Failed(e) => {
+                    let state = scheduler.failed(i, clock.now())?;
+                    log_failure(&job, &e, &state, scheduler);
+                    Some(state)
+                }
             };
-            scheduler.finished(i, clock.now(), label)?;
+            if let Some(state) = state {
+                runner.recorded(&job, &state);
+            }
             continue;
         }
         match scheduler.upcoming() {
             Some((i, at)) => {
+                let name = scheduler.jobs.get(i).map_or("", |j| j.name.as_str());
+                let retry = scheduler
+                    .state
+                    .jobs
+                    .get(name)
+                    .filter(|s| s.retry_at == Some(at))
+                    .map_or(String::new(), |s| {
+                        format!(" (retry after {} failures)", s.consecutive_failures)
+                    });
                 notifier.send(&format!(
-                    "STATUS=next: {} at {}",
-                    scheduler.jobs[i].name.replace(':', " "),
+                    "STATUS=next: {} at {}{retry}",
+                    name.replace(':', " "),
                     at.with_timezone(&scheduler.tz).to_rfc3339()
                 ));
                 clock.sleep_until(at, cancel);
@@ -92,6 +120,37 @@ pub fn run_loop(
         }
     }
     Ok(())
+}
+
+/// One log line per failure: the error, the streak, and when the job runs again.
+fn log_failure(job: &Job, error: &str, state: &JobState, scheduler: &Scheduler) {
+    let failures = state.consecutive_failures;
+    match state.retry_at {
+        Some(at) => tracing::error!(
+            job = %job.name,
+            error = %error,
+            consecutive_failures = failures,
+            retry_at = %at.with_timezone(&scheduler.tz).to_rfc3339(),
+            "job failed; it will be retried"
+        ),
+        None => {
+            let next = scheduler
+                .jobs
+                .iter()
+                .position(|j| j.name == job.name)
+                .and_then(|i| scheduler.next_due(i))
+                .map_or("never".to_string(), |t| {
+                    t.with_timezone(&scheduler.tz).to_rfc3339()
+                });
+            tracing::error!(
+                job = %job.name,
+                error = %error,
+                consecutive_failures = failures,
+                next_run = %next,
+                "job failed; it runs again at its next scheduled time"
+            )
+        }
+    }
 }
 
 /// The production runner: operations on the repository.
@@ -184,12 +243,19 @@ impl Runner for RepoRunner<'_> {
         if let Err(e) = self.metrics.refresh_repository(self.repo, self.config) {
             tracing::warn!(error = %e, "could not refresh repository metrics");
         }
+        outcome
+    }
+
+    /// Publish the job's failing streak, then the textfile (after the run's
+    /// metrics and the streak are both in).
+    fn recorded(&mut self, job: &Job, state: &JobState) {
+        self.metrics
+            .set_consecutive_failures(&job.name, state.consecutive_failures);
         if let Some(path) = &self.config.metrics_textfile {
             if let Err(e) = self.metrics.write_textfile(path) {
                 tracing::warn!(error = %e, "could not write the metrics textfile");
             }
         }
-        outcome
     }
 }
 
@@ -235,11 +301,7 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         let listener = std::net::TcpListener::bind(addr).map_err(|e| {
             Error::config("metrics.listen", format!("cannot listen on {addr}: {e}"))
         })?;
-        let served = metrics.clone();
-        std::thread::Builder::new()
-            .name("offsite-metrics".into())
-            .spawn(move || crate::metrics::serve(listener, served))
-            .map_err(|e| Error::io("metrics thread", e))?;
+        http::spawn(listener, metrics.clone())?;
         tracing::info!(%addr, "serving /metrics");
     }
     std::fs::create_dir_all(&config.state_dir).map_err(|e| Error::io(&config.state_dir, e))?;

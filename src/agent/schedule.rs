@@ -7,6 +7,18 @@
 //! run starts counting from the agent's first start, so installing the agent
 //! does not trigger a backlog. The state is written atomically (temp file,
 //! rename) after every job; only a finished (not a cancelled) job counts.
+//!
+//! A failed run is retried within its period: [`RETRY_FIRST`] (1 min) after
+//! the failure, then each wait twice the one before up to [`RETRY_MAX`]
+//! (1 min, 2, 4, 8, 16, 32, 60, 60 … min), as long as the retry comes before
+//! the job's next scheduled time; otherwise the next scheduled run is the
+//! retry. A snapshot that lost a lock race to another host's prune runs again
+//! minutes later, not the next day. The failing streak (`consecutive_failures`)
+//! and the pending retry (`retry_at`) are in the state file, so a restart
+//! neither forgets the retry nor repeats a success; the streak sets the wait,
+//! so a job that keeps failing is retried hourly, and a success resets it.
+//! A `retry_at` read back is never later than the next scheduled time (a
+//! damaged state file cannot postpone a job past its schedule).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +82,22 @@ pub fn jobs_from_config(config: &Config) -> Vec<Job> {
     jobs
 }
 
+/// The wait before the first retry of a failed job.
+pub const RETRY_FIRST: chrono::Duration = chrono::Duration::minutes(1);
+/// The longest wait between two retries.
+pub const RETRY_MAX: chrono::Duration = chrono::Duration::hours(1);
+
+/// The wait after the `failures`-th failure in a row: [`RETRY_FIRST`],
+/// doubling with each further failure, at most [`RETRY_MAX`].
+pub fn retry_delay(failures: u32) -> chrono::Duration {
+    // 2^6 minutes already exceed the hour; the cap keeps the shift small.
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_FIRST
+        .checked_mul(1i32 << doublings)
+        .unwrap_or(RETRY_MAX)
+        .min(RETRY_MAX)
+}
+
 /// What the state file remembers of one job.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct JobState {
@@ -77,6 +105,12 @@ pub struct JobState {
     pub last_scheduled: Option<DateTime<Utc>>,
     pub last_finished: Option<DateTime<Utc>>,
     pub last_outcome: Option<String>,
+    /// Failed runs since the last success.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// When a failed run is tried again, if before the next scheduled time.
+    #[serde(default)]
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// The state file.
@@ -155,15 +189,16 @@ impl Scheduler {
             .map(|t| t.with_timezone(&Utc))
     }
 
-    /// When job `i` is next due.
+    /// When job `i` is next due: its pending retry, or else its next
+    /// scheduled time, whichever is first.
     pub fn next_due(&self, i: usize) -> Option<DateTime<Utc>> {
-        let job = &self.jobs[i];
-        let last = self
-            .state
-            .jobs
-            .get(&job.name)
-            .and_then(|s| s.last_scheduled)?;
-        self.after(job, last)
+        let job = self.jobs.get(i)?;
+        let state = self.state.jobs.get(&job.name)?;
+        let scheduled = state.last_scheduled.and_then(|t| self.after(job, t));
+        match (state.retry_at, scheduled) {
+            (Some(retry), Some(scheduled)) => Some(retry.min(scheduled)),
+            (retry, scheduled) => retry.or(scheduled),
+        }
     }
 
     /// The job to run now: the one due earliest (config order on ties).
@@ -182,27 +217,66 @@ impl Scheduler {
             .map(|(t, i)| (i, t))
     }
 
-    /// Record that job `i` finished at `now`: every scheduled time up to now
-    /// counts as done (missed runs collapse into this one). Persisted.
-    pub fn finished(&mut self, i: usize, now: DateTime<Utc>, outcome: &str) -> Result<()> {
-        let job = self.jobs[i].clone();
+    /// The last scheduled time of job `i` at or before `now`: every one up to
+    /// now counts as done by a run that finishes now (missed runs collapse).
+    fn caught_up(&self, job: &Job, now: DateTime<Utc>) -> DateTime<Utc> {
         let mut last = self
             .state
             .jobs
             .get(&job.name)
             .and_then(|s| s.last_scheduled)
             .unwrap_or(now);
-        while let Some(t) = self.after(&job, last).filter(|t| *t <= now) {
+        while let Some(t) = self.after(job, last).filter(|t| *t <= now) {
             last = t;
         }
-        self.state.jobs.insert(
-            job.name.clone(),
-            JobState {
-                last_scheduled: Some(last),
-                last_finished: Some(now),
-                last_outcome: Some(outcome.to_string()),
-            },
-        );
+        last
+    }
+
+    /// Record that job `i` succeeded at `now`. Persisted.
+    pub fn succeeded(&mut self, i: usize, now: DateTime<Utc>) -> Result<()> {
+        let Some(job) = self.jobs.get(i).cloned() else {
+            return Ok(());
+        };
+        let state = JobState {
+            last_scheduled: Some(self.caught_up(&job, now)),
+            last_finished: Some(now),
+            last_outcome: Some("ok".into()),
+            consecutive_failures: 0,
+            retry_at: None,
+        };
+        self.record(&job, state)
+    }
+
+    /// Record that job `i` failed at `now`, and when it is tried again (see
+    /// the module doc). Persisted; returns the job's new state.
+    pub fn failed(&mut self, i: usize, now: DateTime<Utc>) -> Result<JobState> {
+        let Some(job) = self.jobs.get(i).cloned() else {
+            return Ok(JobState::default());
+        };
+        let failures = self
+            .state
+            .jobs
+            .get(&job.name)
+            .map_or(0, |s| s.consecutive_failures)
+            .saturating_add(1);
+        let last = self.caught_up(&job, now);
+        let next_scheduled = self.after(&job, last);
+        let retry_at = now
+            .checked_add_signed(retry_delay(failures))
+            .filter(|retry| next_scheduled.is_none_or(|s| *retry < s));
+        let state = JobState {
+            last_scheduled: Some(last),
+            last_finished: Some(now),
+            last_outcome: Some("failed".into()),
+            consecutive_failures: failures,
+            retry_at,
+        };
+        self.record(&job, state.clone())?;
+        Ok(state)
+    }
+
+    fn record(&mut self, job: &Job, state: JobState) -> Result<()> {
+        self.state.jobs.insert(job.name.clone(), state);
         match &self.path {
             Some(path) => self.state.save(path),
             None => Ok(()),
