@@ -10,6 +10,12 @@
 //! * **Activity-log** entries older than `activity_log_days` are deleted.
 //! * The **sweep** ([`crate::ops::sweep`]) deletes or repacks packs.
 //!
+//! Damaged objects make prune conservative, never destructive: a source with
+//! a manifest that cannot be read forgets nothing, and while any manifest or
+//! index file of the repository cannot be read the sweep deletes and repacks
+//! no pack (either might reference or describe any pack); the report lists
+//! the `problems` and says why in `sweep_held_back`.
+//!
 //! Apply holds the exclusive repository lock, so no snapshot runs meanwhile.
 //! Order: forgotten manifests are deleted; voice snapshots are rewritten
 //! (new trees and index, then the new manifest before the old one goes); the
@@ -30,7 +36,8 @@ use crate::index::write_index_file;
 use crate::lock::{Lock, LockKind};
 use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
 use crate::ops::sweep::{self, SweepReport};
-use crate::repo::Repository;
+use crate::problems::Problem;
+use crate::repo::{Repository, SnapshotListing};
 use crate::retention::{apply, Decision};
 use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::tree::FileEntry;
@@ -70,6 +77,10 @@ pub struct PruneReport {
     pub packs_deleted: usize,
     pub packs_repacked: usize,
     pub bytes_freed: u64,
+    /// Manifests and index files that cannot be read (see [`crate::problems`]).
+    pub problems: Vec<Problem>,
+    /// Why no pack was deleted or repacked, when the sweep was held back.
+    pub sweep_held_back: Option<String>,
 }
 
 /// Decide per group of this host's snapshots.
@@ -130,12 +141,34 @@ fn expired_in(
 /// Sweeps per prune at most.
 const MAX_SWEEPS: usize = 3;
 
-/// Every snapshot of every host, with its manifest.
-fn load_all(repo: &Repository) -> Result<Vec<(SnapshotRef, Snapshot)>> {
-    repo.list_snapshots(None, None)?
-        .into_iter()
-        .map(|r| repo.load_snapshot(&r).map(|s| (r, s)))
-        .collect()
+/// Every snapshot of every host, with its manifest; unreadable ones apart.
+fn load_all(repo: &Repository) -> Result<SnapshotListing> {
+    repo.load_snapshots_tolerant(None, None)
+}
+
+/// A source with a manifest that cannot be read forgets nothing: retention
+/// cannot be judged over snapshots it cannot see.
+fn hold_damaged_groups(decisions: &mut [SnapshotDecision], unreadable: &[&SnapshotRef]) {
+    for d in decisions.iter_mut() {
+        if unreadable.iter().any(|r| r.id == d.id) {
+            d.keep = true;
+            d.reasons = vec!["manifest unreadable".into()];
+        } else if !d.keep && unreadable.iter().any(|r| r.source == d.source) {
+            d.keep = true;
+            d.reasons = vec!["held: a manifest of this source is unreadable".into()];
+        }
+    }
+}
+
+/// Why the sweep must not run: a pack may be referenced by a manifest that
+/// cannot be read, or described only by an index file that cannot be read.
+fn sweep_hold(problems: &[Problem]) -> Option<String> {
+    let first = problems.first()?;
+    Some(format!(
+        "{} unreadable object(s) (first {}): no pack is deleted or repacked until `offsite check` passes",
+        problems.len(),
+        first.object
+    ))
 }
 
 fn is_voice(config: &Config, snap: &Snapshot) -> bool {
@@ -161,13 +194,26 @@ pub fn prune(
         )?)
     };
     let contracts = config.contracts();
-    let all = load_all(repo)?;
-    let own: Vec<SnapshotRef> = all
+    let listing = load_all(repo)?;
+    let mut problems = listing.problems();
+    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+    let unreadable_own: Vec<&SnapshotRef> = listing
+        .unreadable
         .iter()
-        .filter(|(r, _)| r.host == config.host)
-        .map(|(r, _)| r.clone())
+        .map(|(r, _)| r)
+        .filter(|r| r.host == config.host)
         .collect();
-    let decisions = decide(config, &own);
+    let own: Vec<SnapshotRef> = listing
+        .readable
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.host == config.host)
+        .chain(unreadable_own.iter().copied())
+        .cloned()
+        .collect();
+    let mut decisions = decide(config, &own);
+    hold_damaged_groups(&mut decisions, &unreadable_own);
+    let all = listing.readable;
     let removed: std::collections::HashSet<ObjectId> =
         decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
     let kept: Vec<(SnapshotRef, Snapshot)> = all
@@ -187,11 +233,17 @@ pub fn prune(
         snapshots: decisions,
         snapshots_removed: removed.len(),
         log_entries_deleted: log_keys.len(),
+        sweep_held_back: sweep_hold(&problems),
+        problems,
         ..PruneReport::default()
     };
 
     let drops =
         |snap: &Snapshot, f: &FileEntry| is_voice(config, snap) && contracts.expired(f, now);
+    if dry_run && report.sweep_held_back.is_some() {
+        report.expired_items = expired;
+        return Ok(report);
+    }
     if dry_run {
         let plan = sweep::analyze(repo, &kept, &mut |s, f| drops(s, f))?;
         report.packs_deleted = plan.doomed.len();
@@ -211,7 +263,7 @@ pub fn prune(
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
     if !expired.is_empty() {
-        let writer = BlobWriter::new(repo, crate::index::Index::load(&repo.store)?);
+        let writer = BlobWriter::new(repo, crate::index::Index::load_tolerant(&repo.store)?.0);
         let no_moves = Moved::new();
         let mut rewriter = Rewriter::new(repo, &writer, &no_moves, |f| !contracts.expired(f, now));
         let mut replacements = Vec::new();
@@ -238,9 +290,19 @@ pub fn prune(
     cancel.check()?;
     // Repacking rewrites trees, which leaves the old tree blobs unreferenced:
     // sweep again until nothing is left to collect (twice is usually enough).
+    // Held back (no pack deleted or repacked) while any manifest or index
+    // file is unreadable: it may reference or describe any pack.
     let mut remaining = remaining;
     for _ in 0..MAX_SWEEPS {
-        let plan = sweep::analyze(repo, &remaining, &mut |_, _| false)?;
+        if report.sweep_held_back.is_some() {
+            break;
+        }
+        if let Some(why) = sweep_hold(&remaining.problems()) {
+            report.problems.extend(remaining.problems());
+            report.sweep_held_back = Some(why);
+            break;
+        }
+        let plan = sweep::analyze(repo, &remaining.readable, &mut |_, _| false)?;
         if plan.doomed.is_empty() && plan.repack.is_empty() {
             break;
         }
@@ -249,7 +311,7 @@ pub fn prune(
             packs_repacked,
             bytes_freed,
             ..
-        } = sweep::apply(repo, plan, &remaining)?;
+        } = sweep::apply(repo, plan, &remaining.readable)?;
         report.packs_deleted += packs_deleted;
         report.packs_repacked += packs_repacked;
         report.bytes_freed += bytes_freed;

@@ -38,7 +38,8 @@ use crate::error::{Error, Result};
 use crate::glob::{enter, selected};
 use crate::id::ObjectId;
 use crate::index::{write_index_file, Index};
-use crate::pack::{BlobKind, BlobRef};
+use crate::pack::{pack_key, BlobKind, BlobRef};
+use crate::problems::{is_object_damage, Problem};
 use crate::repo::{Repository, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::store::Requests;
@@ -59,6 +60,9 @@ pub struct SnapshotReport {
     pub parent: Option<ObjectId>,
     #[serde(flatten)]
     pub summary: Summary,
+    /// Damaged objects this snapshot skipped (parent manifests or trees that
+    /// cannot be read, unreadable index files); see [`crate::problems`].
+    pub problems: Vec<Problem>,
     /// Requests this snapshot sent to the store, by kind.
     pub requests: Requests,
 }
@@ -98,6 +102,9 @@ struct Walker<'a> {
     warnings: Vec<String>,
     carried: u64,
     expired: u64,
+    /// Trees of the parent that could not be read (their files are read again).
+    unreadable_trees: Vec<ObjectId>,
+    problems: Vec<Problem>,
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
@@ -108,6 +115,20 @@ impl Walker<'_> {
     fn warn(&mut self, message: String) {
         tracing::warn!(source = %self.source.name, "{message}");
         self.warnings.push(message);
+    }
+
+    /// A tree of the parent snapshot, or `None` when it is damaged or gone:
+    /// the files below it are then read again from the source, as new ones.
+    fn parent_tree(&mut self, blob: &BlobRef, rel: &[String]) -> Result<Option<Tree>> {
+        match self.trees.read_tree(blob) {
+            Ok(tree) => Ok(Some(tree)),
+            Err(e) if is_object_damage(&e) => {
+                self.unreadable_trees.push(blob.id);
+                self.problems.push(unreadable_parent_tree(blob, rel, &e));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn walk(
@@ -168,7 +189,7 @@ impl Walker<'_> {
                     continue;
                 }
                 let sub_parent = match parent.as_ref().and_then(|t| t.get(&name)) {
-                    Some(Entry::Dir(d)) => Some(self.trees.read_tree(&d.tree)?),
+                    Some(Entry::Dir(d)) => self.parent_tree(&d.tree, rel)?,
                     _ => None,
                 };
                 let entries = self.walk(&path, rel, sub_parent)?;
@@ -260,7 +281,10 @@ impl Walker<'_> {
                     }
                 }
                 Entry::Dir(d) if enter(&self.source.include, &parts) => {
-                    let subtree = self.trees.read_tree(&d.tree)?;
+                    let Some(subtree) = self.parent_tree(&d.tree, rel)? else {
+                        rel.pop();
+                        continue;
+                    };
                     let mut entries = Vec::new();
                     self.carry(subtree.entries, rel, contracts, &mut entries)?;
                     if !entries.is_empty() {
@@ -278,6 +302,17 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// The problem of a parent tree that cannot be read, at `rel` below the source.
+fn unreadable_parent_tree(blob: &BlobRef, rel: &[String], error: &Error) -> Problem {
+    let mut problem = Problem::new(&pack_key(&blob.pack), error);
+    problem.what = format!(
+        "tree /{} of the parent snapshot: {}; not reused, its files are read again",
+        rel.join("/"),
+        problem.what
+    );
+    problem
 }
 
 /// Store the jobs' files on one thread per core. Returns per job the stored
@@ -395,18 +430,9 @@ pub fn snapshot_source(
             source.path.display()
         )));
     }
-    let parent_ref = repo
-        .list_snapshots(Some(host), Some(&source.name))?
-        .into_iter()
-        .next();
-    let parent = match &parent_ref {
-        Some(r) => Some(repo.load_snapshot(r)?),
-        None => None,
-    };
-    let parent_tree = match &parent {
-        Some(p) => Some(repo.read_tree(&p.tree)?),
-        None => None,
-    };
+    // The parent is the newest snapshot of the group whose manifest reads.
+    let (parent, mut problems) = repo.newest_readable_snapshot(host, &source.name)?;
+    let (parent_ref, parent) = parent.unzip();
     let mut walker = Walker {
         trees: TreeCache::new(repo),
         source,
@@ -417,6 +443,12 @@ pub fn snapshot_source(
         warnings: Vec::new(),
         carried: 0,
         expired: 0,
+        unreadable_trees: Vec::new(),
+        problems: Vec::new(),
+    };
+    let parent_tree = match &parent {
+        Some(p) => walker.parent_tree(&p.tree, &[])?,
+        None => None,
     };
     let nodes = walker.walk(&source.path, &mut Vec::new(), parent_tree)?;
     let Walker {
@@ -424,11 +456,21 @@ pub fn snapshot_source(
         warnings,
         carried,
         expired,
+        unreadable_trees,
+        problems: tree_problems,
         ..
     } = walker;
+    problems.extend(tree_problems);
     tracing::info!(source = %source.name, to_read = jobs.len(), "walk done");
 
-    let writer = BlobWriter::new(repo, Index::load(&repo.store)?).with_cancel(cancel);
+    let (mut index, index_problems) = Index::load_tolerant(&repo.store)?;
+    problems.extend(index_problems);
+    // A damaged tree rebuilt byte for byte has the same id: store it again
+    // rather than point the new snapshot at the damaged copy.
+    for id in &unreadable_trees {
+        index.blobs.remove(id);
+    }
+    let writer = BlobWriter::new(repo, index).with_cancel(cancel);
     let warnings = Mutex::new(warnings);
     let mut stored = store_jobs(&jobs, sizes_for(source.class), &writer, &warnings)?;
     let mut summary = Summary {
@@ -479,6 +521,7 @@ pub fn snapshot_source(
         source: source.name.clone(),
         parent: snap.parent,
         summary,
+        problems,
         requests: repo.store.requests().since(&requests_before),
     })
 }
