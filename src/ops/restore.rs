@@ -104,7 +104,7 @@ pub fn find_item(
     match found.len() {
         0 => Err(Error::NotFound {
             what: format!(
-                "item {path:?} in any snapshot of host {host:?} (sources: {}){}",
+                "item {path:?} in any snapshot of host {host:?} (sources: {}{})",
                 sources.join(", "),
                 unread_note(&skipped)
             ),
@@ -130,11 +130,11 @@ fn unread_note(skipped: &[Problem]) -> String {
     match skipped {
         [] => String::new(),
         [one] => format!(
-            "; the manifest {} could not be read ({}) and may hold it",
+            "; the manifest {} cannot be read ({}) and may hold it",
             one.object, one.what
         ),
         [first, ..] => format!(
-            "; {} manifests could not be read and may hold it, first {} ({})",
+            "; {} manifests cannot be read and may hold it, first {} ({})",
             skipped.len(),
             first.object,
             first.what
