@@ -145,7 +145,7 @@ fn selected_keys(
         .list("log")?
         .into_iter()
         .map(|(key, _)| key)
-        .filter(|key| !since.is_some_and(|s| day_of(key).is_some_and(|d| d < s)))
+        .filter(|key| since.is_none_or(|s| day_of(key).is_none_or(|d| d >= s)))
         .filter(|key| operation.is_none_or(|op| key.contains(&format!("-{op}-"))))
         .collect())
 }
@@ -155,7 +155,9 @@ fn read_entry(store: &Store, key: &str, operation: Option<&str>) -> Result<Optio
     let bytes = store.get(key)?;
     let entry: Activity = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))?;
-    Ok(operation.is_none_or(|op| entry.operation == op).then_some(entry))
+    Ok(operation
+        .is_none_or(|op| entry.operation == op)
+        .then_some(entry))
 }
 
 /// The time of a log key (its day and time of day), if it is one.

@@ -98,11 +98,12 @@ pub fn read_all_index_files(store: &Store) -> Result<Vec<(String, IndexFile)>> {
         .collect()
 }
 
+/// Index files with their keys.
+pub type IndexFiles = Vec<(String, IndexFile)>;
+
 /// Read every index file that reads; the others are returned as problems
 /// (skipped, never deleted here). Only errors of the store itself fail.
-pub fn read_all_index_files_tolerant(
-    store: &Store,
-) -> Result<(Vec<(String, IndexFile)>, Vec<Problem>)> {
+pub fn read_all_index_files_tolerant(store: &Store) -> Result<(IndexFiles, Vec<Problem>)> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for (key, _) in store.list("index")? {

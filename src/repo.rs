@@ -83,11 +83,14 @@ impl<'r> TreeCache<'r> {
     }
 }
 
+/// A snapshot with its manifest.
+pub type LoadedSnapshot = (SnapshotRef, Snapshot);
+
 /// Snapshots with their manifests, and those whose manifest cannot be read.
 #[derive(Debug, Default)]
 pub struct SnapshotListing {
     /// Newest first.
-    pub readable: Vec<(SnapshotRef, Snapshot)>,
+    pub readable: Vec<LoadedSnapshot>,
     /// Newest first, each with what is wrong with its manifest.
     pub unreadable: Vec<(SnapshotRef, Problem)>,
 }
@@ -268,7 +271,7 @@ impl Repository {
         &self,
         host: &str,
         source: &str,
-    ) -> Result<(Option<(SnapshotRef, Snapshot)>, Vec<Problem>)> {
+    ) -> Result<(Option<LoadedSnapshot>, Vec<Problem>)> {
         let mut problems = Vec::new();
         for r in self.list_snapshots(Some(host), Some(source))? {
             match self.load_snapshot(&r) {

@@ -107,9 +107,15 @@ fn assert_check_reports_only(w: &World, damaged: &str) {
             .lines()
             .filter(|l| l.starts_with("problem: "))
             .collect();
-        assert!(!problems.is_empty(), "{args:?} reports the damage: {stdout}");
+        assert!(
+            !problems.is_empty(),
+            "{args:?} reports the damage: {stdout}"
+        );
         for p in problems {
-            assert!(p.contains(damaged), "{args:?}: only the planted damage: {p}");
+            assert!(
+                p.contains(damaged),
+                "{args:?}: only the planted damage: {p}"
+            );
         }
     }
 }
@@ -237,7 +243,10 @@ fn prune_with_an_unreadable_manifest_forgets_only_what_it_can_judge_and_deletes_
     assert_eq!(report["packs_deleted"], 0, "{report}");
     assert_eq!(report["packs_repacked"], 0, "{report}");
     assert!(
-        report["sweep_held_back"].as_str().unwrap().contains(&damaged),
+        report["sweep_held_back"]
+            .as_str()
+            .unwrap()
+            .contains(&damaged),
         "{report}"
     );
     assert_eq!(report["problems"][0]["object"], damaged.as_str());
@@ -382,7 +391,10 @@ fn corrupt_tree_of_the_parent_is_reread_and_the_next_snapshot_is_whole() {
     assert!(stderr(&out).contains(&pack), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["items"], 6, "{report}");
-    assert_eq!(report["files_new"], 5, "the files below the tree are read again");
+    assert_eq!(
+        report["files_new"], 5,
+        "the files below the tree are read again"
+    );
     assert_eq!(report["problems"][0]["object"], pack.as_str());
     let to = w.path("out");
     for (path, data) in &files {
@@ -428,7 +440,10 @@ fn garbage_index_file_is_reported_and_snapshot_restore_prune_go_on() {
     assert_eq!(report["snapshots_removed"], 5, "{report}");
     assert_eq!(report["packs_deleted"], 0, "{report}");
     assert!(
-        report["sweep_held_back"].as_str().unwrap().contains(&garbage),
+        report["sweep_held_back"]
+            .as_str()
+            .unwrap()
+            .contains(&garbage),
         "{report}"
     );
     assert_eq!(relative_files(&w.repo().join("packs")), packs_before);

@@ -202,7 +202,10 @@ fn snapshot_killed_before_its_index_or_manifest_lists_nothing_partial() {
             .unwrap();
         assert!(!out.status.success());
         assert!(
-            w.json(&["snapshots"])["snapshots"].as_array().unwrap().is_empty(),
+            w.json(&["snapshots"])["snapshots"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
             "{point}: no partial snapshot"
         );
         w.ok(&["check", "--read-data"]);

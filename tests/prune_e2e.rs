@@ -64,8 +64,7 @@ fn four_hundred_daily_snapshots_prune_to_the_promise() {
         report["snapshots_removed"].as_u64().unwrap() as usize,
         400 - expected.len()
     );
-    let remaining: BTreeSet<DateTime<Utc>> = w
-        .json(&["snapshots"])["snapshots"]
+    let remaining: BTreeSet<DateTime<Utc>> = w.json(&["snapshots"])["snapshots"]
         .as_array()
         .unwrap()
         .iter()

@@ -161,7 +161,13 @@ fn end_to_end_on_ceph_matches_the_local_store() {
     let report = w.json(&["prune", "--now", "2026-11-21T03:00:00Z"]);
     assert_eq!(report["snapshots_removed"], 0);
     w.ok(&["check", "--read-data"]);
-    assert_eq!(w.json(&["snapshots"])["snapshots"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        w.json(&["snapshots"])["snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 fn config_with_regions(w: &World, source_region: &str, repository_region: &str) {
@@ -225,7 +231,10 @@ fn missing_bucket_bad_credentials_and_unreachable_endpoint_get_one_line() {
         "{line}"
     );
     assert!(
-        w.json(&["snapshots"])["snapshots"].as_array().unwrap().is_empty(),
+        w.json(&["snapshots"])["snapshots"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
         "no partial snapshot"
     );
 
