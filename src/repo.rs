@@ -26,6 +26,8 @@
 //! A manifest is only ever written after everything it references, so every
 //! listed snapshot is complete. Nothing but prune deletes objects, and it
 //! never deletes because a read failed. `check` and `restore` only read.
+//! A manifest that cannot be read is skipped and reported, not fatal
+//! ([`Repository::load_snapshots_tolerant`], [`crate::problems`]).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};

@@ -165,7 +165,7 @@ fn hold_damaged_groups(decisions: &mut [SnapshotDecision], unreadable: &[&Snapsh
 fn sweep_hold(problems: &[Problem]) -> Option<String> {
     let first = problems.first()?;
     Some(format!(
-        "{} unreadable object(s) (first {}): no pack is deleted or repacked until `offsite check` passes",
+        "{} unreadable object(s) (first {}): no pack is deleted or repacked until they are repaired or removed (`offsite check` names them)",
         problems.len(),
         first.object
     ))
