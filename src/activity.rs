@@ -9,6 +9,9 @@
 //!
 //! Reading a day is one listing; prune deletes the entries older than
 //! `activity_log_days` (default 30), judged by their keys without reading them.
+//! An entry that does not parse is skipped with a warning by `offsite log`
+//! and the agent's start-up read-back ([`read_tolerant`]), never deleted
+//! early: it ages out like any other.
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -16,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::problems::{is_object_damage, Problem};
 use crate::store::Store;
 
 /// One logged operation.
@@ -93,28 +97,67 @@ fn day_of(key: &str) -> Option<NaiveDate> {
 
 /// Entries from `since` (a day) on, oldest first; only those of
 /// `operation` when given (judged by the key, so others are not read).
+/// The first entry that does not parse fails the read; see [`read_tolerant`].
 pub fn read(
     store: &Store,
     since: Option<NaiveDate>,
     operation: Option<&str>,
 ) -> Result<Vec<Activity>> {
     let mut out = Vec::new();
-    for (key, _) in store.list("log")? {
-        if since.is_some_and(|s| day_of(&key).is_some_and(|d| d < s)) {
-            continue;
-        }
-        if operation.is_some_and(|op| !key.contains(&format!("-{op}-"))) {
-            continue;
-        }
-        let bytes = store.get(&key)?;
-        let entry: Activity = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(&key, format!("log entry does not parse: {e}")))?;
-        if operation.is_none_or(|op| entry.operation == op) {
+    for key in selected_keys(store, since, operation)? {
+        if let Some(entry) = read_entry(store, &key, operation)? {
             out.push(entry);
         }
     }
     out.sort_by_key(|a| a.time);
     Ok(out)
+}
+
+/// As [`read`], but an entry that cannot be read (does not parse, or is not
+/// the operation its key says) is skipped and returned as a problem: one bad
+/// entry must not hide the log or stop the agent from starting.
+pub fn read_tolerant(
+    store: &Store,
+    since: Option<NaiveDate>,
+    operation: Option<&str>,
+) -> Result<(Vec<Activity>, Vec<Problem>)> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for key in selected_keys(store, since, operation)? {
+        match read_entry(store, &key, operation) {
+            Ok(entry) => out.extend(entry),
+            Err(Error::NotFound { .. }) => {} // pruned since the listing
+            Err(e) if is_object_damage(&e) => problems.push(Problem::new(&key, &e)),
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by_key(|a| a.time);
+    Ok((out, problems))
+}
+
+/// Keys of the entries from `since` on, of `operation` when given.
+fn selected_keys(
+    store: &Store,
+    since: Option<NaiveDate>,
+    operation: Option<&str>,
+) -> Result<Vec<String>> {
+    Ok(store
+        .list("log")?
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| since.is_none_or(|s| day_of(key).is_none_or(|d| d >= s)))
+        .filter(|key| operation.is_none_or(|op| key.contains(&format!("-{op}-"))))
+        .collect())
+}
+
+/// One entry; `None` when it is of another operation than asked for.
+fn read_entry(store: &Store, key: &str, operation: Option<&str>) -> Result<Option<Activity>> {
+    let bytes = store.get(key)?;
+    let entry: Activity = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))?;
+    Ok(operation
+        .is_none_or(|op| entry.operation == op)
+        .then_some(entry))
 }
 
 /// The time of a log key (its day and time of day), if it is one.

@@ -6,6 +6,11 @@
 //! zstd-compressed JSON at `index/<sha256 of the stored bytes>`. A snapshot
 //! loads the whole index to deduplicate; a single-item restore never needs it,
 //! because trees carry each chunk's location.
+//!
+//! An index file that cannot be read is a problem to report, not a reason to
+//! stop: the `_tolerant` readers skip it and return it as a [`Problem`]; the
+//! blobs only it lists are then unknown, which costs a re-upload at worst.
+//! Prune sweeps no pack while one is unreadable (see `ops::prune`).
 
 use std::collections::HashMap;
 
@@ -15,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pack::{BlobRef, PackedBlob};
+use crate::problems::{is_object_damage, Problem};
 use crate::store::Store;
 
 /// Index format version.
@@ -53,6 +59,18 @@ impl Index {
         Ok(index)
     }
 
+    /// Read every index file that reads; the unreadable ones are skipped and
+    /// returned as problems. A blob only they list is simply unknown: a
+    /// snapshot stores it again rather than fail.
+    pub fn load_tolerant(store: &Store) -> Result<(Self, Vec<Problem>)> {
+        let mut index = Index::default();
+        let (files, problems) = read_all_index_files_tolerant(store)?;
+        for (_, file) in files {
+            index.add_file(&file);
+        }
+        Ok((index, problems))
+    }
+
     /// Merge the packs of one index file.
     pub fn add_file(&mut self, file: &IndexFile) {
         for pack in &file.packs {
@@ -78,6 +96,38 @@ pub fn read_all_index_files(store: &Store) -> Result<Vec<(String, IndexFile)>> {
         .into_iter()
         .map(|(key, _)| read_index_file(store, &key).map(|file| (key, file)))
         .collect()
+}
+
+/// Index files with their keys.
+pub type IndexFiles = Vec<(String, IndexFile)>;
+
+/// Read every index file that reads; the others are returned as problems
+/// (skipped, never deleted here). Only errors of the store itself fail.
+pub fn read_all_index_files_tolerant(store: &Store) -> Result<(IndexFiles, Vec<Problem>)> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for (key, _) in store.list("index")? {
+        match read_index_file(store, &key) {
+            Ok(file) => files.push((key, file)),
+            Err(Error::NotFound { .. }) => {} // deleted since the listing
+            Err(e) if is_object_damage(&e) => problems.push(Problem::new(&key, &e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((files, problems))
+}
+
+/// The index files that cannot be read, without keeping the others in memory.
+pub fn unreadable_index_files(store: &Store) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    for (key, _) in store.list("index")? {
+        match read_index_file(store, &key) {
+            Ok(_) | Err(Error::NotFound { .. }) => {}
+            Err(e) if is_object_damage(&e) => problems.push(Problem::new(&key, &e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(problems)
 }
 
 /// Read and parse one index file.

@@ -31,6 +31,7 @@ pub mod lock;
 pub mod metrics;
 pub mod ops;
 pub mod pack;
+pub mod problems;
 pub mod repo;
 pub mod retention;
 pub mod s3;

@@ -7,8 +7,12 @@
 //! Values that describe the repository are read back from it at start (last
 //! snapshots from their manifests, last prune and restore tests from the
 //! activity log), so a restart does not reset "last success" to nothing.
+//! Objects that cannot be read are skipped there, not fatal: they are counted
+//! in `offsite_repository_problems` (see [`Metrics::record_problems`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
@@ -21,6 +25,7 @@ use crate::activity;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ops::restore_test::RestoreTestReport;
+use crate::problems::Problem;
 use crate::repo::Repository;
 use crate::snapshot::Summary;
 
@@ -54,6 +59,9 @@ pub struct Metrics {
     repository_stored_bytes: FloatGauge,
     build_info: Family<Labels, FloatGauge>,
     store_requests: Family<Labels, Counter>,
+    repository_problems: FloatGauge,
+    /// The unreadable objects behind `repository_problems`: key → what.
+    problems: Mutex<BTreeMap<String, String>>,
 }
 
 impl Default for Metrics {
@@ -83,8 +91,15 @@ impl Metrics {
             repository_stored_bytes: FloatGauge::default(),
             build_info: Family::default(),
             store_requests: Family::default(),
+            repository_problems: FloatGauge::default(),
+            problems: Mutex::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "offsite_repository_problems",
+            "Objects in the repository that cannot be read and were skipped (manifests, index files, log entries)",
+            m.repository_problems.clone(),
+        );
         registry.register(
             "offsite_snapshot_last_success_timestamp_seconds",
             "Time of the last successful snapshot of a source",
@@ -259,24 +274,32 @@ impl Metrics {
 
     /// Read back what the repository remembers: last snapshots, last prune,
     /// restore tests of the activity log's window.
+    /// Objects that cannot be read are skipped and counted in
+    /// `offsite_repository_problems` (every manifest of this host and every
+    /// index file is read for that), so one damaged object never keeps the
+    /// agent from starting.
     pub fn load_from_repository(&self, repo: &Repository, config: &Config) -> Result<()> {
+        let mut problems = Vec::new();
         for source in &config.sources {
-            if let Some(r) = repo
-                .list_snapshots(Some(&config.host), Some(&source.name))?
-                .first()
-            {
-                let snap = repo.load_snapshot(r)?;
+            let listing = repo.load_snapshots_tolerant(Some(&config.host), Some(&source.name))?;
+            problems.extend(listing.problems());
+            if let Some((_, snap)) = listing.readable.first() {
                 self.record_snapshot(&source.name, snap.time, &snap.summary);
             }
         }
+        problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+        let (prunes, unreadable) = activity::read_tolerant(&repo.store, None, Some("prune"))?;
+        problems.extend(unreadable);
+        let (restore_tests, unreadable) =
+            activity::read_tolerant(&repo.store, None, Some("restore-test"))?;
+        problems.extend(unreadable);
+        let own_host = format!("snapshots/{}/", config.host);
+        self.record_problems(&[&own_host, "index/", "log/"], &problems);
         let own = |e: &activity::Activity| e.host == config.host && e.outcome == "ok";
-        if let Some(p) = activity::read(&repo.store, None, Some("prune"))?
-            .into_iter()
-            .rfind(own)
-        {
+        if let Some(p) = prunes.into_iter().rfind(own) {
             self.prune_last_success.set(seconds(p.time));
         }
-        for entry in activity::read(&repo.store, None, Some("restore-test"))? {
+        for entry in restore_tests {
             if entry.host != config.host {
                 continue;
             }
@@ -285,6 +308,20 @@ impl Metrics {
             }
         }
         self.refresh_repository(repo, config)
+    }
+
+    /// Unreadable objects an operation found. `rechecked` are the key
+    /// prefixes it examined in full: problems under them that it no longer
+    /// found are cleared (a repaired or removed object); the others stay.
+    pub fn record_problems(&self, rechecked: &[&str], found: &[Problem]) {
+        let mut known = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|object, _| !rechecked.iter().any(|p| object.starts_with(p)));
+        for p in found {
+            if known.insert(p.object.clone(), p.what.clone()).is_none() {
+                tracing::warn!(object = %p.object, "{p}");
+            }
+        }
+        self.repository_problems.set(known.len() as f64);
     }
 
     /// Write the node_exporter textfile atomically.

@@ -27,7 +27,10 @@
 //! A manifest is only ever written after everything it references, so every
 //! listed snapshot is complete. Nothing but prune deletes objects, and it
 //! never deletes because a read failed; `repair` only moves a pack whose
-//! bytes do not verify to `quarantine/` (see [`crate::ops::repair`]). `check` and `restore` only read.
+//! bytes do not verify to `quarantine/` (see [`crate::ops::repair`]). `check`
+//! and `restore` only read. A manifest that cannot be read is skipped and
+//! reported, not fatal ([`Repository::load_snapshots_tolerant`],
+//! [`crate::problems`]).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -36,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pack::{decode_blob, pack_key, BlobRef};
+use crate::problems::{is_object_damage, Problem};
 use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::store::{Location, Store};
 use crate::tree::{check_depth, Entry, FileEntry, Tree, TreeWalk};
@@ -81,6 +85,25 @@ impl<'r> TreeCache<'r> {
                 Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
             })?;
         Tree::from_bytes(blob, &decode_blob(stored, blob)?)
+    }
+}
+
+/// A snapshot with its manifest.
+pub type LoadedSnapshot = (SnapshotRef, Snapshot);
+
+/// Snapshots with their manifests, and those whose manifest cannot be read.
+#[derive(Debug, Default)]
+pub struct SnapshotListing {
+    /// Newest first.
+    pub readable: Vec<LoadedSnapshot>,
+    /// Newest first, each with what is wrong with its manifest.
+    pub unreadable: Vec<(SnapshotRef, Problem)>,
+}
+
+impl SnapshotListing {
+    /// The unreadable manifests as problems.
+    pub fn problems(&self) -> Vec<Problem> {
+        self.unreadable.iter().map(|(_, p)| p.clone()).collect()
     }
 }
 
@@ -219,6 +242,51 @@ impl Repository {
     pub fn load_snapshot(&self, r: &SnapshotRef) -> Result<Snapshot> {
         let bytes = self.store.get(&r.key)?;
         r.decode(&bytes)
+    }
+
+    /// Snapshots, newest first, with their manifests; a manifest that cannot
+    /// be read is reported in `unreadable` and skipped, so one damaged
+    /// manifest does not hide the others. A manifest gone since the listing
+    /// (a concurrent prune) is left out silently. Errors of the store itself
+    /// (unreachable, denied) still fail.
+    pub fn load_snapshots_tolerant(
+        &self,
+        host: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<SnapshotListing> {
+        let mut listing = SnapshotListing::default();
+        for r in self.list_snapshots(host, source)? {
+            match self.load_snapshot(&r) {
+                Ok(snap) => listing.readable.push((r, snap)),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) if is_object_damage(&e) => {
+                    let problem = Problem::new(&r.key, &e);
+                    listing.unreadable.push((r, problem));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(listing)
+    }
+
+    /// The newest snapshot of a group whose manifest reads, reading manifests
+    /// newest first and only as far as needed; the unreadable ones on the way
+    /// are returned as problems.
+    pub fn newest_readable_snapshot(
+        &self,
+        host: &str,
+        source: &str,
+    ) -> Result<(Option<LoadedSnapshot>, Vec<Problem>)> {
+        let mut problems = Vec::new();
+        for r in self.list_snapshots(Some(host), Some(source))? {
+            match self.load_snapshot(&r) {
+                Ok(snap) => return Ok((Some((r, snap)), problems)),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) if is_object_damage(&e) => problems.push(Problem::new(&r.key, &e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((None, problems))
     }
 
     /// Pick a snapshot from `candidates` (newest first) by id prefix or `latest`.

@@ -200,6 +200,12 @@ impl Uploader {
 }
 
 impl<'r> BlobWriter<'r> {
+    /// Forget that the repository holds `id` (its stored copy is damaged),
+    /// so the next `store` of that content writes it again.
+    pub fn forget(&self, id: &ObjectId) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
     /// A writer that deduplicates against `index`.
     pub fn new(repo: &'r Repository, index: Index) -> Self {
         BlobWriter {

@@ -308,7 +308,7 @@ fn sigterm_during_a_large_snapshot_exits_zero_and_commits_nothing() {
     eprintln!("stopped {took:?} after SIGTERM");
     // The (empty) client-data source may have finished first; the voice snapshot was stopped.
     assert!(
-        w.json(&["snapshots", "--source", "voice"])
+        w.json(&["snapshots", "--source", "voice"])["snapshots"]
             .as_array()
             .unwrap()
             .is_empty(),

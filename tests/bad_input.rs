@@ -177,7 +177,13 @@ fn unreadable_entries_are_warnings_and_the_snapshot_commits() {
     let r = w.json(&["snapshot"]);
     assert_eq!(r["items"], 1);
     assert_eq!(r["warnings"], 1);
-    assert_eq!(w.json(&["snapshots"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        w.json(&["snapshots"])["snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn listing_shows_both_snapshots_newest_first() {
     w.ok(&["init"]);
     w.ok(&["snapshot", "--time", "2026-01-01T00:00:00Z"]);
     w.ok(&["snapshot", "--time", "2026-02-01T00:00:00+02:00"]);
-    let list = w.json(&["snapshots"]);
+    let list = w.json(&["snapshots"])["snapshots"].take();
     let times: Vec<&str> = list
         .as_array()
         .unwrap()

@@ -134,7 +134,7 @@ fn prune_killed_between_any_two_steps_leaves_kept_snapshots_whole() {
         assert_kept_snapshots_restore(&w, point);
         let report = w.json(&["prune", "--now", &prune_now()]);
         assert_kept_snapshots_restore(&w, &format!("{point}-after-prune"));
-        let snaps = w.json(&["snapshots"]);
+        let snaps = w.json(&["snapshots"])["snapshots"].take();
         let data = snaps
             .as_array()
             .unwrap()
@@ -203,7 +203,10 @@ fn snapshot_killed_before_its_index_or_manifest_lists_nothing_partial() {
             .unwrap();
         assert!(!out.status.success());
         assert!(
-            w.json(&["snapshots"]).as_array().unwrap().is_empty(),
+            w.json(&["snapshots"])["snapshots"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
             "{point}: no partial snapshot"
         );
         w.ok(&["check", "--read-data"]);

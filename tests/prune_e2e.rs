@@ -64,8 +64,7 @@ fn four_hundred_daily_snapshots_prune_to_the_promise() {
         report["snapshots_removed"].as_u64().unwrap() as usize,
         400 - expected.len()
     );
-    let remaining: BTreeSet<DateTime<Utc>> = w
-        .json(&["snapshots"])
+    let remaining: BTreeSet<DateTime<Utc>> = w.json(&["snapshots"])["snapshots"]
         .as_array()
         .unwrap()
         .iter()
@@ -92,7 +91,7 @@ fn four_hundred_daily_snapshots_prune_to_the_promise() {
     // The oldest kept snapshot still restores its files byte-identical.
     let oldest = remaining.iter().next().unwrap();
     let day = (*oldest - start).num_days();
-    let list = w.json(&["snapshots"]);
+    let list = w.json(&["snapshots"])["snapshots"].take();
     let id = list.as_array().unwrap().last().unwrap()["id"]
         .as_str()
         .unwrap()

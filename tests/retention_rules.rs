@@ -186,7 +186,10 @@ fn prune_dry_run_table_under_two_nows() {
             );
         }
         assert_eq!(
-            w.json(&["snapshots"]).as_array().unwrap().len(),
+            w.json(&["snapshots"])["snapshots"]
+                .as_array()
+                .unwrap()
+                .len(),
             case.snapshots.len(),
             "dry run changes nothing"
         );

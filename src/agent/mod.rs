@@ -191,6 +191,7 @@ impl RepoRunner<'_> {
                 let report = result?;
                 self.metrics
                     .record_snapshot(&report.source, report.time, &report.summary);
+                self.metrics.record_problems(&["index/"], &report.problems);
             }
             JobKind::Prune => {
                 let result = prune::prune(self.repo, self.config, Utc::now(), false, cancel);
@@ -202,7 +203,8 @@ impl RepoRunner<'_> {
                             .map(|r| (r.snapshots_removed, r.packs_deleted, r.bytes_freed)),
                     );
                 }
-                result?;
+                self.metrics
+                    .record_problems(&["snapshots/", "index/"], &result?.problems);
                 self.metrics.record_prune(Utc::now());
             }
             JobKind::RestoreTest => {

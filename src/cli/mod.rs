@@ -163,6 +163,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                     snapshot::SnapshotOptions { reread },
                 );
                 record(&repo, &config, "snapshot", &result);
+                if let Ok(report) = &result {
+                    crate::problems::warn(&report.problems);
+                }
                 match result {
                     Ok(report) if json => print_json(&report),
                     Ok(report) => output::snapshot(&report),
@@ -182,19 +185,18 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Some(h) => Some(h.to_string()),
                 None => Some(config.host.clone()),
             };
-            let mut rows = Vec::new();
-            for r in repo.list_snapshots(host.as_deref(), source.as_deref())? {
-                let snap = repo.load_snapshot(&r)?;
-                rows.push(serde_json::json!({
-                    "id": r.id, "time": output::time(&snap.time), "source": snap.source, "host": snap.host,
-                    "class": snap.class, "items": snap.summary.items, "bytes": snap.summary.bytes,
-                    "bytes_added": snap.summary.bytes_added, "parent": snap.parent,
-                }));
-            }
+            let listing = repo.load_snapshots_tolerant(host.as_deref(), source.as_deref())?;
+            let problems = listing.problems();
+            crate::problems::warn(&problems);
+            let rows: Vec<serde_json::Value> = listing.readable.iter().map(|(r, snap)| serde_json::json!({
+                "id": r.id, "time": output::time(&snap.time), "source": snap.source, "host": snap.host,
+                "class": snap.class, "items": snap.summary.items, "bytes": snap.summary.bytes,
+                "bytes_added": snap.summary.bytes_added, "parent": snap.parent,
+            })).collect();
             if json {
-                print_json(&rows);
+                print_json(&serde_json::json!({ "snapshots": rows, "problems": problems }));
             } else {
-                output::snapshots(&rows);
+                output::snapshots(&rows, problems.len());
             }
             Ok(0)
         }
@@ -218,6 +220,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let host = host.unwrap_or_else(|| config.host.clone());
             let result = restore::find_item(&repo, &host, &sources, &item, snapshot.as_deref())
                 .and_then(|found| {
+                    crate::problems::warn(&found.problems);
                     if !force {
                         restore::check_retention(&config, &found, now)?;
                     }
@@ -271,6 +274,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 record(&repo, &config, "prune", &result.as_ref().map(prune_summary));
             }
             let report = result?;
+            crate::problems::warn(&report.problems);
             if json {
                 print_json(&report);
             } else {
@@ -292,7 +296,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Log { since } => {
             let repo = Repository::open(&config.repository)?;
-            let entries = activity::read(&repo.store, since, None)?;
+            let (entries, problems) = activity::read_tolerant(&repo.store, since, None)?;
+            crate::problems::warn(&problems);
             if json {
                 print_json(&entries);
             } else {
@@ -370,5 +375,6 @@ fn prune_summary(r: &PruneReport) -> serde_json::Value {
         "now": r.now, "snapshots_removed": r.snapshots_removed, "snapshots_rewritten": r.snapshots_rewritten,
         "expired_items": r.expired_items.len(), "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked,
         "bytes_freed": r.bytes_freed, "log_entries_deleted": r.log_entries_deleted,
+        "problems": r.problems, "sweep_held_back": r.sweep_held_back,
     })
 }

@@ -85,7 +85,7 @@ pub fn snapshot(r: &SnapshotReport) {
     }
 }
 
-pub fn snapshots(rows: &[serde_json::Value]) {
+pub fn snapshots(rows: &[serde_json::Value], unreadable: usize) {
     say!(
         "{:<10} {:<24} {:<16} {:<16} {:>9} {:>12}",
         "id",
@@ -106,7 +106,14 @@ pub fn snapshots(rows: &[serde_json::Value]) {
             human_bytes(row["bytes"].as_u64().unwrap_or(0))
         );
     }
-    say!("{} snapshots", rows.len());
+    if unreadable > 0 {
+        say!(
+            "{} snapshots, and {unreadable} whose manifest cannot be read (named above on stderr)",
+            rows.len()
+        );
+    } else {
+        say!("{} snapshots", rows.len());
+    }
 }
 
 pub fn restore(r: &RestoreReport) {
@@ -269,6 +276,9 @@ pub fn prune(r: &PruneReport) {
         human_bytes(r.bytes_freed),
         r.log_entries_deleted
     );
+    if let Some(why) = &r.sweep_held_back {
+        say!("packs: none deleted or repacked: {why}");
+    }
 }
 
 pub fn log(entries: &[Activity]) {

@@ -46,7 +46,9 @@ struct Checker<'a> {
     /// Every indexed (pack, blob, offset).
     located: HashSet<(ObjectId, ObjectId, u64)>,
     present: HashMap<String, u64>,
-    seen_trees: HashSet<ObjectId>,
+    /// Trees walked, by location: the same tree stored twice (a damaged copy
+    /// and the copy a later snapshot stored again) is checked at each place.
+    seen_trees: HashSet<(ObjectId, ObjectId, u64)>,
     files: HashMap<(ObjectId, ObjectId), (FileEntry, String)>,
     report: CheckReport,
 }
@@ -119,7 +121,10 @@ impl Checker<'_> {
 
     /// Check and read a tree not seen before (problems are reported).
     fn enter_tree(&mut self, tree_ref: &BlobRef, path: &str, snapshot: &str) -> Option<Tree> {
-        if !self.seen_trees.insert(tree_ref.id) {
+        if !self
+            .seen_trees
+            .insert((tree_ref.pack, tree_ref.id, tree_ref.offset))
+        {
             return None;
         }
         self.check_blob(tree_ref, &format!("snapshot {snapshot} tree /{path}"));

@@ -28,6 +28,7 @@ use crate::id::ObjectId;
 use crate::index::{Index, IndexedPack};
 use crate::ops::rebuild_index::read_pack_header;
 use crate::pack::{pack_key, BlobRef};
+use crate::problems::Problem;
 use crate::repo::Repository;
 
 /// The trusted index with what building it found.
@@ -39,12 +40,14 @@ pub struct LiveIndex {
     pub missing: Vec<String>,
     /// Problems worth a warning (unreadable headers of unindexed packs).
     pub warnings: Vec<String>,
+    /// Index files that cannot be read (skipped; see [`crate::problems`]).
+    pub problems: Vec<Problem>,
 }
 
 /// Build the trusted index of `repo`.
 pub fn load(repo: &Repository) -> Result<LiveIndex> {
     let present: HashMap<String, u64> = repo.store.list("packs")?.into_iter().collect();
-    let mut index = Index::load(&repo.store)?;
+    let (mut index, problems) = Index::load_tolerant(&repo.store)?;
     let mut missing: Vec<String> = index
         .packs
         .iter()
@@ -89,6 +92,7 @@ pub fn load(repo: &Repository) -> Result<LiveIndex> {
         adopted,
         missing,
         warnings,
+        problems,
     })
 }
 

@@ -17,6 +17,12 @@
 //!   anything new is written; unindexed young packs are kept for the grace
 //!   period.
 //!
+//! Damaged objects make prune conservative, never destructive: a source with
+//! a manifest that cannot be read forgets nothing, and while any manifest or
+//! index file of the repository cannot be read the sweep deletes and repacks
+//! no pack (either might reference or describe any pack); the report lists
+//! the `problems` and says why in `sweep_held_back`.
+//!
 //! Apply holds the exclusive repository lock, so no snapshot runs meanwhile.
 //! Order: forgotten manifests and duplicate copies are deleted; voice snapshots are rewritten
 //! (new trees and index, then the new manifest before the old one goes); the
@@ -37,7 +43,8 @@ use crate::index::write_index_file;
 use crate::lock::{Lock, LockKind};
 use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
 use crate::ops::sweep::{self, SweepReport};
-use crate::repo::Repository;
+use crate::problems::Problem;
+use crate::repo::{Repository, SnapshotListing};
 use crate::retention::{apply, Decision};
 use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
 use crate::tree::FileEntry;
@@ -79,6 +86,10 @@ pub struct PruneReport {
     pub packs_deleted: usize,
     pub packs_repacked: usize,
     pub bytes_freed: u64,
+    /// Manifests and index files that cannot be read (see [`crate::problems`]).
+    pub problems: Vec<Problem>,
+    /// Why no pack was deleted or repacked, when the sweep was held back.
+    pub sweep_held_back: Option<String>,
 }
 
 /// Decide per group of this host's snapshots.
@@ -139,12 +150,34 @@ fn expired_in(
 /// Sweeps per prune at most.
 const MAX_SWEEPS: usize = 3;
 
-/// Every snapshot of every host, with its manifest.
-fn load_all(repo: &Repository) -> Result<Vec<(SnapshotRef, Snapshot)>> {
-    repo.list_snapshots(None, None)?
-        .into_iter()
-        .map(|r| repo.load_snapshot(&r).map(|s| (r, s)))
-        .collect()
+/// Every snapshot of every host, with its manifest; unreadable ones apart.
+fn load_all(repo: &Repository) -> Result<SnapshotListing> {
+    repo.load_snapshots_tolerant(None, None)
+}
+
+/// A source with a manifest that cannot be read forgets nothing: retention
+/// cannot be judged over snapshots it cannot see.
+fn hold_damaged_groups(decisions: &mut [SnapshotDecision], unreadable: &[&SnapshotRef]) {
+    for d in decisions.iter_mut() {
+        if unreadable.iter().any(|r| r.id == d.id) {
+            d.keep = true;
+            d.reasons = vec!["manifest unreadable".into()];
+        } else if !d.keep && unreadable.iter().any(|r| r.source == d.source) {
+            d.keep = true;
+            d.reasons = vec!["held: a manifest of this source is unreadable".into()];
+        }
+    }
+}
+
+/// Why the sweep must not run: a pack may be referenced by a manifest that
+/// cannot be read, or described only by an index file that cannot be read.
+fn sweep_hold(problems: &[Problem]) -> Option<String> {
+    let first = problems.first()?;
+    Some(format!(
+        "{} unreadable object(s) (first {}): no pack is deleted or repacked until they are repaired or removed (`offsite check` names them)",
+        problems.len(),
+        first.object
+    ))
 }
 
 fn is_voice(config: &Config, snap: &Snapshot) -> bool {
@@ -180,13 +213,28 @@ pub fn prune(
         )?)
     };
     let contracts = config.contracts();
-    let (all, duplicates) = split_duplicates(load_all(repo)?);
-    let own: Vec<SnapshotRef> = all
+    let mut listing = load_all(repo)?;
+    let (readable, duplicates) = split_duplicates(std::mem::take(&mut listing.readable));
+    listing.readable = readable;
+    let mut problems = listing.problems();
+    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+    let unreadable_own: Vec<&SnapshotRef> = listing
+        .unreadable
         .iter()
-        .filter(|(r, _)| r.host == config.host)
-        .map(|(r, _)| r.clone())
+        .map(|(r, _)| r)
+        .filter(|r| r.host == config.host)
         .collect();
-    let decisions = decide(config, &own);
+    let own: Vec<SnapshotRef> = listing
+        .readable
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.host == config.host)
+        .chain(unreadable_own.iter().copied())
+        .cloned()
+        .collect();
+    let mut decisions = decide(config, &own);
+    hold_damaged_groups(&mut decisions, &unreadable_own);
+    let all = listing.readable;
     let removed: std::collections::HashSet<ObjectId> =
         decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
     let kept: Vec<(SnapshotRef, Snapshot)> = all
@@ -207,6 +255,8 @@ pub fn prune(
         snapshots_removed: removed.len(),
         duplicates,
         log_entries_deleted: log_keys.len(),
+        sweep_held_back: sweep_hold(&problems),
+        problems,
         ..PruneReport::default()
     };
 
@@ -215,6 +265,10 @@ pub fn prune(
     // The grace period of unindexed packs protects operations running now:
     // it is measured on the wall clock, never on `--now`.
     let wall = Utc::now();
+    if dry_run && report.sweep_held_back.is_some() {
+        report.expired_items = expired;
+        return Ok(report);
+    }
     if dry_run {
         let plan = sweep::analyze(repo, &kept, &mut |s, f| drops(s, f), wall)?;
         report.packs_deleted = plan.doomed.len();
@@ -235,7 +289,7 @@ pub fn prune(
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
     if !expired.is_empty() {
-        let writer = BlobWriter::new(repo, crate::index::Index::load(&repo.store)?);
+        let writer = BlobWriter::new(repo, crate::index::Index::load_tolerant(&repo.store)?.0);
         let no_moves = Moved::new();
         let mut rewriter = Rewriter::new(repo, &writer, &no_moves, |f| !contracts.expired(f, now));
         let mut replacements = Vec::new();
@@ -262,9 +316,19 @@ pub fn prune(
     cancel.check()?;
     // Repacking rewrites trees, which leaves the old tree blobs unreferenced:
     // sweep again until nothing is left to collect (twice is usually enough).
+    // Held back (no pack deleted or repacked) while any manifest or index
+    // file is unreadable: it may reference or describe any pack.
     let mut remaining = remaining;
     for _ in 0..MAX_SWEEPS {
-        let plan = sweep::analyze(repo, &remaining, &mut |_, _| false, wall)?;
+        if report.sweep_held_back.is_some() {
+            break;
+        }
+        if let Some(why) = sweep_hold(&remaining.problems()) {
+            report.problems.extend(remaining.problems());
+            report.sweep_held_back = Some(why);
+            break;
+        }
+        let plan = sweep::analyze(repo, &remaining.readable, &mut |_, _| false, wall)?;
         if plan.doomed.is_empty() && plan.repack.is_empty() {
             break;
         }
@@ -273,7 +337,7 @@ pub fn prune(
             packs_repacked,
             bytes_freed,
             ..
-        } = sweep::apply(repo, plan, &remaining)?;
+        } = sweep::apply(repo, plan, &remaining.readable)?;
         report.packs_deleted += packs_deleted;
         report.packs_repacked += packs_repacked;
         report.bytes_freed += bytes_freed;

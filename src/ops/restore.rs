@@ -2,7 +2,9 @@
 //!
 //! The item is found in the newest snapshot of the source that contains it
 //! (so a file deleted from the source yesterday comes from an older snapshot),
-//! reading only manifests newest-first and the trees on the item's path. Its
+//! reading only manifests newest-first and the trees on the item's path (a
+//! manifest that cannot be read is skipped with a warning, and a "not found"
+//! then says the item may be in it). Its
 //! chunks are read, each checked against its SHA-256, into a temporary file
 //! beside the target; the whole-content SHA-256 is checked before the file
 //! takes its final name. The target path is built from checked components
@@ -27,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::problems::{is_object_damage, Problem};
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::{item_components, FileEntry};
@@ -38,6 +41,8 @@ pub struct FoundItem {
     pub source: String,
     pub path: String,
     pub entry: FileEntry,
+    /// Manifests skipped on the way because they cannot be read.
+    pub problems: Vec<Problem>,
 }
 
 /// What `restore` reports.
@@ -67,6 +72,7 @@ pub fn find_item(
     let components = item_components(item)?;
     let path = components.join("/");
     let mut found: Vec<FoundItem> = Vec::new();
+    let mut skipped: Vec<Problem> = Vec::new();
     for source in sources {
         let snaps = repo.list_snapshots(Some(host), Some(source))?;
         let candidates: Vec<&SnapshotRef> = match selector {
@@ -85,13 +91,23 @@ pub fn find_item(
             None => snaps.iter().collect(),
         };
         for snap in candidates {
-            let manifest = repo.load_snapshot(snap)?;
+            // Without a chosen snapshot, a damaged manifest is skipped (and
+            // reported): the next older snapshot may hold the item.
+            let manifest = match repo.load_snapshot(snap) {
+                Ok(manifest) => manifest,
+                Err(e) if selector.is_none() && is_object_damage(&e) => {
+                    skipped.push(Problem::new(&snap.key, &e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(entry) = repo.lookup_file(&manifest.tree, &components)? {
                 found.push(FoundItem {
                     snapshot: snap.clone(),
                     source: source.to_string(),
                     path: path.clone(),
                     entry,
+                    problems: Vec::new(),
                 });
                 break;
             }
@@ -100,11 +116,15 @@ pub fn find_item(
     match found.len() {
         0 => Err(Error::NotFound {
             what: format!(
-                "item {path:?} in any snapshot of host {host:?} (sources: {})",
-                sources.join(", ")
+                "item {path:?} in any snapshot of host {host:?} (sources: {}{})",
+                sources.join(", "),
+                unread_note(&skipped)
             ),
         }),
-        1 => Ok(found.remove(0)),
+        1 => Ok(FoundItem {
+            problems: skipped,
+            ..found.remove(0)
+        }),
         _ => Err(Error::Usage(format!(
             "item {path:?} exists in sources {}; pass --source",
             found
@@ -113,6 +133,24 @@ pub fn find_item(
                 .collect::<Vec<_>>()
                 .join(" and ")
         ))),
+    }
+}
+
+/// What a "not found" must add when manifests were skipped: the item may be
+/// in one of them.
+fn unread_note(skipped: &[Problem]) -> String {
+    match skipped {
+        [] => String::new(),
+        [one] => format!(
+            "; the manifest {} cannot be read ({}) and may hold it",
+            one.object, one.what
+        ),
+        [first, ..] => format!(
+            "; {} manifests cannot be read and may hold it, first {} ({})",
+            skipped.len(),
+            first.object,
+            first.what
+        ),
     }
 }
 

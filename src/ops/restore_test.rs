@@ -177,6 +177,7 @@ fn attempt(
         source: source.name.clone(),
         path: path.clone(),
         entry: entry.clone(),
+        problems: Vec::new(),
     };
     let dir = tempfile_dir()?;
     let result = restore_item(repo, &found, &dir, RestoreOptions::default());

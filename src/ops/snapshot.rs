@@ -63,7 +63,8 @@ use crate::glob::{enter, selected};
 use crate::id::ObjectId;
 use crate::index::write_index_file;
 use crate::ops::live_index::{self, relocate};
-use crate::pack::{BlobKind, BlobRef};
+use crate::pack::{pack_key, BlobKind, BlobRef};
+use crate::problems::{is_object_damage, Problem};
 use crate::repo::{Repository, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::source_file::{open_seen, Seen};
@@ -85,6 +86,9 @@ pub struct SnapshotReport {
     pub parent: Option<ObjectId>,
     #[serde(flatten)]
     pub summary: Summary,
+    /// Damaged objects this snapshot skipped (parent manifests or trees that
+    /// cannot be read, unreadable index files); see [`crate::problems`].
+    pub problems: Vec<Problem>,
     /// Requests this snapshot sent to the store, by kind.
     pub requests: Requests,
 }
@@ -148,6 +152,9 @@ struct Walker<'a> {
     expired: u64,
     /// Carried recordings left out because their backup copy is lost.
     lost: u64,
+    /// Trees of the parent that could not be read (their files are read again).
+    unreadable_trees: Vec<ObjectId>,
+    problems: Vec<Problem>,
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
@@ -165,18 +172,19 @@ impl Walker<'_> {
         relocate(chunks, &|id| self.writer.locate(id))
     }
 
-    /// A parent tree, or `None` (warned) when it is lost or damaged: then
-    /// everything below is read again. Other errors (the store failing) stop
-    /// the snapshot, so a transient failure never drops a carried recording.
-    fn parent_tree(&mut self, blob: &BlobRef, path: &Path, carrying: bool) -> Result<Option<Tree>> {
+    /// A parent tree, or `None` (warned, and reported as a problem) when it
+    /// is lost or damaged: then everything below is read again. Other errors
+    /// (the store failing) stop the snapshot, so a transient failure never
+    /// drops a carried recording.
+    fn parent_tree(&mut self, blob: &BlobRef, rel: &[String], carrying: bool) -> Result<Option<Tree>> {
         match self.trees.read_tree(blob) {
             Ok(tree) => Ok(Some(tree)),
-            Err(e @ (Error::NotFound { .. } | Error::Corrupt { .. })) => {
-                self.warn(if carrying {
-                    format!("{}: the previous snapshot's listing is lost ({e}); recordings carried below it are lost", path.display())
-                } else {
-                    format!("{}: the previous snapshot's listing is lost ({e}); files below are read again", path.display())
-                });
+            Err(e) if is_object_damage(&e) => {
+                if carrying {
+                    self.warn(format!("{}: the previous snapshot's listing is lost ({e}); recordings carried below it are lost", rel.join("/")));
+                }
+                self.unreadable_trees.push(blob.id);
+                self.problems.push(unreadable_parent_tree(blob, rel, &e));
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -241,7 +249,7 @@ impl Walker<'_> {
                     continue;
                 }
                 let sub_parent = match parent.as_ref().and_then(|t| t.get(&name)) {
-                    Some(Entry::Dir(d)) => self.parent_tree(&d.tree, &path, false)?,
+                    Some(Entry::Dir(d)) => self.parent_tree(&d.tree, rel, false)?,
                     _ => None,
                 };
                 let entries = self.walk(&path, rel, sub_parent)?;
@@ -357,8 +365,7 @@ impl Walker<'_> {
                     }
                 }
                 Entry::Dir(d) if enter(&self.source.include, &parts) => {
-                    let shown = PathBuf::from(rel.join("/"));
-                    let Some(subtree) = self.parent_tree(&d.tree, &shown, true)? else {
+                    let Some(subtree) = self.parent_tree(&d.tree, rel, true)? else {
                         rel.pop();
                         continue;
                     };
@@ -379,6 +386,17 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// The problem of a parent tree that cannot be read, at `rel` below the source.
+fn unreadable_parent_tree(blob: &BlobRef, rel: &[String], error: &Error) -> Problem {
+    let mut problem = Problem::new(&pack_key(&blob.pack), error);
+    problem.what = format!(
+        "tree /{} of the parent snapshot: {}; not reused, its files are read again",
+        rel.join("/"),
+        problem.what
+    );
+    problem
 }
 
 /// Store the jobs' files on one thread per core. Returns per job the stored
@@ -517,15 +535,11 @@ pub fn snapshot_source_with(
             source.path.display()
         )));
     }
-    let parent_ref = repo
-        .list_snapshots(Some(host), Some(&source.name))?
-        .into_iter()
-        .next();
-    let parent = match &parent_ref {
-        Some(r) => Some(repo.load_snapshot(r)?),
-        None => None,
-    };
+    // The parent is the newest snapshot of the group whose manifest reads.
+    let (parent, mut problems) = repo.newest_readable_snapshot(host, &source.name)?;
+    let (parent_ref, parent) = parent.unzip();
     let live = live_index::load(repo)?;
+    problems.extend(live.problems);
     let writer = BlobWriter::new(repo, live.index).with_cancel(cancel);
     let mut walker = Walker {
         trees: TreeCache::new(repo),
@@ -540,12 +554,14 @@ pub fn snapshot_source_with(
         carried: 0,
         expired: 0,
         lost: 0,
+        unreadable_trees: Vec::new(),
+        problems: Vec::new(),
     };
     for w in live.warnings {
         walker.warn(w);
     }
     let parent_tree = match &parent {
-        Some(p) => walker.parent_tree(&p.tree, &source.path, false)?,
+        Some(p) => walker.parent_tree(&p.tree, &[], false)?,
         None => None,
     };
     let nodes = walker.walk(&source.path, &mut Vec::new(), parent_tree)?;
@@ -555,10 +571,18 @@ pub fn snapshot_source_with(
         carried,
         expired,
         lost,
+        unreadable_trees,
+        problems: tree_problems,
         ..
     } = walker;
+    problems.extend(tree_problems);
     tracing::info!(source = %source.name, to_read = jobs.len(), "walk done");
 
+    // A damaged tree rebuilt byte for byte has the same id: store it again
+    // rather than point the new snapshot at the damaged copy.
+    for id in &unreadable_trees {
+        writer.forget(id);
+    }
     let warnings = Mutex::new(warnings);
     let sizes = sizes_for(source.class);
     let mut stored = store_jobs(&jobs, sizes, &writer, &warnings, cancel)?;
@@ -619,6 +643,7 @@ pub fn snapshot_source_with(
         source: source.name.clone(),
         parent: snap.parent,
         summary,
+        problems,
         requests: repo.store.requests().since(&requests_before),
     })
 }
