@@ -236,6 +236,10 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
     );
     assert!(metric(&broken, "offsite_restore_tests_total{result=\"failed\"}").unwrap() >= 1.0);
     assert!(metric(&broken, "offsite_job_failures_total{job=\"restore-test\"}").unwrap() >= 1.0);
+    let streak = "offsite_job_consecutive_failures{job=\"restore-test\"}";
+    assert_eq!(metric(&healthy, streak), Some(0.0), "{healthy}");
+    let failing = metric(&broken, streak).unwrap();
+    assert!(failing >= 1.0, "{broken}");
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
     assert_eq!(w.data_objects().len(), before.len(), "nothing deleted");
@@ -277,6 +281,14 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
         metric(&restarted, "offsite_restore_test_success"),
         Some(0.0)
     );
+    // The failing streak comes back from state.json (it may have grown before the stop).
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.path("state/state.json")).unwrap()).unwrap();
+    let saved = state["jobs"]["restore-test"]["consecutive_failures"]
+        .as_f64()
+        .unwrap();
+    assert!(saved >= failing, "{state}");
+    assert_eq!(metric(&restarted, streak), Some(saved), "{restarted}");
 }
 
 #[test]

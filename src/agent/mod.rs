@@ -297,14 +297,15 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
     let repo = Repository::open(&config.repository)?;
     let cancel = Cancel::new();
     watch_signals(cancel.clone())?;
+    // Bound now (a bad address stops the start), served once the metrics are complete.
+    let mut metrics_listener = None;
     let metrics = Arc::new(Metrics::new());
     metrics.load_from_repository(&repo, &config)?;
     if let Some(addr) = config.metrics_listen {
         let listener = std::net::TcpListener::bind(addr).map_err(|e| {
             Error::config("metrics.listen", format!("cannot listen on {addr}: {e}"))
         })?;
-        http::spawn(listener, metrics.clone())?;
-        tracing::info!(%addr, "serving /metrics");
+        metrics_listener = Some((addr, listener));
     }
     std::fs::create_dir_all(&config.state_dir).map_err(|e| Error::io(&config.state_dir, e))?;
     let state_path = config.state_dir.join("state.json");
@@ -316,6 +317,15 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         Some(state_path),
         Utc::now(),
     );
+    for job in &scheduler.jobs {
+        if let Some(state) = scheduler.state.jobs.get(&job.name) {
+            metrics.set_consecutive_failures(&job.name, state.consecutive_failures);
+        }
+    }
+    if let Some((addr, listener)) = metrics_listener {
+        http::spawn(listener, metrics.clone())?;
+        tracing::info!(%addr, "serving /metrics");
+    }
     let notifier = Notifier::from_env();
     if let Some(interval) = Notifier::watchdog_interval() {
         let (watchdog, stop) = (Notifier::from_env(), cancel.clone());

@@ -217,7 +217,7 @@ impl Scheduler {
             .map(|(t, i)| (i, t))
     }
 
-    /// The last scheduled time of job `i` at or before `now`: every one up to
+    /// The last scheduled time of `job` at or before `now`: every one up to
     /// now counts as done by a run that finishes now (missed runs collapse).
     fn caught_up(&self, job: &Job, now: DateTime<Utc>) -> DateTime<Utc> {
         let mut last = self
