@@ -203,7 +203,10 @@ impl<'r> BlobWriter<'r> {
     /// Forget that the repository holds `id` (its stored copy is damaged),
     /// so the next `store` of that content writes it again.
     pub fn forget(&self, id: &ObjectId) {
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     /// A writer that deduplicates against `index`.

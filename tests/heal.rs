@@ -78,7 +78,7 @@ fn json_any(w: &World, args: &[&str]) -> (Option<i32>, Value) {
 
 /// Snapshot ids of `source`, newest first.
 fn snapshot_ids(w: &World, source: &str) -> Vec<String> {
-    w.json(&["snapshots", "--source", source])
+    w.json(&["snapshots", "--source", source])["snapshots"]
         .as_array()
         .unwrap()
         .iter()

@@ -150,7 +150,10 @@ fn a_snapshot_whose_packs_vanish_before_its_manifest_fails_loudly() {
         err.contains("not committed") && err.contains("packs/"),
         "{err}"
     );
-    assert!(w.json(&["snapshots"]).as_array().unwrap().is_empty());
+    assert!(w.json(&["snapshots"])["snapshots"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     // The index still names the lost packs; rebuilding it from the packs heals that.
     w.ok(&["rebuild-index"]);
     w.ok(&["snapshot"]);
@@ -265,7 +268,7 @@ fn a_lock_dated_in_the_future_blocks_only_while_refreshed_and_unlock_clears_lock
 }
 
 fn snapshot_ids(w: &World) -> Vec<String> {
-    w.json(&["snapshots"])
+    w.json(&["snapshots"])["snapshots"]
         .as_array()
         .unwrap()
         .iter()

@@ -318,6 +318,6 @@ fn a_snapshot_locked_out_by_another_host_is_retried_and_a_restart_keeps_the_retr
     assert_eq!(third.gauges, vec![0.0, 0.0]);
 
     let snapshots = w.json(&["snapshots"]);
-    assert_eq!(snapshots.as_array().unwrap().len(), 2);
+    assert_eq!(snapshots["snapshots"].as_array().unwrap().len(), 2);
     w.ok(&["check", "--read-data"]);
 }

@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pack::{pack_key, BlobRef};
 use crate::repo::{Repository, TreeCache};
-use crate::tree::Entry;
+
+use crate::tree::{Entry, MAX_TREE_DEPTH};
 
 /// Items printed per damaged snapshot in text output.
 pub const SHOWN_PER_SNAPSHOT: usize = 10;
@@ -64,14 +65,16 @@ impl Finder<'_> {
             || !self.present.contains(&pack_key(&blob.pack))
     }
 
-    /// Damaged paths below the tree `blob`; `Err` only for store failures
-    /// (a transient error must not be reported as damage).
-    fn below(&mut self, blob: &BlobRef) -> Result<Rc<Vec<String>>> {
+    /// Damaged paths below the tree `blob` at `depth`; `Err` only for store
+    /// failures (a transient error must not be reported as damage). A tree
+    /// deeper than [`MAX_TREE_DEPTH`] counts as lost (it is corrupt), which
+    /// also bounds this recursion.
+    fn below(&mut self, blob: &BlobRef, depth: usize) -> Result<Rc<Vec<String>>> {
         if let Some(found) = self.memo.get(&blob.id) {
             return Ok(found.clone());
         }
         let lost = Rc::new(vec![String::new()]);
-        let tree = if self.is_bad(blob) {
+        let tree = if self.is_bad(blob) || depth > MAX_TREE_DEPTH {
             None
         } else {
             match self.trees.read_tree(blob) {
@@ -93,7 +96,7 @@ impl Finder<'_> {
                     }
                 }
                 Entry::Dir(d) => {
-                    for rest in self.below(&d.tree)?.iter() {
+                    for rest in self.below(&d.tree, depth + 1)?.iter() {
                         out.push(format!("{}/{rest}", d.name));
                     }
                 }
@@ -123,7 +126,7 @@ pub fn damaged_snapshots(
         let Ok(snap) = repo.load_snapshot(&r) else {
             continue;
         };
-        let items = finder.below(&snap.tree)?;
+        let items = finder.below(&snap.tree, 0)?;
         if items.is_empty() {
             continue;
         }

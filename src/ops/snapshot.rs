@@ -176,7 +176,12 @@ impl Walker<'_> {
     /// is lost or damaged: then everything below is read again. Other errors
     /// (the store failing) stop the snapshot, so a transient failure never
     /// drops a carried recording.
-    fn parent_tree(&mut self, blob: &BlobRef, rel: &[String], carrying: bool) -> Result<Option<Tree>> {
+    fn parent_tree(
+        &mut self,
+        blob: &BlobRef,
+        rel: &[String],
+        carrying: bool,
+    ) -> Result<Option<Tree>> {
         match self.trees.read_tree(blob) {
             Ok(tree) => Ok(Some(tree)),
             Err(e) if is_object_damage(&e) => {
