@@ -280,3 +280,62 @@ pub fn apply(snapshots: &[(ObjectId, DateTime<Utc>)], policy: &Policy, tz: Tz) -
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_cutoff_past_the_start_of_time_keeps_everything() {
+        let far = Within {
+            years: 300_000,
+            ..Within::default()
+        };
+        let newest = utc("2026-11-01T00:00:00Z");
+        assert_eq!(far.before(newest, chrono_tz::UTC), DateTime::<Utc>::MIN_UTC);
+        let days = Within {
+            days: u32::MAX,
+            ..Within::default()
+        };
+        assert_eq!(
+            days.before(newest, chrono_tz::UTC),
+            DateTime::<Utc>::MIN_UTC
+        );
+    }
+
+    #[test]
+    fn a_cutoff_in_a_dst_gap_moves_earlier_not_later() {
+        // 2026-03-29 03:00 EET jumps to 04:00 EEST: 03:30 does not exist.
+        let one_day = Within {
+            days: 1,
+            ..Within::default()
+        };
+        let newest = utc("2026-03-30T00:30:00Z"); // 03:30 EEST on the 30th
+        let cut = one_day.before(newest, chrono_tz::Europe::Helsinki);
+        assert!(cut <= utc("2026-03-29T01:00:00Z"), "{cut}");
+        assert!(cut >= utc("2026-03-29T00:00:00Z"), "{cut}");
+    }
+
+    #[test]
+    fn durations_over_a_century_or_overflowing_are_refused() {
+        for text in [
+            "300000y",
+            "200000000d",
+            "4294967295y",
+            "613566757w",
+            "101y",
+            "1y1190m",
+        ] {
+            let e = Within::parse(text).unwrap_err();
+            assert!(e.contains("longer than 100 years"), "{text}: {e}");
+        }
+        assert!(Within::parse("100y").is_ok());
+        assert!(Within::parse("36525d").is_ok());
+    }
+}
