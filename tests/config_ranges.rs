@@ -45,6 +45,8 @@ fn negative_or_huge_numbers_name_their_key() {
         "",
     );
     refused(&w, "activity_log_days");
+    let w = World::with_sources(&[("d", "client-data", "retention = { keep_daily = -1 }")]);
+    refused(&w, "keep_daily");
 }
 
 #[test]
