@@ -17,6 +17,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Days;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
@@ -168,9 +169,17 @@ fn time_of(key: &str) -> Option<DateTime<Utc>> {
     Some(day.and_time(time).and_utc())
 }
 
+/// Entries before this time are expired: `keep_days` before `now`, or none
+/// (`None`) when that is before the earliest representable time.
+pub fn cutoff(now: DateTime<Utc>, keep_days: Days) -> Option<DateTime<Utc>> {
+    now.checked_sub_signed(Duration::days(i64::from(keep_days.get())))
+}
+
 /// Keys of the entries older than `keep_days` before `now`.
-pub fn expired_keys(store: &Store, now: DateTime<Utc>, keep_days: u32) -> Result<Vec<String>> {
-    let cutoff = now - Duration::days(i64::from(keep_days));
+pub fn expired_keys(store: &Store, now: DateTime<Utc>, keep_days: Days) -> Result<Vec<String>> {
+    let Some(cutoff) = cutoff(now, keep_days) else {
+        return Ok(Vec::new());
+    };
     Ok(store
         .list("log")?
         .into_iter()
@@ -188,5 +197,13 @@ mod tests {
         let t = time_of("log/2026-11-27/020304.567-h1-abcd1234.json").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-27T02:03:04.567+00:00");
         assert!(time_of("log/x/y").is_none());
+    }
+
+    #[test]
+    fn the_cutoff_at_the_ends_of_time_keeps_everything_or_is_exact() {
+        let most = Days::new(i64::from(crate::config::MAX_DAYS), "k").unwrap();
+        assert_eq!(cutoff(DateTime::<Utc>::MIN_UTC, most), None);
+        let end = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(cutoff(end, most), Some(end - Duration::days(36_500)));
     }
 }

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::config::TenantContract;
+use crate::config::Days;
 use crate::tree::FileEntry;
 
-/// The contracts in force.
+/// The contracts in force (every R already checked to `1..=MAX_DAYS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contracts {
-    pub default_days: u32,
-    pub tenants: BTreeMap<String, TenantContract>,
+    pub default_days: Days,
+    pub tenants: BTreeMap<String, Days>,
 }
 
 impl Contracts {
@@ -26,18 +26,28 @@ impl Contracts {
     pub fn recording_days(&self, tenant: Option<&str>) -> u32 {
         tenant
             .and_then(|t| self.tenants.get(t))
-            .map_or(self.default_days, |c| c.voice_retention_days)
+            .map_or(self.default_days, |d| *d)
+            .get()
     }
 
-    /// B: how long the backup copy of a recording is kept, in days.
+    /// B: how long the backup copy of a recording is kept, in days. R is at
+    /// most `MAX_DAYS`, so neither sum can overflow.
     pub fn backup_days(&self, tenant: Option<&str>) -> u32 {
         let r = self.recording_days(tenant);
-        (2 * r).min(r + 365)
+        r.saturating_mul(2).min(r.saturating_add(365))
     }
 
-    /// When the backup copy of `entry` expires.
+    /// When the backup copy of `entry` expires. A recording at the end of
+    /// the `i64` span (`i64::MAX`, where later mtimes are clamped) never
+    /// does: its real time, and so its promise, is unknown but later.
     pub fn expires_at(&self, entry: &FileEntry) -> DateTime<Utc> {
-        recorded_at(entry) + Duration::days(i64::from(self.backup_days(entry.tenant.as_deref())))
+        if entry.mtime_ns == i64::MAX {
+            return DateTime::<Utc>::MAX_UTC;
+        }
+        let days = Duration::days(i64::from(self.backup_days(entry.tenant.as_deref())));
+        recorded_at(entry)
+            .checked_add_signed(days)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Has the backup copy of `entry` expired at `now`?
@@ -46,7 +56,11 @@ impl Contracts {
     }
 }
 
-/// The recording's time: its modification time.
+/// The recording's time: its modification time. Every `i64` is a valid
+/// time (1677 to 2262), so an mtime from an untrusted tree cannot fail here;
+/// source files outside that span are clamped when snapshotted
+/// (`mtime_ns` in `ops::snapshot`), a later one to `i64::MAX`, which never
+/// expires.
 pub fn recorded_at(entry: &FileEntry) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(entry.mtime_ns)
 }
@@ -55,21 +69,47 @@ pub fn recorded_at(entry: &FileEntry) -> DateTime<Utc> {
 mod tests {
     use super::*;
 
+    fn contracts(default: i64, tenants: &[(&str, i64)]) -> Contracts {
+        Contracts {
+            default_days: Days::new(default, "d").unwrap(),
+            tenants: tenants
+                .iter()
+                .map(|(t, r)| (t.to_string(), Days::new(*r, "t").unwrap()))
+                .collect(),
+        }
+    }
+
+    fn recording(mtime_ns: i64) -> FileEntry {
+        FileEntry {
+            name: "r.opus".into(),
+            size: 1,
+            mtime_ns,
+            mode: 0o644,
+            inode: 1,
+            tenant: None,
+            sha256: crate::id::ObjectId::hash(b"r"),
+            chunks: Vec::new(),
+            carried: false,
+        }
+    }
+
+    #[test]
+    fn the_longest_contract_at_the_ends_of_time_neither_panics_nor_expires_early() {
+        let c = contracts(36_500, &[]);
+        assert_eq!(c.backup_days(None), 36_865);
+        let end = recording(i64::MAX);
+        assert!(!c.expired(&end, DateTime::<Utc>::MAX_UTC - Duration::days(1)));
+        let short = contracts(1, &[]);
+        assert!(!short.expired(&end, DateTime::<Utc>::MAX_UTC - Duration::days(1)));
+        let start = recording(i64::MIN);
+        let promise = recorded_at(&start) + Duration::days(36_865);
+        assert!(!c.expired(&start, promise - Duration::nanoseconds(1)));
+        assert!(c.expired(&start, promise));
+    }
+
     #[test]
     fn backup_days_is_twice_r_but_at_most_a_year_longer() {
-        let mut tenants = BTreeMap::new();
-        for (t, r) in [("a", 30), ("b", 180), ("c", 365), ("d", 730)] {
-            tenants.insert(
-                t.to_string(),
-                TenantContract {
-                    voice_retention_days: r,
-                },
-            );
-        }
-        let c = Contracts {
-            default_days: 90,
-            tenants,
-        };
+        let c = contracts(90, &[("a", 30), ("b", 180), ("c", 365), ("d", 730)]);
         let got: Vec<u32> = ["a", "b", "c", "d"]
             .iter()
             .map(|t| c.backup_days(Some(t)))

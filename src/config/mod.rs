@@ -4,13 +4,15 @@
 //! is an error instead of a silently ignored setting. `Config::parse` turns
 //! them into values the rest of the crate can trust (parsed time zone,
 //! repository location, include patterns, policies) and reports the first
-//! problem with the key that holds it.
+//! problem with the key that holds it. Every number is range-checked here
+//! (`bounds`), so the arithmetic done with it later cannot overflow.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod bounds;
 mod raw;
 
 use crate::error::{Error, Result};
@@ -22,6 +24,7 @@ use crate::voice::Contracts;
 /// Where `--config` is looked for when not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./offsite.toml", "/etc/offsite/offsite.toml"];
 
+pub use bounds::{Days, MAX_DAYS, MAX_KEEP_COUNT};
 pub use raw::*;
 
 /// What kind of data a source holds; decides retention and chunking.
@@ -112,7 +115,7 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     pub source_region: String,
     pub data_retention_months: u32,
-    pub activity_log_days: u32,
+    pub activity_log_days: Days,
     pub state_dir: PathBuf,
     pub prune_schedule: cron::Schedule,
     pub restore_test_schedule: cron::Schedule,
@@ -123,8 +126,8 @@ pub struct Config {
     pub repository: Location,
     pub repository_region: String,
     pub sources: Vec<Source>,
-    pub default_voice_retention_days: u32,
-    pub tenant_contracts: BTreeMap<String, TenantContract>,
+    pub default_voice_retention_days: Days,
+    pub tenant_contracts: BTreeMap<String, Days>,
     /// The raw form with defaults filled in, for `config check`.
     pub effective: RawConfig,
 }
@@ -187,8 +190,7 @@ impl Config {
             let message = e.message().to_string();
             let key = e
                 .span()
-                .map(|s| line_of(text, s.start))
-                .map(|l| format!("line {l}"))
+                .map(|s| place_of(text, s.start))
                 .unwrap_or_else(|| "file".into());
             Error::config(key, message)
         })?;
@@ -205,19 +207,15 @@ impl Config {
             )
         })?;
         raw.timezone = Some(tz_name);
-        let data_retention_months = raw.data_retention_months.unwrap_or(120);
-        if !(1..=120).contains(&data_retention_months) {
-            return Err(Error::config(
-                "data_retention_months",
-                format!("{data_retention_months} is outside 1..=120"),
-            ));
-        }
-        raw.data_retention_months = Some(data_retention_months);
-        let activity_log_days = raw.activity_log_days.unwrap_or(30);
-        if activity_log_days == 0 {
-            return Err(Error::config("activity_log_days", "must be at least 1"));
-        }
-        raw.activity_log_days = Some(activity_log_days);
+        let data_retention_months: u32 = bounds::check_range(
+            raw.data_retention_months.unwrap_or(120),
+            1..=120,
+            "data_retention_months",
+        )?;
+        raw.data_retention_months = Some(i64::from(data_retention_months));
+        let activity_log_days =
+            Days::new(raw.activity_log_days.unwrap_or(30), "activity_log_days")?;
+        raw.activity_log_days = Some(i64::from(activity_log_days.get()));
         let state_dir = raw
             .state_dir
             .clone()
@@ -236,13 +234,15 @@ impl Config {
             .get_or_insert_with(|| DEFAULT_RESTORE_TEST_SCHEDULE.into())
             .clone();
         let restore_test_schedule = parse_schedule(&test_text, "restore_test.schedule")?;
-        if restore_test.max_item_bytes == Some(0) {
-            return Err(Error::config(
-                "restore_test.max_item_bytes",
-                "must be at least 1 (leave it out for no limit)",
-            ));
-        }
-        let restore_test_max_item_bytes = restore_test.max_item_bytes;
+        let restore_test_max_item_bytes = match restore_test.max_item_bytes {
+            None => None,
+            Some(n) => Some(u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::config(
+                    "restore_test.max_item_bytes",
+                    format!("{n} must be at least 1 (leave it out for no limit)"),
+                )
+            })?),
+        };
         raw.restore_test = Some(restore_test);
         let mut metrics = raw.metrics.clone().unwrap_or_default();
         let listen_text = metrics
@@ -252,9 +252,16 @@ impl Config {
         let metrics_listen = if listen_text.is_empty() {
             None
         } else {
-            Some(listen_text.parse().map_err(|_| {
+            let addr: std::net::SocketAddr = listen_text.parse().map_err(|_| {
                 Error::config("metrics.listen", format!("{listen_text:?} is not an address like 127.0.0.1:9464 (\"\" turns the endpoint off)"))
-            })?)
+            })?;
+            if addr.port() == 0 {
+                return Err(Error::config(
+                    "metrics.listen",
+                    format!("{listen_text:?}: the port must be 1..=65535"),
+                ));
+            }
+            Some(addr)
         };
         let metrics_textfile = metrics.textfile.clone();
         raw.metrics = Some(metrics);
@@ -340,8 +347,12 @@ impl Config {
                     ..Default::default()
                 },
             };
-            let policy =
-                Policy::from_config(&retention).map_err(|m| Error::config(key("retention"), m))?;
+            let policy = Policy::from_config(&retention).map_err(|e| {
+                let field = e
+                    .field
+                    .map_or("retention".into(), |f| format!("retention.{f}"));
+                Error::config(key(&field), e.message)
+            })?;
             let schedule_text = rs
                 .schedule
                 .clone()
@@ -361,23 +372,17 @@ impl Config {
             });
         }
         let contracts = raw.contracts.clone().unwrap_or_default();
-        let default_voice_retention_days = contracts.default_voice_retention_days.unwrap_or(365);
-        if default_voice_retention_days == 0 {
-            return Err(Error::config(
-                "contracts.default_voice_retention_days",
-                "must be at least 1",
-            ));
-        }
+        let default_voice_retention_days = Days::new(
+            contracts.default_voice_retention_days.unwrap_or(365),
+            "contracts.default_voice_retention_days",
+        )?;
+        let mut tenant_contracts = BTreeMap::new();
         for (tenant, c) in &contracts.tenants {
-            if c.voice_retention_days == 0 {
-                return Err(Error::config(
-                    format!("contracts.tenants.{tenant}.voice_retention_days"),
-                    "must be at least 1",
-                ));
-            }
+            let key = format!("contracts.tenants.{tenant}.voice_retention_days");
+            tenant_contracts.insert(tenant.clone(), Days::new(c.voice_retention_days, &key)?);
         }
         raw.contracts = Some(RawContracts {
-            default_voice_retention_days: Some(default_voice_retention_days),
+            default_voice_retention_days: Some(i64::from(default_voice_retention_days.get())),
             tenants: contracts.tenants.clone(),
         });
         Ok(Config {
@@ -397,7 +402,7 @@ impl Config {
             repository_region,
             sources,
             default_voice_retention_days,
-            tenant_contracts: contracts.tenants,
+            tenant_contracts,
             effective: raw,
         })
     }
@@ -433,6 +438,18 @@ impl Config {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+/// Where a TOML error is: `line N`, with the key whose value is at
+/// `offset` when one can be seen (`line 7 (keep_daily)`).
+fn place_of(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let current = before.rsplit('\n').next().unwrap_or("");
+    let key = current
+        .rsplit_once('=')
+        .map(|(k, _)| k.rsplit(['{', ',']).next().unwrap_or(k).trim())
+        .filter(|k| !k.is_empty() && !k.contains(['"', '[', ']']));
+    match key {
+        Some(k) => format!("line {line} ({k})"),
+        None => format!("line {line}"),
+    }
 }

@@ -1,5 +1,7 @@
 //! The config file as written: every key, nothing validated yet. Unknown
-//! keys are refused (`deny_unknown_fields`), so a typo is an error.
+//! keys are refused (`deny_unknown_fields`), so a typo is an error. Numbers
+//! are read as TOML's `i64`, so a negative or huge one reaches the range
+//! check (`super::bounds`), which names its key.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,8 +17,8 @@ pub struct RawConfig {
     pub host: Option<String>,
     pub timezone: Option<String>,
     pub source_region: Option<String>,
-    pub data_retention_months: Option<u32>,
-    pub activity_log_days: Option<u32>,
+    pub data_retention_months: Option<i64>,
+    pub activity_log_days: Option<i64>,
     pub state_dir: Option<PathBuf>,
     pub repository: RawRepository,
     #[serde(default, rename = "source")]
@@ -39,7 +41,7 @@ pub struct RawPrune {
 #[serde(deny_unknown_fields)]
 pub struct RawRestoreTest {
     pub schedule: Option<String>,
-    pub max_item_bytes: Option<u64>,
+    pub max_item_bytes: Option<i64>,
 }
 
 /// `[metrics]`.
@@ -100,7 +102,7 @@ pub struct RawSource {
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawContracts {
-    pub default_voice_retention_days: Option<u32>,
+    pub default_voice_retention_days: Option<i64>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantContract>,
 }
@@ -109,7 +111,7 @@ pub struct RawContracts {
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TenantContract {
-    pub voice_retention_days: u32,
+    pub voice_retention_days: i64,
 }
 
 /// A snapshot retention policy (`restic forget` semantics; see DESIGN §3).

@@ -157,8 +157,14 @@ struct Walker<'a> {
     problems: Vec<Problem>,
 }
 
+/// The mtime in nanoseconds, clamped to what an `i64` holds (1677..2262):
+/// a later one keeps the recording longest, an earlier one is long expired.
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+    let saturated = if meta.mtime() < 0 { i64::MIN } else { i64::MAX };
+    meta.mtime()
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(meta.mtime_nsec()))
+        .unwrap_or(saturated)
 }
 
 impl Walker<'_> {
