@@ -136,6 +136,12 @@ pub fn expired_keys(store: &Store, now: DateTime<Utc>, keep_days: u32) -> Result
         .collect())
 }
 
+/// Parse the bytes of the log entry `key` (pure: the fuzz target's entry).
+pub fn parse_entry(key: &str, bytes: &[u8]) -> Result<Activity> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
