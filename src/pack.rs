@@ -301,6 +301,23 @@ mod tests {
     }
 
     #[test]
+    fn header_of_many_tiny_blobs_stays_under_the_expansion_limit() {
+        let mut pack = PackBuilder::new(1 << 20);
+        for i in 0u32..50_000 {
+            let data = i.to_le_bytes();
+            pack.add(
+                ObjectId::hash(&data),
+                BlobKind::Data,
+                &data,
+                4,
+                Compression::None,
+            );
+        }
+        let (_, bytes, blobs) = pack.finish();
+        assert_eq!(header_of("p", &bytes).unwrap().blobs, blobs);
+    }
+
+    #[test]
     fn header_bomb_is_refused_before_it_expands() {
         // 64 MiB of zeros in about 2 KiB: far beyond any real header's ratio.
         let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
