@@ -154,8 +154,7 @@ fn selected_keys(
 /// One entry; `None` when it is of another operation than asked for.
 fn read_entry(store: &Store, key: &str, operation: Option<&str>) -> Result<Option<Activity>> {
     let bytes = store.get(key)?;
-    let entry: Activity = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))?;
+    let entry = parse_entry(key, &bytes)?;
     Ok(operation
         .is_none_or(|op| entry.operation == op)
         .then_some(entry))
@@ -186,6 +185,12 @@ pub fn expired_keys(store: &Store, now: DateTime<Utc>, keep_days: Days) -> Resul
         .map(|(k, _)| k)
         .filter(|k| time_of(k).is_some_and(|t| t < cutoff))
         .collect())
+}
+
+/// Parse the bytes of the log entry `key` (pure: the fuzz target's entry).
+pub fn parse_entry(key: &str, bytes: &[u8]) -> Result<Activity> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))
 }
 
 #[cfg(test)]

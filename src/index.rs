@@ -132,9 +132,14 @@ pub fn unreadable_index_files(store: &Store) -> Result<Vec<Problem>> {
 
 /// Read and parse one index file.
 pub fn read_index_file(store: &Store, key: &str) -> Result<IndexFile> {
-    let stored = store.get(key)?;
-    let json = zstd::stream::decode_all(&stored[..])
-        .map_err(|e| Error::corrupt(key, format!("index does not decompress: {e}")))?;
+    decode_index_file(key, &store.get(key)?)
+}
+
+/// Parse the stored bytes of the index file `key` (pure: the fuzz target's entry).
+pub fn decode_index_file(key: &str, stored: &[u8]) -> Result<IndexFile> {
+    let json =
+        crate::decompress::decompress_at_most(stored, crate::decompress::json_limit(stored.len()))
+            .map_err(|e| Error::corrupt(key, format!("index does not decompress: {e}")))?;
     let file: IndexFile = serde_json::from_slice(&json)
         .map_err(|e| Error::corrupt(key, format!("index does not parse: {e}")))?;
     if file.version != INDEX_VERSION {
@@ -157,4 +162,26 @@ pub fn write_index_file(store: &Store, packs: Vec<IndexedPack>) -> Result<String
     let key = format!("index/{}", ObjectId::hash(&stored));
     store.put(&key, Bytes::from(stored))?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_bomb_is_refused_before_it_expands() {
+        let bomb = zstd::bulk::compress(&vec![b' '; 64 << 20], 19).unwrap();
+        let err = decode_index_file("index/x", &bomb).unwrap_err().to_string();
+        assert!(err.contains("does not decompress"), "{err}");
+    }
+
+    #[test]
+    fn written_index_decodes() {
+        let file = IndexFile {
+            version: INDEX_VERSION,
+            packs: vec![],
+        };
+        let stored = zstd::bulk::compress(&serde_json::to_vec(&file).unwrap(), 3).unwrap();
+        assert_eq!(decode_index_file("index/x", &stored).unwrap().packs, vec![]);
+    }
 }

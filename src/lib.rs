@@ -21,6 +21,7 @@ pub mod cancel;
 pub mod chunking;
 pub mod cli;
 pub mod config;
+pub mod decompress;
 pub mod error;
 pub mod failpoint;
 pub mod glob;

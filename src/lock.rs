@@ -264,7 +264,7 @@ fn check_others(store: &Store, own: &str, host: &str, kind: LockKind) -> Result<
         let Ok(bytes) = store.get(&listed.key) else {
             continue; // released meanwhile
         };
-        let Ok(theirs) = serde_json::from_slice::<LockInfo>(&bytes) else {
+        let Ok(theirs) = parse_lock(&listed.key, &bytes) else {
             tracing::warn!(lock = %listed.key, "unreadable lock object ignored (`offsite unlock` removes it once stale)");
             continue;
         };
@@ -318,7 +318,7 @@ pub fn unlock(store: &Store, host: &str, force: bool, now: DateTime<Utc>) -> Res
     };
     for Listed { key, modified, .. } in store.list_with_times("locks")? {
         let info = match store.get(&key) {
-            Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes).ok(),
+            Ok(bytes) => parse_lock(&key, &bytes).ok(),
             Err(Error::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
@@ -359,6 +359,12 @@ impl Drop for Lock {
             tracing::warn!(error = %e, lock = %self.key, "could not remove the repository lock");
         }
     }
+}
+
+/// Parse the bytes of the lock object `key` (pure: the fuzz target's entry).
+pub fn parse_lock(key: &str, bytes: &[u8]) -> Result<LockInfo> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(key, format!("lock does not parse: {e}")))
 }
 
 #[cfg(test)]

@@ -87,9 +87,10 @@ impl BlobRef {
         }
     }
 
-    /// The byte range inside the pack.
+    /// The byte range inside the pack (its end saturates: a hostile offset
+    /// gives a range no pack has, never an overflow).
     pub fn range(&self) -> std::ops::Range<u64> {
-        self.offset..self.offset + u64::from(self.length)
+        self.offset..self.offset.saturating_add(u64::from(self.length))
     }
 }
 
@@ -193,8 +194,9 @@ pub fn parse_trailer(key: &str, trailer: &[u8]) -> Result<u64> {
 
 /// Parse a pack header read from the pack `key`.
 pub fn parse_header(key: &str, packed: &[u8]) -> Result<PackHeader> {
-    let json = zstd::stream::decode_all(packed)
-        .map_err(|e| Error::corrupt(key, format!("pack header does not decompress: {e}")))?;
+    let json =
+        crate::decompress::decompress_at_most(packed, crate::decompress::json_limit(packed.len()))
+            .map_err(|e| Error::corrupt(key, format!("pack header does not decompress: {e}")))?;
     let header: PackHeader = serde_json::from_slice(&json)
         .map_err(|e| Error::corrupt(key, format!("pack header does not parse: {e}")))?;
     if header.version != PACK_VERSION {
@@ -226,9 +228,9 @@ pub fn decode_blob(stored: &[u8], blob: &BlobRef) -> Result<Vec<u8>> {
     let raw = match blob.compression {
         Compression::None => stored.to_vec(),
         Compression::Zstd => {
-            zstd::bulk::decompress(stored, blob.raw_length as usize).map_err(|e| {
-                Error::corrupt(&key, format!("blob {} does not decompress: {e}", blob.id))
-            })?
+            crate::decompress::decompress_at_most(stored, u64::from(blob.raw_length)).map_err(
+                |e| Error::corrupt(&key, format!("blob {} does not decompress: {e}", blob.id)),
+            )?
         }
     };
     if raw.len() != blob.raw_length as usize {
@@ -283,6 +285,45 @@ mod tests {
         let got_b = decode_blob(&bytes[rb.offset as usize..][..rb.length as usize], &rb).unwrap();
         assert_eq!(got_a, a);
         assert_eq!(got_b, b);
+    }
+
+    #[test]
+    fn hostile_location_range_does_not_overflow() {
+        let blob = BlobRef {
+            id: ObjectId::hash(b"x"),
+            pack: ObjectId::hash(b"p"),
+            offset: u64::MAX - 1,
+            length: 10,
+            raw_length: 10,
+            compression: Compression::None,
+        };
+        assert_eq!(blob.range(), u64::MAX - 1..u64::MAX);
+    }
+
+    #[test]
+    fn header_of_many_tiny_blobs_stays_under_the_expansion_limit() {
+        let mut pack = PackBuilder::new(1 << 20);
+        for i in 0u32..50_000 {
+            let data = i.to_le_bytes();
+            pack.add(
+                ObjectId::hash(&data),
+                BlobKind::Data,
+                &data,
+                4,
+                Compression::None,
+            );
+        }
+        let (_, bytes, blobs) = pack.finish();
+        assert_eq!(header_of("p", &bytes).unwrap().blobs, blobs);
+    }
+
+    #[test]
+    fn header_bomb_is_refused_before_it_expands() {
+        // 64 MiB of zeros in about 2 KiB: far beyond any real header's ratio.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
+        let err = parse_header("packs/ab/cd", &bomb).unwrap_err().to_string();
+        assert!(err.contains("does not decompress"), "{err}");
+        assert!(err.contains("more than"), "{err}");
     }
 
     #[test]

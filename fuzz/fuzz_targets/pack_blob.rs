@@ -1,0 +1,30 @@
+//! One stored blob and the location that describes it. Input: a compression
+//! byte (odd: zstd), the declared raw length (u32 LE), then the stored bytes.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use offsite::id::ObjectId;
+use offsite::pack::{decode_blob, BlobRef, Compression};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = offsite_fuzz::ALLOCATION_LIMIT;
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((raw_length, stored)) = rest.split_first_chunk::<4>() else {
+        return;
+    };
+    let blob = BlobRef {
+        // The hash of the stored bytes: uncompressed blobs reach the end.
+        id: ObjectId::hash(stored),
+        pack: ObjectId::hash(b"pack"),
+        offset: 0,
+        length: stored.len() as u32,
+        raw_length: u32::from_le_bytes(*raw_length),
+        compression: if mode % 2 == 1 {
+            Compression::Zstd
+        } else {
+            Compression::None
+        },
+    };
+    let _ = decode_blob(stored, &blob);
+});

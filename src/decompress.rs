@@ -1,0 +1,62 @@
+//! Bounded zstd decompression for bytes read from the repository.
+//!
+//! Bucket content is untrusted: a few KiB of zstd can expand to GiBs, and a
+//! blob's `raw_length` is a number anyone with write access could set to
+//! 4 GiB. So nothing here allocates from a length field or decompresses
+//! without a ceiling: output grows only as the decoder produces it, and
+//! decoding stops one byte past `max`.
+
+use std::io::Read;
+
+/// The most bytes preallocated before any are decompressed (a little over
+/// the largest data chunk, so ordinary blobs decode without regrowing).
+const PREALLOC_MAX: u64 = 9 << 20;
+
+/// A zstd-compressed JSON document (pack header, index file) decompresses to
+/// at most this many times its stored size, plus [`JSON_SLACK`]. Their
+/// content is mostly random 64-digit hex ids, which zstd shrinks at most
+/// about 5 times; 64 leaves a wide margin while stopping a bomb.
+pub const JSON_EXPANSION: u64 = 64;
+/// Headroom for tiny documents.
+pub const JSON_SLACK: u64 = 1 << 20;
+
+/// The ceiling for a compressed JSON document of `stored_len` bytes.
+pub fn json_limit(stored_len: usize) -> u64 {
+    (stored_len as u64)
+        .saturating_mul(JSON_EXPANSION)
+        .saturating_add(JSON_SLACK)
+}
+
+/// Decompress `stored` (one or more zstd frames), refusing more than `max`
+/// bytes of output.
+pub fn decompress_at_most(stored: &[u8], max: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(usize::try_from(max.min(PREALLOC_MAX)).unwrap_or(0));
+    zstd::stream::read::Decoder::with_buffer(stored)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "decompresses to more than {max} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_over_the_ceiling_is_refused() {
+        let stored = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+        assert_eq!(decompress_at_most(&stored, 1 << 20).unwrap().len(), 1 << 20);
+        let err = decompress_at_most(&stored, (1 << 20) - 1).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+    }
+
+    #[test]
+    fn json_limit_saturates() {
+        assert_eq!(json_limit(0), JSON_SLACK);
+        assert_eq!(json_limit(usize::MAX), u64::MAX);
+    }
+}
