@@ -491,3 +491,39 @@ fn unparseable_activity_log_entry_is_skipped_with_a_warning() {
     assert!(bad.exists(), "the entry is skipped, not deleted");
     w.ok(&["check", "--read-data"]);
 }
+
+/// Regression: a restore test that drew the damaged manifest failed (one bad
+/// object failed a third of all restore tests); it now skips it and tests a
+/// readable snapshot, while `check` still reports the manifest.
+#[test]
+fn restore_tests_skip_a_damaged_manifest() {
+    let w = two_source_world("", "");
+    three_snapshots(&w);
+    let damaged = damage_newest_manifest(&w);
+    let damaged_id = damaged.rsplit('-').next().unwrap().to_string();
+    for seed in 0..30 {
+        let out = w.offsite(&[
+            "--json",
+            "restore-test",
+            "--source",
+            "data",
+            "--seed",
+            &seed.to_string(),
+        ]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(out.status.success(), "seed {seed}: {report}");
+        assert_eq!(report["result"], "ok", "seed {seed}: {report}");
+        assert_ne!(
+            report["snapshot"].as_str().unwrap(),
+            damaged_id,
+            "seed {seed}"
+        );
+    }
+    let check = w.offsite(&["check"]);
+    assert!(!check.status.success());
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(&damaged)
+            || stderr(&check).contains(&damaged),
+        "check names {damaged}"
+    );
+}

@@ -153,11 +153,10 @@ fn attempt(
         });
     }
     let (source, snaps) = &candidates[rng.below(candidates.len())];
-    let snap_ref = &snaps[rng.below(snaps.len())];
     report.source = Some(source.name.clone());
+    let (snap_ref, snap) = pick_readable_snapshot(repo, snaps, rng)?;
     report.snapshot = Some(snap_ref.id);
     report.snapshot_time = Some(snap_ref.time);
-    let snap = repo.load_snapshot(snap_ref)?;
     let by_tenant = items_by_tenant(repo, &snap.tree, config.restore_test_max_item_bytes)?;
     if by_tenant.is_empty() {
         return Err(Error::NotFound {
@@ -184,6 +183,33 @@ fn attempt(
     let _ = std::fs::remove_dir_all(&dir);
     report.bytes = result?.bytes;
     Ok(())
+}
+
+/// A snapshot of `snaps` chosen uniformly among those whose manifest reads.
+/// A manifest that cannot be read is reported by `check`, `snapshots` and the
+/// `offsite_repository_problems` metric; here it is skipped (with a warning),
+/// so one damaged manifest does not fail every restore test that draws it.
+fn pick_readable_snapshot<'s>(
+    repo: &Repository,
+    snaps: &'s [SnapshotRef],
+    rng: &mut Rng,
+) -> Result<(&'s SnapshotRef, crate::snapshot::Snapshot)> {
+    let mut left: Vec<&SnapshotRef> = snaps.iter().collect();
+    let mut last_problem = None;
+    while !left.is_empty() {
+        let snap_ref = left.swap_remove(rng.below(left.len()));
+        match repo.load_snapshot(snap_ref) {
+            Ok(snap) => return Ok((snap_ref, snap)),
+            Err(e) if crate::problems::is_object_damage(&e) => {
+                tracing::warn!(manifest = %snap_ref.key, error = %e, "restore test skips an unreadable manifest");
+                last_problem = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_problem.unwrap_or(Error::NotFound {
+        what: "any snapshot to test".into(),
+    }))
 }
 
 /// A fresh private directory for the test copy.
