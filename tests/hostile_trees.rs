@@ -360,3 +360,51 @@ fn setuid_setgid_and_sticky_bits_restore_only_when_asked() {
     assert_eq!(mode(), 0o7755, "--keep-special-bits keeps them");
     w.ok(&["check", "--read-data"]);
 }
+
+/// Regression: a voice snapshot carries forward the parent's recordings that
+/// are gone from the source, walking the parent's trees; a forged parent
+/// 50 000 levels deep overflowed the stack there. Now the walk stops at the
+/// depth limit with a warning, and the new snapshot is whole.
+#[test]
+fn a_fifty_thousand_level_voice_parent_does_not_overflow_the_snapshot() {
+    const LEVELS: usize = 50_000;
+    let w = World::with_sources(&[("voice", "voice", "")]);
+    put(&w.src(), "ok.txt", OK_TEXT);
+    w.ok(&["init"]);
+    w.ok(&["snapshot", "--time", "2026-11-20T02:00:00Z"]);
+    let forge = Forge::new(&w);
+    let root = forge.trees(|store| {
+        let mut tree = store(vec![forge.file("deep.opus", 0o100644)]);
+        for _ in 0..LEVELS {
+            tree = store(vec![forge.dir("d", tree)]);
+        }
+        store(vec![
+            forge.dir("gone", tree),
+            forge.file("ok.txt", 0o100644),
+        ])
+    });
+    forge.snapshot(&w, root);
+    let out = w.offsite(&["--json", "snapshot", "--time", "2026-11-22T02:00:00Z"]);
+    assert!(
+        out.status.success(),
+        "snapshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["warnings"].as_u64().unwrap_or(0) >= 1
+            || report["warnings"].as_array().is_some_and(|a| !a.is_empty()),
+        "{report}"
+    );
+    let to = w.path("restored");
+    w.ok(&[
+        "restore",
+        "--item",
+        "ok.txt",
+        "--snapshot",
+        report["id"].as_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(to.join("ok.txt")).unwrap(), OK_TEXT);
+}

@@ -69,7 +69,7 @@ use crate::repo::{Repository, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::source_file::{open_seen, Seen};
 use crate::store::Requests;
-use crate::tree::{DirEntry, Entry, FileEntry, Tree};
+use crate::tree::{DirEntry, Entry, FileEntry, Tree, MAX_TREE_DEPTH};
 use crate::voice::Contracts;
 use crate::writer::{BlobWriter, Compress};
 
@@ -376,6 +376,16 @@ impl Walker<'_> {
                     }
                 }
                 Entry::Dir(d) if enter(&self.source.include, &parts) => {
+                    if rel.len() > MAX_TREE_DEPTH {
+                        // Only a forged parent nests this deep; it also
+                        // bounds this recursion.
+                        self.warn(format!(
+                            "{}...: the previous snapshot nests more than {MAX_TREE_DEPTH} directories; nothing below is carried",
+                            rel.iter().take(8).cloned().collect::<Vec<_>>().join("/")
+                        ));
+                        rel.pop();
+                        continue;
+                    }
                     let Some(subtree) = self.parent_tree(&d.tree, rel, true)? else {
                         rel.pop();
                         continue;
