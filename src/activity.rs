@@ -96,27 +96,11 @@ fn day_of(key: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
 }
 
-/// Entries from `since` (a day) on, oldest first; only those of
-/// `operation` when given (judged by the key, so others are not read).
-/// The first entry that does not parse fails the read; see [`read_tolerant`].
-pub fn read(
-    store: &Store,
-    since: Option<NaiveDate>,
-    operation: Option<&str>,
-) -> Result<Vec<Activity>> {
-    let mut out = Vec::new();
-    for key in selected_keys(store, since, operation)? {
-        if let Some(entry) = read_entry(store, &key, operation)? {
-            out.push(entry);
-        }
-    }
-    out.sort_by_key(|a| a.time);
-    Ok(out)
-}
-
-/// As [`read`], but an entry that cannot be read (does not parse, or is not
-/// the operation its key says) is skipped and returned as a problem: one bad
-/// entry must not hide the log or stop the agent from starting.
+/// Entries from `since` (a day) on, oldest first; only those of `operation`
+/// when given (judged by the key, so others are not read). An entry that
+/// cannot be read (does not parse, or is not the operation its key says) is
+/// skipped and returned as a problem: one bad entry must not hide the log or
+/// stop the agent from starting.
 pub fn read_tolerant(
     store: &Store,
     since: Option<NaiveDate>,

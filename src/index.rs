@@ -50,15 +50,6 @@ pub struct Index {
 }
 
 impl Index {
-    /// Read every index file in the store.
-    pub fn load(store: &Store) -> Result<Self> {
-        let mut index = Index::default();
-        for (_, file) in read_all_index_files(store)? {
-            index.add_file(&file);
-        }
-        Ok(index)
-    }
-
     /// Read every index file that reads; the unreadable ones are skipped and
     /// returned as problems. A blob only they list is simply unknown: a
     /// snapshot stores it again rather than fail.

@@ -45,14 +45,19 @@ pub fn read_pack_header(repo: &Repository, key: &str, size: u64) -> Result<Index
     })
 }
 
-/// Rebuild the index from every pack in the repository.
-pub fn rebuild_index(repo: &Repository) -> Result<RebuildReport> {
-    let old: Vec<String> = repo
+/// The keys of the index files there are now (to remove once replaced).
+pub fn index_keys(repo: &Repository) -> Result<Vec<String>> {
+    Ok(repo
         .store
         .list("index")?
         .into_iter()
         .map(|(k, _)| k)
-        .collect();
+        .collect())
+}
+
+/// Rebuild the index from every pack in the repository.
+pub fn rebuild_index(repo: &Repository) -> Result<RebuildReport> {
+    let old = index_keys(repo)?;
     let mut packs = Vec::new();
     let mut unreadable = Vec::new();
     for (key, size) in repo.store.list("packs")? {

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::index::{read_index_file, write_index_file, Index, IndexedPack};
 use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
 use crate::ops::live_index::pack_id;
-use crate::ops::rebuild_index::remove_old_index_files;
+use crate::ops::rebuild_index::{index_keys, remove_old_index_files};
 use crate::pack::{decode_blob, header_of, pack_key, BlobKind, BlobRef};
 use crate::repo::Repository;
 use crate::writer::BlobWriter;
@@ -140,12 +140,7 @@ fn missing_indexed(repo: &Repository, old: &[String], present: &HashSet<String>)
 /// Verify every pack, quarantine the damaged ones, rebuild the index, and
 /// report what each snapshot has lost.
 pub fn repair(repo: &Repository) -> Result<RepairReport> {
-    let old: Vec<String> = repo
-        .store
-        .list("index")?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let old = index_keys(repo)?;
     let listed = repo.store.list("packs")?;
     let present: HashSet<String> = listed.iter().map(|(k, _)| k.clone()).collect();
     let mut report = RepairReport {
