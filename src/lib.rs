@@ -20,6 +20,7 @@ pub mod agent;
 pub mod cancel;
 pub mod chunking;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod decompress;
 pub mod error;

@@ -9,7 +9,7 @@ mod common;
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
-use offsite::agent::clock::{Clock, ManualClock};
+use offsite::clock::{Clock, ManualClock};
 use offsite::agent::notify::Notifier;
 use offsite::agent::schedule::{jobs_from_config, Job, JobKind, JobState, Scheduler, State};
 use offsite::agent::{run_loop, Outcome, RepoRunner, Runner};

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Helsinki;
-use offsite::agent::clock::{Clock, ManualClock};
+use offsite::clock::{Clock, ManualClock};
 use offsite::agent::notify::Notifier;
 use offsite::agent::schedule::{Job, JobKind, Scheduler, State};
 use offsite::agent::{run_loop, Outcome, Runner};

@@ -7,13 +7,12 @@
 //! the running one stops at its next safe point (nothing partial is ever
 //! committed), and the agent exits 0. Under systemd it reports READY, STATUS
 //! and WATCHDOG ([`notify`]). The clock and the random source are inputs
-//! ([`clock`], [`crate::ops::restore_test::Rng`]), so tests drive days of
+//! ([`crate::clock`], [`crate::ops::restore_test::Rng`]), so tests drive days of
 //! schedules in milliseconds. A failed job is retried with backoff within its
 //! period ([`schedule`] has the numbers); each failure is logged with its
 //! streak and the time of the retry, and the streak is published as
 //! `offsite_job_consecutive_failures{job}`. `/metrics` is served by [`http`].
 
-pub mod clock;
 pub mod http;
 pub mod notify;
 pub mod schedule;
@@ -31,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::ops::restore_test::{restore_test, Rng};
 use crate::ops::{prune, snapshot};
 use crate::repo::Repository;
-use clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use notify::Notifier;
 use schedule::{jobs_from_config, Job, JobKind, JobState, Scheduler, State};
 

@@ -1,6 +1,7 @@
-//! The agent's clock, an input like any other: the system clock in
-//! production, a manual clock in tests (time advances only when the
-//! scheduler sleeps, so days of schedules run in milliseconds).
+//! The clock, an input like any other: the system clock in production, a
+//! manual clock in tests (time advances only when told to or when the
+//! scheduler sleeps, so days of schedules run in milliseconds). The one place
+//! that reads the system time.
 
 use std::sync::Mutex;
 use std::time::Duration;
