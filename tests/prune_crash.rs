@@ -13,11 +13,11 @@ use std::time::SystemTime;
 
 const POINTS: &[&str] = &[
     "prune-after-forget",
-    "prune-before-voice-manifests",
-    "prune-after-one-voice-manifest",
-    "prune-before-sweep",
-    "sweep-before-manifests",
-    "sweep-after-one-manifest",
+    "prune-reclaim-after-index",
+    "prune-reclaim-before-pack-deletion",
+    "prune-reclaim-mid-pack-deletion",
+    "prune-before-manifests",
+    "prune-after-one-manifest",
     "rewrite-after-new-manifest",
     "sweep-before-index",
     "sweep-after-new-index",

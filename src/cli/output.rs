@@ -9,6 +9,7 @@ use crate::ops::rebuild_index::RebuildReport;
 use crate::ops::restore::RestoreReport;
 use crate::ops::restore_test::RestoreTestReport;
 use crate::ops::snapshot::SnapshotReport;
+use crate::ops::sweep::DeleteReason;
 
 /// Bytes for people: 1.23 GiB.
 pub fn human_bytes(n: u64) -> String {
@@ -260,13 +261,7 @@ pub fn prune(r: &PruneReport) {
             d.kept.short()
         );
     }
-    let mut per_source: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for item in &r.expired_items {
-        *per_source.entry(item.source.as_str()).or_default() += 1;
-    }
-    for (source, n) in per_source {
-        say!("voice {source}: {n} recordings expired");
-    }
+    prune_plan(&r.plan, verb);
     say!(
         "{verb} remove {} snapshots, rewrite {} voice snapshots, delete {} packs, repack {}, free {}, delete {} activity-log entries",
         r.snapshots_removed,
@@ -278,6 +273,61 @@ pub fn prune(r: &PruneReport) {
     );
     if let Some(why) = &r.sweep_held_back {
         say!("packs: none deleted or repacked: {why}");
+    }
+}
+
+/// The plan's rewrites and pack actions, one line each.
+fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) {
+    for w in &plan.rewrite {
+        say!(
+            "{verb} rewrite {} {:<24} {:<16} without {} expired recording(s)",
+            w.id.short(),
+            time(&w.time),
+            w.source,
+            w.expired.len()
+        );
+        for item in &w.expired {
+            say!(
+                "    expired {} (recorded {}, copy expired {})",
+                item.path,
+                time(&item.recorded_at),
+                time(&item.expires_at)
+            );
+        }
+    }
+    for p in &plan.repoint {
+        say!(
+            "{verb} rewrite {} {:<24} {:<16} to follow its repacked blobs",
+            p.id.short(),
+            time(&p.time),
+            p.source
+        );
+    }
+    for d in &plan.sweep.delete {
+        let why = match d.reason {
+            DeleteReason::Unreferenced => "unreferenced",
+            DeleteReason::Superseded => "only what the rewrites drop or replace",
+        };
+        say!(
+            "{verb} delete pack {} {:>10}: {why}",
+            d.pack.short(),
+            human_bytes(d.bytes)
+        );
+    }
+    for p in &plan.sweep.repack {
+        say!(
+            "{verb} repack pack {} {:>10}: {} unused, {} blob(s) kept",
+            p.pack.short(),
+            human_bytes(p.bytes),
+            human_bytes(p.unused_bytes),
+            p.blobs_kept
+        );
+    }
+    for id in &plan.sweep.in_grace {
+        say!(
+            "keep pack {}: unindexed and younger than the grace period",
+            id.short()
+        );
     }
 }
 

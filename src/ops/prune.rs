@@ -1,86 +1,76 @@
 //! `offsite prune [--dry-run]`: keep the retention promises, reclaim space.
 //!
-//! Plan, then apply (the plan is what `--dry-run` prints):
+//! Plan, then execute. [`crate::ops::prune_plan::plan`] computes one
+//! [`PrunePlan`] (what it holds and why it is exact is documented there);
+//! `--dry-run` prints it, and the real run computes it the same way and then
+//! executes exactly that plan, step by step, deciding nothing new:
 //!
-//! * **Snapshots** of this host are grouped by source and decided by the
-//!   source's policy ([`crate::retention`]); a source no longer configured
-//!   keeps all its snapshots (a config mistake must not delete backups).
-//! * **Voice items** whose backup copy expired at `now` under the contracts
-//!   in force ([`crate::voice`]) are dropped from every kept voice snapshot.
-//! * **Activity-log** entries older than `activity_log_days` are deleted.
-//! * **Duplicate manifests** of one logical snapshot (a prune killed between
-//!   writing a rewrite and deleting the original leaves both) count once:
-//!   retention decides on the newest rewrite, and the older copies are
-//!   deleted ([`crate::snapshot::split_duplicates`]).
-//! * The **sweep** ([`crate::ops::sweep`]) deletes or repacks packs: wholly
-//!   unreferenced packs first, so a full store gets space back before
-//!   anything new is written; unindexed young packs are kept for the grace
-//!   period.
+//! 1. **Forget**: delete the manifests of forgotten snapshots and the older
+//!    copies of rewritten ones.
+//! 2. **Reclaim**: write one index without the unreferenced packs (no kept
+//!    snapshot references them), delete the other index files, then those
+//!    packs. Nothing else is written before, so a full store gets space back.
+//! 3. **Rewrite**, one pass for both reasons a tree changes: copy the live
+//!    blobs out of the packs to repack (each verified), rewrite the voice
+//!    snapshots without their expired recordings and the snapshots whose
+//!    blobs moved, write the new packs and an index file for them, then each
+//!    new manifest before its old one is deleted. One pass, not a voice pass
+//!    followed by a repack pass: a second pass would rewrite the first one's
+//!    new trees again and leave them behind in packs no plan could name
+//!    beforehand.
+//! 4. **Commit the sweep**: one consolidated index of the surviving and new
+//!    packs, the other index files deleted, then the superseded and repacked
+//!    packs deleted, last.
+//! 5. **Activity log**: delete the entries older than `activity_log_days`.
 //!
-//! Damaged objects make prune conservative, never destructive: a source with
-//! a manifest that cannot be read forgets nothing, and while any manifest or
-//! index file of the repository cannot be read the sweep deletes and repacks
-//! no pack (either might reference or describe any pack); the report lists
-//! the `problems` and says why in `sweep_held_back`.
+//! Execution holds the exclusive repository lock, so no snapshot runs
+//! meanwhile. It checks the plan still holds as it goes: a kept reference
+//! into a pack the plan deletes that was not moved out, or a snapshot that
+//! changes when the plan said it would not (or the other way round), stops
+//! the prune with [`crate::Error::Conflict`] before any pack is deleted
+//! because of it; an object that cannot be read stops it too. It never
+//! deletes more than the plan says. Cancellation is honoured between steps.
+//! A prune killed at any step leaves every kept snapshot restorable; the
+//! next prune finishes the job.
 //!
-//! Apply holds the exclusive repository lock, so no snapshot runs meanwhile.
-//! Order: forgotten manifests and duplicate copies are deleted; voice snapshots are rewritten
-//! (new trees and index, then the new manifest before the old one goes); the
-//! sweep runs last. A prune killed at any step leaves every kept snapshot
-//! restorable; the next prune finishes the job.
-
-use std::collections::BTreeMap;
+//! Damaged objects make prune conservative, never destructive: see
+//! [`crate::ops::prune_plan`] (`problems`, `sweep_held_back`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::activity;
 use crate::cancel::Cancel;
-use crate::config::{Config, SourceClass};
-use crate::error::Result;
-use crate::id::ObjectId;
-use crate::index::write_index_file;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::index::{write_index_file, Index, IndexedPack};
 use crate::lock::{Lock, LockKind};
-use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
-use crate::ops::sweep::{self, SweepReport};
+use crate::ops::prune_plan::{is_voice, plan, PrunePlan};
+use crate::ops::rewrite::{replace_manifest, Rewriter};
+use crate::ops::sweep;
 use crate::problems::Problem;
-use crate::repo::{Repository, SnapshotListing};
-use crate::retention::{apply, Decision};
-use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
-use crate::tree::FileEntry;
-use crate::voice::{recorded_at, Contracts};
+use crate::repo::Repository;
+use crate::snapshot::Duplicate;
 use crate::writer::BlobWriter;
 
-/// One snapshot's line in the plan.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotDecision {
-    pub id: ObjectId,
-    pub time: DateTime<Utc>,
-    pub source: String,
-    pub keep: bool,
-    pub reasons: Vec<String>,
-}
+pub use crate::ops::prune_plan::{ExpiredItem, SnapshotDecision};
 
-/// A voice recording whose backup copy has expired.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ExpiredItem {
-    pub source: String,
-    pub path: String,
-    pub tenant: Option<String>,
-    pub recorded_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// What prune decided and did.
-#[derive(Serialize, Debug, Default)]
+/// What prune decided (the plan) and, unless a dry run, did: a real run
+/// that returns a report executed its plan completely.
+///
+/// The fields beside `plan` summarise it, for scripts and the text output.
+#[derive(Serialize, Debug)]
 pub struct PruneReport {
     pub dry_run: bool,
     pub now: DateTime<Utc>,
+    pub plan: PrunePlan,
+    /// Every retention decision of this host's snapshots, kept ones too.
     pub snapshots: Vec<SnapshotDecision>,
+    /// The expired recordings, one per (source, path).
     pub expired_items: Vec<ExpiredItem>,
     pub snapshots_removed: usize,
     /// Older copies of rewritten snapshots (counted once by retention).
     pub duplicates: Vec<Duplicate>,
+    /// Voice snapshots rewritten without expired recordings.
     pub snapshots_rewritten: usize,
     pub log_entries_deleted: usize,
     pub packs_deleted: usize,
@@ -92,109 +82,28 @@ pub struct PruneReport {
     pub sweep_held_back: Option<String>,
 }
 
-/// Decide per group of this host's snapshots.
-fn decide(config: &Config, refs: &[SnapshotRef]) -> Vec<SnapshotDecision> {
-    let mut groups: BTreeMap<&str, Vec<(ObjectId, DateTime<Utc>)>> = BTreeMap::new();
-    for r in refs {
-        groups
-            .entry(r.source.as_str())
-            .or_default()
-            .push((r.id, r.time));
-    }
-    let mut out = Vec::new();
-    for (source, snaps) in groups {
-        let decisions: Vec<Decision> = match config.sources.iter().find(|s| s.name == source) {
-            Some(s) => apply(&snaps, &s.retention, config.timezone),
-            None => snaps
-                .iter()
-                .map(|(id, time)| Decision {
-                    id: *id,
-                    time: *time,
-                    keep: true,
-                    reasons: vec!["source not configured".into()],
-                })
-                .collect(),
-        };
-        out.extend(decisions.into_iter().map(|d| SnapshotDecision {
-            id: d.id,
-            time: d.time,
-            source: source.to_string(),
-            keep: d.keep,
-            reasons: d.reasons,
-        }));
-    }
-    out
-}
-
-/// The expired items of one snapshot, with their paths.
-fn expired_in(
-    repo: &Repository,
-    snap: &Snapshot,
-    contracts: &Contracts,
-    now: DateTime<Utc>,
-    out: &mut Vec<ExpiredItem>,
-) -> Result<()> {
-    repo.for_each_file(&snap.tree, &mut |path, f| {
-        if contracts.expired(&f, now) {
-            out.push(ExpiredItem {
-                source: snap.source.clone(),
-                path,
-                tenant: f.tenant.clone(),
-                recorded_at: recorded_at(&f),
-                expires_at: contracts.expires_at(&f),
-            });
-        }
-    })
-}
-
-/// Sweeps per prune at most.
-const MAX_SWEEPS: usize = 3;
-
-/// Every snapshot of every host, with its manifest; unreadable ones apart.
-fn load_all(repo: &Repository) -> Result<SnapshotListing> {
-    repo.load_snapshots_tolerant(None, None)
-}
-
-/// A source with a manifest that cannot be read forgets nothing: retention
-/// cannot be judged over snapshots it cannot see.
-fn hold_damaged_groups(decisions: &mut [SnapshotDecision], unreadable: &[&SnapshotRef]) {
-    for d in decisions.iter_mut() {
-        if unreadable.iter().any(|r| r.id == d.id) {
-            d.keep = true;
-            d.reasons = vec!["manifest unreadable".into()];
-        } else if !d.keep && unreadable.iter().any(|r| r.source == d.source) {
-            d.keep = true;
-            d.reasons = vec!["held: a manifest of this source is unreadable".into()];
+impl PruneReport {
+    fn new(dry_run: bool, now: DateTime<Utc>, plan: PrunePlan) -> Self {
+        PruneReport {
+            dry_run,
+            now,
+            snapshots: plan.decisions.clone(),
+            expired_items: plan.expired_items(),
+            snapshots_removed: plan.forget.len(),
+            duplicates: plan.delete_duplicates.clone(),
+            snapshots_rewritten: plan.rewrite.len(),
+            log_entries_deleted: plan.log_entries.len(),
+            packs_deleted: plan.sweep.delete.len(),
+            packs_repacked: plan.sweep.repack.len(),
+            bytes_freed: plan.sweep.bytes_freed,
+            problems: plan.problems.clone(),
+            sweep_held_back: plan.sweep_held_back.clone(),
+            plan,
         }
     }
 }
 
-/// Why the sweep must not run: a pack may be referenced by a manifest that
-/// cannot be read, or described only by an index file that cannot be read.
-fn sweep_hold(problems: &[Problem]) -> Option<String> {
-    let first = problems.first()?;
-    Some(format!(
-        "{} unreadable object(s) (first {}): no pack is deleted or repacked until they are repaired or removed (`offsite check` names them)",
-        problems.len(),
-        first.object
-    ))
-}
-
-fn is_voice(config: &Config, snap: &Snapshot) -> bool {
-    snap.host == config.host && snap.class == SourceClass::Voice
-}
-
-/// Delete the older copies of rewritten snapshots; the newest copy of each
-/// was written (complete) before them, so nothing is lost.
-fn delete_duplicates(repo: &Repository, duplicates: &[Duplicate]) -> Result<()> {
-    for d in duplicates {
-        tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
-        repo.store.delete(&d.key)?;
-    }
-    Ok(())
-}
-
-/// Plan and (unless `dry_run`) apply a prune as of `now`.
+/// Plan and (unless `dry_run`) execute a prune as of `now`.
 pub fn prune(
     repo: &Repository,
     config: &Config,
@@ -212,141 +121,98 @@ pub fn prune(
             "prune",
         )?)
     };
-    let contracts = config.contracts();
-    let mut listing = load_all(repo)?;
-    let (readable, duplicates) = split_duplicates(std::mem::take(&mut listing.readable));
-    listing.readable = readable;
-    let mut problems = listing.problems();
-    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
-    let unreadable_own: Vec<&SnapshotRef> = listing
-        .unreadable
-        .iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.host == config.host)
-        .collect();
-    let own: Vec<SnapshotRef> = listing
-        .readable
-        .iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.host == config.host)
-        .chain(unreadable_own.iter().copied())
-        .cloned()
-        .collect();
-    let mut decisions = decide(config, &own);
-    hold_damaged_groups(&mut decisions, &unreadable_own);
-    let all = listing.readable;
-    let removed: std::collections::HashSet<ObjectId> =
-        decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
-    let kept: Vec<(SnapshotRef, Snapshot)> = all
-        .into_iter()
-        .filter(|(r, _)| !removed.contains(&r.id))
-        .collect();
-    let mut expired = Vec::new();
-    for (_, snap) in kept.iter().filter(|(_, s)| is_voice(config, s)) {
-        expired_in(repo, snap, &contracts, now, &mut expired)?;
-    }
-    expired.sort();
-    expired.dedup_by(|a, b| a.source == b.source && a.path == b.path);
-    let log_keys = activity::expired_keys(&repo.store, now, config.activity_log_days)?;
-    let mut report = PruneReport {
-        dry_run,
-        now,
-        snapshots: decisions,
-        snapshots_removed: removed.len(),
-        duplicates,
-        log_entries_deleted: log_keys.len(),
-        sweep_held_back: sweep_hold(&problems),
-        problems,
-        ..PruneReport::default()
-    };
-
-    let drops =
-        |snap: &Snapshot, f: &FileEntry| is_voice(config, snap) && contracts.expired(f, now);
     // The grace period of unindexed packs protects operations running now:
     // it is measured on the wall clock, never on `--now`.
     let wall = Utc::now();
-    if dry_run && report.sweep_held_back.is_some() {
-        report.expired_items = expired;
-        return Ok(report);
+    let plan = plan(repo, config, now, wall)?;
+    if !dry_run {
+        execute(repo, config, &plan, now, cancel)?;
     }
-    if dry_run {
-        let plan = sweep::analyze(repo, &kept, &mut |s, f| drops(s, f), wall)?;
-        report.packs_deleted = plan.doomed.len();
-        report.packs_repacked = plan.repack.len();
-        report.bytes_freed = plan.bytes_freed;
-        report.expired_items = expired;
-        return Ok(report);
-    }
+    Ok(PruneReport::new(dry_run, now, plan))
+}
 
-    for (r, _) in own
-        .iter()
-        .map(|r| (r, ()))
-        .filter(|(r, _)| removed.contains(&r.id))
-    {
-        repo.store.delete(&r.key)?;
-    }
-    delete_duplicates(repo, &report.duplicates)?;
-    crate::failpoint::hit("prune-after-forget");
-    cancel.check()?;
-    if !expired.is_empty() {
-        let writer = BlobWriter::new(repo, crate::index::Index::load_tolerant(&repo.store)?.0);
-        let no_moves = Moved::new();
-        let mut rewriter = Rewriter::new(repo, &writer, &no_moves, |f| !contracts.expired(f, now));
-        let mut replacements = Vec::new();
-        for (r, snap) in kept.iter().filter(|(_, s)| is_voice(config, s)) {
-            let new = rewriter.rewrite(&snap.tree)?;
-            if new.dropped > 0 {
-                replacements.push((r, snap, new));
-            }
-        }
-        let packs = writer.finish()?;
-        if !packs.is_empty() {
-            write_index_file(&repo.store, packs)?;
-        }
-        crate::failpoint::hit("prune-before-voice-manifests");
-        for (r, snap, new) in &replacements {
-            replace_manifest(repo, r, snap, new)?;
-            crate::failpoint::hit("prune-after-one-voice-manifest");
-        }
-        report.snapshots_rewritten = replacements.len();
-    }
-    report.expired_items = expired;
-    let remaining = load_all(repo)?;
-    crate::failpoint::hit("prune-before-sweep");
-    cancel.check()?;
-    // Repacking rewrites trees, which leaves the old tree blobs unreferenced:
-    // sweep again until nothing is left to collect (twice is usually enough).
-    // Held back (no pack deleted or repacked) while any manifest or index
-    // file is unreadable: it may reference or describe any pack.
-    let mut remaining = remaining;
-    for _ in 0..MAX_SWEEPS {
-        if report.sweep_held_back.is_some() {
-            break;
-        }
-        if let Some(why) = sweep_hold(&remaining.problems()) {
-            report.problems.extend(remaining.problems());
-            report.sweep_held_back = Some(why);
-            break;
-        }
-        let plan = sweep::analyze(repo, &remaining.readable, &mut |_, _| false, wall)?;
-        if plan.doomed.is_empty() && plan.repack.is_empty() {
-            break;
-        }
-        let SweepReport {
-            packs_deleted,
-            packs_repacked,
-            bytes_freed,
-            ..
-        } = sweep::apply(repo, plan, &remaining.readable)?;
-        report.packs_deleted += packs_deleted;
-        report.packs_repacked += packs_repacked;
-        report.bytes_freed += bytes_freed;
-        remaining = load_all(repo)?;
-        cancel.check()?;
-    }
-    crate::failpoint::hit("prune-before-log-cleanup");
-    for key in &log_keys {
+/// Carry out `plan` in the commit order of the module docs.
+fn execute(
+    repo: &Repository,
+    config: &Config,
+    plan: &PrunePlan,
+    now: DateTime<Utc>,
+    cancel: &Cancel,
+) -> Result<()> {
+    for key in &plan.steps.forget_keys {
         repo.store.delete(key)?;
     }
-    Ok(report)
+    for d in &plan.delete_duplicates {
+        tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
+        repo.store.delete(&d.key)?;
+    }
+    crate::failpoint::hit("prune-after-forget");
+    cancel.check()?;
+    sweep::reclaim(repo, &plan.sweep)?;
+    cancel.check()?;
+    let new_packs = rewrite(repo, config, plan, now)?;
+    cancel.check()?;
+    if !plan.sweep.is_empty() {
+        sweep::commit(repo, &plan.sweep, new_packs)?;
+    }
+    crate::failpoint::hit("prune-before-log-cleanup");
+    for key in &plan.log_entries {
+        repo.store.delete(key)?;
+    }
+    Ok(())
+}
+
+/// Step 3: the rewrite pass. Returns the packs it wrote.
+fn rewrite(
+    repo: &Repository,
+    config: &Config,
+    plan: &PrunePlan,
+    now: DateTime<Utc>,
+) -> Result<Vec<IndexedPack>> {
+    let going = plan.sweep.going();
+    if plan.rewrite.is_empty() && going.is_empty() {
+        return Ok(Vec::new());
+    }
+    let contracts = config.contracts();
+    // Not deduplicated against the repository: new trees go to new packs,
+    // as the plan assumes (see crate::ops::references).
+    let writer = BlobWriter::new(repo, Index::default());
+    let moved = sweep::copy_live(repo, &plan.sweep, &writer)?;
+    let mut voice =
+        Rewriter::new(repo, &writer, &moved, |f| !contracts.expired(f, now)).guard(&going);
+    let mut plain = Rewriter::new(repo, &writer, &moved, |_| true).guard(&going);
+    let mut replacements = Vec::new();
+    for (r, snap) in &plan.steps.kept {
+        let planned = plan.rewrites(&r.id);
+        // With no pack going, only the planned snapshots can change.
+        if going.is_empty() && !planned {
+            continue;
+        }
+        let new = if is_voice(config, snap) {
+            voice.rewrite(&snap.tree)?
+        } else {
+            plain.rewrite(&snap.tree)?
+        };
+        let changed = new.tree != snap.tree;
+        if changed != planned {
+            return Err(Error::Conflict(format!(
+                "prune plan no longer holds: snapshot {} {} rewritten; nothing was deleted because of it, run prune again",
+                r.id.short(),
+                if changed { "would be" } else { "would not be" }
+            )));
+        }
+        if changed {
+            replacements.push((r, snap, new));
+        }
+    }
+    let packs = writer.finish()?;
+    if !packs.is_empty() {
+        write_index_file(&repo.store, packs.clone())?;
+    }
+    crate::failpoint::hit("prune-before-manifests");
+    for (r, snap, new) in &replacements {
+        replace_manifest(repo, r, snap, new)?;
+        crate::failpoint::hit("prune-after-one-manifest");
+    }
+    Ok(packs)
 }

@@ -5,9 +5,15 @@
 //! Both are one operation here: walk a snapshot's trees, pass every file
 //! through a filter, point chunks and subtrees at their new locations, and
 //! store a new tree blob only where something changed (memoized per tree, so
-//! the trees that snapshots share are rewritten once). The new manifest is
-//! written create-only before the old one is deleted, so a crash leaves the
-//! old or the new snapshot (or briefly both), never neither.
+//! the trees that snapshots share are rewritten once; keyed by location, so a
+//! tree stored twice is rewritten like the plan of [`crate::ops::references`]
+//! predicts). The new manifest is written create-only before the old one is
+//! deleted, so a crash leaves the old or the new snapshot (or briefly both),
+//! never neither.
+//!
+//! A rewriter may be given the packs a prune plan deletes ([`Rewriter::guard`]):
+//! a kept reference into one of them that was not moved out is an error, so a
+//! plan that missed a reference stops the prune before anything is deleted.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +22,7 @@ use crate::id::ObjectId;
 use crate::pack::{BlobKind, BlobRef};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
-use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree, TreeWalk};
+use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree};
 use crate::writer::{BlobWriter, Compress};
 
 /// Blobs copied out of packs that will be deleted: (old pack, blob) → new location.
@@ -29,7 +35,10 @@ pub struct Rewriter<'a, 'r, F: FnMut(&FileEntry) -> bool> {
     moved: &'a Moved,
     /// Keep a file? (false drops it)
     keep: F,
-    memo: HashMap<ObjectId, Rewritten>,
+    /// Rewritten trees by their old location (pack, blob).
+    memo: HashMap<(ObjectId, ObjectId), Rewritten>,
+    /// Packs that go away: a kept reference into one must have been moved.
+    going: Option<&'a HashSet<ObjectId>>,
 }
 
 /// A rewritten tree.
@@ -56,21 +65,36 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
             moved,
             keep,
             memo: HashMap::new(),
+            going: None,
         }
     }
 
-    fn relocate(&self, blob: &BlobRef) -> BlobRef {
-        self.moved
-            .get(&(blob.pack, blob.id))
-            .cloned()
-            .unwrap_or_else(|| blob.clone())
+    /// Refuse (with [`crate::Error::Conflict`]) to keep a reference into one
+    /// of `going` that was not moved out.
+    pub fn guard(mut self, going: &'a HashSet<ObjectId>) -> Self {
+        self.going = Some(going);
+        self
+    }
+
+    fn relocate(&self, blob: &BlobRef) -> Result<BlobRef> {
+        if let Some(to) = self.moved.get(&(blob.pack, blob.id)) {
+            return Ok(to.clone());
+        }
+        if self.going.is_some_and(|g| g.contains(&blob.pack)) {
+            return Err(crate::Error::Conflict(format!(
+                "prune plan no longer holds: blob {} in pack {} is still referenced but the plan deletes that pack; nothing was deleted because of it, run prune again",
+                blob.id.short(),
+                blob.pack.short()
+            )));
+        }
+        Ok(blob.clone())
     }
 
     /// Rewrite the tree at `root`. A directory emptied by dropped files is
     /// dropped too. Iterative and depth limited (see [`crate::tree`]): the
     /// directories above the one being rewritten wait on an explicit stack.
     pub fn rewrite(&mut self, root: &BlobRef) -> Result<Rewritten> {
-        if let Some(done) = self.memo.get(&root.id) {
+        if let Some(done) = self.memo.get(&(root.pack, root.id)) {
             return Ok(done.clone());
         }
         // Each parent with the entry of the directory being rewritten below it.
@@ -80,7 +104,11 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
             match current.next_entry() {
                 Some(Entry::File(f)) => {
                     if (self.keep)(&f) {
-                        let chunks = f.chunks.iter().map(|c| self.relocate(c)).collect();
+                        let chunks = f
+                            .chunks
+                            .iter()
+                            .map(|c| self.relocate(c))
+                            .collect::<Result<_>>()?;
                         current
                             .new
                             .entries
@@ -90,7 +118,7 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
                         current.dropped_bytes += f.size;
                     }
                 }
-                Some(Entry::Dir(d)) => match self.memo.get(&d.tree.id) {
+                Some(Entry::Dir(d)) => match self.memo.get(&(d.tree.pack, d.tree.id)) {
                     Some(done) => current.add_dir(d, done.clone()),
                     None => {
                         check_depth(parents.len() + 1, &d.tree)?;
@@ -115,7 +143,7 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
     /// Store the rewritten tree of `frame` (unless nothing changed) and memoize.
     fn finish(&mut self, frame: Frame) -> Result<Rewritten> {
         let result = if frame.new == frame.old {
-            self.relocate(&frame.tree)
+            self.relocate(&frame.tree)?
         } else {
             self.writer
                 .store(BlobKind::Tree, &frame.new.to_bytes(), Compress::Try)?
@@ -126,7 +154,8 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
             dropped_bytes: frame.dropped_bytes,
             empty: frame.new.entries.is_empty(),
         };
-        self.memo.insert(frame.tree.id, done.clone());
+        self.memo
+            .insert((frame.tree.pack, frame.tree.id), done.clone());
         Ok(done)
     }
 }
@@ -237,38 +266,4 @@ pub fn find_rewrite<'a>(
         );
     }
     Ok(best.map(|(r, _)| r))
-}
-
-/// Every (pack, blob) a snapshot's trees reference, with the stored length.
-/// Iterative and depth limited ([`TreeWalk`]).
-pub fn referenced_blobs(
-    repo: &Repository,
-    tree: &BlobRef,
-    seen_trees: &mut HashSet<ObjectId>,
-    out: &mut HashMap<(ObjectId, ObjectId), u32>,
-    skip: &mut dyn FnMut(&FileEntry) -> bool,
-) -> Result<()> {
-    if !seen_trees.insert(tree.id) {
-        return Ok(());
-    }
-    out.insert((tree.pack, tree.id), tree.length);
-    let mut walk = TreeWalk::new(repo.read_tree(tree)?);
-    while let Some(entry) = walk.next_entry() {
-        match entry {
-            Entry::Dir(d) => {
-                if seen_trees.insert(d.tree.id) {
-                    out.insert((d.tree.pack, d.tree.id), d.tree.length);
-                    let sub = repo.read_tree(&d.tree)?;
-                    walk.descend(&d, sub)?;
-                }
-            }
-            Entry::File(f) if !skip(&f) => {
-                for c in &f.chunks {
-                    out.insert((c.pack, c.id), c.length);
-                }
-            }
-            Entry::File(_) => {}
-        }
-    }
-    Ok(())
 }

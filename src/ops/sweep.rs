@@ -1,8 +1,24 @@
-//! The sweep: after snapshots were forgotten or rewritten, reclaim space.
+//! The sweep: which packs a prune deletes or repacks, and the steps that do it.
 //!
-//! Plan first ([`analyze`], pure over what the trees reference): a pack that
-//! no snapshot references is deleted; a pack whose unreferenced share is above
-//! [`REPACK_THRESHOLD`] is repacked (its live blobs copied into new packs).
+//! **The plan is exact.** [`plan`] decides over the blobs the repository
+//! will reference once the prune's forgets and rewrites are committed
+//! ([`crate::ops::references`]), not over what it references now. Repacking
+//! moves blobs, which changes the trees above them, whose old blobs then drop
+//! out too and may leave further packs unused; so the plan iterates to a
+//! fixed point: start with no pack going, decide, assume the decided packs
+//! go, decide again, until the set of packs going stops growing (it only
+//! grows: a pack going only removes references). The real run then deletes
+//! and repacks exactly these packs and leaves nothing for the next prune to
+//! collect: the dry run is what happens.
+//!
+//! * a pack with no blob referenced afterwards is deleted: **unreferenced**
+//!   when no kept snapshot references it even now (deleted first, before
+//!   anything is written), **superseded** when only the blobs the rewrites
+//!   leave behind keep it (expired recordings, replaced trees; deleted after
+//!   the new manifests);
+//! * a pack whose unreferenced share afterwards is above
+//!   [`REPACK_THRESHOLD`] is repacked: its referenced blobs are copied into
+//!   new packs, then it is deleted.
 //!
 //! **Grace period.** A pack that no index file lists and that is younger
 //! than [`PACK_GRACE`] (by the store's last-modified time, against the wall
@@ -11,25 +27,11 @@
 //! line of defence behind the repository lock. Older unindexed packs are the
 //! leftovers of crashed snapshots and are collected.
 //!
-//! Then apply, in two phases, so that a prune frees space even on a store
-//! too full to take one more pack:
-//!
-//! * **Reclaim** (only deletions): write one consolidated index without the
-//!   packs nothing references, delete the old index files, then delete those
-//!   packs. Nothing new but one index is written.
-//! * **Repack**, in the order that keeps every step crash safe:
-//!   1. copy live blobs out of the packs to repack (each verified first: a
-//!      read error stops the prune, and nothing is deleted because of it),
-//!   2. rewrite the trees that point at copied blobs, write the new packs and
-//!      an index file for them, then the new manifests (each before its old
-//!      one is deleted),
-//!   3. write one consolidated index of the surviving packs, delete the old
-//!      index files,
-//!   4. delete the repacked packs, last.
-//!
-//! A crash between any two steps leaves every listed snapshot complete: packs
-//! are deleted only after nothing listed can reach them, and only after no
-//! index lists them.
+//! The steps ([`reclaim`], [`copy_live`], [`commit`]) are called by
+//! [`crate::ops::prune`] in its commit order: deletions of unreferenced packs
+//! first, so a prune frees space even on a store too full to take one more
+//! pack (nothing new but one index file is written before); repacked and
+//! superseded packs last, after a consolidated index no longer lists them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,12 +41,11 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::index::{read_all_index_files, write_index_file, IndexedPack};
-use crate::ops::rewrite::{referenced_blobs, replace_manifest, Moved, Rewriter};
+use crate::ops::references::{Loc, Outcome, TreeGraph};
+use crate::ops::rewrite::Moved;
 use crate::pack::{decode_blob, pack_key, BlobRef};
 use crate::repo::Repository;
-use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::store::Listed;
-use crate::tree::FileEntry;
 use crate::writer::BlobWriter;
 
 /// Repack a pack when more than this share of it is unreferenced.
@@ -53,62 +54,143 @@ pub const REPACK_THRESHOLD: f64 = 0.10;
 /// A pack no index lists is kept at least this long after it was written.
 pub const PACK_GRACE: chrono::Duration = chrono::Duration::hours(2);
 
-/// What the sweep will do.
-#[derive(Debug, Default, Serialize)]
-pub struct SweepPlan {
-    /// Packs nothing references: (id, size).
-    pub doomed: Vec<(ObjectId, u64)>,
-    /// Packs to repack: (id, size, unreferenced bytes).
-    pub repack: Vec<(ObjectId, u64, u64)>,
-    pub bytes_freed: u64,
-    /// Unreferenced packs no index lists, kept for the grace period.
-    pub in_grace: Vec<ObjectId>,
-    #[serde(skip)]
-    live: HashMap<(ObjectId, ObjectId), u32>,
-    #[serde(skip)]
-    index: HashMap<ObjectId, IndexedPack>,
-    #[serde(skip)]
-    index_keys: Vec<String>,
+/// Why a pack is deleted.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// No kept snapshot references it: deleted before anything is written.
+    Unreferenced,
+    /// Only blobs the rewrites leave behind (expired recordings, replaced
+    /// trees) keep it: deleted after the new manifests.
+    Superseded,
 }
 
-/// Decide what to delete and repack, given the snapshots that stay and, per
-/// snapshot, which files will be dropped (`drops`); `wall` is the real time,
-/// for the grace period.
-pub fn analyze(
+/// Why a pack is repacked.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RepackReason {
+    /// More than [`REPACK_THRESHOLD`] of it is unreferenced afterwards.
+    MostlyUnused,
+    /// The fixed point needs its blobs moved (a safety net: the set of packs
+    /// going only grows, so this should not occur).
+    Moving,
+}
+
+/// A pack the sweep deletes.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct PackDeletion {
+    pub pack: ObjectId,
+    pub bytes: u64,
+    pub reason: DeleteReason,
+}
+
+/// A pack the sweep repacks.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct PackRepack {
+    pub pack: ObjectId,
+    pub bytes: u64,
+    /// Bytes of its blobs nothing references afterwards (freed).
+    pub unused_bytes: u64,
+    /// Blobs copied into new packs.
+    pub blobs_kept: usize,
+    pub reason: RepackReason,
+}
+
+/// What the sweep will do.
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct SweepPlan {
+    /// Sorted by pack id.
+    pub delete: Vec<PackDeletion>,
+    /// Sorted by pack id.
+    pub repack: Vec<PackRepack>,
+    /// Unreferenced packs no index lists, kept for the grace period.
+    pub in_grace: Vec<ObjectId>,
+    pub bytes_freed: u64,
+    /// Every indexed pack at planning time.
+    #[serde(skip)]
+    index: HashMap<ObjectId, IndexedPack>,
+    /// Blobs referenced afterwards (what repacking copies).
+    #[serde(skip)]
+    live: HashSet<Loc>,
+}
+
+impl SweepPlan {
+    /// Does the sweep delete or repack anything?
+    pub fn is_empty(&self) -> bool {
+        self.delete.is_empty() && self.repack.is_empty()
+    }
+
+    /// Every pack that goes away (deleted or repacked).
+    pub fn going(&self) -> HashSet<ObjectId> {
+        self.delete
+            .iter()
+            .map(|d| d.pack)
+            .chain(self.repack.iter().map(|r| r.pack))
+            .collect()
+    }
+
+    fn deleted(&self, reason: DeleteReason) -> impl Iterator<Item = ObjectId> + '_ {
+        self.delete
+            .iter()
+            .filter(move |d| d.reason == reason)
+            .map(|d| d.pack)
+    }
+}
+
+/// Plan the sweep over the trees in `graph` (the kept snapshots); `wall` is
+/// the real time, for the grace period. Also returns what the rewrite pass
+/// does with the planned packs going.
+pub fn plan(
     repo: &Repository,
-    snapshots: &[(SnapshotRef, Snapshot)],
-    drops: &mut dyn FnMut(&Snapshot, &FileEntry) -> bool,
+    graph: &TreeGraph,
     wall: DateTime<Utc>,
-) -> Result<SweepPlan> {
-    let mut live = HashMap::new();
-    for (_, snap) in snapshots {
-        let mut seen = HashSet::new();
-        referenced_blobs(repo, &snap.tree, &mut seen, &mut live, &mut |f| {
-            drops(snap, f)
-        })?;
-    }
-    let mut live_by_pack: HashMap<ObjectId, u64> = HashMap::new();
-    for ((pack, _), len) in &live {
-        *live_by_pack.entry(*pack).or_default() += u64::from(*len);
-    }
-    let files = read_all_index_files(&repo.store)?;
-    let index_keys = files.iter().map(|(k, _)| k.clone()).collect();
+) -> Result<(SweepPlan, Outcome)> {
     let mut index: HashMap<ObjectId, IndexedPack> = HashMap::new();
-    for (_, file) in files {
+    for (_, file) in read_all_index_files(&repo.store)? {
         for pack in file.packs {
             index.insert(pack.id, pack);
         }
     }
-    let mut plan = SweepPlan {
-        live,
-        index_keys,
-        ..SweepPlan::default()
-    };
+    let listed = repo.store.list_with_times("packs")?;
+    let now = graph.packs_referenced_now();
+    let mut going = HashSet::new();
+    loop {
+        let outcome = graph.outcome(&going);
+        let mut plan = classify(&listed, &index, &outcome.live, &now, &going, wall);
+        let next = plan.going();
+        if next.is_subset(&going) {
+            plan.index = index;
+            plan.live = outcome.live.keys().copied().collect();
+            if !plan.in_grace.is_empty() {
+                tracing::info!(
+                    packs = plan.in_grace.len(),
+                    "unindexed packs younger than the grace period kept"
+                );
+            }
+            return Ok((plan, outcome));
+        }
+        going.extend(next);
+    }
+}
+
+/// Decide per listed pack, given the blobs referenced afterwards (`live`),
+/// the packs referenced now and the packs assumed `going`.
+fn classify(
+    listed: &[Listed],
+    index: &HashMap<ObjectId, IndexedPack>,
+    live: &HashMap<Loc, u32>,
+    now: &HashSet<ObjectId>,
+    going: &HashSet<ObjectId>,
+    wall: DateTime<Utc>,
+) -> SweepPlan {
+    let mut live_in: HashSet<ObjectId> = HashSet::new();
+    live_in.extend(live.keys().map(|(pack, _)| *pack));
+    let mut plan = SweepPlan::default();
     for Listed {
         key,
         size,
         modified,
-    } in repo.store.list_with_times("packs")?
+    } in listed
     {
         let Some(id) = key
             .rsplit('/')
@@ -117,121 +199,115 @@ pub fn analyze(
         else {
             continue;
         };
-        match live_by_pack.get(&id) {
+        if !live_in.contains(&id) {
             // Saturates toward keeping: a time in the future is young.
-            None if !index.contains_key(&id)
-                && wall.signed_duration_since(modified) < PACK_GRACE =>
-            {
+            if !index.contains_key(&id) && wall.signed_duration_since(*modified) < PACK_GRACE {
                 plan.in_grace.push(id);
-            }
-            None => {
-                plan.doomed.push((id, size));
-                plan.bytes_freed += size;
-            }
-            Some(_) => {
-                let unused: u64 = index.get(&id).map_or(0, |p| {
-                    p.blobs
-                        .iter()
-                        .filter(|b| !plan.live.contains_key(&(id, b.id)))
-                        .map(|b| u64::from(b.length))
-                        .sum()
-                });
-                if unused as f64 > REPACK_THRESHOLD * size as f64 {
-                    plan.repack.push((id, size, unused));
-                    plan.bytes_freed += unused;
-                }
-            }
-        }
-    }
-    if !plan.in_grace.is_empty() {
-        tracing::info!(
-            packs = plan.in_grace.len(),
-            "unindexed packs younger than the grace period kept"
-        );
-    }
-    plan.index = index;
-    Ok(plan)
-}
-
-impl SweepPlan {
-    /// Split into a plan that only deletes (first) and one that repacks the
-    /// rest, so that space is freed before anything new is written.
-    fn reclaim_first(self) -> Vec<SweepPlan> {
-        if self.doomed.is_empty() || self.repack.is_empty() {
-            return vec![self];
-        }
-        let doomed_bytes: u64 = self.doomed.iter().map(|d| d.1).sum();
-        let gone: HashSet<ObjectId> = self.doomed.iter().map(|d| d.0).collect();
-        let reclaim = SweepPlan {
-            doomed: self.doomed,
-            bytes_freed: doomed_bytes,
-            index: self.index.clone(),
-            index_keys: self.index_keys.clone(),
-            ..SweepPlan::default()
-        };
-        let repack = SweepPlan {
-            repack: self.repack,
-            bytes_freed: self.bytes_freed.saturating_sub(doomed_bytes),
-            live: self.live,
-            index: self
-                .index
-                .into_iter()
-                .filter(|(id, _)| !gone.contains(id))
-                .collect(),
-            index_keys: self.index_keys,
-            ..SweepPlan::default()
-        };
-        vec![reclaim, repack]
-    }
-}
-
-/// What the sweep did.
-#[derive(Debug, Default, Serialize, Clone, Copy)]
-pub struct SweepReport {
-    pub packs_deleted: usize,
-    pub packs_repacked: usize,
-    pub packs_written: usize,
-    pub bytes_freed: u64,
-}
-
-/// Carry out `plan` over the snapshots in `snapshots` (all that remain):
-/// deletions first, then repacking.
-pub fn apply(
-    repo: &Repository,
-    plan: SweepPlan,
-    snapshots: &[(SnapshotRef, Snapshot)],
-) -> Result<SweepReport> {
-    let mut report = SweepReport::default();
-    for phase in plan.reclaim_first() {
-        let done = apply_phase(repo, phase, snapshots)?;
-        report.packs_deleted += done.packs_deleted;
-        report.packs_repacked += done.packs_repacked;
-        report.packs_written += done.packs_written;
-        report.bytes_freed += done.bytes_freed;
-    }
-    Ok(report)
-}
-
-fn apply_phase(
-    repo: &Repository,
-    plan: SweepPlan,
-    snapshots: &[(SnapshotRef, Snapshot)],
-) -> Result<SweepReport> {
-    let writer = BlobWriter::new(repo, crate::index::Index::default());
-    let mut moved: Moved = HashMap::new();
-    for (pack, _, _) in &plan.repack {
-        let key = pack_key(pack);
-        let bytes = repo.store.get(&key)?;
-        for blob in plan
-            .index
-            .get(pack)
-            .map(|p| p.blobs.as_slice())
-            .unwrap_or_default()
-        {
-            if !plan.live.contains_key(&(*pack, blob.id)) {
                 continue;
             }
-            let location = BlobRef::new(*pack, blob);
+            let reason = if now.contains(&id) {
+                DeleteReason::Superseded
+            } else {
+                DeleteReason::Unreferenced
+            };
+            plan.delete.push(PackDeletion {
+                pack: id,
+                bytes: *size,
+                reason,
+            });
+            plan.bytes_freed = plan.bytes_freed.saturating_add(*size);
+            continue;
+        }
+        let blobs = index
+            .get(&id)
+            .map(|p| p.blobs.as_slice())
+            .unwrap_or_default();
+        let (kept, unused): (Vec<_>, Vec<_>) =
+            blobs.iter().partition(|b| live.contains_key(&(id, b.id)));
+        let unused: u64 = unused.iter().map(|b| u64::from(b.length)).sum();
+        let reason = if unused as f64 > REPACK_THRESHOLD * *size as f64 {
+            RepackReason::MostlyUnused
+        } else if going.contains(&id) {
+            RepackReason::Moving
+        } else {
+            continue;
+        };
+        plan.repack.push(PackRepack {
+            pack: id,
+            bytes: *size,
+            unused_bytes: unused,
+            blobs_kept: kept.len(),
+            reason,
+        });
+        plan.bytes_freed = plan.bytes_freed.saturating_add(unused);
+    }
+    plan.delete.sort_by_key(|d| d.pack);
+    plan.repack.sort_by_key(|r| r.pack);
+    plan.in_grace.sort();
+    plan
+}
+
+/// Write one consolidated index of `surviving` packs (unless there are none)
+/// and delete every other index file.
+fn consolidate(repo: &Repository, mut surviving: Vec<IndexedPack>, point: &str) -> Result<()> {
+    surviving.sort_by_key(|p| p.id);
+    let consolidated = if surviving.is_empty() {
+        None
+    } else {
+        Some(write_index_file(&repo.store, surviving)?)
+    };
+    crate::failpoint::hit(point);
+    for key in repo.store.list("index")?.into_iter().map(|(k, _)| k) {
+        if Some(&key) != consolidated.as_ref() {
+            repo.store.delete(&key)?;
+        }
+    }
+    Ok(())
+}
+
+fn delete_packs(repo: &Repository, packs: &[ObjectId], mid_point: &str) -> Result<()> {
+    for (i, id) in packs.iter().enumerate() {
+        repo.store.delete(&pack_key(id))?;
+        if i == packs.len() / 2 {
+            crate::failpoint::hit(mid_point);
+        }
+    }
+    Ok(())
+}
+
+/// Step one: the index without the unreferenced packs, then delete them.
+/// Nothing a kept snapshot references is touched; one index file is written.
+pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
+    let doomed: Vec<ObjectId> = plan.deleted(DeleteReason::Unreferenced).collect();
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let surviving = plan
+        .index
+        .values()
+        .filter(|p| !doomed.contains(&p.id))
+        .cloned()
+        .collect();
+    consolidate(repo, surviving, "prune-reclaim-after-index")?;
+    crate::failpoint::hit("prune-reclaim-before-pack-deletion");
+    delete_packs(repo, &doomed, "prune-reclaim-mid-pack-deletion")?;
+    Ok(doomed.len())
+}
+
+/// Step two: copy the blobs referenced afterwards out of the packs to
+/// repack into `writer`, each verified first (a read error stops the prune
+/// before anything is deleted because of it). Returns where each went.
+pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Result<Moved> {
+    let mut moved: Moved = HashMap::new();
+    for r in &plan.repack {
+        let key = pack_key(&r.pack);
+        let bytes = repo.store.get(&key)?;
+        let blobs = plan.index.get(&r.pack).map(|p| p.blobs.as_slice());
+        for blob in blobs.unwrap_or_default() {
+            if !plan.live.contains(&(r.pack, blob.id)) {
+                continue;
+            }
+            let location = BlobRef::new(r.pack, blob);
             let stored = bytes
                 .get(location.offset as usize..location.range().end as usize)
                 .ok_or_else(|| {
@@ -239,69 +315,32 @@ fn apply_phase(
                 })?;
             decode_blob(stored, &location)?;
             moved.insert(
-                (*pack, blob.id),
+                (r.pack, blob.id),
                 writer.store_copy(blob.kind, &location, stored)?,
             );
         }
     }
-    let mut replacements = Vec::new();
-    if !moved.is_empty() {
-        let mut rewriter = Rewriter::new(repo, &writer, &moved, |_| true);
-        for (r, snap) in snapshots {
-            let new = rewriter.rewrite(&snap.tree)?;
-            if new.tree != snap.tree {
-                replacements.push((r, snap, new));
-            }
-        }
-    }
-    let new_packs = writer.finish()?;
-    let packs_written = new_packs.len();
-    if !new_packs.is_empty() {
-        write_index_file(&repo.store, new_packs.clone())?;
-    }
-    crate::failpoint::hit("sweep-before-manifests");
-    for (r, snap, new) in &replacements {
-        replace_manifest(repo, r, snap, new)?;
-        crate::failpoint::hit("sweep-after-one-manifest");
-    }
+    Ok(moved)
+}
+
+/// Last step, after every new manifest is written: one consolidated index of
+/// the surviving packs and the `new` ones, then the repacked and superseded
+/// packs are deleted (nothing listed reaches them any more).
+pub fn commit(repo: &Repository, plan: &SweepPlan, new: Vec<IndexedPack>) -> Result<()> {
+    let going = plan.going();
     crate::failpoint::hit("sweep-before-index");
-    let gone: HashSet<ObjectId> = plan
-        .doomed
-        .iter()
-        .map(|d| d.0)
-        .chain(plan.repack.iter().map(|r| r.0))
+    let mut surviving: Vec<IndexedPack> = plan
+        .index
+        .values()
+        .filter(|p| !going.contains(&p.id))
+        .cloned()
         .collect();
-    if !gone.is_empty() || plan.index_keys.len() > 1 {
-        let mut surviving: Vec<IndexedPack> = plan
-            .index
-            .into_values()
-            .filter(|p| !gone.contains(&p.id))
-            .collect();
-        surviving.extend(new_packs);
-        surviving.sort_by_key(|p| p.id);
-        let consolidated = if surviving.is_empty() {
-            None
-        } else {
-            Some(write_index_file(&repo.store, surviving)?)
-        };
-        crate::failpoint::hit("sweep-after-new-index");
-        for key in repo.store.list("index")?.into_iter().map(|(k, _)| k) {
-            if Some(&key) != consolidated.as_ref() {
-                repo.store.delete(&key)?;
-            }
-        }
-    }
+    surviving.extend(new);
+    consolidate(repo, surviving, "sweep-after-new-index")?;
     crate::failpoint::hit("sweep-before-pack-deletion");
-    for (i, id) in gone.iter().enumerate() {
-        repo.store.delete(&pack_key(id))?;
-        if i == gone.len() / 2 {
-            crate::failpoint::hit("sweep-mid-pack-deletion");
-        }
-    }
-    Ok(SweepReport {
-        packs_deleted: plan.doomed.len(),
-        packs_repacked: plan.repack.len(),
-        packs_written,
-        bytes_freed: plan.bytes_freed,
-    })
+    let last: Vec<ObjectId> = plan
+        .deleted(DeleteReason::Superseded)
+        .chain(plan.repack.iter().map(|r| r.pack))
+        .collect();
+    delete_packs(repo, &last, "sweep-mid-pack-deletion")
 }

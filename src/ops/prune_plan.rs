@@ -1,0 +1,314 @@
+//! The prune plan: everything one prune will do, as one value.
+//!
+//! [`plan`] reads the repository and decides; it changes nothing. `prune
+//! --dry-run` prints the plan; the real run computes it the same way (same
+//! function, same inputs, under the exclusive lock) and then executes it
+//! step by step ([`crate::ops::prune`]), never deciding anything new. The
+//! plan holds:
+//!
+//! * **forget**: this host's snapshots that retention drops, with the
+//!   decision's reasons. Snapshots are grouped by source and decided by the
+//!   source's policy ([`crate::retention`]); a source no longer configured
+//!   keeps all its snapshots (a config mistake must not delete backups); a
+//!   source with a manifest that cannot be read forgets nothing.
+//! * **delete_duplicates**: older copies of one logical snapshot (a prune
+//!   killed between writing a rewrite and deleting the original leaves
+//!   both); retention decides on the newest ([`crate::snapshot::split_duplicates`]).
+//! * **rewrite**: this host's kept voice snapshots that lose recordings whose
+//!   backup copy expired at `now` under the contracts in force
+//!   ([`crate::voice`]), with the items each loses.
+//! * **repoint**: other kept snapshots that get a new manifest only because
+//!   blobs they reference move out of repacked packs.
+//! * **log_entries**: activity-log entries older than `activity_log_days`.
+//! * **sweep** ([`crate::ops::sweep`]): the packs deleted and repacked, each
+//!   with its reason and bytes, decided over what the repository references
+//!   **after** the forgets and rewrites above (computed in memory,
+//!   [`crate::ops::references`]), so the plan is exact: the real run deletes
+//!   and repacks exactly these packs and leaves nothing behind for the next
+//!   prune.
+//! * **problems** and **sweep_held_back**: while any manifest or index file
+//!   cannot be read, the sweep is empty (either might reference or describe
+//!   any pack), and the plan says why.
+//!
+//! Every list is in a deterministic order, so the same repository gives the
+//! same plan, byte for byte, in a dry run and in the real run.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, SourceClass};
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::ops::references::TreeGraph;
+use crate::ops::sweep::{self, SweepPlan};
+use crate::problems::Problem;
+use crate::repo::{LoadedSnapshot, Repository};
+use crate::retention::{apply, Decision};
+use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
+use crate::tree::FileEntry;
+use crate::voice::{recorded_at, Contracts};
+
+/// One snapshot's retention decision.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotDecision {
+    pub id: ObjectId,
+    pub time: DateTime<Utc>,
+    pub source: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// A voice recording whose backup copy has expired.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExpiredItem {
+    pub source: String,
+    pub path: String,
+    pub tenant: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A voice snapshot rewritten without its expired recordings.
+#[derive(Serialize, Debug, Clone)]
+pub struct VoiceRewrite {
+    pub id: ObjectId,
+    pub source: String,
+    pub time: DateTime<Utc>,
+    pub expired: Vec<ExpiredItem>,
+}
+
+/// A snapshot whose trees are rewritten to follow blobs that move.
+#[derive(Serialize, Debug, Clone)]
+pub struct Repoint {
+    pub id: ObjectId,
+    pub source: String,
+    pub time: DateTime<Utc>,
+}
+
+/// Everything one prune does (see the module docs).
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct PrunePlan {
+    /// Every retention decision of this host's snapshots, kept ones too
+    /// (the report prints them; the plan's action is `forget`).
+    #[serde(skip)]
+    pub decisions: Vec<SnapshotDecision>,
+    pub forget: Vec<SnapshotDecision>,
+    pub delete_duplicates: Vec<Duplicate>,
+    pub rewrite: Vec<VoiceRewrite>,
+    pub repoint: Vec<Repoint>,
+    pub log_entries: Vec<String>,
+    pub sweep: SweepPlan,
+    /// Manifests and index files that cannot be read (see [`crate::problems`]).
+    pub problems: Vec<Problem>,
+    /// Why no pack is deleted or repacked, when the sweep is held back.
+    pub sweep_held_back: Option<String>,
+    /// What execution needs beyond what is printed.
+    #[serde(skip)]
+    pub(crate) steps: Steps,
+}
+
+/// The objects the plan acts on, for [`crate::ops::prune`] to execute.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Steps {
+    /// Manifest keys of the snapshots to forget.
+    pub forget_keys: Vec<String>,
+    /// Every snapshot that stays (all hosts), with its manifest.
+    pub kept: Vec<LoadedSnapshot>,
+}
+
+impl PrunePlan {
+    /// Expired items across all rewrites, one per (source, path).
+    pub fn expired_items(&self) -> Vec<ExpiredItem> {
+        let mut items: Vec<ExpiredItem> = self
+            .rewrite
+            .iter()
+            .flat_map(|r| r.expired.clone())
+            .collect();
+        items.sort();
+        items.dedup_by(|a, b| a.source == b.source && a.path == b.path);
+        items
+    }
+
+    /// Is `id` a snapshot the plan gives a new manifest?
+    pub fn rewrites(&self, id: &ObjectId) -> bool {
+        self.rewrite.iter().any(|r| r.id == *id) || self.repoint.iter().any(|r| r.id == *id)
+    }
+}
+
+/// Decide per group of this host's snapshots.
+fn decide(config: &Config, refs: &[SnapshotRef]) -> Vec<SnapshotDecision> {
+    let mut groups: BTreeMap<&str, Vec<(ObjectId, DateTime<Utc>)>> = BTreeMap::new();
+    for r in refs {
+        groups
+            .entry(r.source.as_str())
+            .or_default()
+            .push((r.id, r.time));
+    }
+    let mut out = Vec::new();
+    for (source, snaps) in groups {
+        let decisions: Vec<Decision> = match config.sources.iter().find(|s| s.name == source) {
+            Some(s) => apply(&snaps, &s.retention, config.timezone),
+            None => snaps
+                .iter()
+                .map(|(id, time)| Decision {
+                    id: *id,
+                    time: *time,
+                    keep: true,
+                    reasons: vec!["source not configured".into()],
+                })
+                .collect(),
+        };
+        out.extend(decisions.into_iter().map(|d| SnapshotDecision {
+            id: d.id,
+            time: d.time,
+            source: source.to_string(),
+            keep: d.keep,
+            reasons: d.reasons,
+        }));
+    }
+    out
+}
+
+/// The expired items of one snapshot, with their paths, sorted.
+fn expired_in(
+    repo: &Repository,
+    snap: &Snapshot,
+    contracts: &Contracts,
+    now: DateTime<Utc>,
+) -> Result<Vec<ExpiredItem>> {
+    let mut out = Vec::new();
+    repo.for_each_file(&snap.tree, &mut |path, f| {
+        if contracts.expired(&f, now) {
+            out.push(ExpiredItem {
+                source: snap.source.clone(),
+                path,
+                tenant: f.tenant.clone(),
+                recorded_at: recorded_at(&f),
+                expires_at: contracts.expires_at(&f),
+            });
+        }
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// A source with a manifest that cannot be read forgets nothing: retention
+/// cannot be judged over snapshots it cannot see.
+fn hold_damaged_groups(decisions: &mut [SnapshotDecision], unreadable: &[&SnapshotRef]) {
+    for d in decisions.iter_mut() {
+        if unreadable.iter().any(|r| r.id == d.id) {
+            d.keep = true;
+            d.reasons = vec!["manifest unreadable".into()];
+        } else if !d.keep && unreadable.iter().any(|r| r.source == d.source) {
+            d.keep = true;
+            d.reasons = vec!["held: a manifest of this source is unreadable".into()];
+        }
+    }
+}
+
+/// Why the sweep must not run: a pack may be referenced by a manifest that
+/// cannot be read, or described only by an index file that cannot be read.
+pub fn sweep_hold(problems: &[Problem]) -> Option<String> {
+    let first = problems.first()?;
+    Some(format!(
+        "{} unreadable object(s) (first {}): no pack is deleted or repacked until they are repaired or removed (`offsite check` names them)",
+        problems.len(),
+        first.object
+    ))
+}
+
+/// Is `snap` one of this host's voice snapshots (the ones expiry rewrites)?
+pub fn is_voice(config: &Config, snap: &Snapshot) -> bool {
+    snap.host == config.host && snap.class == SourceClass::Voice
+}
+
+/// The plan of a prune as of `now` (retention and expiry); `wall` is the
+/// real time, for the grace period of unindexed packs.
+pub fn plan(
+    repo: &Repository,
+    config: &Config,
+    now: DateTime<Utc>,
+    wall: DateTime<Utc>,
+) -> Result<PrunePlan> {
+    let contracts = config.contracts();
+    let listing = repo.load_snapshots_tolerant(None, None)?;
+    let mut problems = listing.problems();
+    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+    let (readable, duplicates) = split_duplicates(listing.readable);
+    let unreadable_own: Vec<&SnapshotRef> = listing
+        .unreadable
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.host == config.host)
+        .collect();
+    let own: Vec<SnapshotRef> = readable
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.host == config.host)
+        .chain(unreadable_own.iter().copied())
+        .cloned()
+        .collect();
+    let mut decisions = decide(config, &own);
+    hold_damaged_groups(&mut decisions, &unreadable_own);
+    let removed: HashSet<ObjectId> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+    let forget_keys = own
+        .iter()
+        .filter(|r| removed.contains(&r.id))
+        .map(|r| r.key.clone())
+        .collect();
+    let kept: Vec<LoadedSnapshot> = readable
+        .into_iter()
+        .filter(|(r, _)| !removed.contains(&r.id))
+        .collect();
+    let mut rewrite = Vec::new();
+    for (r, snap) in kept.iter().filter(|(_, s)| is_voice(config, s)) {
+        let expired = expired_in(repo, snap, &contracts, now)?;
+        if !expired.is_empty() {
+            rewrite.push(VoiceRewrite {
+                id: r.id,
+                source: r.source.clone(),
+                time: r.time,
+                expired,
+            });
+        }
+    }
+    rewrite.sort_by_key(|r| r.id);
+    let mut log_entries =
+        crate::activity::expired_keys(&repo.store, now, config.activity_log_days)?;
+    log_entries.sort();
+    let sweep_held_back = sweep_hold(&problems);
+    let mut plan = PrunePlan {
+        forget: decisions.iter().filter(|d| !d.keep).cloned().collect(),
+        decisions,
+        delete_duplicates: duplicates,
+        rewrite,
+        log_entries,
+        problems,
+        ..PrunePlan::default()
+    };
+    if sweep_held_back.is_none() {
+        let roots: Vec<_> = kept
+            .iter()
+            .map(|(_, s)| (s.tree.clone(), is_voice(config, s)))
+            .collect();
+        let expired = |f: &FileEntry| contracts.expired(f, now);
+        let graph = TreeGraph::load(repo, &roots, &expired)?;
+        let (sweep, outcome) = sweep::plan(repo, &graph, wall)?;
+        for (i, (r, _)) in kept.iter().enumerate() {
+            if outcome.rewritten[i] && !graph.drops_below(i) {
+                plan.repoint.push(Repoint {
+                    id: r.id,
+                    source: r.source.clone(),
+                    time: r.time,
+                });
+            }
+        }
+        plan.repoint.sort_by_key(|r| r.id);
+        plan.sweep = sweep;
+    }
+    plan.sweep_held_back = sweep_held_back;
+    plan.steps = Steps { forget_keys, kept };
+    Ok(plan)
+}
