@@ -268,3 +268,109 @@ fn add(
         format!("tree blob {}: walk ended early", root.id),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+    use crate::ops::rewrite::{Moved, Rewriter};
+    use crate::pack::BlobKind;
+    use crate::tree::DirEntry;
+    use crate::writer::{BlobWriter, Compress};
+
+    fn file(name: &str, chunk: &BlobRef) -> Entry {
+        Entry::File(FileEntry {
+            name: name.into(),
+            size: 4,
+            mtime_ns: 0,
+            mode: 0o100644,
+            inode: 0,
+            tenant: None,
+            sha256: ObjectId::default(),
+            chunks: vec![chunk.clone()],
+            carried: false,
+        })
+    }
+
+    /// root/{b (expires), s/a}: returns (root, s, a's chunk, b's chunk).
+    fn small_repo(repo: &Repository) -> (BlobRef, BlobRef, BlobRef, BlobRef) {
+        let w = BlobWriter::new(repo, Index::default());
+        let a = w.store(BlobKind::Data, b"aaaa", Compress::Never).unwrap();
+        let b = w.store(BlobKind::Data, b"bbbb", Compress::Never).unwrap();
+        let sub = Tree {
+            entries: vec![file("a", &a)],
+        };
+        let s = w
+            .store(BlobKind::Tree, &sub.to_bytes(), Compress::Try)
+            .unwrap();
+        let root = Tree {
+            entries: vec![
+                file("b", &b),
+                Entry::Dir(DirEntry {
+                    name: "s".into(),
+                    mode: 0o40755,
+                    mtime_ns: 0,
+                    tree: s.clone(),
+                }),
+            ],
+        };
+        let r = w
+            .store(BlobKind::Tree, &root.to_bytes(), Compress::Try)
+            .unwrap();
+        w.finish().unwrap();
+        (r, s, a, b)
+    }
+
+    fn key(b: &BlobRef) -> Loc {
+        (b.pack, b.id)
+    }
+
+    #[test]
+    fn live_set_follows_the_rewrites_the_prune_will_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&crate::store::Location::Local(dir.path().join("r"))).unwrap();
+        let (r, s, a, b) = small_repo(&repo);
+        let expired = |f: &FileEntry| f.name == "b";
+        let graph =
+            TreeGraph::load(&repo, &[(r.clone(), true), (r.clone(), false)], &expired).unwrap();
+        assert!(graph.drops_below(0) && !graph.drops_below(1));
+
+        // Nothing moves: the voice snapshot drops b, so its root is replaced;
+        // the plain snapshot keeps every blob as it is.
+        let voice_only = TreeGraph::load(&repo, &[(r.clone(), true)], &expired).unwrap();
+        let out = voice_only.outcome(&HashSet::new());
+        let live: HashSet<Loc> = out.live.keys().copied().collect();
+        assert_eq!(live, HashSet::from([key(&s), key(&a)]));
+        assert_eq!(out.rewritten, vec![true]);
+        let out = graph.outcome(&HashSet::new());
+        assert_eq!(out.live.len(), 4);
+        assert_eq!(out.rewritten, vec![true, false]);
+
+        // a's pack goes: every tree above a changes, so only the data stays live.
+        let plain = TreeGraph::load(&repo, &[(r.clone(), false)], &expired).unwrap();
+        let out = plain.outcome(&HashSet::from([a.pack]));
+        let live: HashSet<Loc> = out.live.keys().copied().collect();
+        assert_eq!(live, HashSet::from([key(&a), key(&b)]));
+        assert_eq!(out.rewritten, vec![true]);
+    }
+
+    #[test]
+    fn a_rewrite_keeping_a_reference_into_a_pack_the_plan_deletes_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&crate::store::Location::Local(dir.path().join("r"))).unwrap();
+        let (r, _, a, _) = small_repo(&repo);
+        let writer = BlobWriter::new(&repo, Index::default());
+        let moved = Moved::new();
+        let going = HashSet::from([a.pack]);
+        let err = Rewriter::new(&repo, &writer, &moved, |_| true)
+            .guard(&going)
+            .rewrite(&r)
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::Conflict(_)), "{err}");
+        // Without the guard the same rewrite keeps the reference unchanged.
+        let same = Rewriter::new(&repo, &writer, &moved, |_| true)
+            .rewrite(&r)
+            .unwrap();
+        assert_eq!(same.tree, r);
+    }
+}
