@@ -21,7 +21,7 @@ use crate::config::Days;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
-use crate::store::Store;
+use crate::repo::store::Store;
 
 /// One logged operation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::Location;
+use crate::repo::store::Location;
 
 /// What the guard found: the verified region and any warnings.
 #[derive(Debug, Clone, Default)]
@@ -29,8 +29,8 @@ pub fn check(config: &Config) -> Result<GuardReport> {
                 .enable_all()
                 .build()
                 .map_err(|e| Error::io("tokio runtime", e))?;
-            let actual = runtime.block_on(crate::s3::bucket_region(loc))?;
-            crate::s3::check_region(
+            let actual = runtime.block_on(crate::repo::s3::bucket_region(loc))?;
+            crate::repo::s3::check_region(
                 &actual,
                 &config.repository_region,
                 &config.source_region,

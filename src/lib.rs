@@ -8,9 +8,10 @@
 //! # Layout
 //!
 //! * Pure modules, no I/O: [`config`] (validated settings), [`glob`],
-//!   [`tree`] and [`snapshot`] (metadata types), [`pack`] (pack format).
-//! * Storage: [`store`] (the object store facade), [`repo`] (format and typed
-//!   access), [`index`], [`writer`] (dedup, compression, packs), [`chunking`].
+//!   [`tree`] and [`snapshot`] (metadata types), [`pack`](repo::pack) (pack format).
+//! * Storage: [`repo`] (format and typed access; [`repo::store`] the object
+//!   store facade, [`repo::s3`], [`repo::index`], [`repo::lock`],
+//!   [`repo::writer`] (dedup, compression, packs)), [`chunking`].
 //! * Operations over a repository: [`ops`] (snapshot, restore, check).
 //! * Glue: [`cli`] (the `offsite` command line); `main.rs` only maps errors to
 //!   exit codes.
@@ -28,20 +29,14 @@ pub mod failpoint;
 pub mod glob;
 pub mod guard;
 pub mod id;
-pub mod index;
-pub mod lock;
 pub mod metrics;
 pub mod ops;
-pub mod pack;
 pub mod problems;
 pub mod repo;
 pub mod retention;
-pub mod s3;
 pub mod snapshot;
 pub mod source_file;
-pub mod store;
 pub mod tree;
 pub mod voice;
-pub mod writer;
 
 pub use error::{Error, Result};

@@ -237,7 +237,7 @@ impl Metrics {
     }
 
     /// Add the requests a job sent.
-    pub fn record_requests(&self, requests: &crate::store::Requests) {
+    pub fn record_requests(&self, requests: &crate::repo::store::Requests) {
         for (op, n) in requests.by_op() {
             self.store_requests
                 .get_or_create(&label("op", op))
@@ -287,7 +287,7 @@ impl Metrics {
                 self.record_snapshot(&source.name, snap.time, &snap.summary);
             }
         }
-        problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+        problems.extend(crate::repo::index::unreadable_index_files(&repo.store)?);
         let (prunes, unreadable) = activity::read_tolerant(&repo.store, None, Some("prune"))?;
         problems.extend(unreadable);
         let (restore_tests, unreadable) =

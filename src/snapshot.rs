@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SourceClass;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::BlobRef;
+use crate::repo::pack::BlobRef;
 
 /// Manifest format version.
 pub const SNAPSHOT_VERSION: u32 = 1;

@@ -12,13 +12,13 @@ use common::*;
 
 use std::os::unix::fs::PermissionsExt;
 
-use offsite::index::{write_index_file, Index};
-use offsite::pack::{BlobKind, BlobRef};
+use offsite::repo::index::{write_index_file, Index};
+use offsite::repo::pack::{BlobKind, BlobRef};
 use offsite::repo::Repository;
 use offsite::snapshot::Snapshot;
-use offsite::store::Location;
+use offsite::repo::store::Location;
 use offsite::tree::{DirEntry, Entry, FileEntry, Tree};
-use offsite::writer::{BlobWriter, Compress};
+use offsite::repo::writer::{BlobWriter, Compress};
 
 const OK_TEXT: &[u8] = b"all is well\n";
 

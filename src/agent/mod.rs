@@ -25,7 +25,7 @@ use crate::activity;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockKind};
+use crate::repo::lock::{Lock, LockKind};
 use crate::metrics::Metrics;
 use crate::ops::restore_test::{restore_test, Rng};
 use crate::ops::{prune, snapshot};

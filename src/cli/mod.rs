@@ -31,7 +31,7 @@ use crate::activity;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockKind};
+use crate::repo::lock::{Lock, LockKind};
 use crate::ops::prune::{self, PruneReport};
 use crate::ops::restore_test::{self, Rng};
 use crate::ops::{check, rebuild_index, repair, restore, snapshot};
@@ -284,7 +284,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Unlock { force } => {
             let repo = Repository::open(&config.repository)?;
-            let result = crate::lock::unlock(&repo.store, &config.host, force, Utc::now());
+            let result = crate::repo::lock::unlock(&repo.store, &config.host, force, Utc::now());
             record(&repo, &config, "unlock", &result);
             let report = result?;
             if json {

@@ -18,7 +18,7 @@ mod raw;
 use crate::error::{Error, Result};
 use crate::glob::Pattern;
 use crate::retention::Policy;
-use crate::store::Location;
+use crate::repo::store::Location;
 use crate::voice::Contracts;
 
 /// Where `--config` is looked for when not given.

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::index::{read_index_file, Index};
+use crate::repo::index::{read_index_file, Index};
 use crate::ops::damage::{damaged_snapshots, failing_blobs, Bad, SnapshotDamage};
-use crate::pack::{pack_key, BlobRef};
+use crate::repo::pack::{pack_key, BlobRef};
 use crate::repo::Repository;
 use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
 

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{pack_key, BlobRef};
+use crate::repo::pack::{pack_key, BlobRef};
 use crate::repo::{Repository, TreeCache};
 
 use crate::tree::{Entry, MAX_TREE_DEPTH};

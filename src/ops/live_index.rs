@@ -25,9 +25,9 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::index::{Index, IndexedPack};
+use crate::repo::index::{Index, IndexedPack};
 use crate::ops::rebuild_index::read_pack_header;
-use crate::pack::{pack_key, BlobRef};
+use crate::repo::pack::{pack_key, BlobRef};
 use crate::problems::Problem;
 use crate::repo::Repository;
 

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{pack_key, BlobRef};
+use crate::repo::pack::{pack_key, BlobRef};
 use crate::repo::{Repository, TreeCache};
 use crate::tree::Entry;
 

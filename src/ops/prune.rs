@@ -39,8 +39,8 @@ use crate::cancel::Cancel;
 use crate::config::{Config, SourceClass};
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::write_index_file;
-use crate::lock::{Lock, LockKind};
+use crate::repo::index::write_index_file;
+use crate::repo::lock::{Lock, LockKind};
 use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
 use crate::ops::sweep::{self, SweepReport};
 use crate::problems::Problem;
@@ -49,7 +49,7 @@ use crate::retention::{apply, Decision};
 use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
 use crate::tree::FileEntry;
 use crate::voice::{recorded_at, Contracts};
-use crate::writer::BlobWriter;
+use crate::repo::writer::BlobWriter;
 
 /// One snapshot's line in the plan.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -217,7 +217,7 @@ pub fn prune(
     let (readable, duplicates) = split_duplicates(std::mem::take(&mut listing.readable));
     listing.readable = readable;
     let mut problems = listing.problems();
-    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+    problems.extend(crate::repo::index::unreadable_index_files(&repo.store)?);
     let unreadable_own: Vec<&SnapshotRef> = listing
         .unreadable
         .iter()
@@ -289,7 +289,7 @@ pub fn prune(
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
     if !expired.is_empty() {
-        let writer = BlobWriter::new(repo, crate::index::Index::load_tolerant(&repo.store)?.0);
+        let writer = BlobWriter::new(repo, crate::repo::index::Index::load_tolerant(&repo.store)?.0);
         let no_moves = Moved::new();
         let mut rewriter = Rewriter::new(repo, &writer, &no_moves, |f| !contracts.expired(f, now));
         let mut replacements = Vec::new();

@@ -8,8 +8,8 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::index::{write_index_file, IndexedPack};
-use crate::pack::{parse_header, parse_trailer, TRAILER_LEN};
+use crate::repo::index::{write_index_file, IndexedPack};
+use crate::repo::pack::{parse_header, parse_trailer, TRAILER_LEN};
 use crate::repo::Repository;
 
 /// What `rebuild-index` did.

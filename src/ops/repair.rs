@@ -28,13 +28,13 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::index::{read_index_file, write_index_file, Index, IndexedPack};
+use crate::repo::index::{read_index_file, write_index_file, Index, IndexedPack};
 use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
 use crate::ops::live_index::pack_id;
 use crate::ops::rebuild_index::{index_keys, remove_old_index_files};
-use crate::pack::{decode_blob, header_of, pack_key, BlobKind, BlobRef};
+use crate::repo::pack::{decode_blob, header_of, pack_key, BlobKind, BlobRef};
 use crate::repo::Repository;
-use crate::writer::BlobWriter;
+use crate::repo::writer::BlobWriter;
 
 /// Where damaged packs are kept.
 pub const QUARANTINE_PREFIX: &str = "quarantine";

@@ -13,11 +13,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::pack::{BlobKind, BlobRef};
+use crate::repo::pack::{BlobKind, BlobRef};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree, TreeWalk};
-use crate::writer::{BlobWriter, Compress};
+use crate::repo::writer::{BlobWriter, Compress};
 
 /// Blobs copied out of packs that will be deleted: (old pack, blob) → new location.
 pub type Moved = HashMap<(ObjectId, ObjectId), BlobRef>;

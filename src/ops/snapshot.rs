@@ -8,7 +8,7 @@
 //!    is still held in an existing pack (see below). `--reread` turns reuse
 //!    off: every file is read again.
 //! 2. **Store** new and changed files on one worker per core: FastCDC,
-//!    SHA-256, zstd where it pays, into packs (see [`crate::writer`]).
+//!    SHA-256, zstd where it pays, into packs (see [`crate::repo::writer`]).
 //! 3. **Commit**: tree blobs bottom-up, the last packs, the index file, and
 //!    the manifest last, create-only.
 //!
@@ -61,17 +61,17 @@ use crate::config::{Source, SourceClass};
 use crate::error::{Error, Result};
 use crate::glob::{enter, selected};
 use crate::id::ObjectId;
-use crate::index::write_index_file;
+use crate::repo::index::write_index_file;
 use crate::ops::live_index::{self, relocate};
-use crate::pack::{pack_key, BlobKind, BlobRef};
+use crate::repo::pack::{pack_key, BlobKind, BlobRef};
 use crate::problems::{is_object_damage, Problem};
 use crate::repo::{Repository, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::source_file::{open_seen, Seen};
-use crate::store::Requests;
+use crate::repo::store::Requests;
 use crate::tree::{DirEntry, Entry, FileEntry, Tree, MAX_TREE_DEPTH};
 use crate::voice::Contracts;
-use crate::writer::{BlobWriter, Compress};
+use crate::repo::writer::{BlobWriter, Compress};
 
 /// At most this many warnings are kept verbatim in the manifest.
 const WARNING_SAMPLES: usize = 20;

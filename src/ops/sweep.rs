@@ -38,14 +38,14 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::{read_all_index_files, write_index_file, IndexedPack};
+use crate::repo::index::{read_all_index_files, write_index_file, IndexedPack};
 use crate::ops::rewrite::{referenced_blobs, replace_manifest, Moved, Rewriter};
-use crate::pack::{decode_blob, pack_key, BlobRef};
+use crate::repo::pack::{decode_blob, pack_key, BlobRef};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
-use crate::store::Listed;
+use crate::repo::store::Listed;
 use crate::tree::FileEntry;
-use crate::writer::BlobWriter;
+use crate::repo::writer::BlobWriter;
 
 /// Repack a pack when more than this share of it is unreferenced.
 pub const REPACK_THRESHOLD: f64 = 0.10;
@@ -217,7 +217,7 @@ fn apply_phase(
     plan: SweepPlan,
     snapshots: &[(SnapshotRef, Snapshot)],
 ) -> Result<SweepReport> {
-    let writer = BlobWriter::new(repo, crate::index::Index::default());
+    let writer = BlobWriter::new(repo, crate::repo::index::Index::default());
     let mut moved: Moved = HashMap::new();
     for (pack, _, _) in &plan.repack {
         let key = pack_key(pack);

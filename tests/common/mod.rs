@@ -281,9 +281,9 @@ pub fn s3_env() -> &'static S3Env {
 }
 
 /// `bucket/prefix` on the test gateway.
-pub fn s3_location(bucket: &str, prefix: &str) -> offsite::store::S3Location {
+pub fn s3_location(bucket: &str, prefix: &str) -> offsite::repo::store::S3Location {
     let env = s3_env();
-    offsite::store::S3Location {
+    offsite::repo::store::S3Location {
         bucket: bucket.into(),
         prefix: prefix.into(),
         region: env.region.clone(),
@@ -300,7 +300,7 @@ pub fn create_bucket(name: &str) {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(offsite::s3::create_bucket(&loc))
+        .block_on(offsite::repo::s3::create_bucket(&loc))
         .unwrap();
 }
 

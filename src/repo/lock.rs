@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::store::{Listed, Store};
+use crate::repo::store::{Listed, Store};
 
 /// How often a held lock is rewritten with a fresh time.
 pub const REFRESH: Duration = Duration::from_secs(300);

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{BlobRef, PackedBlob};
+use crate::repo::pack::{BlobRef, PackedBlob};
 use crate::problems::{is_object_damage, Problem};
-use crate::store::Store;
+use crate::repo::store::Store;
 
 /// Index format version.
 pub const INDEX_VERSION: u32 = 1;

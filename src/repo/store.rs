@@ -31,7 +31,7 @@ pub enum Location {
 }
 
 /// An S3 bucket (and key prefix) with how to reach it. Credentials are never
-/// here: they come from the standard AWS chain (see [`crate::s3`]).
+/// here: they come from the standard AWS chain (see [`crate::repo::s3`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Location {
     pub bucket: String,
@@ -188,7 +188,7 @@ impl Store {
             .map_err(|e| Error::io("tokio runtime", e))?;
         let (inner, description): (Arc<dyn ObjectStore>, String) = match location {
             Location::S3(loc) => {
-                let store = runtime.block_on(crate::s3::object_store(loc))?;
+                let store = runtime.block_on(crate::repo::s3::object_store(loc))?;
                 let prefixed: Arc<dyn ObjectStore> = if loc.prefix.is_empty() {
                     store
                 } else {

@@ -18,7 +18,7 @@ use object_store::{CredentialProvider, RetryConfig};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::store::S3Location;
+use crate::repo::store::S3Location;
 
 /// The SDK's credential chain, cached until shortly before expiry.
 #[derive(Debug)]

@@ -5,8 +5,8 @@
 //! | key | content | written |
 //! |---|---|---|
 //! | `config` | JSON [`RepoConfig`]: format version, repository id, encryption scheme (`none`) | once, create-only, by `init` |
-//! | `packs/<hh>/<id>` | blobs + self-describing header (see [`crate::pack`]) | by snapshot (and prune), never modified |
-//! | `index/<sha256>` | zstd JSON list of packs and their blobs (see [`crate::index`]) | after the packs it lists |
+//! | `packs/<hh>/<id>` | blobs + self-describing header (see [`crate::repo::pack`]) | by snapshot (and prune), never modified |
+//! | `index/<sha256>` | zstd JSON list of packs and their blobs (see [`crate::repo::index`]) | after the packs it lists |
 //! | `snapshots/<host>/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<id>` | JSON manifest (see [`crate::snapshot`]); `id` = SHA-256 of the bytes | last, create-only |
 //! | `quarantine/packs/<hh>/<id>` | a damaged pack, byte for byte | by `repair`, before it removes the pack from `packs/` |
 //!
@@ -32,16 +32,23 @@
 //! reported, not fatal ([`Repository::load_snapshots_tolerant`],
 //! [`crate::problems`]).
 
+pub mod index;
+pub mod lock;
+pub mod pack;
+pub mod s3;
+pub mod store;
+pub mod writer;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{decode_blob, pack_key, BlobRef};
+use crate::repo::pack::{decode_blob, pack_key, BlobRef};
 use crate::problems::{is_object_damage, Problem};
 use crate::snapshot::{Snapshot, SnapshotRef};
-use crate::store::{Location, Store};
+use crate::repo::store::{Location, Store};
 use crate::tree::{check_depth, Entry, FileEntry, Tree, TreeWalk};
 
 /// Reads many trees with few requests: the first tree read from a pack

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::index::{Index, IndexedPack};
-use crate::pack::{pack_key, BlobKind, BlobRef, Compression, PackBuilder};
+use crate::repo::index::{Index, IndexedPack};
+use crate::repo::pack::{pack_key, BlobKind, BlobRef, Compression, PackBuilder};
 use crate::repo::Repository;
-use crate::store::Store;
+use crate::repo::store::Store;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 
