@@ -157,7 +157,7 @@ fn repo_bytes(target: &Target, local: &Path, bucket: &str) -> u64 {
         Target::Local => dir_bytes(local),
         Target::S3 => {
             let store = offsite::repo::store::Store::connect(
-                &offsite::repo::store::Location::S3(common::s3_location(bucket, "")),
+                &offsite::repo::Location::S3(common::s3_location(bucket, "")),
                 false,
             )
             .unwrap();

@@ -34,6 +34,7 @@ pub mod ops;
 pub mod problems;
 pub mod repo;
 pub mod retention;
+pub mod runtime;
 pub mod snapshot;
 pub mod source_file;
 pub mod tree;

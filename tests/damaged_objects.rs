@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use offsite::repo::pack::pack_key;
+use offsite::repo::layout::pack_key;
+use offsite::repo::Location;
 use offsite::repo::Repository;
-use offsite::repo::store::Location;
 use offsite::tree::Entry;
 
 const T1: &str = "2026-11-01T02:00:00Z";

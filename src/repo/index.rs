@@ -3,7 +3,7 @@
 //! Index files are written by a snapshot after its packs and before its
 //! manifest; each lists the packs that run wrote with their blobs (exactly the
 //! packs' own headers), so the index can be rebuilt from the packs. Stored as
-//! zstd-compressed JSON at `index/<sha256 of the stored bytes>`. A snapshot
+//! zstd-compressed JSON named by the SHA-256 of the stored bytes. A snapshot
 //! loads the whole index to deduplicate; a single-item restore never needs it,
 //! because trees carry each chunk's location.
 //!
@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::repo::pack::{BlobRef, PackedBlob};
 use crate::problems::{is_object_damage, Problem};
-use crate::repo::store::Store;
+use crate::repo::layout::{self, index_key, ObjectKind};
+use crate::repo::pack::{BlobRef, PackedBlob};
+use crate::repo::Repository;
 
 /// Index format version.
 pub const INDEX_VERSION: u32 = 1;
@@ -50,18 +51,6 @@ pub struct Index {
 }
 
 impl Index {
-    /// Read every index file that reads; the unreadable ones are skipped and
-    /// returned as problems. A blob only they list is simply unknown: a
-    /// snapshot stores it again rather than fail.
-    pub fn load_tolerant(store: &Store) -> Result<(Self, Vec<Problem>)> {
-        let mut index = Index::default();
-        let (files, problems) = read_all_index_files_tolerant(store)?;
-        for (_, file) in files {
-            index.add_file(&file);
-        }
-        Ok((index, problems))
-    }
-
     /// Merge the packs of one index file.
     pub fn add_file(&mut self, file: &IndexFile) {
         for pack in &file.packs {
@@ -80,50 +69,99 @@ impl Index {
     }
 }
 
-/// Read every index file: (key, content).
-pub fn read_all_index_files(store: &Store) -> Result<Vec<(String, IndexFile)>> {
-    store
-        .list("index")?
-        .into_iter()
-        .map(|(key, _)| read_index_file(store, &key).map(|file| (key, file)))
-        .collect()
-}
+/// Index files with their ids.
+pub type IndexFiles = Vec<(ObjectId, IndexFile)>;
 
-/// Index files with their keys.
-pub type IndexFiles = Vec<(String, IndexFile)>;
-
-/// Read every index file that reads; the others are returned as problems
-/// (skipped, never deleted here). Only errors of the store itself fail.
-pub fn read_all_index_files_tolerant(store: &Store) -> Result<(IndexFiles, Vec<Problem>)> {
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
-    for (key, _) in store.list("index")? {
-        match read_index_file(store, &key) {
-            Ok(file) => files.push((key, file)),
-            Err(Error::NotFound { .. }) => {} // deleted since the listing
-            Err(e) if is_object_damage(&e) => problems.push(Problem::new(&key, &e)),
-            Err(e) => return Err(e),
-        }
+impl Repository {
+    /// The ids of every index file, sorted. A listed key that is not an
+    /// index key is skipped with a warning.
+    pub fn list_index_files(&self) -> Result<Vec<ObjectId>> {
+        Ok(self
+            .store
+            .list(ObjectKind::Index.prefix())?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let id = layout::parse_index_key(&key);
+                if id.is_none() {
+                    tracing::warn!(object = %key, "not an index key; ignored");
+                }
+                id
+            })
+            .collect())
     }
-    Ok((files, problems))
-}
 
-/// The index files that cannot be read, without keeping the others in memory.
-pub fn unreadable_index_files(store: &Store) -> Result<Vec<Problem>> {
-    let mut problems = Vec::new();
-    for (key, _) in store.list("index")? {
-        match read_index_file(store, &key) {
-            Ok(_) | Err(Error::NotFound { .. }) => {}
-            Err(e) if is_object_damage(&e) => problems.push(Problem::new(&key, &e)),
-            Err(e) => return Err(e),
-        }
+    /// Read and parse one index file.
+    pub fn read_index_file(&self, id: &ObjectId) -> Result<IndexFile> {
+        let key = index_key(id);
+        decode_index_file(&key, &self.store.get(&key)?)
     }
-    Ok(problems)
-}
 
-/// Read and parse one index file.
-pub fn read_index_file(store: &Store, key: &str) -> Result<IndexFile> {
-    decode_index_file(key, &store.get(key)?)
+    /// Read every index file; the first that cannot be read fails.
+    pub fn read_all_index_files(&self) -> Result<IndexFiles> {
+        self.list_index_files()?
+            .into_iter()
+            .map(|id| self.read_index_file(&id).map(|file| (id, file)))
+            .collect()
+    }
+
+    /// Read every index file that reads; the others are returned as problems
+    /// (skipped, never deleted here). Only errors of the store itself fail.
+    pub fn read_all_index_files_tolerant(&self) -> Result<(IndexFiles, Vec<Problem>)> {
+        let mut files = Vec::new();
+        let mut problems = Vec::new();
+        for id in self.list_index_files()? {
+            match self.read_index_file(&id) {
+                Ok(file) => files.push((id, file)),
+                Err(Error::NotFound { .. }) => {} // deleted since the listing
+                Err(e) if is_object_damage(&e) => problems.push(Problem::new(&index_key(&id), &e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((files, problems))
+    }
+
+    /// The index files that cannot be read, without keeping the others in memory.
+    pub fn unreadable_index_files(&self) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
+        for id in self.list_index_files()? {
+            match self.read_index_file(&id) {
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) if is_object_damage(&e) => problems.push(Problem::new(&index_key(&id), &e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Read every index file that reads into one [`Index`]; the unreadable
+    /// ones are skipped and returned as problems. A blob only they list is
+    /// simply unknown: a snapshot stores it again rather than fail.
+    pub fn load_index_tolerant(&self) -> Result<(Index, Vec<Problem>)> {
+        let mut index = Index::default();
+        let (files, problems) = self.read_all_index_files_tolerant()?;
+        for (_, file) in files {
+            index.add_file(&file);
+        }
+        Ok((index, problems))
+    }
+
+    /// Write an index file listing `packs`; returns its id.
+    pub fn write_index_file(&self, packs: Vec<IndexedPack>) -> Result<ObjectId> {
+        let file = IndexFile {
+            version: INDEX_VERSION,
+            packs,
+        };
+        let json = serde_json::to_vec(&file).expect("index serializes");
+        let stored = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+        let id = ObjectId::hash(&stored);
+        self.store.put(&index_key(&id), Bytes::from(stored))?;
+        Ok(id)
+    }
+
+    /// Delete an index file (a missing one is not an error).
+    pub fn delete_index_file(&self, id: &ObjectId) -> Result<()> {
+        self.store.delete(&index_key(id))
+    }
 }
 
 /// Parse the stored bytes of the index file `key` (pure: the fuzz target's entry).
@@ -140,19 +178,6 @@ pub fn decode_index_file(key: &str, stored: &[u8]) -> Result<IndexFile> {
         ));
     }
     Ok(file)
-}
-
-/// Write an index file listing `packs`; returns its key.
-pub fn write_index_file(store: &Store, packs: Vec<IndexedPack>) -> Result<String> {
-    let file = IndexFile {
-        version: INDEX_VERSION,
-        packs,
-    };
-    let json = serde_json::to_vec(&file).expect("index serializes");
-    let stored = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
-    let key = format!("index/{}", ObjectId::hash(&stored));
-    store.put(&key, Bytes::from(stored))?;
-    Ok(key)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::layout::pack_key;
 
 /// Pack format version written in every header.
 pub const PACK_VERSION: u32 = 1;
@@ -100,12 +101,6 @@ pub struct PackHeader {
     pub version: u32,
     pub encryption: String,
     pub blobs: Vec<PackedBlob>,
-}
-
-/// The object key of a pack.
-pub fn pack_key(id: &ObjectId) -> String {
-    let hex = id.to_hex();
-    format!("packs/{}/{hex}", &hex[..2])
 }
 
 /// A pack being filled.
