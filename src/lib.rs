@@ -7,14 +7,23 @@
 //!
 //! # Layout
 //!
-//! * Pure modules, no I/O: [`config`] (validated settings), [`glob`],
-//!   [`tree`] and [`snapshot`] (metadata types), [`pack`](repo::pack) (pack format).
-//! * Storage: [`repo`] (format and typed access; [`repo::store`] the object
-//!   store facade, [`repo::s3`], [`repo::index`], [`repo::lock`],
-//!   [`repo::writer`] (dedup, compression, packs)), [`chunking`].
-//! * Operations over a repository: [`ops`] (snapshot, restore, check).
-//! * Glue: [`cli`] (the `offsite` command line); `main.rs` only maps errors to
-//!   exit codes.
+//! * Pure modules, no I/O: [`config`] (validated settings), [`retention`]
+//!   (which snapshots a policy keeps), [`voice`] (per-recording expiry),
+//!   [`glob`], [`tree`] and [`snapshot`] (metadata types), [`activity`]
+//!   (activity-log entries), [`id`] (SHA-256 ids), [`decompress`] (bounded
+//!   zstd), [`problems`] (damaged objects skipped and reported), [`error`].
+//! * Storage: [`repo`], the one door to it: typed access by id
+//!   ([`repo::layout`] spells every key; [`repo::pack`], [`repo::index`],
+//!   [`repo::lock`] with the guards of [`repo::locked`], [`repo::writer`]
+//!   (dedup, compression, packs), [`repo::store`] and [`repo::s3`] beneath).
+//!   [`chunking`] and [`source_file`] read the sources into it.
+//! * Operations over a repository: [`ops`] (snapshot, restore, restore-test,
+//!   check, prune, repair, rebuild-index).
+//! * Inputs and plumbing: [`clock`], [`cancel`], [`runtime`] (the one Tokio
+//!   runtime), [`failpoint`] (crash tests), [`guard`] (the second-region
+//!   check), [`metrics`].
+//! * Glue: [`cli`] (the `offsite` command line) and [`agent`] (`offsite run`);
+//!   `main.rs` only maps errors to exit codes.
 
 pub mod activity;
 pub mod agent;

@@ -9,7 +9,7 @@
 //! [`Exclusive`] dereferences to a [`Shared`], so it serves wherever a shared
 //! lock is required. A new caller cannot forget the lock:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # use offsite::repo::Repository;
 //! # use offsite::cancel::Cancel;
 //! # use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@
 //! # }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # use offsite::repo::Repository;
 //! # use offsite::cancel::Cancel;
 //! # use chrono::{DateTime, Utc};

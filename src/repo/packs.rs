@@ -109,3 +109,41 @@ impl Repository {
         Ok(quarantined_as)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Location;
+
+    /// Keys of another shape under the packs' and index files' prefixes
+    /// (written by whoever writes the bucket) are neither listed nor touched.
+    #[test]
+    fn foreign_keys_are_not_packs_or_index_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let repo = Repository::init(&Location::Local(root.clone()), DateTime::UNIX_EPOCH).unwrap();
+        let id = ObjectId::hash(b"pack");
+        repo.put_pack(&id, Bytes::from_static(b"bytes")).unwrap();
+        let index = repo.write_index_file(Vec::new()).unwrap();
+        let hex = id.to_hex();
+        for stray in [
+            format!("packs/zz/{hex}"),
+            "packs/ab/not-an-id".to_string(),
+            "index/garbage".to_string(),
+        ] {
+            let path = root.join(&stray);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(repo.list_packs().unwrap(), vec![(id, 5)]);
+        let timed = repo.list_packs_with_times().unwrap();
+        assert_eq!(timed.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
+        assert_eq!(repo.list_index_files().unwrap(), vec![index]);
+        let copy = repo
+            .quarantine_pack(&id, Bytes::from_static(b"bytes"))
+            .unwrap();
+        assert_eq!(repo.list_packs().unwrap(), vec![]);
+        assert_eq!(std::fs::read(root.join(copy)).unwrap(), b"bytes");
+        assert!(root.join(format!("packs/zz/{hex}")).exists());
+    }
+}
