@@ -187,7 +187,9 @@ mod tests {
     #[test]
     fn index_bomb_is_refused_before_it_expands() {
         let bomb = zstd::bulk::compress(&vec![b' '; 64 << 20], 19).unwrap();
-        let err = decode_index_file("index/x", &bomb).unwrap_err().to_string();
+        let err = decode_index_file("an index file", &bomb)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not decompress"), "{err}");
     }
 
@@ -198,6 +200,9 @@ mod tests {
             packs: vec![],
         };
         let stored = zstd::bulk::compress(&serde_json::to_vec(&file).unwrap(), 3).unwrap();
-        assert_eq!(decode_index_file("index/x", &stored).unwrap().packs, vec![]);
+        assert_eq!(
+            decode_index_file("an index file", &stored).unwrap().packs,
+            vec![]
+        );
     }
 }

@@ -125,11 +125,12 @@ mod tests {
         let id = ObjectId::hash(b"pack");
         repo.put_pack(&id, Bytes::from_static(b"bytes")).unwrap();
         let index = repo.write_index_file(Vec::new()).unwrap();
-        let hex = id.to_hex();
+        let (packs, index_files) = (ObjectKind::Pack.prefix(), ObjectKind::Index.prefix());
+        let wrong_place = format!("{packs}/zz/{id}");
         for stray in [
-            format!("packs/zz/{hex}"),
-            "packs/ab/not-an-id".to_string(),
-            "index/garbage".to_string(),
+            wrong_place.clone(),
+            format!("{packs}/ab/not-an-id"),
+            format!("{index_files}/garbage"),
         ] {
             let path = root.join(&stray);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -144,6 +145,6 @@ mod tests {
             .unwrap();
         assert_eq!(repo.list_packs().unwrap(), vec![]);
         assert_eq!(std::fs::read(root.join(copy)).unwrap(), b"bytes");
-        assert!(root.join(format!("packs/zz/{hex}")).exists());
+        assert!(root.join(wrong_place).exists());
     }
 }
