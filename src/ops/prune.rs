@@ -23,7 +23,7 @@
 //!    packs deleted, last.
 //! 5. **Activity log**: delete the entries older than `activity_log_days`.
 //!
-//! Execution holds the exclusive repository lock, so no snapshot runs
+//! Execution requires the exclusive repository lock ([`Exclusive`]), so no snapshot runs
 //! meanwhile. It checks the plan still holds as it goes: a kept reference
 //! into a pack the plan deletes that was not moved out, or a snapshot that
 //! changes when the plan said it would not (or the other way round), stops
@@ -42,15 +42,14 @@ use serde::Serialize;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::index::{write_index_file, Index, IndexedPack};
-use crate::lock::{Lock, LockKind};
 use crate::ops::prune_plan::{is_voice, plan, PrunePlan};
 use crate::ops::rewrite::{replace_manifest, Rewriter};
 use crate::ops::sweep;
 use crate::problems::Problem;
-use crate::repo::Repository;
+use crate::repo::index::{Index, IndexedPack};
+use crate::repo::writer::BlobWriter;
+use crate::repo::{Exclusive, Repository};
 use crate::snapshot::Duplicate;
-use crate::writer::BlobWriter;
 
 pub use crate::ops::prune_plan::{ExpiredItem, SnapshotDecision};
 
@@ -103,24 +102,30 @@ impl PruneReport {
     }
 }
 
-/// Plan and (unless `dry_run`) execute a prune as of `now`.
+/// Plan and execute a prune as of `now`, alone in the repository.
 pub fn prune(
+    lock: &Exclusive,
+    config: &Config,
+    now: DateTime<Utc>,
+    cancel: &Cancel,
+) -> Result<PruneReport> {
+    run(lock.repo(), config, now, false, cancel)
+}
+
+/// The plan of a prune as of `now`, without executing it (`--dry-run`): it
+/// only reads, so it takes no lock.
+pub fn dry_run(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<PruneReport> {
+    run(repo, config, now, true, &Cancel::new())
+}
+
+/// Plan and (unless `dry_run`) execute a prune as of `now`.
+fn run(
     repo: &Repository,
     config: &Config,
     now: DateTime<Utc>,
     dry_run: bool,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(Lock::acquire(
-            &repo.store,
-            &config.host,
-            LockKind::Exclusive,
-            "prune",
-        )?)
-    };
     // The grace period of unindexed packs protects operations running now:
     // it is measured on the wall clock, never on `--now`.
     let wall = Utc::now();
@@ -139,12 +144,12 @@ fn execute(
     now: DateTime<Utc>,
     cancel: &Cancel,
 ) -> Result<()> {
-    for key in &plan.steps.forget_keys {
-        repo.store.delete(key)?;
+    for r in &plan.steps.forget {
+        repo.delete_snapshot(r)?;
     }
     for d in &plan.delete_duplicates {
         tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
-        repo.store.delete(&d.key)?;
+        repo.delete_snapshot(&d.manifest)?;
     }
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
@@ -156,8 +161,8 @@ fn execute(
         sweep::commit(repo, &plan.sweep, new_packs)?;
     }
     crate::failpoint::hit("prune-before-log-cleanup");
-    for key in &plan.log_entries {
-        repo.store.delete(key)?;
+    for entry in &plan.steps.log {
+        repo.delete_activity(entry)?;
     }
     Ok(())
 }
@@ -207,7 +212,7 @@ fn rewrite(
     }
     let packs = writer.finish()?;
     if !packs.is_empty() {
-        write_index_file(&repo.store, packs.clone())?;
+        repo.write_index_file(packs.clone())?;
     }
     crate::failpoint::hit("prune-before-manifests");
     for (r, snap, new) in &replacements {

@@ -44,6 +44,7 @@ use crate::id::ObjectId;
 use crate::ops::references::TreeGraph;
 use crate::ops::sweep::{self, SweepPlan};
 use crate::problems::Problem;
+use crate::repo::log::LogEntryRef;
 use crate::repo::{LoadedSnapshot, Repository};
 use crate::retention::{apply, Decision};
 use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
@@ -112,8 +113,10 @@ pub struct PrunePlan {
 /// The objects the plan acts on, for [`crate::ops::prune`] to execute.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Steps {
-    /// Manifest keys of the snapshots to forget.
-    pub forget_keys: Vec<String>,
+    /// The snapshots to forget.
+    pub forget: Vec<SnapshotRef>,
+    /// The activity-log entries to delete.
+    pub log: Vec<LogEntryRef>,
     /// Every snapshot that stays (all hosts), with its manifest.
     pub kept: Vec<LoadedSnapshot>,
 }
@@ -235,7 +238,7 @@ pub fn plan(
     let contracts = config.contracts();
     let listing = repo.load_snapshots_tolerant(None, None)?;
     let mut problems = listing.problems();
-    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+    problems.extend(repo.unreadable_index_files()?);
     let (readable, duplicates) = split_duplicates(listing.readable);
     let unreadable_own: Vec<&SnapshotRef> = listing
         .unreadable
@@ -253,10 +256,10 @@ pub fn plan(
     let mut decisions = decide(config, &own);
     hold_damaged_groups(&mut decisions, &unreadable_own);
     let removed: HashSet<ObjectId> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
-    let forget_keys = own
+    let forget = own
         .iter()
         .filter(|r| removed.contains(&r.id))
-        .map(|r| r.key.clone())
+        .cloned()
         .collect();
     let kept: Vec<LoadedSnapshot> = readable
         .into_iter()
@@ -275,9 +278,9 @@ pub fn plan(
         }
     }
     rewrite.sort_by_key(|r| r.id);
-    let mut log_entries =
-        crate::activity::expired_keys(&repo.store, now, config.activity_log_days)?;
-    log_entries.sort();
+    let mut log = repo.expired_activity(now, config.activity_log_days)?;
+    log.sort_by(|a, b| a.name().cmp(b.name()));
+    let log_entries = log.iter().map(|e| e.name().to_string()).collect();
     let sweep_held_back = sweep_hold(&problems);
     let mut plan = PrunePlan {
         forget: decisions.iter().filter(|d| !d.keep).cloned().collect(),
@@ -309,6 +312,6 @@ pub fn plan(
         plan.sweep = sweep;
     }
     plan.sweep_held_back = sweep_held_back;
-    plan.steps = Steps { forget_keys, kept };
+    plan.steps = Steps { forget, kept, log };
     Ok(plan)
 }

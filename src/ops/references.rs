@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::pack::BlobRef;
+use crate::repo::pack::BlobRef;
 use crate::repo::{Repository, TreeCache};
 use crate::tree::{check_depth, Entry, FileEntry, Tree};
 
@@ -264,7 +264,7 @@ fn add(
     }
     // The loop returns when the root is done; an empty stack is unreachable.
     Err(crate::Error::corrupt(
-        crate::pack::pack_key(&root.pack),
+        crate::repo::layout::pack_key(&root.pack),
         format!("tree blob {}: walk ended early", root.id),
     ))
 }
@@ -272,11 +272,11 @@ fn add(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::Index;
     use crate::ops::rewrite::{Moved, Rewriter};
-    use crate::pack::BlobKind;
+    use crate::repo::index::Index;
+    use crate::repo::pack::BlobKind;
+    use crate::repo::writer::{BlobWriter, Compress};
     use crate::tree::DirEntry;
-    use crate::writer::{BlobWriter, Compress};
 
     fn file(name: &str, chunk: &BlobRef) -> Entry {
         Entry::File(FileEntry {
@@ -328,7 +328,11 @@ mod tests {
     #[test]
     fn live_set_follows_the_rewrites_the_prune_will_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(&crate::store::Location::Local(dir.path().join("r"))).unwrap();
+        let repo = Repository::init(
+            &crate::repo::Location::Local(dir.path().join("r")),
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         let (r, s, a, b) = small_repo(&repo);
         let expired = |f: &FileEntry| f.name == "b";
         let graph =
@@ -357,7 +361,11 @@ mod tests {
     #[test]
     fn a_rewrite_keeping_a_reference_into_a_pack_the_plan_deletes_stops() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(&crate::store::Location::Local(dir.path().join("r"))).unwrap();
+        let repo = Repository::init(
+            &crate::repo::Location::Local(dir.path().join("r")),
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         let (r, _, a, _) = small_repo(&repo);
         let writer = BlobWriter::new(&repo, Index::default());
         let moved = Moved::new();

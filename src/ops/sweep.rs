@@ -40,13 +40,13 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::{read_all_index_files, write_index_file, IndexedPack};
 use crate::ops::references::{Loc, Outcome, TreeGraph};
 use crate::ops::rewrite::Moved;
-use crate::pack::{decode_blob, pack_key, BlobRef};
-use crate::repo::Repository;
-use crate::store::Listed;
-use crate::writer::BlobWriter;
+use crate::repo::index::IndexedPack;
+use crate::repo::layout::pack_key;
+use crate::repo::pack::{decode_blob, BlobRef};
+use crate::repo::writer::BlobWriter;
+use crate::repo::{ListedPack, Repository};
 
 /// Repack a pack when more than this share of it is unreferenced.
 pub const REPACK_THRESHOLD: f64 = 0.10;
@@ -146,12 +146,12 @@ pub fn plan(
     wall: DateTime<Utc>,
 ) -> Result<(SweepPlan, Outcome)> {
     let mut index: HashMap<ObjectId, IndexedPack> = HashMap::new();
-    for (_, file) in read_all_index_files(&repo.store)? {
+    for (_, file) in repo.read_all_index_files()? {
         for pack in file.packs {
             index.insert(pack.id, pack);
         }
     }
-    let listed = repo.store.list_with_times("packs")?;
+    let listed = repo.list_packs_with_times()?;
     let now = graph.packs_referenced_now();
     let mut going = HashSet::new();
     loop {
@@ -176,7 +176,7 @@ pub fn plan(
 /// Decide per listed pack, given the blobs referenced afterwards (`live`),
 /// the packs referenced now and the packs assumed `going`.
 fn classify(
-    listed: &[Listed],
+    listed: &[ListedPack],
     index: &HashMap<ObjectId, IndexedPack>,
     live: &HashMap<Loc, u32>,
     now: &HashSet<ObjectId>,
@@ -186,22 +186,10 @@ fn classify(
     let mut live_in: HashSet<ObjectId> = HashSet::new();
     live_in.extend(live.keys().map(|(pack, _)| *pack));
     let mut plan = SweepPlan::default();
-    for Listed {
-        key,
-        size,
-        modified,
-    } in listed
-    {
-        let Some(id) = key
-            .rsplit('/')
-            .next()
-            .and_then(|n| n.parse::<ObjectId>().ok())
-        else {
-            continue;
-        };
+    for &ListedPack { id, size, modified } in listed {
         if !live_in.contains(&id) {
             // Saturates toward keeping: a time in the future is young.
-            if !index.contains_key(&id) && wall.signed_duration_since(*modified) < PACK_GRACE {
+            if !index.contains_key(&id) && wall.signed_duration_since(modified) < PACK_GRACE {
                 plan.in_grace.push(id);
                 continue;
             }
@@ -212,10 +200,10 @@ fn classify(
             };
             plan.delete.push(PackDeletion {
                 pack: id,
-                bytes: *size,
+                bytes: size,
                 reason,
             });
-            plan.bytes_freed = plan.bytes_freed.saturating_add(*size);
+            plan.bytes_freed = plan.bytes_freed.saturating_add(size);
             continue;
         }
         let blobs = index
@@ -225,7 +213,7 @@ fn classify(
         let (kept, unused): (Vec<_>, Vec<_>) =
             blobs.iter().partition(|b| live.contains_key(&(id, b.id)));
         let unused: u64 = unused.iter().map(|b| u64::from(b.length)).sum();
-        let reason = if unused as f64 > REPACK_THRESHOLD * *size as f64 {
+        let reason = if unused as f64 > REPACK_THRESHOLD * size as f64 {
             RepackReason::MostlyUnused
         } else if going.contains(&id) {
             RepackReason::Moving
@@ -234,7 +222,7 @@ fn classify(
         };
         plan.repack.push(PackRepack {
             pack: id,
-            bytes: *size,
+            bytes: size,
             unused_bytes: unused,
             blobs_kept: kept.len(),
             reason,
@@ -254,12 +242,12 @@ fn consolidate(repo: &Repository, mut surviving: Vec<IndexedPack>, point: &str) 
     let consolidated = if surviving.is_empty() {
         None
     } else {
-        Some(write_index_file(&repo.store, surviving)?)
+        Some(repo.write_index_file(surviving)?)
     };
     crate::failpoint::hit(point);
-    for key in repo.store.list("index")?.into_iter().map(|(k, _)| k) {
-        if Some(&key) != consolidated.as_ref() {
-            repo.store.delete(&key)?;
+    for id in repo.list_index_files()? {
+        if Some(id) != consolidated {
+            repo.delete_index_file(&id)?;
         }
     }
     Ok(())
@@ -267,7 +255,7 @@ fn consolidate(repo: &Repository, mut surviving: Vec<IndexedPack>, point: &str) 
 
 fn delete_packs(repo: &Repository, packs: &[ObjectId], mid_point: &str) -> Result<()> {
     for (i, id) in packs.iter().enumerate() {
-        repo.store.delete(&pack_key(id))?;
+        repo.delete_pack(id)?;
         if i == packs.len() / 2 {
             crate::failpoint::hit(mid_point);
         }
@@ -301,7 +289,7 @@ pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Re
     let mut moved: Moved = HashMap::new();
     for r in &plan.repack {
         let key = pack_key(&r.pack);
-        let bytes = repo.store.get(&key)?;
+        let bytes = repo.read_pack(&r.pack)?;
         let blobs = plan.index.get(&r.pack).map(|p| p.blobs.as_slice());
         for blob in blobs.unwrap_or_default() {
             if !plan.live.contains(&(r.pack, blob.id)) {
