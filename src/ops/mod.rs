@@ -1,4 +1,6 @@
-//! Operations on a repository: each one file, each usable from the CLI and the agent.
+//! Operations on a repository, each usable from the CLI and the agent: one file per
+//! operation, except prune, whose plan ([`prune_plan`]), reference model
+//! ([`references`]) and sweep ([`sweep`]) are files of their own beside it.
 
 pub mod check;
 pub mod damage;
