@@ -20,19 +20,49 @@ use serde::{Deserialize, Serialize};
 use crate::config::Days;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+pub use crate::operation::{Operation, Outcome};
 use crate::problems::{is_object_damage, Problem};
 use crate::store::Store;
 
 /// One logged operation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Activity {
+    /// When it ended, by the caller's clock ([`crate::clock`]).
     pub time: DateTime<Utc>,
     pub host: String,
-    pub operation: String,
-    /// `ok` or `failed`.
-    pub outcome: String,
+    pub operation: Operation,
+    pub outcome: Outcome,
     /// Key figures of the operation (its JSON report, or the error).
     pub details: serde_json::Value,
+}
+
+impl Activity {
+    /// The entry for `result`: `ok` with the report as details, or `failed`
+    /// with the error as `{"error": …}`.
+    pub fn of_result<T: Serialize, E: std::fmt::Display>(
+        time: DateTime<Utc>,
+        host: &str,
+        operation: Operation,
+        result: &std::result::Result<T, E>,
+    ) -> Activity {
+        let (outcome, details) = match result {
+            Ok(report) => (
+                Outcome::Ok,
+                serde_json::to_value(report).unwrap_or_default(),
+            ),
+            Err(e) => (
+                Outcome::Failed,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        };
+        Activity {
+            time,
+            host: host.to_string(),
+            operation,
+            outcome,
+            details,
+        }
+    }
 }
 
 /// Append an entry.
@@ -50,43 +80,11 @@ pub fn append(store: &Store, entry: &Activity) -> Result<()> {
     store.put_new(&key, Bytes::from(line))
 }
 
-/// Log an operation's outcome now; a failure to log is a warning (on stderr
-/// and in the journal), never a reason to fail the operation itself.
-pub fn log(store: &Store, host: &str, operation: &str, outcome: &str, details: serde_json::Value) {
-    let entry = Activity {
-        time: Utc::now(),
-        host: host.to_string(),
-        operation: operation.to_string(),
-        outcome: outcome.to_string(),
-        details,
-    };
-    if let Err(e) = append(store, &entry) {
+/// Append `entry`; a failure to log is a warning (on stderr and in the
+/// journal), never a reason to fail the operation itself.
+pub fn log(store: &Store, entry: &Activity) {
+    if let Err(e) = append(store, entry) {
         eprintln!("offsite: warning: could not write the activity log: {e}");
-    }
-}
-
-/// Log a result: `ok` with the report as details, or `failed` with the error.
-pub fn log_result<T: Serialize, E: std::fmt::Display>(
-    store: &Store,
-    host: &str,
-    operation: &str,
-    result: &std::result::Result<T, E>,
-) {
-    match result {
-        Ok(report) => log(
-            store,
-            host,
-            operation,
-            "ok",
-            serde_json::to_value(report).unwrap_or_default(),
-        ),
-        Err(e) => log(
-            store,
-            host,
-            operation,
-            "failed",
-            serde_json::json!({ "error": e.to_string() }),
-        ),
     }
 }
 
@@ -104,7 +102,7 @@ fn day_of(key: &str) -> Option<NaiveDate> {
 pub fn read_tolerant(
     store: &Store,
     since: Option<NaiveDate>,
-    operation: Option<&str>,
+    operation: Option<&Operation>,
 ) -> Result<(Vec<Activity>, Vec<Problem>)> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
@@ -124,7 +122,7 @@ pub fn read_tolerant(
 fn selected_keys(
     store: &Store,
     since: Option<NaiveDate>,
-    operation: Option<&str>,
+    operation: Option<&Operation>,
 ) -> Result<Vec<String>> {
     Ok(store
         .list("log")?
@@ -136,11 +134,11 @@ fn selected_keys(
 }
 
 /// One entry; `None` when it is of another operation than asked for.
-fn read_entry(store: &Store, key: &str, operation: Option<&str>) -> Result<Option<Activity>> {
+fn read_entry(store: &Store, key: &str, operation: Option<&Operation>) -> Result<Option<Activity>> {
     let bytes = store.get(key)?;
     let entry = parse_entry(key, &bytes)?;
     Ok(operation
-        .is_none_or(|op| entry.operation == op)
+        .is_none_or(|op| entry.operation == *op)
         .then_some(entry))
 }
 

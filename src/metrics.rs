@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use crate::activity;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::operation::{Operation, Outcome};
 use crate::ops::restore_test::RestoreTestReport;
 use crate::problems::Problem;
 use crate::repo::Repository;
@@ -183,8 +184,10 @@ impl Metrics {
         m.build_info
             .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
             .set(1.0);
-        for result in ["ok", "failed"] {
-            let _ = m.restore_tests.get_or_create(&label("result", result));
+        for result in Outcome::ALL {
+            let _ = m
+                .restore_tests
+                .get_or_create(&label("result", result.as_str()));
         }
         Metrics { registry, ..m }
     }
@@ -232,7 +235,7 @@ impl Metrics {
             self.restore_test_last_success.set(seconds(r.time));
         }
         self.restore_tests
-            .get_or_create(&label("result", &r.result))
+            .get_or_create(&label("result", r.result.as_str()))
             .inc();
     }
 
@@ -245,8 +248,12 @@ impl Metrics {
         }
     }
 
-    pub fn record_job_failure(&self, job: &str) {
-        self.job_failures.get_or_create(&label("job", job)).inc();
+    /// A failed agent job, labelled by what it does (`snapshot`, `prune`,
+    /// `restore-test`).
+    pub fn record_job_failure(&self, job: &Operation) {
+        self.job_failures
+            .get_or_create(&label("job", job.as_str()))
+            .inc();
     }
 
     /// The failing streak of the scheduled job `job` (`snapshot:<source>`,
@@ -288,14 +295,15 @@ impl Metrics {
             }
         }
         problems.extend(crate::index::unreadable_index_files(&repo.store)?);
-        let (prunes, unreadable) = activity::read_tolerant(&repo.store, None, Some("prune"))?;
+        let (prunes, unreadable) =
+            activity::read_tolerant(&repo.store, None, Some(&Operation::Prune))?;
         problems.extend(unreadable);
         let (restore_tests, unreadable) =
-            activity::read_tolerant(&repo.store, None, Some("restore-test"))?;
+            activity::read_tolerant(&repo.store, None, Some(&Operation::RestoreTest))?;
         problems.extend(unreadable);
         let own_host = format!("snapshots/{}/", config.host);
         self.record_problems(&[&own_host, "index/", "log/"], &problems);
-        let own = |e: &activity::Activity| e.host == config.host && e.outcome == "ok";
+        let own = |e: &activity::Activity| e.host == config.host && e.outcome.is_ok();
         if let Some(p) = prunes.into_iter().rfind(own) {
             self.prune_last_success.set(seconds(p.time));
         }

@@ -1,8 +1,11 @@
 //! The operator's command line: argument parsing and output formatting.
 //!
-//! Each command loads the config, opens the repository and calls one
-//! operation from [`crate::ops`]; this module only decides what is printed.
-//! Human-readable text by default, `--json` for machines.
+//! Each command loads the config, opens the repository and calls one job
+//! from [`crate::jobs`] (which locks, runs the operation and logs it, the
+//! same as the agent's jobs); this module only decides what is printed and
+//! the exit code. Human-readable text by default, `--json` for machines.
+//! Commands run on the system clock; `--now` moves only the time retention
+//! and expiry are judged at (see [`crate::jobs`]).
 
 /// `println!` that ends the process quietly (status 141, as a shell reports a
 /// reader that went away) instead of panicking when stdout is a closed pipe
@@ -20,7 +23,7 @@ macro_rules! say {
 mod args;
 mod output;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use serde::Serialize;
 
@@ -29,12 +32,13 @@ pub use output::human_bytes;
 
 use crate::activity;
 use crate::cancel::Cancel;
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockKind};
-use crate::ops::prune::{self, PruneReport};
-use crate::ops::restore_test::{self, Rng};
-use crate::ops::{check, rebuild_index, repair, restore, snapshot};
+use crate::jobs::{self, JobContext, RestoreRequest};
+use crate::ops::restore::RestoreOptions;
+use crate::ops::restore_test::Rng;
+use crate::ops::snapshot::SnapshotOptions;
 use crate::repo::Repository;
 
 /// Entry point: parse the command line and run; returns the exit code.
@@ -85,21 +89,28 @@ fn print_json<T: Serialize>(value: &T) {
     );
 }
 
-/// Record `result` of `operation` in the activity log.
-fn record<T: Serialize, E: std::fmt::Display>(
-    repo: &Repository,
-    config: &Config,
-    operation: &str,
-    result: &std::result::Result<T, E>,
-) {
-    activity::log_result(&repo.store, &config.host, operation, result);
+/// The context of a one-shot command: the system clock, retention judged
+/// at `--now` when given, never cancelled, no metrics (see [`crate::jobs`]).
+fn context<'a>(
+    repo: &'a Repository,
+    config: &'a Config,
+    as_of: Option<DateTime<Utc>>,
+) -> JobContext<'a> {
+    JobContext {
+        repo,
+        config,
+        clock: &SystemClock,
+        as_of,
+        cancel: Cancel::new(),
+        metrics: None,
+    }
 }
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> Result<i32> {
     let config_path = Config::locate(cli.config.as_deref())?;
     let config = Config::load(&config_path)?;
-    let now = cli.now.unwrap_or_else(Utc::now);
+    let as_of = cli.now;
     let json = cli.json;
     match cli.command {
         Command::Config {
@@ -149,33 +160,25 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let repo = Repository::open(&config.repository)?;
             let sources = config.selected_sources(source.as_deref())?;
-            let time = crate::snapshot::truncate_to_millis(time.unwrap_or_else(Utc::now));
-            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "snapshot")?;
+            let several = sources.len() > 1;
             let mut failures = 0;
-            for src in &sources {
-                let result = snapshot::snapshot_source_with(
-                    &repo,
-                    &config.host,
-                    src,
-                    &config.contracts(),
-                    time,
-                    &Cancel::new(),
-                    snapshot::SnapshotOptions { reread },
-                );
-                record(&repo, &config, "snapshot", &result);
+            let options = SnapshotOptions { reread };
+            let ctx = context(&repo, &config, as_of);
+            jobs::snapshot(&ctx, &sources, time, options, &mut |src, result| {
                 if let Ok(report) = &result {
                     crate::problems::warn(&report.problems);
                 }
                 match result {
                     Ok(report) if json => print_json(&report),
                     Ok(report) => output::snapshot(&report),
-                    Err(e) if sources.len() > 1 => {
+                    Err(e) if several => {
                         eprintln!("offsite: error: source {}: {e}", src.name);
                         failures += 1;
                     }
                     Err(e) => return Err(e),
                 }
-            }
+                Ok(())
+            })?;
             Ok(if failures > 0 { 1 } else { 0 })
         }
         Command::Snapshots { source, host } => {
@@ -218,24 +221,20 @@ pub fn run(cli: Cli) -> Result<i32> {
                 .collect();
             let repo = Repository::open(&config.repository)?;
             let host = host.unwrap_or_else(|| config.host.clone());
-            let result = restore::find_item(&repo, &host, &sources, &item, snapshot.as_deref())
-                .and_then(|found| {
-                    crate::problems::warn(&found.problems);
-                    if !force {
-                        restore::check_retention(&config, &found, now)?;
-                    }
-                    let options = restore::RestoreOptions {
-                        overwrite,
-                        keep_special_bits,
-                    };
-                    restore::restore_item(&repo, &found, &to, options)
-                });
-            let logged = result
-                .as_ref()
-                .map(|r| serde_json::json!({ "restore": r, "reason": reason, "forced": force }))
-                .map_err(|e| format!("{e} (item {item}, reason {reason:?})"));
-            record(&repo, &config, "restore", &logged);
-            let report = result?;
+            let request = RestoreRequest {
+                item: &item,
+                sources,
+                snapshot: snapshot.as_deref(),
+                host: &host,
+                to,
+                options: RestoreOptions {
+                    overwrite,
+                    keep_special_bits,
+                },
+                force,
+                reason,
+            };
+            let report = jobs::restore(&context(&repo, &config, as_of), &request)?;
             if json {
                 print_json(&report);
             } else {
@@ -247,33 +246,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             let repo = Repository::open(&config.repository)?;
             let sources = config.selected_sources(source.as_deref())?;
             let mut rng = seed.map_or_else(Rng::from_entropy, Rng::seeded);
-            let report = restore_test::restore_test(&repo, &config, &sources, &mut rng);
-            let details = serde_json::to_value(&report).unwrap_or_default();
-            activity::log(
-                &repo.store,
-                &config.host,
-                "restore-test",
-                &report.result,
-                details,
-            );
+            let ctx = context(&repo, &config, as_of);
+            let report = jobs::restore_test(&ctx, &sources, &mut rng);
             if json {
                 print_json(&report);
             } else {
                 output::restore_test(&report);
             }
-            match &report.error {
-                None => Ok(0),
-                Some(e) => Err(Error::CheckFailed(format!("restore test failed: {e}"))),
-            }
+            report.failure().map_or(Ok(0), Err)
         }
         Command::Run => crate::agent::run_from_cli(config),
         Command::Prune { dry_run } => {
             let repo = Repository::open(&config.repository)?;
-            let result = prune::prune(&repo, &config, now, dry_run, &Cancel::new());
-            if !dry_run {
-                record(&repo, &config, "prune", &result.as_ref().map(prune_summary));
-            }
-            let report = result?;
+            let report = jobs::prune(&context(&repo, &config, as_of), dry_run)?;
             crate::problems::warn(&report.problems);
             if json {
                 print_json(&report);
@@ -284,9 +269,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Unlock { force } => {
             let repo = Repository::open(&config.repository)?;
-            let result = crate::lock::unlock(&repo.store, &config.host, force, Utc::now());
-            record(&repo, &config, "unlock", &result);
-            let report = result?;
+            let report = jobs::unlock(&context(&repo, &config, as_of), force)?;
             if json {
                 print_json(&report);
             } else {
@@ -307,13 +290,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::RebuildIndex => {
             let repo = Repository::open(&config.repository)?;
-            let _lock = Lock::acquire(
-                &repo.store,
-                &config.host,
-                LockKind::Exclusive,
-                "rebuild-index",
-            )?;
-            let report = rebuild_index::rebuild_index(&repo)?;
+            let report = jobs::rebuild_index(&context(&repo, &config, as_of))?;
             if json {
                 print_json(&report);
             } else {
@@ -330,12 +307,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Repair => {
             let repo = Repository::open(&config.repository)?;
-            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Exclusive, "repair")?;
-            let result = repair::repair(&repo);
-            record(&repo, &config, "repair", &result.as_ref().map(|r| {
-                serde_json::json!({"packs_checked": r.packs_checked, "quarantined": r.quarantined.len(), "damaged_snapshots": r.damaged.len()})
-            }));
-            let report = result?;
+            let report = jobs::repair(&context(&repo, &config, as_of))?;
             if json {
                 print_json(&report);
             } else {
@@ -345,12 +317,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Check { read_data } => {
             let repo = Repository::open(&config.repository)?;
-            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "check")?;
-            let result = check::check(&repo, read_data);
-            record(&repo, &config, "check", &result.as_ref().map(|r| {
-                serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
-            }));
-            let report = result?;
+            let report = jobs::check(&context(&repo, &config, as_of), read_data)?;
             if json {
                 print_json(&report);
             } else {
@@ -367,14 +334,4 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
         }
     }
-}
-
-/// The prune's key figures for the activity log (not every decision).
-fn prune_summary(r: &PruneReport) -> serde_json::Value {
-    serde_json::json!({
-        "now": r.now, "snapshots_removed": r.snapshots_removed, "snapshots_rewritten": r.snapshots_rewritten,
-        "expired_items": r.expired_items.len(), "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked,
-        "bytes_freed": r.bytes_freed, "log_entries_deleted": r.log_entries_deleted,
-        "problems": r.problems, "sweep_held_back": r.sweep_held_back,
-    })
 }

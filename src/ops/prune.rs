@@ -23,7 +23,8 @@
 //! no pack (either might reference or describe any pack); the report lists
 //! the `problems` and says why in `sweep_held_back`.
 //!
-//! Apply holds the exclusive repository lock, so no snapshot runs meanwhile.
+//! Apply holds the exclusive repository lock (taken by the caller,
+//! [`crate::jobs::prune`]), so no snapshot runs meanwhile.
 //! Order: forgotten manifests and duplicate copies are deleted; voice snapshots are rewritten
 //! (new trees and index, then the new manifest before the old one goes); the
 //! sweep runs last. A prune killed at any step leaves every kept snapshot
@@ -40,7 +41,6 @@ use crate::config::{Config, SourceClass};
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::index::write_index_file;
-use crate::lock::{Lock, LockKind};
 use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
 use crate::ops::sweep::{self, SweepReport};
 use crate::problems::Problem;
@@ -194,24 +194,17 @@ fn delete_duplicates(repo: &Repository, duplicates: &[Duplicate]) -> Result<()> 
     Ok(())
 }
 
-/// Plan and (unless `dry_run`) apply a prune as of `now`.
+/// Plan and (unless `dry_run`) apply a prune as of `now` (retention and
+/// expiry), with `wall` the real time (grace periods, rewrite times). The
+/// caller holds the exclusive lock for a real run ([`crate::jobs::prune`]).
 pub fn prune(
     repo: &Repository,
     config: &Config,
     now: DateTime<Utc>,
+    wall: DateTime<Utc>,
     dry_run: bool,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(Lock::acquire(
-            &repo.store,
-            &config.host,
-            LockKind::Exclusive,
-            "prune",
-        )?)
-    };
     let contracts = config.contracts();
     let mut listing = load_all(repo)?;
     let (readable, duplicates) = split_duplicates(std::mem::take(&mut listing.readable));
@@ -264,7 +257,6 @@ pub fn prune(
         |snap: &Snapshot, f: &FileEntry| is_voice(config, snap) && contracts.expired(f, now);
     // The grace period of unindexed packs protects operations running now:
     // it is measured on the wall clock, never on `--now`.
-    let wall = Utc::now();
     if dry_run && report.sweep_held_back.is_some() {
         report.expired_items = expired;
         return Ok(report);
@@ -305,7 +297,7 @@ pub fn prune(
         }
         crate::failpoint::hit("prune-before-voice-manifests");
         for (r, snap, new) in &replacements {
-            replace_manifest(repo, r, snap, new)?;
+            replace_manifest(repo, r, snap, new, wall)?;
             crate::failpoint::hit("prune-after-one-voice-manifest");
         }
         report.snapshots_rewritten = replacements.len();
@@ -337,7 +329,7 @@ pub fn prune(
             packs_repacked,
             bytes_freed,
             ..
-        } = sweep::apply(repo, plan, &remaining.readable)?;
+        } = sweep::apply(repo, plan, &remaining.readable, wall)?;
         report.packs_deleted += packs_deleted;
         report.packs_repacked += packs_repacked;
         report.bytes_freed += bytes_freed;

@@ -195,15 +195,16 @@ pub struct SweepReport {
 }
 
 /// Carry out `plan` over the snapshots in `snapshots` (all that remain):
-/// deletions first, then repacking.
+/// deletions first, then repacking; manifests rewritten are dated `wall`.
 pub fn apply(
     repo: &Repository,
     plan: SweepPlan,
     snapshots: &[(SnapshotRef, Snapshot)],
+    wall: DateTime<Utc>,
 ) -> Result<SweepReport> {
     let mut report = SweepReport::default();
     for phase in plan.reclaim_first() {
-        let done = apply_phase(repo, phase, snapshots)?;
+        let done = apply_phase(repo, phase, snapshots, wall)?;
         report.packs_deleted += done.packs_deleted;
         report.packs_repacked += done.packs_repacked;
         report.packs_written += done.packs_written;
@@ -216,6 +217,7 @@ fn apply_phase(
     repo: &Repository,
     plan: SweepPlan,
     snapshots: &[(SnapshotRef, Snapshot)],
+    wall: DateTime<Utc>,
 ) -> Result<SweepReport> {
     let writer = BlobWriter::new(repo, crate::index::Index::default());
     let mut moved: Moved = HashMap::new();
@@ -261,7 +263,7 @@ fn apply_phase(
     }
     crate::failpoint::hit("sweep-before-manifests");
     for (r, snap, new) in &replacements {
-        replace_manifest(repo, r, snap, new)?;
+        replace_manifest(repo, r, snap, new, wall)?;
         crate::failpoint::hit("sweep-after-one-manifest");
     }
     crate::failpoint::hit("sweep-before-index");
