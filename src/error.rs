@@ -63,6 +63,13 @@ pub enum Error {
     /// A verification (`check`) found problems; each was reported already.
     #[error("{0}")]
     CheckFailed(String),
+    /// Standard output cannot be written: usually its reader went away
+    /// (`offsite log | head`), see [`Error::is_closed_pipe`].
+    #[error("cannot write to standard output: {source}")]
+    Stdout {
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -91,11 +98,19 @@ impl Error {
     }
 
     /// The process exit code for this error: 2 for what the operator must fix in
-    /// the command line or config, 1 for operational failures.
+    /// the command line or config, 141 for a closed stdout pipe, 1 for
+    /// operational failures.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config { .. } | Error::Usage(_) => 2,
+            _ if self.is_closed_pipe() => 141,
             _ => 1,
         }
+    }
+
+    /// Stdout's reader went away: not worth a message; the exit code is 141
+    /// (128 + SIGPIPE), as a shell reports a process killed by SIGPIPE.
+    pub fn is_closed_pipe(&self) -> bool {
+        matches!(self, Error::Stdout { source } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }

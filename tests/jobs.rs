@@ -74,3 +74,42 @@ fn a_prune_logs_the_same_entry_whether_the_agent_or_the_command_ran_it() {
     assert!(keys.contains(&"snapshots_removed".to_string()), "{keys:?}");
     assert_eq!(detail_keys(by_agent), keys, "{by_agent} vs {by_command}");
 }
+
+/// The lock objects left in `w`'s repository.
+fn locks(w: &common::World) -> Vec<(String, u64)> {
+    w.objects()
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("locks/"))
+        .collect()
+}
+
+#[test]
+fn a_snapshot_printing_into_a_closed_pipe_releases_its_lock_and_exits_141() {
+    let w = common::World::new();
+    common::put(&w.src(), "t1/db/dump.sql", b"client data");
+    w.ok(&["init"]);
+    // A pipe whose reader is gone before offsite starts: its first line of
+    // output (the report, printed while the shared lock is held) fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_offsite"))
+        .arg("--config")
+        .arg(&w.config)
+        .arg("snapshot")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "quiet");
+    assert_eq!(locks(&w), vec![], "the lock was released");
+    // The snapshot itself was committed (and logged) before the output failed.
+    assert_eq!(
+        w.json(&["snapshots"])["snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    w.ok(&["check", "--read-data"]);
+}

@@ -7,16 +7,17 @@
 //! Commands run on the system clock; `--now` moves only the time retention
 //! and expiry are judged at (see [`crate::jobs`]).
 
-/// `println!` that ends the process quietly (status 141, as a shell reports a
-/// reader that went away) instead of panicking when stdout is a closed pipe
-/// (`offsite log | head`). SIGPIPE itself stays ignored: a network peer that
+/// `println!` that returns (with `?`) [`Error::Stdout`] instead of panicking
+/// when stdout cannot be written, e.g. a closed pipe (`offsite log | head`).
+/// The error travels up like any other, so locks are released on the way,
+/// and `main` ends the process quietly with status 141, as a shell reports a
+/// reader that went away. SIGPIPE itself stays ignored: a network peer that
 /// closes a connection must give an error to retry, not kill the agent.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            std::process::exit(141);
-        }
+        writeln!(std::io::stdout(), $($arg)*)
+            .map_err(|source| $crate::error::Error::Stdout { source })?;
     }};
 }
 
@@ -82,11 +83,12 @@ fn init_logging() {
         .try_init();
 }
 
-fn print_json<T: Serialize>(value: &T) {
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
     say!(
         "{}",
         serde_json::to_string(value).expect("output serializes")
     );
+    Ok(())
 }
 
 /// The context of a one-shot command: the system clock, retention judged
@@ -119,7 +121,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let guard = crate::guard::check(&config)?;
             crate::guard::warn(&guard);
             if json {
-                print_json(&config.effective);
+                print_json(&config.effective)?;
             } else {
                 let text = toml::to_string(&config.effective)
                     .map_err(|e| Error::config("file", e.to_string()))?;
@@ -143,7 +145,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if json {
                 print_json(
                     &serde_json::json!({"repository": repo.store.describe(), "id": repo.config.id}),
-                );
+                )?;
             } else {
                 say!(
                     "created repository {} at {}",
@@ -174,10 +176,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                     Err(e) if several => {
                         eprintln!("offsite: error: source {}: {e}", src.name);
                         failures += 1;
+                        Ok(())
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => Err(e),
                 }
-                Ok(())
             })?;
             Ok(if failures > 0 { 1 } else { 0 })
         }
@@ -197,9 +199,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 "bytes_added": snap.summary.bytes_added, "parent": snap.parent,
             })).collect();
             if json {
-                print_json(&serde_json::json!({ "snapshots": rows, "problems": problems }));
+                print_json(&serde_json::json!({ "snapshots": rows, "problems": problems }))?;
             } else {
-                output::snapshots(&rows, problems.len());
+                output::snapshots(&rows, problems.len())?;
             }
             Ok(0)
         }
@@ -236,9 +238,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             let report = jobs::restore(&context(&repo, &config, as_of), &request)?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::restore(&report);
+                output::restore(&report)?;
             }
             Ok(0)
         }
@@ -249,9 +251,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let ctx = context(&repo, &config, as_of);
             let report = jobs::restore_test(&ctx, &sources, &mut rng);
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::restore_test(&report);
+                output::restore_test(&report)?;
             }
             report.failure().map_or(Ok(0), Err)
         }
@@ -261,9 +263,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let report = jobs::prune(&context(&repo, &config, as_of), dry_run)?;
             crate::problems::warn(&report.problems);
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::prune(&report);
+                output::prune(&report)?;
             }
             Ok(0)
         }
@@ -271,9 +273,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let repo = Repository::open(&config.repository)?;
             let report = jobs::unlock(&context(&repo, &config, as_of), force)?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::unlock(&report);
+                output::unlock(&report)?;
             }
             Ok(0)
         }
@@ -282,9 +284,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (entries, problems) = activity::read_tolerant(&repo.store, since, None)?;
             crate::problems::warn(&problems);
             if json {
-                print_json(&entries);
+                print_json(&entries)?;
             } else {
-                output::log(&entries);
+                output::log(&entries)?;
             }
             Ok(0)
         }
@@ -292,9 +294,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let repo = Repository::open(&config.repository)?;
             let report = jobs::rebuild_index(&context(&repo, &config, as_of))?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::rebuild(&report);
+                output::rebuild(&report)?;
             }
             if report.unreadable_packs.is_empty() {
                 Ok(0)
@@ -309,9 +311,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let repo = Repository::open(&config.repository)?;
             let report = jobs::repair(&context(&repo, &config, as_of))?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::repair(&report);
+                output::repair(&report)?;
             }
             Ok(0)
         }
@@ -319,9 +321,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let repo = Repository::open(&config.repository)?;
             let report = jobs::check(&context(&repo, &config, as_of), read_data)?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::check(&report, read_data);
+                output::check(&report, read_data)?;
             }
             if report.problems.is_empty() {
                 Ok(0)
