@@ -188,10 +188,10 @@ impl RepoRunner<'_> {
 
 impl Runner for RepoRunner<'_> {
     fn run(&mut self, job: &Job, cancel: &Cancel) -> Outcome {
-        let before = self.repo.store.requests();
+        let before = self.repo.requests();
         let result = self.run_job(job, cancel);
         self.metrics
-            .record_requests(&self.repo.store.requests().since(&before));
+            .record_requests(&self.repo.requests().since(&before));
         let outcome = match result {
             Ok(()) => Outcome::Ok,
             Err(Error::Cancelled) => return Outcome::Cancelled,
@@ -219,33 +219,23 @@ impl Runner for RepoRunner<'_> {
     }
 }
 
-/// Stop on SIGTERM or SIGINT (a thread with its own small runtime).
+/// Stop on SIGTERM or SIGINT: a task on the process's runtime.
 fn watch_signals(cancel: Cancel) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("signal runtime", e))?;
-    let (mut term, mut int) = runtime
-        .block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })
-        .map_err(|e| Error::io("signal handlers", e))?;
-    std::thread::Builder::new()
-        .name("offsite-signals".into())
-        .spawn(move || {
-            runtime.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
-                }
-            });
-            cancel.cancel();
-        })
-        .map_err(|e| Error::io("signal thread", e))?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = {
+        let _runtime = crate::runtime::handle().enter();
+        (
+            signal(SignalKind::terminate()).map_err(|e| Error::io("signal handlers", e))?,
+            signal(SignalKind::interrupt()).map_err(|e| Error::io("signal handlers", e))?,
+        )
+    };
+    crate::runtime::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        cancel.cancel();
+    });
     Ok(())
 }
 
@@ -299,7 +289,7 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         notifier.send("WATCHDOG=1");
     }
     notifier.send("READY=1");
-    tracing::info!(host = %config.host, repository = %repo.store.describe(), jobs = scheduler.jobs.len(), "agent started");
+    tracing::info!(host = %config.host, repository = %repo.describe(), jobs = scheduler.jobs.len(), "agent started");
     let mut runner = RepoRunner {
         repo: &repo,
         config: &config,

@@ -31,9 +31,8 @@ use serde::Serialize;
 pub use args::{Cli, Command, ConfigAction};
 pub use output::human_bytes;
 
-use crate::activity;
 use crate::cancel::Cancel;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jobs::{self, JobContext, RestoreRequest};
@@ -140,17 +139,17 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Init => {
             let guard = crate::guard::check(&config)?;
-            let repo = Repository::init(&config.repository)?;
+            let repo = Repository::init(&config.repository, SystemClock.now())?;
             crate::guard::warn(&guard);
             if json {
                 print_json(
-                    &serde_json::json!({"repository": repo.store.describe(), "id": repo.config.id}),
+                    &serde_json::json!({"repository": repo.describe(), "id": repo.config.id}),
                 )?;
             } else {
                 say!(
                     "created repository {} at {}",
                     repo.config.id.short(),
-                    repo.store.describe()
+                    repo.describe()
                 );
             }
             Ok(0)
@@ -281,7 +280,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Log { since } => {
             let repo = Repository::open(&config.repository)?;
-            let (entries, problems) = activity::read_tolerant(&repo.store, since, None)?;
+            let (entries, problems) = repo.read_activity_tolerant(since, None)?;
             crate::problems::warn(&problems);
             if json {
                 print_json(&entries)?;

@@ -307,8 +307,8 @@ pub fn log(entries: &[Activity]) -> Result<()> {
     Ok(())
 }
 
-pub fn unlock(r: &crate::lock::UnlockReport) -> Result<()> {
-    let describe = |l: &crate::lock::LockSummary| {
+pub fn unlock(r: &crate::repo::lock::UnlockReport) -> Result<()> {
+    let describe = |l: &crate::repo::lock::LockSummary| {
         format!(
             "{} ({} on {}, pid {}, refreshed {}, {})",
             l.key,

@@ -33,9 +33,10 @@
 //!
 //! # Locks
 //!
-//! Taken in one place, [`JobContext::lock`]: `snapshot` and `check` share the
-//! repository; `prune` (not `--dry-run`), `repair` and `rebuild-index` hold
-//! it alone (see [`crate::lock`]). `restore`, `restore-test` and `unlock`
+//! Taken here only, by `JobContext::shared` and `JobContext::exclusive`
+//! (guards the operations require, [`crate::repo::locked`]): `snapshot` and
+//! `check` share the repository; `prune` (not `--dry-run`), `repair` and
+//! `rebuild-index` hold it alone. `restore`, `restore-test` and `unlock`
 //! take none. The lock is released when the job returns, before its caller
 //! prints anything, except for `snapshot`, whose caller sees each source's
 //! report while the lock is held (see [`snapshot`]).
@@ -54,9 +55,8 @@ use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockKind};
 use crate::metrics::Metrics;
-use crate::repo::Repository;
+use crate::repo::{Exclusive, Repository, Shared};
 
 /// What every job runs with (see the module docs).
 pub struct JobContext<'a> {
@@ -71,20 +71,23 @@ pub struct JobContext<'a> {
     pub metrics: Option<&'a Metrics>,
 }
 
-impl JobContext<'_> {
+impl<'a> JobContext<'a> {
     /// The time retention and expiry are judged at.
     pub fn retention_time(&self) -> DateTime<Utc> {
         self.as_of.unwrap_or_else(|| self.clock.now())
     }
 
-    /// The one place a job takes the repository lock.
-    fn lock(&self, kind: LockKind, operation: Operation) -> Result<Lock> {
-        Lock::acquire(
-            &self.repo.store,
-            &self.config.host,
-            kind,
-            operation.as_str(),
-        )
+    /// The shared repository lock for `operation` (one of the two places a
+    /// job takes a lock).
+    fn shared(&self, operation: Operation) -> Result<Shared<'a>> {
+        self.repo
+            .shared(&self.config.host, operation.as_str(), self.clock)
+    }
+
+    /// The exclusive repository lock for `operation`.
+    fn exclusive(&self, operation: Operation) -> Result<Exclusive<'a>> {
+        self.repo
+            .exclusive(&self.config.host, operation.as_str(), self.clock)
     }
 
     /// Log `result` of `operation` now: `ok` with `details` of the report
@@ -109,7 +112,7 @@ impl JobContext<'_> {
 
     /// Append `entry` to the activity log (a failure is a warning).
     fn log(&self, entry: Activity) {
-        activity::log(&self.repo.store, &entry);
+        activity::log(self.repo, &entry);
     }
 }
 

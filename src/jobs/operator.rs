@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use crate::activity::{Activity, Operation};
 use crate::error::Result;
-use crate::lock::{LockKind, UnlockReport};
 use crate::ops::check::CheckReport;
 use crate::ops::rebuild_index::RebuildReport;
 use crate::ops::repair::RepairReport;
@@ -13,13 +12,14 @@ use crate::ops::restore::{RestoreOptions, RestoreReport};
 use crate::ops::{
     check as check_op, rebuild_index as rebuild_op, repair as repair_op, restore as restore_op,
 };
+use crate::repo::lock::UnlockReport;
 
 use super::{whole, JobContext};
 
 /// Verify the repository under a shared lock; logged with its counts.
 pub fn check(ctx: &JobContext<'_>, read_data: bool) -> Result<CheckReport> {
-    let _lock = ctx.lock(LockKind::Shared, Operation::Check)?;
-    let result = check_op::check(ctx.repo, read_data);
+    let lock = ctx.shared(Operation::Check)?;
+    let result = check_op::check(&lock, read_data);
     ctx.record(Operation::Check, &result, |r| {
         serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
     });
@@ -29,8 +29,8 @@ pub fn check(ctx: &JobContext<'_>, read_data: bool) -> Result<CheckReport> {
 /// Read every pack, quarantine damaged ones, rebuild the index; under the
 /// exclusive lock, logged with its counts.
 pub fn repair(ctx: &JobContext<'_>) -> Result<RepairReport> {
-    let _lock = ctx.lock(LockKind::Exclusive, Operation::Repair)?;
-    let result = repair_op::repair(ctx.repo);
+    let lock = ctx.exclusive(Operation::Repair)?;
+    let result = repair_op::repair(&lock);
     ctx.record(Operation::Repair, &result, |r| {
         serde_json::json!({"packs_checked": r.packs_checked, "quarantined": r.quarantined.len(), "damaged_snapshots": r.damaged.len()})
     });
@@ -40,8 +40,8 @@ pub fn repair(ctx: &JobContext<'_>) -> Result<RepairReport> {
 /// Rewrite the index from the packs' headers under the exclusive lock;
 /// logged with its report.
 pub fn rebuild_index(ctx: &JobContext<'_>) -> Result<RebuildReport> {
-    let _lock = ctx.lock(LockKind::Exclusive, Operation::RebuildIndex)?;
-    let result = rebuild_op::rebuild_index(ctx.repo);
+    let lock = ctx.exclusive(Operation::RebuildIndex)?;
+    let result = rebuild_op::rebuild_index(&lock);
     ctx.record(Operation::RebuildIndex, &result, whole);
     result
 }
@@ -49,7 +49,7 @@ pub fn rebuild_index(ctx: &JobContext<'_>) -> Result<RebuildReport> {
 /// Remove stale locks (with `force`, every lock), judged by the wall clock;
 /// logged with its report.
 pub fn unlock(ctx: &JobContext<'_>, force: bool) -> Result<UnlockReport> {
-    let result = crate::lock::unlock(&ctx.repo.store, &ctx.config.host, force, ctx.clock.now());
+    let result = ctx.repo.unlock(&ctx.config.host, force, ctx.clock.now());
     ctx.record(Operation::Unlock, &result, whole);
     result
 }

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use crate::activity::{Activity, Operation};
 use crate::config::Source;
 use crate::error::Result;
-use crate::lock::LockKind;
+use crate::metrics::Rechecked;
 use crate::ops::prune::PruneReport;
 use crate::ops::restore_test::{RestoreTestReport, Rng};
 use crate::ops::snapshot::{SnapshotOptions, SnapshotReport};
 use crate::ops::{prune as prune_op, restore_test as restore_test_op, snapshot as snapshot_op};
+use crate::repo::layout::ObjectKind;
 
 use super::{whole, JobContext};
 
@@ -26,12 +27,12 @@ pub fn snapshot(
     options: SnapshotOptions,
     each: &mut dyn FnMut(&Source, Result<SnapshotReport>) -> Result<()>,
 ) -> Result<()> {
-    let _lock = ctx.lock(LockKind::Shared, Operation::Snapshot)?;
+    let lock = ctx.shared(Operation::Snapshot)?;
     let time = crate::snapshot::truncate_to_millis(time.unwrap_or_else(|| ctx.clock.now()));
     let contracts = ctx.config.contracts();
     for source in sources {
         let result = snapshot_op::snapshot_source_with(
-            ctx.repo,
+            &lock,
             &ctx.config.host,
             source,
             &contracts,
@@ -42,7 +43,8 @@ pub fn snapshot(
         ctx.record(Operation::Snapshot, &result, whole);
         if let (Ok(report), Some(metrics)) = (&result, ctx.metrics) {
             metrics.record_snapshot(&report.source, report.time, &report.summary);
-            metrics.record_problems(&["index/"], &report.problems);
+            let rechecked = [Rechecked::All(ObjectKind::Index)];
+            metrics.record_problems(&rechecked, &report.problems);
         }
         each(source, result)?;
     }
@@ -52,25 +54,22 @@ pub fn snapshot(
 /// Prune as of the context's retention time; unless `dry_run`, under the
 /// exclusive lock, logged ([`prune_summary`]) and recorded in metrics.
 pub fn prune(ctx: &JobContext<'_>, dry_run: bool) -> Result<PruneReport> {
-    let _lock = match dry_run {
-        true => None,
-        false => Some(ctx.lock(LockKind::Exclusive, Operation::Prune)?),
-    };
-    let result = prune_op::prune(
-        ctx.repo,
-        ctx.config,
-        ctx.retention_time(),
-        ctx.clock.now(),
-        dry_run,
-        &ctx.cancel,
-    );
+    let (now, wall) = (ctx.retention_time(), ctx.clock.now());
     if dry_run {
-        return result;
+        return prune_op::dry_run(ctx.repo, ctx.config, now, wall);
     }
+    // A prune locked out is a failed prune, logged as one.
+    let result = ctx
+        .exclusive(Operation::Prune)
+        .and_then(|lock| prune_op::prune(&lock, ctx.config, now, wall, &ctx.cancel));
     ctx.record(Operation::Prune, &result, prune_summary);
     let report = result?;
     if let Some(metrics) = ctx.metrics {
-        metrics.record_problems(&["snapshots/", "index/"], &report.problems);
+        let rechecked = [
+            Rechecked::All(ObjectKind::Snapshot),
+            Rechecked::All(ObjectKind::Index),
+        ];
+        metrics.record_problems(&rechecked, &report.problems);
         metrics.record_prune(ctx.clock.now());
     }
     Ok(report)

@@ -23,8 +23,7 @@
 //! no pack (either might reference or describe any pack); the report lists
 //! the `problems` and says why in `sweep_held_back`.
 //!
-//! Apply holds the exclusive repository lock (taken by the caller,
-//! [`crate::jobs::prune`]), so no snapshot runs meanwhile.
+//! Apply holds the exclusive repository lock, so no snapshot runs meanwhile.
 //! Order: forgotten manifests and duplicate copies are deleted; voice snapshots are rewritten
 //! (new trees and index, then the new manifest before the old one goes); the
 //! sweep runs last. A prune killed at any step leaves every kept snapshot
@@ -35,21 +34,19 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::activity;
 use crate::cancel::Cancel;
 use crate::config::{Config, SourceClass};
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::write_index_file;
 use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
 use crate::ops::sweep::{self, SweepReport};
 use crate::problems::Problem;
-use crate::repo::{Repository, SnapshotListing};
+use crate::repo::writer::BlobWriter;
+use crate::repo::{Exclusive, Repository, SnapshotListing};
 use crate::retention::{apply, Decision};
 use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
 use crate::tree::FileEntry;
 use crate::voice::{recorded_at, Contracts};
-use crate::writer::BlobWriter;
 
 /// One snapshot's line in the plan.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -189,15 +186,36 @@ fn is_voice(config: &Config, snap: &Snapshot) -> bool {
 fn delete_duplicates(repo: &Repository, duplicates: &[Duplicate]) -> Result<()> {
     for d in duplicates {
         tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
-        repo.store.delete(&d.key)?;
+        repo.delete_snapshot(&d.manifest)?;
     }
     Ok(())
 }
 
-/// Plan and (unless `dry_run`) apply a prune as of `now` (retention and
-/// expiry), with `wall` the real time (grace periods, rewrite times). The
-/// caller holds the exclusive lock for a real run ([`crate::jobs::prune`]).
+/// Plan and apply a prune as of `now` (retention and expiry), alone in the
+/// repository; `wall` is the real time (grace periods, rewrite times).
 pub fn prune(
+    lock: &Exclusive,
+    config: &Config,
+    now: DateTime<Utc>,
+    wall: DateTime<Utc>,
+    cancel: &Cancel,
+) -> Result<PruneReport> {
+    run(lock.repo(), config, now, wall, false, cancel)
+}
+
+/// The plan of a prune as of `now`, without applying it (`--dry-run`): it
+/// only reads, so it takes no lock.
+pub fn dry_run(
+    repo: &Repository,
+    config: &Config,
+    now: DateTime<Utc>,
+    wall: DateTime<Utc>,
+) -> Result<PruneReport> {
+    run(repo, config, now, wall, true, &Cancel::new())
+}
+
+/// Plan and (unless `dry_run`) apply a prune as of `now`, with `wall` the real time.
+fn run(
     repo: &Repository,
     config: &Config,
     now: DateTime<Utc>,
@@ -210,7 +228,7 @@ pub fn prune(
     let (readable, duplicates) = split_duplicates(std::mem::take(&mut listing.readable));
     listing.readable = readable;
     let mut problems = listing.problems();
-    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+    problems.extend(repo.unreadable_index_files()?);
     let unreadable_own: Vec<&SnapshotRef> = listing
         .unreadable
         .iter()
@@ -240,7 +258,7 @@ pub fn prune(
     }
     expired.sort();
     expired.dedup_by(|a, b| a.source == b.source && a.path == b.path);
-    let log_keys = activity::expired_keys(&repo.store, now, config.activity_log_days)?;
+    let log_keys = repo.expired_activity(now, config.activity_log_days)?;
     let mut report = PruneReport {
         dry_run,
         now,
@@ -275,13 +293,13 @@ pub fn prune(
         .map(|r| (r, ()))
         .filter(|(r, _)| removed.contains(&r.id))
     {
-        repo.store.delete(&r.key)?;
+        repo.delete_snapshot(r)?;
     }
     delete_duplicates(repo, &report.duplicates)?;
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
     if !expired.is_empty() {
-        let writer = BlobWriter::new(repo, crate::index::Index::load_tolerant(&repo.store)?.0);
+        let writer = BlobWriter::new(repo, repo.load_index_tolerant()?.0);
         let no_moves = Moved::new();
         let mut rewriter = Rewriter::new(repo, &writer, &no_moves, |f| !contracts.expired(f, now));
         let mut replacements = Vec::new();
@@ -293,7 +311,7 @@ pub fn prune(
         }
         let packs = writer.finish()?;
         if !packs.is_empty() {
-            write_index_file(&repo.store, packs)?;
+            repo.write_index_file(packs)?;
         }
         crate::failpoint::hit("prune-before-voice-manifests");
         for (r, snap, new) in &replacements {
@@ -337,8 +355,8 @@ pub fn prune(
         cancel.check()?;
     }
     crate::failpoint::hit("prune-before-log-cleanup");
-    for key in &log_keys {
-        repo.store.delete(key)?;
+    for entry in &log_keys {
+        repo.delete_activity(entry)?;
     }
     Ok(report)
 }

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::operation::Outcome;
 use crate::ops::restore::{restore_item, FoundItem, RestoreOptions};
-use crate::pack::BlobRef;
+use crate::repo::pack::BlobRef;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::FileEntry;
