@@ -9,11 +9,11 @@ mod common;
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
-use offsite::clock::{Clock, ManualClock};
 use offsite::agent::notify::Notifier;
 use offsite::agent::schedule::{jobs_from_config, Job, JobKind, JobState, Scheduler, State};
 use offsite::agent::{run_loop, Outcome, RepoRunner, Runner};
 use offsite::cancel::Cancel;
+use offsite::clock::{Clock, ManualClock};
 use offsite::config::Config;
 use offsite::metrics::Metrics;
 use offsite::repo::Repository;

@@ -8,11 +8,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Helsinki;
-use offsite::clock::{Clock, ManualClock};
 use offsite::agent::notify::Notifier;
 use offsite::agent::schedule::{Job, JobKind, Scheduler, State};
 use offsite::agent::{run_loop, Outcome, Runner};
 use offsite::cancel::Cancel;
+use offsite::clock::{Clock, ManualClock};
 
 /// A recorded run: job name, start, end.
 type Run = (String, DateTime<Utc>, DateTime<Utc>);

@@ -23,6 +23,7 @@ use chrono::Utc;
 
 use crate::activity;
 use crate::cancel::Cancel;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lock::{Lock, LockKind};
@@ -30,7 +31,6 @@ use crate::metrics::Metrics;
 use crate::ops::restore_test::{restore_test, Rng};
 use crate::ops::{prune, snapshot};
 use crate::repo::Repository;
-use crate::clock::{Clock, SystemClock};
 use notify::Notifier;
 use schedule::{jobs_from_config, Job, JobKind, JobState, Scheduler, State};
 
