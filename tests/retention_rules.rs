@@ -158,14 +158,6 @@ fn pure_function_table() {
             .map(|d| d.time)
             .collect();
         assert_eq!(kept, expected(case), "case: {}\n{decisions:#?}", case.name);
-        for d in &decisions {
-            assert_eq!(
-                d.keep,
-                !d.reasons.is_empty(),
-                "case {}: reasons iff kept",
-                case.name
-            );
-        }
     }
 }
 
