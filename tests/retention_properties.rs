@@ -61,7 +61,7 @@ fn oracle(
     tz: chrono_tz::Tz,
 ) -> Vec<(ObjectId, bool, Vec<String>)> {
     let mut list = snaps.to_vec();
-    list.sort_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
+    list.sort_by_key(|s| std::cmp::Reverse((s.1, s.0)));
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); list.len()];
     let rules = [
         ("last", policy.last, None),
