@@ -7,8 +7,10 @@
 //!
 //! # Layout
 //!
-//! * Pure modules, no I/O: [`config`] (validated settings), [`glob`],
-//!   [`tree`] and [`snapshot`] (metadata types), [`pack`] (pack format).
+//! * Pure modules, no I/O: [`config`] (validated settings, converted into
+//!   the domain types of [`retention`], [`voice`] and [`days`]; never the
+//!   reverse), [`glob`], [`tree`] and [`snapshot`] (metadata types), [`pack`]
+//!   (pack format).
 //! * Storage: [`store`] (the object store facade), [`repo`] (format and typed
 //!   access), [`index`], [`writer`] (dedup, compression, packs), [`chunking`].
 //! * Operations over a repository: [`ops`] (snapshot, restore, check).
@@ -22,6 +24,7 @@ pub mod chunking;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod days;
 pub mod decompress;
 pub mod error;
 pub mod failpoint;

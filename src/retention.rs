@@ -17,12 +17,14 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::config::{RetentionPolicy, MAX_KEEP_COUNT};
 use crate::id::ObjectId;
 
 mod within;
 
 pub use within::Within;
+
+/// The most snapshots a `keep_*` count may ask for.
+pub const MAX_KEEP_COUNT: u32 = 1_000_000;
 
 /// Why a configured policy was refused, and its key (`keep_daily`…), if one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,10 @@ impl std::fmt::Display for PolicyError {
     }
 }
 
-/// A validated policy.
+/// A policy: counts per rule (`keep_last`, `keep_hourly`, …) and the
+/// `keep_within` duration with the text it was written as (for reasons).
+/// The config builds it from its raw form and checks it with
+/// [`Policy::validated`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     pub last: u32,
@@ -53,26 +58,16 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Validate a configured policy; an empty one is refused, and so is a
-    /// count over `MAX_KEEP_COUNT` or a `keep_within` over 100 years.
-    pub fn from_config(raw: &RetentionPolicy) -> Result<Self, PolicyError> {
-        let within = match raw.keep_within.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some((
-                Within::parse(text).map_err(|message| PolicyError {
-                    field: Some("keep_within"),
-                    message,
-                })?,
-                text.to_string(),
-            )),
-        };
+    /// The policy if it can be kept: every count at most `MAX_KEEP_COUNT`,
+    /// and not empty (an empty policy would delete every snapshot).
+    pub fn validated(self) -> Result<Self, PolicyError> {
         let counts = [
-            ("keep_last", raw.keep_last),
-            ("keep_hourly", raw.keep_hourly),
-            ("keep_daily", raw.keep_daily),
-            ("keep_weekly", raw.keep_weekly),
-            ("keep_monthly", raw.keep_monthly),
-            ("keep_yearly", raw.keep_yearly),
+            ("keep_last", self.last),
+            ("keep_hourly", self.hourly),
+            ("keep_daily", self.daily),
+            ("keep_weekly", self.weekly),
+            ("keep_monthly", self.monthly),
+            ("keep_yearly", self.yearly),
         ];
         for (field, n) in counts {
             if n > MAX_KEEP_COUNT {
@@ -82,23 +77,14 @@ impl Policy {
                 });
             }
         }
-        let policy = Policy {
-            last: raw.keep_last,
-            hourly: raw.keep_hourly,
-            daily: raw.keep_daily,
-            weekly: raw.keep_weekly,
-            monthly: raw.keep_monthly,
-            yearly: raw.keep_yearly,
-            within,
-        };
-        if policy == Policy::default() {
+        if self == Policy::default() {
             return Err(PolicyError {
                 field: None,
                 message: "the policy keeps nothing; an empty policy would delete every snapshot"
                     .into(),
             });
         }
-        Ok(policy)
+        Ok(self)
     }
 }
 

@@ -30,7 +30,7 @@ fn random_policy(rng: &mut Rng) -> Policy {
         keep_yearly: pick(3),
         keep_within: None,
     };
-    Policy::from_config(&raw).unwrap_or_else(|_| Policy {
+    Policy::try_from(&raw).unwrap_or_else(|_| Policy {
         daily: 1,
         ..Policy::default()
     })

@@ -144,7 +144,7 @@ fn pure_function_table() {
         let raw: RetentionPolicy = toml::from_str(&format!("x = {}", case.policy))
             .map(|v: toml::Table| v["x"].clone().try_into().unwrap())
             .unwrap();
-        let policy = Policy::from_config(&raw).unwrap();
+        let policy = Policy::try_from(&raw).unwrap();
         let tz: chrono_tz::Tz = case.timezone.parse().unwrap();
         let snaps: Vec<(ObjectId, DateTime<Utc>)> = case
             .snapshots
