@@ -173,8 +173,7 @@ pub fn expired_keys(store: &Store, now: DateTime<Utc>, keep_days: Days) -> Resul
 
 /// Parse the bytes of the log entry `key` (pure: the fuzz target's entry).
 pub fn parse_entry(key: &str, bytes: &[u8]) -> Result<Activity> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::corrupt_by(key, "log entry does not parse", e))
 }
 
 #[cfg(test)]
