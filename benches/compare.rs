@@ -156,8 +156,8 @@ fn repo_bytes(target: &Target, local: &Path, bucket: &str) -> u64 {
     match target {
         Target::Local => dir_bytes(local),
         Target::S3 => {
-            let store = offsite::store::Store::connect(
-                &offsite::store::Location::S3(common::s3_location(bucket, "")),
+            let store = offsite::repo::store::Store::connect(
+                &offsite::repo::Location::S3(common::s3_location(bucket, "")),
                 false,
             )
             .unwrap();
@@ -408,8 +408,8 @@ fn compare(work: &Path, src: &Path, gen: &Path, target: &Target) {
     println!(
         "offsite initial snapshot: {o_puts} PUT requests for {} stored (~{} packs of {} MiB)",
         mib(initial_stored),
-        initial_stored / offsite::writer::PACK_TARGET as u64,
-        offsite::writer::PACK_TARGET >> 20
+        initial_stored / offsite::repo::writer::PACK_TARGET as u64,
+        offsite::repo::writer::PACK_TARGET >> 20
     );
 }
 

@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use crate::config::SourceClass;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{BlobKind, BlobRef, Compression};
-use crate::writer::{BlobWriter, Compress};
+use crate::repo::pack::{BlobKind, BlobRef, Compression};
+use crate::repo::writer::{BlobWriter, Compress};
 
 /// FastCDC sizes in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,9 +185,9 @@ mod tests {
     #[test]
     fn a_vanished_file_is_a_source_warning_not_a_repository_failure() {
         let dir = tempfile::tempdir().unwrap();
-        let location = crate::store::Location::Local(dir.path().join("repo"));
-        let repo = crate::repo::Repository::init(&location).unwrap();
-        let writer = BlobWriter::new(&repo, crate::index::Index::default());
+        let location = crate::repo::Location::Local(dir.path().join("repo"));
+        let repo = crate::repo::Repository::init(&location, chrono::DateTime::UNIX_EPOCH).unwrap();
+        let writer = BlobWriter::new(&repo, crate::repo::index::Index::default());
         let err = store_file(
             &dir.path().join("gone"),
             0,

@@ -10,8 +10,8 @@
 use std::os::unix::fs::MetadataExt;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::store::Location;
+use crate::error::Result;
+use crate::repo::Location;
 
 /// What the guard found: the verified region and any warnings.
 #[derive(Debug, Clone, Default)]
@@ -25,12 +25,8 @@ pub struct GuardReport {
 pub fn check(config: &Config) -> Result<GuardReport> {
     match &config.repository {
         Location::S3(loc) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::io("tokio runtime", e))?;
-            let actual = runtime.block_on(crate::s3::bucket_region(loc))?;
-            crate::s3::check_region(
+            let actual = crate::runtime::block_on(crate::repo::s3::bucket_region(loc))?;
+            crate::repo::s3::check_region(
                 &actual,
                 &config.repository_region,
                 &config.source_region,

@@ -8,14 +8,24 @@
 //! # Layout
 //!
 //! * Pure modules, no I/O: [`config`] (validated settings, converted into
-//!   the domain types of [`retention`], [`voice`] and [`days`]; never the
-//!   reverse), [`glob`], [`tree`] and [`snapshot`] (metadata types), [`pack`]
-//!   (pack format).
-//! * Storage: [`store`] (the object store facade), [`repo`] (format and typed
-//!   access), [`index`], [`writer`] (dedup, compression, packs), [`chunking`].
-//! * Operations over a repository: [`ops`] (snapshot, restore, check).
-//! * Glue: [`cli`] (the `offsite` command line); `main.rs` only maps errors to
-//!   exit codes.
+//!   the domain types of the next three; they never import config),
+//!   [`retention`] (which snapshots a policy keeps), [`voice`]
+//!   (per-recording expiry), [`days`] (a bounded number of days),
+//!   [`glob`], [`tree`] and [`snapshot`] (metadata types), [`activity`]
+//!   (activity-log entries), [`id`] (SHA-256 ids), [`decompress`] (bounded
+//!   zstd), [`problems`] (damaged objects skipped and reported), [`error`].
+//! * Storage: [`repo`], the one door to it: typed access by id
+//!   ([`repo::layout`] spells every key; [`repo::pack`], [`repo::index`],
+//!   [`repo::lock`] with the guards of [`repo::locked`], [`repo::writer`]
+//!   (dedup, compression, packs), [`repo::store`] and [`repo::s3`] beneath).
+//!   [`chunking`] and [`source_file`] read the sources into it.
+//! * Operations over a repository: [`ops`] (snapshot, restore, restore-test,
+//!   check, prune, repair, rebuild-index).
+//! * Inputs and plumbing: [`clock`], [`cancel`], [`runtime`] (the one Tokio
+//!   runtime), [`failpoint`] (crash tests), [`guard`] (the second-region
+//!   check), [`metrics`].
+//! * Glue: [`cli`] (the `offsite` command line) and [`agent`] (`offsite run`);
+//!   `main.rs` only maps errors to exit codes.
 
 pub mod activity;
 pub mod agent;
@@ -31,20 +41,15 @@ pub mod failpoint;
 pub mod glob;
 pub mod guard;
 pub mod id;
-pub mod index;
-pub mod lock;
 pub mod metrics;
 pub mod ops;
-pub mod pack;
 pub mod problems;
 pub mod repo;
 pub mod retention;
-pub mod s3;
+pub mod runtime;
 pub mod snapshot;
 pub mod source_file;
-pub mod store;
 pub mod tree;
 pub mod voice;
-pub mod writer;
 
 pub use error::{Error, Result};

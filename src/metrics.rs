@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ops::restore_test::RestoreTestReport;
 use crate::problems::Problem;
+use crate::repo::layout::{self, ObjectKind};
 use crate::repo::Repository;
 use crate::snapshot::Summary;
 
@@ -237,7 +238,7 @@ impl Metrics {
     }
 
     /// Add the requests a job sent.
-    pub fn record_requests(&self, requests: &crate::store::Requests) {
+    pub fn record_requests(&self, requests: &crate::repo::store::Requests) {
         for (op, n) in requests.by_op() {
             self.store_requests
                 .get_or_create(&label("op", op))
@@ -267,7 +268,7 @@ impl Metrics {
                 .get_or_create(&label("source", &source.name))
                 .set(n as f64);
         }
-        let bytes: u64 = repo.store.list("packs")?.iter().map(|(_, n)| n).sum();
+        let bytes: u64 = repo.list_packs()?.iter().map(|(_, n)| n).sum();
         self.repository_stored_bytes.set(bytes as f64);
         Ok(())
     }
@@ -287,14 +288,20 @@ impl Metrics {
                 self.record_snapshot(&source.name, snap.time, &snap.summary);
             }
         }
-        problems.extend(crate::index::unreadable_index_files(&repo.store)?);
-        let (prunes, unreadable) = activity::read_tolerant(&repo.store, None, Some("prune"))?;
+        problems.extend(repo.unreadable_index_files()?);
+        let (prunes, unreadable) = repo.read_activity_tolerant(None, Some("prune"))?;
         problems.extend(unreadable);
         let (restore_tests, unreadable) =
-            activity::read_tolerant(&repo.store, None, Some("restore-test"))?;
+            repo.read_activity_tolerant(None, Some("restore-test"))?;
         problems.extend(unreadable);
-        let own_host = format!("snapshots/{}/", config.host);
-        self.record_problems(&[&own_host, "index/", "log/"], &problems);
+        self.record_problems(
+            &[
+                Rechecked::SnapshotsOf(&config.host),
+                Rechecked::All(ObjectKind::Index),
+                Rechecked::All(ObjectKind::Log),
+            ],
+            &problems,
+        );
         let own = |e: &activity::Activity| e.host == config.host && e.outcome == "ok";
         if let Some(p) = prunes.into_iter().rfind(own) {
             self.prune_last_success.set(seconds(p.time));
@@ -310,12 +317,12 @@ impl Metrics {
         self.refresh_repository(repo, config)
     }
 
-    /// Unreadable objects an operation found. `rechecked` are the key
-    /// prefixes it examined in full: problems under them that it no longer
-    /// found are cleared (a repaired or removed object); the others stay.
-    pub fn record_problems(&self, rechecked: &[&str], found: &[Problem]) {
+    /// Unreadable objects an operation found. `rechecked` are the objects
+    /// it examined in full: problems among them that it no longer found are
+    /// cleared (a repaired or removed object); the others stay.
+    pub fn record_problems(&self, rechecked: &[Rechecked], found: &[Problem]) {
         let mut known = self.problems.lock().unwrap_or_else(|e| e.into_inner());
-        known.retain(|object, _| !rechecked.iter().any(|p| object.starts_with(p)));
+        known.retain(|object, _| !rechecked.iter().any(|r| r.covers(object)));
         for p in found {
             if known.insert(p.object.clone(), p.what.clone()).is_none() {
                 tracing::warn!(object = %p.object, "{p}");
@@ -329,6 +336,25 @@ impl Metrics {
         let tmp = path.with_extension("prom.tmp");
         std::fs::write(&tmp, self.encode_classic()).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Objects an operation examined in full (see [`Metrics::record_problems`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rechecked<'a> {
+    /// Every object of a kind.
+    All(ObjectKind),
+    /// The snapshot manifests of one host.
+    SnapshotsOf(&'a str),
+}
+
+impl Rechecked<'_> {
+    /// Whether the object `key` is among these.
+    fn covers(&self, key: &str) -> bool {
+        match self {
+            Rechecked::All(kind) => ObjectKind::of(key) == Some(*kind),
+            Rechecked::SnapshotsOf(host) => layout::is_snapshot_of_host(key, host),
+        }
     }
 }
 

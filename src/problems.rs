@@ -16,7 +16,7 @@ use crate::error::Error;
 /// An object that could not be read, and why.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
-    /// The object's key in the repository (`snapshots/…`, `index/…`, `log/…`).
+    /// The object's key in the repository (see [`crate::repo::layout`]).
     pub object: String,
     pub what: String,
 }
@@ -70,12 +70,13 @@ mod tests {
 
     #[test]
     fn a_corrupt_error_about_the_object_keeps_only_its_detail() {
-        let e = Error::corrupt("index/ab", "index does not parse");
-        let p = Problem::new("index/ab", &e);
+        let key = crate::repo::layout::index_key(&crate::id::ObjectId::hash(b"i"));
+        let e = Error::corrupt(&key, "index does not parse");
+        let p = Problem::new(&key, &e);
         assert_eq!(p.what, "index does not parse");
         assert_eq!(
             p.to_string(),
-            "unreadable object index/ab: index does not parse (skipped; run `offsite check`)"
+            format!("unreadable object {key}: index does not parse (skipped; run `offsite check`)")
         );
         assert!(is_object_damage(&e));
         assert!(!is_object_damage(&Error::Conflict("locked".into())));

@@ -24,17 +24,16 @@
 //! id): retention counts them once and prune deletes the older copies. An
 //! old id keeps resolving to its rewrite.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SourceClass;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::BlobRef;
+use crate::repo::pack::BlobRef;
 
 /// Manifest format version.
 pub const SNAPSHOT_VERSION: u32 = 1;
-const KEY_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
 
 /// Snapshot times are kept to the millisecond, as their keys are.
 pub fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
@@ -141,13 +140,7 @@ impl Snapshot {
 
     /// The object key for a manifest with these bytes.
     pub fn key(&self, id: &ObjectId) -> String {
-        format!(
-            "snapshots/{}/{}/{}-{}",
-            self.host,
-            self.source,
-            self.time.format(KEY_TIME),
-            id
-        )
+        crate::repo::layout::snapshot_key(&self.host, &self.source, &self.time, id)
     }
 }
 
@@ -162,24 +155,16 @@ pub struct SnapshotRef {
 }
 
 impl SnapshotRef {
-    /// Parse a key under `snapshots/`; keys of another shape are not snapshots.
+    /// Parse a manifest key (see [`crate::repo::layout`]); keys of another
+    /// shape are not snapshots.
     pub fn parse(key: &str) -> Option<Self> {
-        let rest = key.strip_prefix("snapshots/")?;
-        let mut parts = rest.split('/');
-        let (host, source, name) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        let (stamp, id) = name.split_once('-')?;
-        let time = NaiveDateTime::parse_from_str(stamp, KEY_TIME)
-            .ok()?
-            .and_utc();
+        let parsed = crate::repo::layout::parse_snapshot_key(key)?;
         Some(SnapshotRef {
             key: key.to_string(),
-            id: id.parse().ok()?,
-            host: host.to_string(),
-            source: source.to_string(),
-            time,
+            id: parsed.id,
+            host: parsed.host,
+            source: parsed.source,
+            time: parsed.time,
         })
     }
 
@@ -206,7 +191,7 @@ pub struct Duplicate {
     /// The older manifest (to delete).
     pub id: ObjectId,
     #[serde(skip)]
-    pub key: String,
+    pub manifest: SnapshotRef,
     /// The manifest that stays.
     pub kept: ObjectId,
 }
@@ -245,7 +230,7 @@ pub fn split_duplicates(
         {
             Some((b, winner)) if b != i => duplicates.push(Duplicate {
                 id: item.0.id,
-                key: item.0.key.clone(),
+                manifest: item.0.clone(),
                 kept: winner.0.id,
             }),
             _ => kept.push(item.clone()),
@@ -322,12 +307,15 @@ mod tests {
     #[test]
     fn key_round_trips_through_listing() {
         let id = ObjectId::hash(b"x");
-        let key = format!("snapshots/h1/client-data/20261127T020000.000Z-{id}");
+        let time = DateTime::parse_from_rfc3339("2026-11-27T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let key = crate::repo::layout::snapshot_key("h1", "client-data", &time, &id);
         let r = SnapshotRef::parse(&key).unwrap();
         assert_eq!(r.id, id);
         assert_eq!(r.host, "h1");
         assert_eq!(r.source, "client-data");
         assert_eq!(r.time.to_rfc3339(), "2026-11-27T02:00:00+00:00");
-        assert!(SnapshotRef::parse("snapshots/h1/x").is_none());
+        assert!(SnapshotRef::parse(&format!("{key}/x")).is_none());
     }
 }

@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{pack_key, BlobRef};
+use crate::repo::layout::pack_key;
+use crate::repo::pack::BlobRef;
 
 /// Directory levels below a snapshot's root tree that a walk follows; a tree
 /// deeper than this is corrupt (see the module docs).

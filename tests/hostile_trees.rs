@@ -12,13 +12,13 @@ use common::*;
 
 use std::os::unix::fs::PermissionsExt;
 
-use offsite::index::{write_index_file, Index};
-use offsite::pack::{BlobKind, BlobRef};
+use offsite::repo::index::Index;
+use offsite::repo::pack::{BlobKind, BlobRef};
+use offsite::repo::writer::{BlobWriter, Compress};
+use offsite::repo::Location;
 use offsite::repo::Repository;
 use offsite::snapshot::Snapshot;
-use offsite::store::Location;
 use offsite::tree::{DirEntry, Entry, FileEntry, Tree};
-use offsite::writer::{BlobWriter, Compress};
 
 const OK_TEXT: &[u8] = b"all is well\n";
 
@@ -89,7 +89,7 @@ impl Forge {
                 .unwrap()
         });
         let packs = writer.finish().unwrap();
-        write_index_file(&self.repo.store, packs).unwrap();
+        self.repo.write_index_file(packs).unwrap();
         root
     }
 
@@ -101,13 +101,13 @@ impl Forge {
             time: self.base.time + chrono::Duration::days(1),
             ..self.base.clone()
         };
-        let (_, key) = self.repo.save_snapshot(&snap).unwrap();
+        let (_, saved) = self.repo.save_snapshot(&snap).unwrap();
         for r in self.repo.list_snapshots(None, None).unwrap() {
-            if r.key != key {
-                self.repo.store.delete(&r.key).unwrap();
+            if r != saved {
+                self.repo.delete_snapshot(&r).unwrap();
             }
         }
-        w.repo().join(key)
+        w.repo().join(saved.key)
     }
 }
 

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 
 use bytes::Bytes;
-use offsite::store::{Location, Store};
+use offsite::repo::store::{Location, Store};
 
 fn s3_store(bucket: &str, prefix: &str) -> Store {
     Store::connect(&Location::S3(s3_location(bucket, prefix)), false).unwrap()
@@ -34,7 +34,7 @@ fn conformance(store: &Store) {
     assert!(matches!(err, offsite::Error::AlreadyExists { .. }), "{err}");
     assert_eq!(store.get("a/two").unwrap(), Bytes::from_static(b"first"));
     // Multipart: an object over the threshold goes up in parts and reads back whole.
-    let big = Bytes::from(Rng::new(5).bytes(offsite::store::MULTIPART_THRESHOLD + 3_000_000));
+    let big = Bytes::from(Rng::new(5).bytes(offsite::repo::store::MULTIPART_THRESHOLD + 3_000_000));
     let before = store.requests();
     store.put("b/big", big.clone()).unwrap();
     assert!(
@@ -281,7 +281,7 @@ fn request_counts_show_packs_not_files() {
         stored += r["bytes_added"].as_u64().unwrap();
     }
     // Per snapshot: index, manifest, lock, activity-log entry.
-    let bound = 2 * (stored / offsite::writer::PACK_TARGET as u64 + 2 + 2 * 4);
+    let bound = 2 * (stored / offsite::repo::writer::PACK_TARGET as u64 + 2 + 2 * 4);
     eprintln!("{puts} PUT requests for {stored} bytes stored and 2020 files (bound {bound})");
     assert!(puts <= bound, "{puts} PUTs > {bound}: no per-file PUTs");
 }

@@ -1,7 +1,7 @@
 //! An index file (zstd JSON) as stored, then merged into an in-memory index.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use offsite::index::{decode_index_file, Index};
+use offsite::repo::index::{decode_index_file, Index};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = decode_index_file("index/fuzz", data) else {

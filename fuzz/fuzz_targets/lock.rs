@@ -4,5 +4,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = offsite_fuzz::ALLOCATION_LIMIT;
-    let _ = offsite::lock::parse_lock("locks/fuzz", data);
+    let _ = offsite::repo::lock::parse_lock("locks/fuzz", data);
 });

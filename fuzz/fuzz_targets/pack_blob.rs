@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use offsite::id::ObjectId;
-use offsite::pack::{decode_blob, BlobRef, Compression};
+use offsite::repo::pack::{decode_blob, BlobRef, Compression};
 
 fuzz_target!(|data: &[u8]| {
     let _ = offsite_fuzz::ALLOCATION_LIMIT;

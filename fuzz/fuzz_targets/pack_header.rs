@@ -1,7 +1,7 @@
 //! A whole pack as read from the bucket: trailer, header length, zstd JSON header.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use offsite::pack::{header_of, parse_header, parse_trailer, TRAILER_LEN};
+use offsite::repo::pack::{header_of, parse_header, parse_trailer, TRAILER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let _ = offsite_fuzz::ALLOCATION_LIMIT;

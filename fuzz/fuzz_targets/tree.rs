@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use offsite::id::ObjectId;
-use offsite::pack::{BlobRef, Compression};
+use offsite::repo::pack::{BlobRef, Compression};
 use offsite::tree::{Entry, Tree};
 
 fuzz_target!(|data: &[u8]| {

@@ -68,7 +68,7 @@ static GLOBAL: CappedAllocator = CappedAllocator;
 
 /// Touch every location a parsed object carries, as readers do (a location
 /// whose end overflows must not panic).
-pub fn touch_ranges<'a>(refs: impl IntoIterator<Item = &'a offsite::pack::BlobRef>) {
+pub fn touch_ranges<'a>(refs: impl IntoIterator<Item = &'a offsite::repo::pack::BlobRef>) {
     for r in refs {
         let range = r.range();
         std::hint::black_box(range);

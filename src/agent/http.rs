@@ -1,5 +1,5 @@
-//! The `/metrics` endpoint: hyper's HTTP/1 server on a small Tokio runtime
-//! of its own.
+//! The `/metrics` endpoint: hyper's HTTP/1 server, a task on the process's
+//! one Tokio runtime ([`crate::runtime`]).
 //!
 //! Prometheus must be able to scrape whatever else is connected: a missed
 //! scrape for long enough fires `OffsiteAgentDown`. Anyone who can reach the
@@ -47,25 +47,17 @@ pub const MAX_CONNECTIONS: usize = 256;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serve `/metrics` on `listener` from a thread of its own until the process
-/// ends. Errors only when the runtime or the thread cannot be set up.
+/// Serve `/metrics` on `listener` as a task on the process's runtime until
+/// the process ends. Errors only when the listener cannot be registered.
 pub fn spawn(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| Error::io("metrics runtime", e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("metrics listener", e))?;
     let listener = {
-        let _context = runtime.enter();
+        let _context = crate::runtime::handle().enter();
         tokio::net::TcpListener::from_std(listener).map_err(|e| Error::io("metrics listener", e))?
     };
-    std::thread::Builder::new()
-        .name("offsite-metrics".into())
-        .spawn(move || runtime.block_on(serve(listener, metrics)))
-        .map_err(|e| Error::io("metrics thread", e))?;
+    crate::runtime::spawn(serve(listener, metrics));
     Ok(())
 }
 

@@ -26,10 +26,10 @@ use crate::cancel::Cancel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockKind};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Rechecked};
 use crate::ops::restore_test::{restore_test, Rng};
 use crate::ops::{prune, snapshot};
+use crate::repo::layout::ObjectKind;
 use crate::repo::Repository;
 use notify::Notifier;
 use schedule::{jobs_from_config, Job, JobKind, JobState, Scheduler, State};
@@ -162,22 +162,19 @@ pub struct RepoRunner<'a> {
 
 impl RepoRunner<'_> {
     fn log<T: serde::Serialize>(&self, operation: &str, result: &std::result::Result<T, &Error>) {
-        activity::log_result(&self.repo.store, &self.config.host, operation, result);
+        activity::log_result(self.repo, &self.config.host, operation, result);
     }
 
     fn run_job(&mut self, job: &Job, cancel: &Cancel) -> Result<()> {
         match &job.kind {
             JobKind::Snapshot(name) => {
                 let source = self.config.source(name)?;
-                let _lock = Lock::acquire(
-                    &self.repo.store,
-                    &self.config.host,
-                    LockKind::Shared,
-                    "snapshot",
-                )?;
+                let lock = self
+                    .repo
+                    .shared(&self.config.host, "snapshot", &SystemClock)?;
                 let time = crate::snapshot::truncate_to_millis(Utc::now());
                 let result = snapshot::snapshot_source(
-                    self.repo,
+                    &lock,
                     &self.config.host,
                     source,
                     &self.config.contracts(),
@@ -190,10 +187,14 @@ impl RepoRunner<'_> {
                 let report = result?;
                 self.metrics
                     .record_snapshot(&report.source, report.time, &report.summary);
-                self.metrics.record_problems(&["index/"], &report.problems);
+                self.metrics
+                    .record_problems(&[Rechecked::All(ObjectKind::Index)], &report.problems);
             }
             JobKind::Prune => {
-                let result = prune::prune(self.repo, self.config, Utc::now(), false, cancel);
+                let result = self
+                    .repo
+                    .exclusive(&self.config.host, "prune", &SystemClock)
+                    .and_then(|lock| prune::prune(&lock, self.config, Utc::now(), cancel));
                 if !matches!(result, Err(Error::Cancelled)) {
                     self.log(
                         "prune",
@@ -202,8 +203,13 @@ impl RepoRunner<'_> {
                             .map(|r| (r.snapshots_removed, r.packs_deleted, r.bytes_freed)),
                     );
                 }
-                self.metrics
-                    .record_problems(&["snapshots/", "index/"], &result?.problems);
+                self.metrics.record_problems(
+                    &[
+                        Rechecked::All(ObjectKind::Snapshot),
+                        Rechecked::All(ObjectKind::Index),
+                    ],
+                    &result?.problems,
+                );
                 self.metrics.record_prune(Utc::now());
             }
             JobKind::RestoreTest => {
@@ -211,7 +217,7 @@ impl RepoRunner<'_> {
                 let report = restore_test(self.repo, self.config, &sources, &mut self.rng);
                 let details = serde_json::to_value(&report).unwrap_or_default();
                 activity::log(
-                    &self.repo.store,
+                    self.repo,
                     &self.config.host,
                     "restore-test",
                     &report.result,
@@ -229,10 +235,10 @@ impl RepoRunner<'_> {
 
 impl Runner for RepoRunner<'_> {
     fn run(&mut self, job: &Job, cancel: &Cancel) -> Outcome {
-        let before = self.repo.store.requests();
+        let before = self.repo.requests();
         let result = self.run_job(job, cancel);
         self.metrics
-            .record_requests(&self.repo.store.requests().since(&before));
+            .record_requests(&self.repo.requests().since(&before));
         let outcome = match result {
             Ok(()) => Outcome::Ok,
             Err(Error::Cancelled) => return Outcome::Cancelled,
@@ -260,33 +266,23 @@ impl Runner for RepoRunner<'_> {
     }
 }
 
-/// Stop on SIGTERM or SIGINT (a thread with its own small runtime).
+/// Stop on SIGTERM or SIGINT: a task on the process's runtime.
 fn watch_signals(cancel: Cancel) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("signal runtime", e))?;
-    let (mut term, mut int) = runtime
-        .block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })
-        .map_err(|e| Error::io("signal handlers", e))?;
-    std::thread::Builder::new()
-        .name("offsite-signals".into())
-        .spawn(move || {
-            runtime.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
-                }
-            });
-            cancel.cancel();
-        })
-        .map_err(|e| Error::io("signal thread", e))?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = {
+        let _runtime = crate::runtime::handle().enter();
+        (
+            signal(SignalKind::terminate()).map_err(|e| Error::io("signal handlers", e))?,
+            signal(SignalKind::interrupt()).map_err(|e| Error::io("signal handlers", e))?,
+        )
+    };
+    crate::runtime::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        cancel.cancel();
+    });
     Ok(())
 }
 
@@ -340,7 +336,7 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         notifier.send("WATCHDOG=1");
     }
     notifier.send("READY=1");
-    tracing::info!(host = %config.host, repository = %repo.store.describe(), jobs = scheduler.jobs.len(), "agent started");
+    tracing::info!(host = %config.host, repository = %repo.describe(), jobs = scheduler.jobs.len(), "agent started");
     let mut runner = RepoRunner {
         repo: &repo,
         config: &config,

@@ -29,9 +29,9 @@ pub use output::human_bytes;
 
 use crate::activity;
 use crate::cancel::Cancel;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockKind};
 use crate::ops::prune::{self, PruneReport};
 use crate::ops::restore_test::{self, Rng};
 use crate::ops::{check, rebuild_index, repair, restore, snapshot};
@@ -92,7 +92,7 @@ fn record<T: Serialize, E: std::fmt::Display>(
     operation: &str,
     result: &std::result::Result<T, E>,
 ) {
-    activity::log_result(&repo.store, &config.host, operation, result);
+    activity::log_result(repo, &config.host, operation, result);
 }
 
 /// Run one parsed command.
@@ -127,17 +127,17 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Init => {
             let guard = crate::guard::check(&config)?;
-            let repo = Repository::init(&config.repository)?;
+            let repo = Repository::init(&config.repository, SystemClock.now())?;
             crate::guard::warn(&guard);
             if json {
                 print_json(
-                    &serde_json::json!({"repository": repo.store.describe(), "id": repo.config.id}),
+                    &serde_json::json!({"repository": repo.describe(), "id": repo.config.id}),
                 );
             } else {
                 say!(
                     "created repository {} at {}",
                     repo.config.id.short(),
-                    repo.store.describe()
+                    repo.describe()
                 );
             }
             Ok(0)
@@ -150,11 +150,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             let repo = Repository::open(&config.repository)?;
             let sources = config.selected_sources(source.as_deref())?;
             let time = crate::snapshot::truncate_to_millis(time.unwrap_or_else(Utc::now));
-            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "snapshot")?;
+            let lock = repo.shared(&config.host, "snapshot", &SystemClock)?;
             let mut failures = 0;
             for src in &sources {
                 let result = snapshot::snapshot_source_with(
-                    &repo,
+                    &lock,
                     &config.host,
                     src,
                     &config.contracts(),
@@ -249,13 +249,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let mut rng = seed.map_or_else(Rng::from_entropy, Rng::seeded);
             let report = restore_test::restore_test(&repo, &config, &sources, &mut rng);
             let details = serde_json::to_value(&report).unwrap_or_default();
-            activity::log(
-                &repo.store,
-                &config.host,
-                "restore-test",
-                &report.result,
-                details,
-            );
+            activity::log(&repo, &config.host, "restore-test", &report.result, details);
             if json {
                 print_json(&report);
             } else {
@@ -269,7 +263,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run => crate::agent::run_from_cli(config),
         Command::Prune { dry_run } => {
             let repo = Repository::open(&config.repository)?;
-            let result = prune::prune(&repo, &config, now, dry_run, &Cancel::new());
+            let result = if dry_run {
+                prune::dry_run(&repo, &config, now)
+            } else {
+                repo.exclusive(&config.host, "prune", &SystemClock)
+                    .and_then(|lock| prune::prune(&lock, &config, now, &Cancel::new()))
+            };
             if !dry_run {
                 record(&repo, &config, "prune", &result.as_ref().map(prune_summary));
             }
@@ -284,7 +283,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Unlock { force } => {
             let repo = Repository::open(&config.repository)?;
-            let result = crate::lock::unlock(&repo.store, &config.host, force, Utc::now());
+            let result = repo.unlock(&config.host, force, Utc::now());
             record(&repo, &config, "unlock", &result);
             let report = result?;
             if json {
@@ -296,7 +295,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Log { since } => {
             let repo = Repository::open(&config.repository)?;
-            let (entries, problems) = activity::read_tolerant(&repo.store, since, None)?;
+            let (entries, problems) = repo.read_activity_tolerant(since, None)?;
             crate::problems::warn(&problems);
             if json {
                 print_json(&entries);
@@ -307,13 +306,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::RebuildIndex => {
             let repo = Repository::open(&config.repository)?;
-            let _lock = Lock::acquire(
-                &repo.store,
-                &config.host,
-                LockKind::Exclusive,
-                "rebuild-index",
-            )?;
-            let report = rebuild_index::rebuild_index(&repo)?;
+            let lock = repo.exclusive(&config.host, "rebuild-index", &SystemClock)?;
+            let report = rebuild_index::rebuild_index(&lock)?;
             if json {
                 print_json(&report);
             } else {
@@ -330,8 +324,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Repair => {
             let repo = Repository::open(&config.repository)?;
-            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Exclusive, "repair")?;
-            let result = repair::repair(&repo);
+            let lock = repo.exclusive(&config.host, "repair", &SystemClock)?;
+            let result = repair::repair(&lock);
             record(&repo, &config, "repair", &result.as_ref().map(|r| {
                 serde_json::json!({"packs_checked": r.packs_checked, "quarantined": r.quarantined.len(), "damaged_snapshots": r.damaged.len()})
             }));
@@ -345,8 +339,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Check { read_data } => {
             let repo = Repository::open(&config.repository)?;
-            let _lock = Lock::acquire(&repo.store, &config.host, LockKind::Shared, "check")?;
-            let result = check::check(&repo, read_data);
+            let lock = repo.shared(&config.host, "check", &SystemClock)?;
+            let result = check::check(&lock, read_data);
             record(&repo, &config, "check", &result.as_ref().map(|r| {
                 serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
             }));

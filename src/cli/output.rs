@@ -294,8 +294,8 @@ pub fn log(entries: &[Activity]) {
     }
 }
 
-pub fn unlock(r: &crate::lock::UnlockReport) {
-    let describe = |l: &crate::lock::LockSummary| {
+pub fn unlock(r: &crate::repo::lock::UnlockReport) {
+    let describe = |l: &crate::repo::lock::LockSummary| {
         format!(
             "{} ({} on {}, pid {}, refreshed {}, {})",
             l.key,

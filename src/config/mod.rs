@@ -17,8 +17,8 @@ mod raw;
 
 use crate::error::{Error, Result};
 use crate::glob::Pattern;
+use crate::repo::Location;
 use crate::retention::Policy;
-use crate::store::Location;
 use crate::voice::Contracts;
 
 /// Where `--config` is looked for when not given.

@@ -19,10 +19,11 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::index::{read_index_file, Index};
 use crate::ops::damage::{damaged_snapshots, failing_blobs, Bad, SnapshotDamage};
-use crate::pack::{pack_key, BlobRef};
-use crate::repo::Repository;
+use crate::repo::index::Index;
+use crate::repo::layout::{index_key, pack_key};
+use crate::repo::pack::BlobRef;
+use crate::repo::{Repository, Shared};
 use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
 
 /// What `check` found.
@@ -45,7 +46,7 @@ struct Checker<'a> {
     index: Index,
     /// Every indexed (pack, blob, offset).
     located: HashSet<(ObjectId, ObjectId, u64)>,
-    present: HashMap<String, u64>,
+    present: HashMap<ObjectId, u64>,
     /// Trees walked, by location: the same tree stored twice (a damaged copy
     /// and the copy a later snapshot stored again) is checked at each place.
     seen_trees: HashSet<(ObjectId, ObjectId, u64)>,
@@ -76,7 +77,7 @@ impl Checker<'_> {
             )),
             Some(_) => {}
         }
-        if !self.present.contains_key(&key) {
+        if !self.present.contains_key(&blob.pack) {
             self.problem(format!("{what}: pack {key} is missing"));
         }
     }
@@ -162,21 +163,22 @@ fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
 /// Check the repository. Problems go into the report's `problems` (and
 /// `damaged`) and the check goes on, so the result is `Ok` whatever it
 /// found; `Err` only when the store itself fails (listing the repository,
-/// or reading what the damage report needs). The CLI
-/// turns a report with problems into `Error::CheckFailed` (exit 1).
-pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
+/// or reading what the damage report needs). The CLI turns a report with
+/// problems into `Error::CheckFailed` (exit 1).
+pub fn check(lock: &Shared, read_data: bool) -> Result<CheckReport> {
+    let repo = lock.repo();
     let mut checker = Checker {
         repo,
         index: Index::default(),
         located: HashSet::new(),
-        present: repo.store.list("packs")?.into_iter().collect(),
+        present: repo.list_packs()?.into_iter().collect(),
         seen_trees: HashSet::new(),
         files: HashMap::new(),
         report: CheckReport::default(),
     };
     checker.report.packs = checker.present.len();
-    for (key, _) in repo.store.list("index")? {
-        match read_index_file(&repo.store, &key) {
+    for id in repo.list_index_files()? {
+        match repo.read_index_file(&id) {
             Ok(file) => {
                 for pack in &file.packs {
                     checker
@@ -185,7 +187,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
                 }
                 checker.index.add_file(&file)
             }
-            Err(e) => checker.problem(format!("index {key}: {e}")),
+            Err(e) => checker.problem(format!("index {}: {e}", index_key(&id))),
         }
     }
     let mut indexed: Vec<(ObjectId, u64)> =
@@ -193,7 +195,7 @@ pub fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     indexed.sort();
     for (pack, size) in indexed {
         let key = pack_key(&pack);
-        match checker.present.get(&key) {
+        match checker.present.get(&pack) {
             None => checker.problem(format!("pack {key} is listed in the index but missing")),
             Some(&actual) if actual != size => checker.problem(format!(
                 "pack {key} has {actual} bytes, the index says {size}"
@@ -266,13 +268,13 @@ fn damage(
         return Ok(Vec::new());
     }
     let packs = checker.index.packs.iter().filter_map(|(id, size)| {
-        let actual = checker.present.get(&pack_key(id))?;
+        let actual = checker.present.get(id)?;
         (actual != size).then_some(*id)
     });
     let bad = Bad {
         packs: packs.collect(),
         blobs: corrupt,
     };
-    let present: HashSet<String> = checker.present.keys().cloned().collect();
+    let present: HashSet<ObjectId> = checker.present.keys().copied().collect();
     damaged_snapshots(checker.repo, &present, &bad)
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{pack_key, BlobRef};
+use crate::repo::pack::BlobRef;
 use crate::repo::{Repository, TreeCache};
 
 use crate::tree::{Entry, MAX_TREE_DEPTH};
@@ -52,7 +52,7 @@ pub struct Bad {
 
 struct Finder<'a> {
     trees: TreeCache<'a>,
-    present: &'a HashSet<String>,
+    present: &'a HashSet<ObjectId>,
     bad: &'a Bad,
     /// Tree id → damaged paths below it, relative to it.
     memo: HashMap<ObjectId, Rc<Vec<String>>>,
@@ -62,7 +62,7 @@ impl Finder<'_> {
     fn is_bad(&self, blob: &BlobRef) -> bool {
         self.bad.packs.contains(&blob.pack)
             || self.bad.blobs.contains(&(blob.pack, blob.id))
-            || !self.present.contains(&pack_key(&blob.pack))
+            || !self.present.contains(&blob.pack)
     }
 
     /// Damaged paths below the tree `blob` at `depth`; `Err` only for store
@@ -112,7 +112,7 @@ impl Finder<'_> {
 /// cannot be read are skipped (`check` reports those by themselves).
 pub fn damaged_snapshots(
     repo: &Repository,
-    present: &HashSet<String>,
+    present: &HashSet<ObjectId>,
     bad: &Bad,
 ) -> Result<Vec<SnapshotDamage>> {
     let mut finder = Finder {

@@ -5,7 +5,7 @@
 //! snapshot that deduplicated against such an index, or reused a parent's
 //! chunk list unchecked, would reference blobs that are gone, and every later
 //! snapshot of an unchanged file would inherit the hole. So a snapshot starts
-//! with one LIST of `packs/` and builds its index from the index files,
+//! with one listing of the packs and builds its index from the index files,
 //! keeping only packs that are present with their indexed size:
 //!
 //! * a pack listed in the index but missing (or of another size) is left
@@ -25,10 +25,10 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::index::{Index, IndexedPack};
-use crate::ops::rebuild_index::read_pack_header;
-use crate::pack::{pack_key, BlobRef};
 use crate::problems::Problem;
+use crate::repo::index::{Index, IndexedPack};
+use crate::repo::layout::pack_key;
+use crate::repo::pack::BlobRef;
 use crate::repo::Repository;
 
 /// The trusted index with what building it found.
@@ -46,12 +46,12 @@ pub struct LiveIndex {
 
 /// Build the trusted index of `repo`.
 pub fn load(repo: &Repository) -> Result<LiveIndex> {
-    let present: HashMap<String, u64> = repo.store.list("packs")?.into_iter().collect();
-    let (mut index, problems) = Index::load_tolerant(&repo.store)?;
+    let present: HashMap<ObjectId, u64> = repo.list_packs()?.into_iter().collect();
+    let (mut index, problems) = repo.load_index_tolerant()?;
     let mut missing: Vec<String> = index
         .packs
         .iter()
-        .filter(|(id, size)| present.get(&pack_key(id)) != Some(*size))
+        .filter(|(id, size)| present.get(id) != Some(*size))
         .map(|(id, _)| pack_key(id))
         .collect();
     missing.sort();
@@ -60,26 +60,23 @@ pub fn load(repo: &Repository) -> Result<LiveIndex> {
             packs = missing.len(),
             "indexed packs are missing; their blobs are stored again"
         );
-        index
-            .packs
-            .retain(|id, size| present.get(&pack_key(id)) == Some(size));
+        index.packs.retain(|id, size| present.get(id) == Some(size));
         let kept = &index.packs;
         index.blobs.retain(|_, blob| kept.contains_key(&blob.pack));
     }
     let mut adopted = Vec::new();
     let mut warnings = Vec::new();
-    for (key, size) in &present {
-        let Some(id) = pack_id(key) else { continue };
-        if index.packs.contains_key(&id) {
+    for (id, size) in &present {
+        if index.packs.contains_key(id) {
             continue;
         }
-        match read_pack_header(repo, key, *size) {
+        match repo.read_pack_header(id, *size) {
             Ok(pack) => {
                 index.add_pack(&pack);
                 adopted.push(pack);
             }
             Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
-                warnings.push(format!("unindexed {key} not used: {e}"))
+                warnings.push(format!("unindexed {} not used: {e}", pack_key(id)))
             }
             Err(e) => return Err(e),
         }
@@ -94,11 +91,6 @@ pub fn load(repo: &Repository) -> Result<LiveIndex> {
         warnings,
         problems,
     })
-}
-
-/// The pack id in a key `packs/<hh>/<id>`.
-pub fn pack_id(key: &str) -> Option<ObjectId> {
-    key.rsplit('/').next().and_then(|name| name.parse().ok())
 }
 
 /// `chunks` re-pointed at where the trusted index holds each blob, or `None`

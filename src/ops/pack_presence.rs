@@ -6,7 +6,7 @@
 //! blob the snapshot reused from the index may sit in a pack some prune just
 //! deleted. So the last step before the manifest is cheap and certain: walk
 //! the new snapshot's trees (a few tree packs, read whole), collect the packs
-//! they name, and list `packs/` once. A pack that is gone fails the snapshot
+//! they name, and list the packs once. A pack that is gone fails the snapshot
 //! loudly, naming the pack; no manifest is written, so nothing unrestorable
 //! is ever listed, and the next snapshot stores the data again.
 
@@ -14,7 +14,8 @@ use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{pack_key, BlobRef};
+use crate::repo::layout::pack_key;
+use crate::repo::pack::BlobRef;
 use crate::repo::{Repository, TreeCache};
 use crate::tree::Entry;
 
@@ -24,17 +25,16 @@ use crate::tree::Entry;
 pub fn missing_packs(
     repo: &Repository,
     root: &BlobRef,
-    present: &HashSet<String>,
+    present: &HashSet<ObjectId>,
 ) -> Result<Vec<String>> {
     let mut trees = TreeCache::new(repo);
     let mut missing = HashSet::new();
     let mut seen = HashSet::new();
     let mut todo = vec![root.clone()];
     let note = |pack: &ObjectId, missing: &mut HashSet<String>| {
-        let key = pack_key(pack);
-        let found = present.contains(&key);
+        let found = present.contains(pack);
         if !found {
-            missing.insert(key);
+            missing.insert(pack_key(pack));
         }
         found
     };
@@ -61,12 +61,7 @@ pub fn missing_packs(
 /// Fail, naming the first missing pack, unless every pack the snapshot of
 /// `source` with tree `root` references is listed in the store.
 pub fn ensure_packs_exist(repo: &Repository, source: &str, root: &BlobRef) -> Result<()> {
-    let present: HashSet<String> = repo
-        .store
-        .list("packs")?
-        .into_iter()
-        .map(|(key, _)| key)
-        .collect();
+    let present: HashSet<ObjectId> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
     let missing = missing_packs(repo, root, &present)?;
     match missing.first() {
         None => Ok(()),

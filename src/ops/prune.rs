@@ -34,22 +34,19 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::activity;
 use crate::cancel::Cancel;
 use crate::config::{Config, SourceClass};
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::write_index_file;
-use crate::lock::{Lock, LockKind};
 use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
 use crate::ops::sweep::{self, SweepReport};
 use crate::problems::Problem;
-use crate::repo::{Repository, SnapshotListing};
+use crate::repo::writer::BlobWriter;
+use crate::repo::{Exclusive, Repository, SnapshotListing};
 use crate::retention::{apply, Decision};
 use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
 use crate::tree::FileEntry;
 use crate::voice::{recorded_at, Contracts};
-use crate::writer::BlobWriter;
 
 /// One snapshot's line in the plan.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -189,35 +186,41 @@ fn is_voice(config: &Config, snap: &Snapshot) -> bool {
 fn delete_duplicates(repo: &Repository, duplicates: &[Duplicate]) -> Result<()> {
     for d in duplicates {
         tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
-        repo.store.delete(&d.key)?;
+        repo.delete_snapshot(&d.manifest)?;
     }
     Ok(())
 }
 
-/// Plan and (unless `dry_run`) apply a prune as of `now`.
+/// Plan and apply a prune as of `now`, alone in the repository.
 pub fn prune(
+    lock: &Exclusive,
+    config: &Config,
+    now: DateTime<Utc>,
+    cancel: &Cancel,
+) -> Result<PruneReport> {
+    run(lock.repo(), config, now, false, cancel)
+}
+
+/// The plan of a prune as of `now`, without applying it (`--dry-run`): it
+/// only reads, so it takes no lock.
+pub fn dry_run(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<PruneReport> {
+    run(repo, config, now, true, &Cancel::new())
+}
+
+/// Plan and (unless `dry_run`) apply a prune as of `now`.
+fn run(
     repo: &Repository,
     config: &Config,
     now: DateTime<Utc>,
     dry_run: bool,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(Lock::acquire(
-            &repo.store,
-            &config.host,
-            LockKind::Exclusive,
-            "prune",
-        )?)
-    };
     let contracts = config.contracts();
     let mut listing = load_all(repo)?;
     let (readable, duplicates) = split_duplicates(std::mem::take(&mut listing.readable));
     listing.readable = readable;
     let mut problems = listing.problems();
-    problems.extend(crate::index::unreadable_index_files(&repo.store)?);
+    problems.extend(repo.unreadable_index_files()?);
     let unreadable_own: Vec<&SnapshotRef> = listing
         .unreadable
         .iter()
@@ -247,7 +250,7 @@ pub fn prune(
     }
     expired.sort();
     expired.dedup_by(|a, b| a.source == b.source && a.path == b.path);
-    let log_keys = activity::expired_keys(&repo.store, now, config.activity_log_days)?;
+    let log_keys = repo.expired_activity(now, config.activity_log_days)?;
     let mut report = PruneReport {
         dry_run,
         now,
@@ -283,13 +286,13 @@ pub fn prune(
         .map(|r| (r, ()))
         .filter(|(r, _)| removed.contains(&r.id))
     {
-        repo.store.delete(&r.key)?;
+        repo.delete_snapshot(r)?;
     }
     delete_duplicates(repo, &report.duplicates)?;
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
     if !expired.is_empty() {
-        let writer = BlobWriter::new(repo, crate::index::Index::load_tolerant(&repo.store)?.0);
+        let writer = BlobWriter::new(repo, repo.load_index_tolerant()?.0);
         let no_moves = Moved::new();
         let mut rewriter = Rewriter::new(repo, &writer, &no_moves, |f| !contracts.expired(f, now));
         let mut replacements = Vec::new();
@@ -301,7 +304,7 @@ pub fn prune(
         }
         let packs = writer.finish()?;
         if !packs.is_empty() {
-            write_index_file(&repo.store, packs)?;
+            repo.write_index_file(packs)?;
         }
         crate::failpoint::hit("prune-before-voice-manifests");
         for (r, snap, new) in &replacements {
@@ -345,8 +348,8 @@ pub fn prune(
         cancel.check()?;
     }
     crate::failpoint::hit("prune-before-log-cleanup");
-    for key in &log_keys {
-        repo.store.delete(key)?;
+    for entry in &log_keys {
+        repo.delete_activity(entry)?;
     }
     Ok(report)
 }

@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::index::{write_index_file, IndexedPack};
-use crate::pack::{parse_header, parse_trailer, TRAILER_LEN};
-use crate::repo::Repository;
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::repo::layout::{index_key, pack_key};
+use crate::repo::{Exclusive, Repository};
 
 /// What `rebuild-index` did.
 #[derive(Serialize, Debug)]
@@ -22,50 +22,18 @@ pub struct RebuildReport {
     pub unreadable_packs: Vec<String>,
 }
 
-/// Read one pack's header with two ranged reads (trailer, then header).
-pub fn read_pack_header(repo: &Repository, key: &str, size: u64) -> Result<IndexedPack> {
-    if size < TRAILER_LEN {
-        return Err(Error::corrupt(key, "pack is shorter than its trailer"));
-    }
-    let trailer = repo.store.get_range(key, size - TRAILER_LEN..size)?;
-    let header_len = parse_trailer(key, &trailer)?;
-    let start = (size - TRAILER_LEN)
-        .checked_sub(header_len)
-        .ok_or_else(|| Error::corrupt(key, "pack header length exceeds the pack"))?;
-    let header = parse_header(key, &repo.store.get_range(key, start..size - TRAILER_LEN)?)?;
-    let id = key
-        .rsplit('/')
-        .next()
-        .and_then(|name| name.parse().ok())
-        .ok_or_else(|| Error::corrupt(key, "pack name is not an id"))?;
-    Ok(IndexedPack {
-        id,
-        size,
-        blobs: header.blobs,
-    })
-}
-
-/// The keys of the index files there are now (to remove once replaced).
-pub fn index_keys(repo: &Repository) -> Result<Vec<String>> {
-    Ok(repo
-        .store
-        .list("index")?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect())
-}
-
-/// Rebuild the index from every pack in the repository.
-pub fn rebuild_index(repo: &Repository) -> Result<RebuildReport> {
-    let old = index_keys(repo)?;
+/// Rebuild the index from every pack in the repository, alone in it.
+pub fn rebuild_index(lock: &Exclusive) -> Result<RebuildReport> {
+    let repo = lock.repo();
+    let old = repo.list_index_files()?;
     let mut packs = Vec::new();
     let mut unreadable = Vec::new();
-    for (key, size) in repo.store.list("packs")? {
-        match read_pack_header(repo, &key, size) {
+    for (id, size) in repo.list_packs()? {
+        match repo.read_pack_header(&id, size) {
             Ok(pack) => packs.push(pack),
             Err(e) => {
                 tracing::error!("{e}");
-                unreadable.push(format!("{key}: {e}"));
+                unreadable.push(format!("{}: {e}", pack_key(&id)));
             }
         }
     }
@@ -74,17 +42,17 @@ pub fn rebuild_index(repo: &Repository) -> Result<RebuildReport> {
     let new_index = if packs.is_empty() {
         None
     } else {
-        Some(write_index_file(&repo.store, packs)?)
+        Some(repo.write_index_file(packs)?)
     };
     let removed = if unreadable.is_empty() {
-        remove_old_index_files(repo, &old, new_index.as_deref())?
+        remove_old_index_files(repo, &old, new_index.as_ref())?
     } else {
         0
     };
     Ok(RebuildReport {
         packs: count,
         blobs,
-        new_index,
+        new_index: new_index.as_ref().map(index_key),
         old_index_files_removed: removed,
         unreadable_packs: unreadable,
     })
@@ -94,12 +62,12 @@ pub fn rebuild_index(repo: &Repository) -> Result<RebuildReport> {
 /// index is never absent); returns how many were deleted.
 pub fn remove_old_index_files(
     repo: &Repository,
-    old: &[String],
-    new_index: Option<&str>,
+    old: &[ObjectId],
+    new_index: Option<&ObjectId>,
 ) -> Result<usize> {
     let mut removed = 0;
-    for key in old.iter().filter(|k| Some(k.as_str()) != new_index) {
-        repo.store.delete(key)?;
+    for id in old.iter().filter(|id| Some(*id) != new_index) {
+        repo.delete_index_file(id)?;
         removed += 1;
     }
     Ok(removed)

@@ -5,7 +5,7 @@
 //! verifies its header and every blob.
 //!
 //! * A damaged pack is **quarantined, never deleted**: copied to
-//!   `quarantine/<its key>` first, then removed from `packs/`. Its blobs that
+//!   quarantine first, then removed from the packs. Its blobs that
 //!   still verify are first copied into new packs (*salvaged*), so a
 //!   recording that is gone from the source but whose chunks survived stays
 //!   restorable for the next snapshots.
@@ -28,16 +28,14 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::index::{read_index_file, write_index_file, Index, IndexedPack};
+use crate::id::ObjectId;
 use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
-use crate::ops::live_index::pack_id;
-use crate::ops::rebuild_index::{index_keys, remove_old_index_files};
-use crate::pack::{decode_blob, header_of, pack_key, BlobKind, BlobRef};
-use crate::repo::Repository;
-use crate::writer::BlobWriter;
-
-/// Where damaged packs are kept.
-pub const QUARANTINE_PREFIX: &str = "quarantine";
+use crate::ops::rebuild_index::remove_old_index_files;
+use crate::repo::index::{Index, IndexedPack};
+use crate::repo::layout::{index_key, pack_key};
+use crate::repo::pack::{decode_blob, header_of, BlobKind, BlobRef};
+use crate::repo::writer::BlobWriter;
+use crate::repo::{Exclusive, Repository};
 
 /// One pack moved out of `packs/`.
 #[derive(Serialize, Debug)]
@@ -73,10 +71,8 @@ enum Verdict {
     Damaged(String, Vec<(BlobKind, BlobRef, Bytes)>, usize),
 }
 
-fn verify_pack(key: &str, bytes: &Bytes) -> Verdict {
-    let Some(id) = pack_id(key) else {
-        return Verdict::Damaged("pack name is not an id".into(), Vec::new(), 0);
-    };
+fn verify_pack(id: ObjectId, bytes: &Bytes) -> Verdict {
+    let key = &pack_key(&id);
     let header = match header_of(key, bytes) {
         Ok(h) => h,
         Err(e) => return Verdict::Damaged(e.to_string(), Vec::new(), 0),
@@ -119,10 +115,14 @@ fn verify_pack(key: &str, bytes: &Bytes) -> Verdict {
 
 /// Indexed packs that are not in the store (unreadable index files are
 /// skipped: they are replaced anyway).
-fn missing_indexed(repo: &Repository, old: &[String], present: &HashSet<String>) -> Vec<String> {
+fn missing_indexed(
+    repo: &Repository,
+    old: &[ObjectId],
+    present: &HashSet<ObjectId>,
+) -> Vec<String> {
     let mut index = Index::default();
-    for key in old {
-        match read_index_file(&repo.store, key) {
+    for id in old {
+        match repo.read_index_file(id) {
             Ok(file) => index.add_file(&file),
             Err(e) => tracing::warn!("{e}; it is replaced by the rebuilt index"),
         }
@@ -130,8 +130,8 @@ fn missing_indexed(repo: &Repository, old: &[String], present: &HashSet<String>)
     let mut missing: Vec<String> = index
         .packs
         .keys()
+        .filter(|id| !present.contains(*id))
         .map(pack_key)
-        .filter(|k| !present.contains(k))
         .collect();
     missing.sort();
     missing
@@ -139,35 +139,35 @@ fn missing_indexed(repo: &Repository, old: &[String], present: &HashSet<String>)
 
 /// Verify every pack, quarantine the damaged ones, rebuild the index, and
 /// report what each snapshot has lost.
-pub fn repair(repo: &Repository) -> Result<RepairReport> {
-    let old = index_keys(repo)?;
-    let listed = repo.store.list("packs")?;
-    let present: HashSet<String> = listed.iter().map(|(k, _)| k.clone()).collect();
+pub fn repair(lock: &Exclusive) -> Result<RepairReport> {
+    let repo = lock.repo();
+    let old = repo.list_index_files()?;
+    let listed = repo.list_packs()?;
+    let present: HashSet<ObjectId> = listed.iter().map(|(id, _)| *id).collect();
     let mut report = RepairReport {
         missing_packs: missing_indexed(repo, &old, &present),
         ..RepairReport::default()
     };
     let salvage = BlobWriter::new(repo, Index::default());
     let mut whole = Vec::new();
-    for (key, _) in &listed {
-        let bytes = match repo.store.get(key) {
+    for (id, _) in &listed {
+        let key = pack_key(id);
+        let bytes = match repo.read_pack(id) {
             Ok(b) => b,
             Err(Error::NotFound { .. }) => continue, // removed meanwhile
             Err(e) => return Err(e),
         };
         report.packs_checked += 1;
-        match verify_pack(key, &bytes) {
+        match verify_pack(*id, &bytes) {
             Verdict::Whole(pack) => whole.push(pack),
             Verdict::Damaged(reason, good, lost) => {
                 tracing::error!(pack = %key, "damaged: {reason}; quarantined");
                 for (kind, location, stored) in &good {
                     salvage.store_copy(*kind, location, stored)?;
                 }
-                let quarantined_as = format!("{QUARANTINE_PREFIX}/{key}");
-                repo.store.put(&quarantined_as, bytes)?;
-                repo.store.delete(key)?;
+                let quarantined_as = repo.quarantine_pack(id, bytes)?;
                 report.quarantined.push(QuarantinedPack {
-                    pack: key.clone(),
+                    pack: key,
                     quarantined_as,
                     reason,
                     blobs_salvaged: good.len(),
@@ -180,19 +180,14 @@ pub fn repair(repo: &Repository) -> Result<RepairReport> {
     let salvaged = salvage.finish()?;
     report.salvage_packs = salvaged.len();
     whole.extend(salvaged);
-    report.new_index = if whole.is_empty() {
+    let new_index = if whole.is_empty() {
         None
     } else {
-        Some(write_index_file(&repo.store, whole)?)
+        Some(repo.write_index_file(whole)?)
     };
-    report.old_index_files_removed =
-        remove_old_index_files(repo, &old, report.new_index.as_deref())?;
-    let now_present: HashSet<String> = repo
-        .store
-        .list("packs")?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    report.old_index_files_removed = remove_old_index_files(repo, &old, new_index.as_ref())?;
+    report.new_index = new_index.as_ref().map(index_key);
+    let now_present: HashSet<ObjectId> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
     report.damaged = damaged_snapshots(repo, &now_present, &Bad::default())?;
     Ok(report)
 }

@@ -25,7 +25,7 @@ use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::restore::{restore_item, FoundItem, RestoreOptions};
-use crate::pack::BlobRef;
+use crate::repo::pack::BlobRef;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::FileEntry;

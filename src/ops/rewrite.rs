@@ -13,11 +13,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::pack::{BlobKind, BlobRef};
+use crate::repo::pack::{BlobKind, BlobRef};
+use crate::repo::writer::{BlobWriter, Compress};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree, TreeWalk};
-use crate::writer::{BlobWriter, Compress};
 
 /// Blobs copied out of packs that will be deleted: (old pack, blob) → new location.
 pub type Moved = HashMap<(ObjectId, ObjectId), BlobRef>;
@@ -190,9 +190,7 @@ pub fn replace_manifest(
     snap.tree = new.tree.clone();
     snap.summary.items = snap.summary.items.saturating_sub(new.dropped);
     snap.summary.bytes = snap.summary.bytes.saturating_sub(new.dropped_bytes);
-    let (id, _) = repo.save_snapshot(&snap)?;
-    crate::failpoint::hit("rewrite-after-new-manifest");
-    repo.store.delete(&old_ref.key)?;
+    let id = repo.replace_snapshot(old_ref, &snap)?;
     tracing::info!(old = %old_ref.id.short(), new = %id.short(), source = %old_ref.source, "snapshot rewritten");
     Ok(id)
 }

@@ -8,7 +8,7 @@
 //!    is still held in an existing pack (see below). `--reread` turns reuse
 //!    off: every file is read again.
 //! 2. **Store** new and changed files on one worker per core: FastCDC,
-//!    SHA-256, zstd where it pays, into packs (see [`crate::writer`]).
+//!    SHA-256, zstd where it pays, into packs (see [`crate::repo::writer`]).
 //! 3. **Commit**: tree blobs bottom-up, the last packs, the index file, and
 //!    the manifest last, create-only.
 //!
@@ -61,17 +61,17 @@ use crate::config::{Source, SourceClass};
 use crate::error::{Error, Result};
 use crate::glob::{enter, selected};
 use crate::id::ObjectId;
-use crate::index::write_index_file;
 use crate::ops::live_index::{self, relocate};
-use crate::pack::{pack_key, BlobKind, BlobRef};
 use crate::problems::{is_object_damage, Problem};
-use crate::repo::{Repository, TreeCache};
+use crate::repo::layout::pack_key;
+use crate::repo::pack::{BlobKind, BlobRef};
+use crate::repo::store::Requests;
+use crate::repo::writer::{BlobWriter, Compress};
+use crate::repo::{Shared, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::source_file::{open_seen, Seen};
-use crate::store::Requests;
 use crate::tree::{DirEntry, Entry, FileEntry, Tree, MAX_TREE_DEPTH};
 use crate::voice::Contracts;
-use crate::writer::{BlobWriter, Compress};
 
 /// At most this many warnings are kept verbatim in the manifest.
 const WARNING_SAMPLES: usize = 20;
@@ -517,9 +517,9 @@ fn build_tree(
     writer.store(BlobKind::Tree, &tree.to_bytes(), Compress::Try)
 }
 
-/// Snapshot `source` into `repo` as taken at `time` by `host`.
+/// Snapshot `source` into the locked repository as taken at `time` by `host`.
 pub fn snapshot_source(
-    repo: &Repository,
+    lock: &Shared,
     host: &str,
     source: &Source,
     contracts: &Contracts,
@@ -527,12 +527,12 @@ pub fn snapshot_source(
     cancel: &Cancel,
 ) -> Result<SnapshotReport> {
     let options = SnapshotOptions::default();
-    snapshot_source_with(repo, host, source, contracts, time, cancel, options)
+    snapshot_source_with(lock, host, source, contracts, time, cancel, options)
 }
 
 /// [`snapshot_source`] with options (`--reread`).
 pub fn snapshot_source_with(
-    repo: &Repository,
+    lock: &Shared,
     host: &str,
     source: &Source,
     contracts: &Contracts,
@@ -540,8 +540,9 @@ pub fn snapshot_source_with(
     cancel: &Cancel,
     options: SnapshotOptions,
 ) -> Result<SnapshotReport> {
+    let repo = lock.repo();
     let started = Instant::now();
-    let requests_before = repo.store.requests();
+    let requests_before = repo.requests();
     let root_meta = std::fs::metadata(&source.path).map_err(|e| Error::NotFound {
         what: format!(
             "source {:?} directory {} ({e})",
@@ -633,7 +634,7 @@ pub fn snapshot_source_with(
     packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
-        write_index_file(&repo.store, packs)?;
+        repo.write_index_file(packs)?;
     }
     crate::failpoint::hit("snapshot-before-manifest");
     let warnings = warnings.into_inner().unwrap();
@@ -665,6 +666,6 @@ pub fn snapshot_source_with(
         parent: snap.parent,
         summary,
         problems,
-        requests: repo.store.requests().since(&requests_before),
+        requests: repo.requests().since(&requests_before),
     })
 }

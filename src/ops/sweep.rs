@@ -38,14 +38,15 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::{read_all_index_files, write_index_file, IndexedPack};
 use crate::ops::rewrite::{referenced_blobs, replace_manifest, Moved, Rewriter};
-use crate::pack::{decode_blob, pack_key, BlobRef};
+use crate::repo::index::IndexedPack;
+use crate::repo::layout::pack_key;
+use crate::repo::pack::{decode_blob, BlobRef};
+use crate::repo::writer::BlobWriter;
+use crate::repo::ListedPack;
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
-use crate::store::Listed;
 use crate::tree::FileEntry;
-use crate::writer::BlobWriter;
 
 /// Repack a pack when more than this share of it is unreferenced.
 pub const REPACK_THRESHOLD: f64 = 0.10;
@@ -68,7 +69,7 @@ pub struct SweepPlan {
     #[serde(skip)]
     index: HashMap<ObjectId, IndexedPack>,
     #[serde(skip)]
-    index_keys: Vec<String>,
+    index_files: Vec<ObjectId>,
 }
 
 /// Decide what to delete and repack, given the snapshots that stay and, per
@@ -91,8 +92,8 @@ pub fn analyze(
     for ((pack, _), len) in &live {
         *live_by_pack.entry(*pack).or_default() += u64::from(*len);
     }
-    let files = read_all_index_files(&repo.store)?;
-    let index_keys = files.iter().map(|(k, _)| k.clone()).collect();
+    let files = repo.read_all_index_files()?;
+    let index_files = files.iter().map(|(id, _)| *id).collect();
     let mut index: HashMap<ObjectId, IndexedPack> = HashMap::new();
     for (_, file) in files {
         for pack in file.packs {
@@ -101,22 +102,10 @@ pub fn analyze(
     }
     let mut plan = SweepPlan {
         live,
-        index_keys,
+        index_files,
         ..SweepPlan::default()
     };
-    for Listed {
-        key,
-        size,
-        modified,
-    } in repo.store.list_with_times("packs")?
-    {
-        let Some(id) = key
-            .rsplit('/')
-            .next()
-            .and_then(|n| n.parse::<ObjectId>().ok())
-        else {
-            continue;
-        };
+    for ListedPack { id, size, modified } in repo.list_packs_with_times()? {
         match live_by_pack.get(&id) {
             // Saturates toward keeping: a time in the future is young.
             None if !index.contains_key(&id)
@@ -166,7 +155,7 @@ impl SweepPlan {
             doomed: self.doomed,
             bytes_freed: doomed_bytes,
             index: self.index.clone(),
-            index_keys: self.index_keys.clone(),
+            index_files: self.index_files.clone(),
             ..SweepPlan::default()
         };
         let repack = SweepPlan {
@@ -178,7 +167,7 @@ impl SweepPlan {
                 .into_iter()
                 .filter(|(id, _)| !gone.contains(id))
                 .collect(),
-            index_keys: self.index_keys,
+            index_files: self.index_files,
             ..SweepPlan::default()
         };
         vec![reclaim, repack]
@@ -217,11 +206,10 @@ fn apply_phase(
     plan: SweepPlan,
     snapshots: &[(SnapshotRef, Snapshot)],
 ) -> Result<SweepReport> {
-    let writer = BlobWriter::new(repo, crate::index::Index::default());
+    let writer = BlobWriter::new(repo, crate::repo::index::Index::default());
     let mut moved: Moved = HashMap::new();
     for (pack, _, _) in &plan.repack {
-        let key = pack_key(pack);
-        let bytes = repo.store.get(&key)?;
+        let bytes = repo.read_pack(pack)?;
         for blob in plan
             .index
             .get(pack)
@@ -235,7 +223,10 @@ fn apply_phase(
             let stored = bytes
                 .get(location.offset as usize..location.range().end as usize)
                 .ok_or_else(|| {
-                    crate::Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
+                    crate::Error::corrupt(
+                        pack_key(pack),
+                        format!("blob {} lies beyond the pack", blob.id),
+                    )
                 })?;
             decode_blob(stored, &location)?;
             moved.insert(
@@ -257,7 +248,7 @@ fn apply_phase(
     let new_packs = writer.finish()?;
     let packs_written = new_packs.len();
     if !new_packs.is_empty() {
-        write_index_file(&repo.store, new_packs.clone())?;
+        repo.write_index_file(new_packs.clone())?;
     }
     crate::failpoint::hit("sweep-before-manifests");
     for (r, snap, new) in &replacements {
@@ -271,7 +262,7 @@ fn apply_phase(
         .map(|d| d.0)
         .chain(plan.repack.iter().map(|r| r.0))
         .collect();
-    if !gone.is_empty() || plan.index_keys.len() > 1 {
+    if !gone.is_empty() || plan.index_files.len() > 1 {
         let mut surviving: Vec<IndexedPack> = plan
             .index
             .into_values()
@@ -282,18 +273,18 @@ fn apply_phase(
         let consolidated = if surviving.is_empty() {
             None
         } else {
-            Some(write_index_file(&repo.store, surviving)?)
+            Some(repo.write_index_file(surviving)?)
         };
         crate::failpoint::hit("sweep-after-new-index");
-        for key in repo.store.list("index")?.into_iter().map(|(k, _)| k) {
-            if Some(&key) != consolidated.as_ref() {
-                repo.store.delete(&key)?;
+        for id in repo.list_index_files()? {
+            if Some(id) != consolidated {
+                repo.delete_index_file(&id)?;
             }
         }
     }
     crate::failpoint::hit("sweep-before-pack-deletion");
     for (i, id) in gone.iter().enumerate() {
-        repo.store.delete(&pack_key(id))?;
+        repo.delete_pack(id)?;
         if i == gone.len() / 2 {
             crate::failpoint::hit("sweep-mid-pack-deletion");
         }

@@ -282,9 +282,9 @@ pub fn s3_env() -> &'static S3Env {
 }
 
 /// `bucket/prefix` on the test gateway.
-pub fn s3_location(bucket: &str, prefix: &str) -> offsite::store::S3Location {
+pub fn s3_location(bucket: &str, prefix: &str) -> offsite::repo::s3::S3Location {
     let env = s3_env();
-    offsite::store::S3Location {
+    offsite::repo::s3::S3Location {
         bucket: bucket.into(),
         prefix: prefix.into(),
         region: env.region.clone(),
@@ -297,12 +297,7 @@ pub fn s3_location(bucket: &str, prefix: &str) -> offsite::store::S3Location {
 /// Create `name` on the test gateway.
 pub fn create_bucket(name: &str) {
     let loc = s3_location(name, "");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(offsite::s3::create_bucket(&loc))
-        .unwrap();
+    offsite::runtime::block_on(offsite::repo::s3::create_bucket(&loc)).unwrap();
 }
 
 /// A fresh bucket on the test gateway.

@@ -2,8 +2,8 @@
 //!
 //! Prune deletes packs that no snapshot references. A snapshot that is still
 //! running references blobs before its manifest exists, so prune must never
-//! run beside one. Each operation that writes puts a lock object
-//! `locks/<id>` (JSON: host, pid, boot id, PID namespace, kind, operation,
+//! run beside one. Each operation that writes puts a lock object under
+//! `locks/` (JSON: host, pid, boot id, PID namespace, kind, operation,
 //! time) and then lists the others: a shared lock (snapshot, check) conflicts
 //! only with an exclusive one (prune, rebuild-index); an exclusive lock
 //! conflicts with every other. On a conflict the newcomer removes its own lock
@@ -11,6 +11,11 @@
 //! rather than both proceed.
 //!
 //! # Staleness
+//!
+//! Operations hold a lock through the guards of [`crate::repo::locked`]
+//! ([`Shared`](crate::repo::Shared), [`Exclusive`](crate::repo::Exclusive)).
+//! The time written inside a lock is the caller's clock at acquisition,
+//! advanced by the monotonic time since at each refresh.
 //!
 //! A lock is refreshed (rewritten) every [`REFRESH`] while held. It is stale,
 //! and removed by the next operation that meets it, when either
@@ -34,7 +39,7 @@
 
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -42,7 +47,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::store::{Listed, Store};
+use crate::repo::layout::{self, ObjectKind};
+use crate::repo::store::{Listed, Store};
 
 /// How often a held lock is rewritten with a fresh time.
 pub const REFRESH: Duration = Duration::from_secs(300);
@@ -207,9 +213,16 @@ fn lock_bytes(info: &LockInfo) -> Bytes {
 }
 
 impl Lock {
-    /// Take a lock of `kind` for `operation` on behalf of `host`.
-    pub fn acquire(store: &Store, host: &str, kind: LockKind, operation: &str) -> Result<Self> {
-        let key = format!("locks/{}", ObjectId::random());
+    /// Take a lock of `kind` for `operation` on behalf of `host`, at `now`
+    /// (the caller's clock; refreshes advance it by the monotonic time since).
+    pub(crate) fn acquire(
+        store: &Store,
+        host: &str,
+        kind: LockKind,
+        operation: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let key = layout::lock_key(&ObjectId::random());
         let space = own_space();
         let info = LockInfo {
             host: host.to_string(),
@@ -218,10 +231,11 @@ impl Lock {
             pid_namespace: space.pid_namespace.clone(),
             kind,
             operation: operation.to_string(),
-            time: Utc::now(),
+            time: now,
         };
+        let taken = Instant::now();
         store.put_new(&key, lock_bytes(&info))?;
-        if let Err(e) = check_others(store, &key, host, kind) {
+        if let Err(e) = check_others(store, &key, host, kind, now) {
             let _ = store.delete(&key);
             return Err(e);
         }
@@ -233,8 +247,10 @@ impl Lock {
                 .spawn(move || {
                     // Refresh every REFRESH until the lock is dropped (the sender goes away).
                     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
+                        let held = chrono::Duration::from_std(taken.elapsed())
+                            .unwrap_or(chrono::Duration::MAX);
                         let fresh = LockInfo {
-                            time: Utc::now(),
+                            time: info.time.checked_add_signed(held).unwrap_or(info.time),
                             ..info.clone()
                         };
                         if let Err(e) = store.put(&key, lock_bytes(&fresh)) {
@@ -254,10 +270,15 @@ impl Lock {
 }
 
 /// After writing `own`, look at every other lock: remove stale ones, fail on
-/// a live one that conflicts with `kind`.
-fn check_others(store: &Store, own: &str, host: &str, kind: LockKind) -> Result<()> {
-    let now = Utc::now();
-    for listed in store.list_with_times("locks")? {
+/// a live one that conflicts with `kind`, judged at `now`.
+fn check_others(
+    store: &Store,
+    own: &str,
+    host: &str,
+    kind: LockKind,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for listed in store.list_with_times(ObjectKind::Lock.prefix())? {
         if listed.key == own {
             continue;
         }
@@ -311,12 +332,17 @@ pub struct UnlockReport {
 
 /// Remove stale locks (with `force`, every lock). An object that does not
 /// parse is judged by its age alone.
-pub fn unlock(store: &Store, host: &str, force: bool, now: DateTime<Utc>) -> Result<UnlockReport> {
+pub(crate) fn unlock(
+    store: &Store,
+    host: &str,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<UnlockReport> {
     let mut report = UnlockReport {
         force,
         ..UnlockReport::default()
     };
-    for Listed { key, modified, .. } in store.list_with_times("locks")? {
+    for Listed { key, modified, .. } in store.list_with_times(ObjectKind::Lock.prefix())? {
         let info = match store.get(&key) {
             Ok(bytes) => parse_lock(&key, &bytes).ok(),
             Err(Error::NotFound { .. }) => continue,
@@ -370,6 +396,11 @@ pub fn parse_lock(key: &str, bytes: &[u8]) -> Result<LockInfo> {
 mod tests {
     use super::*;
 
+    /// A fixed time: judging locks depends only on the times given.
+    fn at() -> DateTime<Utc> {
+        "2026-11-27T02:00:00Z".parse().unwrap()
+    }
+
     fn info(host: &str, pid: u32, space: &ProcessSpace) -> LockInfo {
         LockInfo {
             host: host.into(),
@@ -378,7 +409,7 @@ mod tests {
             pid_namespace: space.pid_namespace.clone(),
             kind: LockKind::Exclusive,
             operation: "prune".into(),
-            time: Utc::now(),
+            time: at(),
         }
     }
 
@@ -388,7 +419,7 @@ mod tests {
             boot_id: Some("boot-a".into()),
             pid_namespace: Some("pid:[1]".into()),
         };
-        let now = Utc::now();
+        let now = at();
         let gone = 4_000_000;
         let same = info("h", gone, &here);
         assert_eq!(
@@ -425,7 +456,7 @@ mod tests {
     #[test]
     fn age_is_measured_from_the_refresh_and_the_future_is_flagged() {
         let here = own_space();
-        let now = Utc::now();
+        let now = at();
         let lock = info("elsewhere", 1, here);
         let minute = chrono::Duration::minutes(1);
         assert_eq!(

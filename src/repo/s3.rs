@@ -18,7 +18,21 @@ use object_store::{CredentialProvider, RetryConfig};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::store::S3Location;
+
+/// An S3 bucket (and key prefix) with how to reach it. Credentials are never
+/// here: they come from the standard AWS chain (see this module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    /// `http://127.0.0.1:7480` for Ceph RGW, Garage, MinIO; none for AWS.
+    pub endpoint: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers want.
+    pub path_style: bool,
+    /// A profile of the AWS shared config and credentials files.
+    pub profile: Option<String>,
+}
 
 /// The SDK's credential chain, cached until shortly before expiry.
 #[derive(Debug)]

@@ -1,11 +1,17 @@
 //! The object store behind a repository, as a small synchronous facade.
 //!
+//! This is the facade *under* [`Repository`](crate::repo::Repository):
+//! operations never use it; they call the repository's typed methods, which
+//! build every key through [`crate::repo::layout`]. It stays public only for
+//! the storage conformance test and the benchmark, which exercise the raw store.
+//!
 //! Everything offsite keeps lives in an object store reached through the
 //! `object_store` crate: a local directory (the embedded default) or an
 //! S3-compatible bucket. The operations are synchronous on purpose: backup work
 //! is CPU-bound and runs on plain threads, and each call here blocks on the
-//! store's own async runtime. Errors are mapped to the crate's semantic kinds
-//! with the object's key, so a missing or unreadable object is always named.
+//! process's one Tokio runtime ([`crate::runtime`]). Errors are mapped to the
+//! crate's semantic kinds with the object's key, so a missing or unreadable
+//! object is always named.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -20,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
+use crate::repo::s3::S3Location;
 
 /// Where a repository lives, parsed from `[repository]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,21 +35,6 @@ pub enum Location {
     Local(PathBuf),
     /// `s3://bucket/prefix` on AWS or an S3-compatible cluster.
     S3(S3Location),
-}
-
-/// An S3 bucket (and key prefix) with how to reach it. Credentials are never
-/// here: they come from the standard AWS chain (see [`crate::s3`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Location {
-    pub bucket: String,
-    pub prefix: String,
-    pub region: String,
-    /// `http://127.0.0.1:7480` for Ceph RGW, Garage, MinIO; none for AWS.
-    pub endpoint: Option<String>,
-    /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers want.
-    pub path_style: bool,
-    /// A profile of the AWS shared config and credentials files.
-    pub profile: Option<String>,
 }
 
 impl Location {
@@ -110,12 +102,13 @@ pub struct Listed {
     pub modified: chrono::DateTime<chrono::Utc>,
 }
 
-/// A handle on the object store with its own runtime.
+/// A handle on the object store.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
-    runtime: Arc<tokio::runtime::Runtime>,
     description: String,
+    /// Across a network (S3): requests wait on latency.
+    remote: bool,
     requests: Arc<RequestCounts>,
 }
 
@@ -180,15 +173,9 @@ impl Store {
     /// Connect to the store at `location`. With `create`, a missing local
     /// directory is created; without it, it must exist.
     pub fn connect(location: &Location, create: bool) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("offsite-store")
-            .build()
-            .map_err(|e| Error::io("tokio runtime", e))?;
         let (inner, description): (Arc<dyn ObjectStore>, String) = match location {
             Location::S3(loc) => {
-                let store = runtime.block_on(crate::s3::object_store(loc))?;
+                let store = crate::runtime::block_on(crate::repo::s3::object_store(loc))?;
                 let prefixed: Arc<dyn ObjectStore> = if loc.prefix.is_empty() {
                     store
                 } else {
@@ -223,15 +210,15 @@ impl Store {
         };
         Ok(Store {
             inner,
-            runtime: Arc::new(runtime),
             description,
+            remote: matches!(location, Location::S3(_)),
             requests: Arc::default(),
         })
     }
 
     /// True for stores across a network (S3), where requests wait on latency.
     pub fn is_remote(&self) -> bool {
-        self.description.starts_with("s3://")
+        self.remote
     }
 
     /// Human description (the URL).
@@ -259,8 +246,7 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Bytes> {
         Self::count(&self.requests.get, 1);
         let path = StorePath::from(key);
-        self.runtime
-            .block_on(async { self.inner.get(&path).await?.bytes().await })
+        crate::runtime::block_on(async { self.inner.get(&path).await?.bytes().await })
             .map_err(|e| storage_error(key, e))
     }
 
@@ -269,9 +255,7 @@ impl Store {
         Self::count(&self.requests.get, 1);
         let path = StorePath::from(key);
         let want = range.end - range.start;
-        let bytes = self
-            .runtime
-            .block_on(self.inner.get_range(&path, range))
+        let bytes = crate::runtime::block_on(self.inner.get_range(&path, range))
             .map_err(|e| storage_error(key, e))?;
         if bytes.len() as u64 != want {
             return Err(Error::corrupt(
@@ -286,8 +270,7 @@ impl Store {
     pub fn size(&self, key: &str) -> Result<u64> {
         Self::count(&self.requests.head, 1);
         let path = StorePath::from(key);
-        self.runtime
-            .block_on(self.inner.head(&path))
+        crate::runtime::block_on(self.inner.head(&path))
             .map(|m| m.size)
             .map_err(|e| storage_error(key, e))
     }
@@ -298,29 +281,26 @@ impl Store {
         let path = StorePath::from(key);
         if data.len() <= MULTIPART_THRESHOLD {
             Self::count(&self.requests.put, 1);
-            return self
-                .runtime
-                .block_on(self.inner.put(&path, PutPayload::from(data)))
+            return crate::runtime::block_on(self.inner.put(&path, PutPayload::from(data)))
                 .map(|_| ())
                 .map_err(|e| storage_error(key, e));
         }
         let parts = data.len().div_ceil(PART_SIZE);
         // initiate + parts + complete
         Self::count(&self.requests.put, parts as u64 + 2);
-        self.runtime
-            .block_on(async {
-                let mut upload = self.inner.put_multipart(&path).await?;
-                for start in (0..data.len()).step_by(PART_SIZE) {
-                    let part = data.slice(start..(start + PART_SIZE).min(data.len()));
-                    if let Err(e) = upload.put_part(PutPayload::from(part)).await {
-                        let _ = upload.abort().await;
-                        return Err(e);
-                    }
+        crate::runtime::block_on(async {
+            let mut upload = self.inner.put_multipart(&path).await?;
+            for start in (0..data.len()).step_by(PART_SIZE) {
+                let part = data.slice(start..(start + PART_SIZE).min(data.len()));
+                if let Err(e) = upload.put_part(PutPayload::from(part)).await {
+                    let _ = upload.abort().await;
+                    return Err(e);
                 }
-                upload.complete().await
-            })
-            .map(|_| ())
-            .map_err(|e| storage_error(key, e))
+            }
+            upload.complete().await
+        })
+        .map(|_| ())
+        .map_err(|e| storage_error(key, e))
     }
 
     /// Write an object only if no object has that key (create-only); an existing
@@ -329,8 +309,7 @@ impl Store {
         Self::count(&self.requests.put, 1);
         let path = StorePath::from(key);
         let opts = PutOptions::from(PutMode::Create);
-        self.runtime
-            .block_on(self.inner.put_opts(&path, PutPayload::from(data), opts))
+        crate::runtime::block_on(self.inner.put_opts(&path, PutPayload::from(data), opts))
             .map(|_| ())
             .map_err(|e| storage_error(key, e))
     }
@@ -338,16 +317,14 @@ impl Store {
     /// Keys and sizes of all objects under `prefix`, sorted by key.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let path = StorePath::from(prefix);
-        let mut out: Vec<(String, u64)> = self
-            .runtime
-            .block_on(async {
-                self.inner
-                    .list(Some(&path))
-                    .map_ok(|meta| (meta.location.to_string(), meta.size))
-                    .try_collect()
-                    .await
-            })
-            .map_err(|e| storage_error(prefix, e))?;
+        let mut out: Vec<(String, u64)> = crate::runtime::block_on(async {
+            self.inner
+                .list(Some(&path))
+                .map_ok(|meta| (meta.location.to_string(), meta.size))
+                .try_collect()
+                .await
+        })
+        .map_err(|e| storage_error(prefix, e))?;
         // S3 lists 1000 keys per request.
         Self::count(&self.requests.list, 1 + out.len() as u64 / 1000);
         out.sort();
@@ -359,20 +336,18 @@ impl Store {
     /// staleness and the pack grace period are measured on it.
     pub fn list_with_times(&self, prefix: &str) -> Result<Vec<Listed>> {
         let path = StorePath::from(prefix);
-        let mut out: Vec<Listed> = self
-            .runtime
-            .block_on(async {
-                self.inner
-                    .list(Some(&path))
-                    .map_ok(|meta| Listed {
-                        key: meta.location.to_string(),
-                        size: meta.size,
-                        modified: meta.last_modified,
-                    })
-                    .try_collect()
-                    .await
-            })
-            .map_err(|e| storage_error(prefix, e))?;
+        let mut out: Vec<Listed> = crate::runtime::block_on(async {
+            self.inner
+                .list(Some(&path))
+                .map_ok(|meta| Listed {
+                    key: meta.location.to_string(),
+                    size: meta.size,
+                    modified: meta.last_modified,
+                })
+                .try_collect()
+                .await
+        })
+        .map_err(|e| storage_error(prefix, e))?;
         Self::count(&self.requests.list, 1 + out.len() as u64 / 1000);
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -382,7 +357,7 @@ impl Store {
     pub fn delete(&self, key: &str) -> Result<()> {
         Self::count(&self.requests.delete, 1);
         let path = StorePath::from(key);
-        match self.runtime.block_on(self.inner.delete(&path)) {
+        match crate::runtime::block_on(self.inner.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(storage_error(key, e)),
         }

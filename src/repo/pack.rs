@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::layout::pack_key;
 
 /// Pack format version written in every header.
 pub const PACK_VERSION: u32 = 1;
@@ -100,12 +101,6 @@ pub struct PackHeader {
     pub version: u32,
     pub encryption: String,
     pub blobs: Vec<PackedBlob>,
-}
-
-/// The object key of a pack.
-pub fn pack_key(id: &ObjectId) -> String {
-    let hex = id.to_hex();
-    format!("packs/{}/{hex}", &hex[..2])
 }
 
 /// A pack being filled.
@@ -321,7 +316,7 @@ mod tests {
     fn header_bomb_is_refused_before_it_expands() {
         // 64 MiB of zeros in about 2 KiB: far beyond any real header's ratio.
         let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
-        let err = parse_header("packs/ab/cd", &bomb).unwrap_err().to_string();
+        let err = parse_header("a pack", &bomb).unwrap_err().to_string();
         assert!(err.contains("does not decompress"), "{err}");
         assert!(err.contains("more than"), "{err}");
     }

@@ -19,10 +19,9 @@ use bytes::Bytes;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::index::{Index, IndexedPack};
-use crate::pack::{pack_key, BlobKind, BlobRef, Compression, PackBuilder};
+use crate::repo::index::{Index, IndexedPack};
+use crate::repo::pack::{BlobKind, BlobRef, Compression, PackBuilder};
 use crate::repo::Repository;
-use crate::store::Store;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 
@@ -115,7 +114,7 @@ pub struct BlobWriter<'r> {
 /// ones. The queue is bounded, so memory stays bounded: at most
 /// `UPLOAD_QUEUE` packs wait and `UPLOAD_THREADS` are in flight.
 struct Uploader {
-    queue: Option<mpsc::SyncSender<(String, Bytes, IndexedPack)>>,
+    queue: Option<mpsc::SyncSender<(Bytes, IndexedPack)>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     failure: Arc<Mutex<Option<Error>>>,
     failed: Arc<AtomicBool>,
@@ -125,15 +124,15 @@ const UPLOAD_THREADS: usize = 4;
 const UPLOAD_QUEUE: usize = 2;
 
 impl Uploader {
-    fn start(store: Store, written: Arc<Mutex<Vec<IndexedPack>>>) -> Self {
-        let (queue, jobs) = mpsc::sync_channel::<(String, Bytes, IndexedPack)>(UPLOAD_QUEUE);
+    fn start(repo: Repository, written: Arc<Mutex<Vec<IndexedPack>>>) -> Self {
+        let (queue, jobs) = mpsc::sync_channel::<(Bytes, IndexedPack)>(UPLOAD_QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         let failure: Arc<Mutex<Option<Error>>> = Arc::default();
         let failed: Arc<AtomicBool> = Arc::default();
         let threads = (0..UPLOAD_THREADS)
             .map(|_| {
-                let (store, written, jobs, failure, failed) = (
-                    store.clone(),
+                let (repo, written, jobs, failure, failed) = (
+                    repo.clone(),
                     written.clone(),
                     jobs.clone(),
                     failure.clone(),
@@ -141,11 +140,11 @@ impl Uploader {
                 );
                 std::thread::spawn(move || loop {
                     let job = jobs.lock().unwrap().recv();
-                    let Ok((key, bytes, pack)) = job else { break };
+                    let Ok((bytes, pack)) = job else { break };
                     if failed.load(Ordering::SeqCst) {
                         continue; // drain: the snapshot is failing anyway
                     }
-                    match store.put(&key, bytes) {
+                    match repo.put_pack(&pack.id, bytes) {
                         Ok(()) => written.lock().unwrap().push(pack),
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
@@ -177,13 +176,13 @@ impl Uploader {
         )
     }
 
-    fn send(&self, key: String, bytes: Bytes, pack: IndexedPack) -> Result<()> {
+    fn send(&self, bytes: Bytes, pack: IndexedPack) -> Result<()> {
         if let Some(e) = self.error() {
             return Err(e);
         }
         let queue = self.queue.as_ref().expect("uploader is open");
         queue
-            .send((key, bytes, pack))
+            .send((bytes, pack))
             .map_err(|_| Error::Conflict("the pack uploader stopped".into()))
     }
 
@@ -228,11 +227,8 @@ impl<'r> BlobWriter<'r> {
     /// Remote stores get background uploads; a local directory is written
     /// inline (a write there is fast, and extra packs in flight cost memory).
     fn with_background_uploads(mut self) -> Self {
-        if self.repo.store.is_remote() {
-            self.uploader = Some(Uploader::start(
-                self.repo.store.clone(),
-                self.written.clone(),
-            ));
+        if self.repo.is_remote() {
+            self.uploader = Some(Uploader::start(self.repo.clone(), self.written.clone()));
         }
         self
     }
@@ -332,15 +328,14 @@ impl<'r> BlobWriter<'r> {
     fn write_pack(&self, pack: PackBuilder) -> Result<()> {
         let (id, bytes, blobs) = pack.finish();
         let size = bytes.len() as u64;
-        let (key, bytes, pack) = (
-            pack_key(&id),
+        let (bytes, pack) = (
             Bytes::from_owner(RecycledBuffer(bytes)),
             IndexedPack { id, size, blobs },
         );
         if let Some(uploader) = &self.uploader {
-            return uploader.send(key, bytes, pack);
+            return uploader.send(bytes, pack);
         }
-        self.repo.store.put(&key, bytes)?;
+        self.repo.put_pack(&pack.id, bytes)?;
         self.written.lock().unwrap().push(pack);
         Ok(())
     }

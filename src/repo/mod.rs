@@ -1,0 +1,160 @@
+//! The repository: format, commit order, and the one door to storage.
+//!
+//! [`Repository`] is the only way in: operations call its typed methods
+//! (packs, index files, manifests, activity-log entries, locks) with ids and
+//! get typed values back; they never see an object key or the [`store`]
+//! beneath. Every key is spelled in one file, [`layout`]. Operations that
+//! need the repository lock take a guard ([`Shared`], [`Exclusive`]) instead
+//! of a bare `&Repository`, so forgetting the lock does not compile.
+//!
+//! # Layout of this module
+//!
+//! * [`layout`]: object keys, built and parsed; [`store`]: the object store
+//!   facade (and [`s3`] for S3 buckets); [`lock`] and the guards in
+//!   [`locked`]: the repository lock.
+//! * Formats: [`pack`] (packs), [`index`] (index files); typed access in
+//!   [`blobs`] (blobs and trees), [`packs`], [`snapshots`] (manifests),
+//!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer.
+//!
+//! # Format (version 1)
+//!
+//! | object (key in [`layout`]) | content | written |
+//! |---|---|---|
+//! | config | JSON [`RepoConfig`]: format version, repository id, encryption scheme (`none`) | once, create-only, by `init` |
+//! | packs | blobs + self-describing header (see [`pack`]) | by snapshot (and prune), never modified |
+//! | index files | zstd JSON list of packs and their blobs (see [`index`]) | after the packs it lists |
+//! | snapshot manifests | JSON manifest (see [`crate::snapshot`]); `id` = SHA-256 of the bytes | last, create-only |
+//! | locks | JSON holder and kind (see [`lock`]) | by every writer, refreshed while held |
+//! | activity log | one JSON line per operation (see [`log`]) | after each operation |
+//! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
+//!
+//! Blobs are named by the SHA-256 of their content and stored once per
+//! repository. File content is cut by FastCDC (sizes per class of data, see
+//! [`crate::chunking`]) and compressed with zstd where it pays. Directory trees
+//! are blobs too (see [`crate::tree`]) and record the pack location of every
+//! chunk, so reading one item needs only the trees on its path.
+//!
+//! # Commit order and who may delete what
+//!
+//! | step | writer | a crash after this step leaves |
+//! |---|---|---|
+//! | 1. data and tree packs | snapshot | packs nobody references: garbage, collected by prune |
+//! | 2. index file | snapshot | indexed but unreferenced blobs: reused by the next snapshot, or collected |
+//! | 3. manifest (create-only) | snapshot | a complete snapshot |
+//!
+//! A manifest is only ever written after everything it references, so every
+//! listed snapshot is complete. Nothing but prune deletes objects, and it
+//! never deletes because a read failed; `repair` only moves a pack whose
+//! bytes do not verify to quarantine (see [`crate::ops::repair`]). `check`
+//! and `restore` only read. A manifest that cannot be read is skipped and
+//! reported, not fatal ([`Repository::load_snapshots_tolerant`],
+//! [`crate::problems`]).
+
+pub mod blobs;
+pub mod index;
+pub mod layout;
+pub mod lock;
+pub mod locked;
+pub mod log;
+pub mod pack;
+pub mod packs;
+pub mod s3;
+pub mod snapshots;
+pub mod store;
+pub mod writer;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use store::Store;
+
+pub use blobs::TreeCache;
+pub use locked::{Exclusive, Shared};
+pub use packs::ListedPack;
+pub use snapshots::{LoadedSnapshot, SnapshotListing};
+pub use store::{Location, Requests};
+
+/// Repository format version.
+pub const REPO_VERSION: u32 = 1;
+
+/// The `config` object.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RepoConfig {
+    pub version: u32,
+    pub id: ObjectId,
+    pub created: DateTime<Utc>,
+    /// Encryption scheme of packs and metadata; `none` in version 1.
+    pub encryption: String,
+}
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Store,
+    pub config: RepoConfig,
+}
+
+impl Repository {
+    /// Create a new repository, as created at `now`; refuses when one exists
+    /// there already.
+    pub fn init(location: &Location, now: DateTime<Utc>) -> Result<Self> {
+        let store = Store::connect(location, true)?;
+        let config = RepoConfig {
+            version: REPO_VERSION,
+            id: ObjectId::random(),
+            created: now,
+            encryption: "none".into(),
+        };
+        let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
+        match store.put_new(layout::CONFIG, Bytes::from(bytes)) {
+            Err(Error::AlreadyExists { .. }) => Err(Error::AlreadyExists {
+                what: format!("a repository already exists at {}", store.describe()),
+            }),
+            other => other.map(|()| Repository { store, config }),
+        }
+    }
+
+    /// Open an existing repository.
+    pub fn open(location: &Location) -> Result<Self> {
+        let store = Store::connect(location, false)?;
+        let bytes = store.get(layout::CONFIG).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound {
+                what: format!(
+                    "repository at {} (run `offsite init` first)",
+                    store.describe()
+                ),
+            },
+            other => other,
+        })?;
+        let config: RepoConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt_by(layout::CONFIG, "does not parse", e))?;
+        if config.version != REPO_VERSION {
+            return Err(Error::corrupt(
+                layout::CONFIG,
+                format!(
+                    "repository format {} is not supported (this offsite reads {REPO_VERSION})",
+                    config.version
+                ),
+            ));
+        }
+        Ok(Repository { store, config })
+    }
+
+    /// Where the repository lives (its URL), for messages.
+    pub fn describe(&self) -> &str {
+        self.store.describe()
+    }
+
+    /// True for repositories across a network (S3).
+    pub fn is_remote(&self) -> bool {
+        self.store.is_remote()
+    }
+
+    /// Requests sent to the store so far by this handle (and its clones).
+    pub fn requests(&self) -> Requests {
+        self.store.requests()
+    }
+}

@@ -1,0 +1,150 @@
+//! Pack objects by id: listed, read whole or in ranges, written, deleted,
+//! and quarantined. A listed key that is not a well-formed pack key is not a
+//! pack: it is skipped with a warning, never read or deleted.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::repo::index::IndexedPack;
+use crate::repo::layout::{self, pack_key, ObjectKind};
+use crate::repo::pack::{parse_header, parse_trailer, TRAILER_LEN};
+use crate::repo::Repository;
+
+/// One pack of a listing with the store's last-modified time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPack {
+    pub id: ObjectId,
+    pub size: u64,
+    /// The store's clock (the same for every writer): the grace period of
+    /// unindexed packs is measured on it.
+    pub modified: DateTime<Utc>,
+}
+
+fn parsed(key: &str) -> Option<ObjectId> {
+    let id = layout::parse_pack_key(key);
+    if id.is_none() {
+        tracing::warn!(object = %key, "not a pack key; ignored");
+    }
+    id
+}
+
+impl Repository {
+    /// Every pack with its size, in id order.
+    pub fn list_packs(&self) -> Result<Vec<(ObjectId, u64)>> {
+        Ok(self
+            .store
+            .list(ObjectKind::Pack.prefix())?
+            .into_iter()
+            .filter_map(|(key, size)| Some((parsed(&key)?, size)))
+            .collect())
+    }
+
+    /// Every pack with its size and last-modified time, in id order.
+    pub fn list_packs_with_times(&self) -> Result<Vec<ListedPack>> {
+        Ok(self
+            .store
+            .list_with_times(ObjectKind::Pack.prefix())?
+            .into_iter()
+            .filter_map(|l| {
+                Some(ListedPack {
+                    id: parsed(&l.key)?,
+                    size: l.size,
+                    modified: l.modified,
+                })
+            })
+            .collect())
+    }
+
+    /// A whole pack (unverified: blobs are verified as they are decoded).
+    pub fn read_pack(&self, id: &ObjectId) -> Result<Bytes> {
+        self.store.get(&pack_key(id))
+    }
+
+    /// `range` of a pack; a short read is an error naming the pack.
+    pub fn read_pack_range(&self, id: &ObjectId, range: Range<u64>) -> Result<Bytes> {
+        self.store.get_range(&pack_key(id), range)
+    }
+
+    /// A pack's header with two ranged reads (trailer, then header), as the
+    /// index lists it; `size` is the pack's size from a listing.
+    pub fn read_pack_header(&self, id: &ObjectId, size: u64) -> Result<IndexedPack> {
+        let key = pack_key(id);
+        if size < TRAILER_LEN {
+            return Err(Error::corrupt(&key, "pack is shorter than its trailer"));
+        }
+        let trailer = self.read_pack_range(id, size - TRAILER_LEN..size)?;
+        let header_len = parse_trailer(&key, &trailer)?;
+        let start = (size - TRAILER_LEN)
+            .checked_sub(header_len)
+            .ok_or_else(|| Error::corrupt(&key, "pack header length exceeds the pack"))?;
+        let header = parse_header(&key, &self.read_pack_range(id, start..size - TRAILER_LEN)?)?;
+        Ok(IndexedPack {
+            id: *id,
+            size,
+            blobs: header.blobs,
+        })
+    }
+
+    /// Write a pack (by the blob writer, before any index lists it).
+    pub(crate) fn put_pack(&self, id: &ObjectId, bytes: Bytes) -> Result<()> {
+        self.store.put(&pack_key(id), bytes)
+    }
+
+    /// Delete a pack (a missing one is not an error).
+    pub fn delete_pack(&self, id: &ObjectId) -> Result<()> {
+        self.store.delete(&pack_key(id))
+    }
+
+    /// Move a damaged pack out of the way: `bytes` (the pack as read) are
+    /// copied to quarantine first, then the pack is deleted. Returns where
+    /// the copy is, for the report.
+    pub fn quarantine_pack(&self, id: &ObjectId, bytes: Bytes) -> Result<String> {
+        let quarantined_as = layout::quarantine_key(id);
+        self.store.put(&quarantined_as, bytes)?;
+        self.delete_pack(id)?;
+        Ok(quarantined_as)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Location;
+
+    /// Keys of another shape under the packs' and index files' prefixes
+    /// (written by whoever writes the bucket) are neither listed nor touched.
+    #[test]
+    fn foreign_keys_are_not_packs_or_index_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let repo = Repository::init(&Location::Local(root.clone()), DateTime::UNIX_EPOCH).unwrap();
+        let id = ObjectId::hash(b"pack");
+        repo.put_pack(&id, Bytes::from_static(b"bytes")).unwrap();
+        let index = repo.write_index_file(Vec::new()).unwrap();
+        let (packs, index_files) = (ObjectKind::Pack.prefix(), ObjectKind::Index.prefix());
+        let wrong_place = format!("{packs}/zz/{id}");
+        for stray in [
+            wrong_place.clone(),
+            format!("{packs}/ab/not-an-id"),
+            format!("{index_files}/garbage"),
+        ] {
+            let path = root.join(&stray);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(repo.list_packs().unwrap(), vec![(id, 5)]);
+        let timed = repo.list_packs_with_times().unwrap();
+        assert_eq!(timed.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
+        assert_eq!(repo.list_index_files().unwrap(), vec![index]);
+        let copy = repo
+            .quarantine_pack(&id, Bytes::from_static(b"bytes"))
+            .unwrap();
+        assert_eq!(repo.list_packs().unwrap(), vec![]);
+        assert_eq!(std::fs::read(root.join(copy)).unwrap(), b"bytes");
+        assert!(root.join(wrong_place).exists());
+    }
+}
