@@ -10,7 +10,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Days;
+use crate::days::Days;
 use crate::error::{Error, Result};
 pub use crate::operation::{Operation, Outcome};
 use crate::repo::Repository;
@@ -72,8 +72,7 @@ pub fn cutoff(now: DateTime<Utc>, keep_days: Days) -> Option<DateTime<Utc>> {
 
 /// Parse the bytes of the log entry `key` (pure: the fuzz target's entry).
 pub fn parse_entry(key: &str, bytes: &[u8]) -> Result<Activity> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::corrupt_by(key, "log entry does not parse", e))
 }
 
 #[cfg(test)]
@@ -82,7 +81,7 @@ mod tests {
 
     #[test]
     fn the_cutoff_at_the_ends_of_time_keeps_everything_or_is_exact() {
-        let most = Days::new(i64::from(crate::config::MAX_DAYS), "k").unwrap();
+        let most = Days::new(i64::from(crate::days::MAX_DAYS), "k").unwrap();
         assert_eq!(cutoff(DateTime::<Utc>::MIN_UTC, most), None);
         let end = DateTime::<Utc>::MAX_UTC;
         assert_eq!(cutoff(end, most), Some(end - Duration::days(36_500)));

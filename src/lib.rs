@@ -7,8 +7,10 @@
 //!
 //! # Layout
 //!
-//! * Pure modules, no I/O: [`config`] (validated settings), [`retention`]
-//!   (which snapshots a policy keeps), [`voice`] (per-recording expiry),
+//! * Pure modules, no I/O: [`config`] (validated settings, converted into
+//!   the domain types of the next three; they never import config),
+//!   [`retention`] (which snapshots a policy keeps), [`voice`]
+//!   (per-recording expiry), [`days`] (a bounded number of days),
 //!   [`glob`], [`tree`] and [`snapshot`] (metadata types), [`activity`]
 //!   (activity-log entries), [`operation`] (operation and outcome names), [`id`] (SHA-256 ids), [`decompress`] (bounded
 //!   zstd), [`problems`] (damaged objects skipped and reported), [`error`].
@@ -34,6 +36,7 @@ pub mod chunking;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod days;
 pub mod decompress;
 pub mod error;
 pub mod failpoint;

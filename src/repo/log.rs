@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::activity::{cutoff, parse_entry, Activity};
-use crate::config::Days;
+use crate::days::Days;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
