@@ -10,65 +10,57 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Days;
+use crate::days::Days;
 use crate::error::{Error, Result};
+pub use crate::operation::{Operation, Outcome};
 use crate::repo::Repository;
 
 /// One logged operation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Activity {
+    /// When it ended, by the caller's clock ([`crate::clock`]).
     pub time: DateTime<Utc>,
     pub host: String,
-    pub operation: String,
-    /// `ok` or `failed`.
-    pub outcome: String,
+    pub operation: Operation,
+    pub outcome: Outcome,
     /// Key figures of the operation (its JSON report, or the error).
     pub details: serde_json::Value,
 }
 
-/// Log an operation's outcome now; a failure to log is a warning (on stderr
-/// and in the journal), never a reason to fail the operation itself.
-pub fn log(
-    repo: &Repository,
-    host: &str,
-    operation: &str,
-    outcome: &str,
-    details: serde_json::Value,
-) {
-    let entry = Activity {
-        time: Utc::now(),
-        host: host.to_string(),
-        operation: operation.to_string(),
-        outcome: outcome.to_string(),
-        details,
-    };
-    if let Err(e) = repo.append_activity(&entry) {
-        eprintln!("offsite: warning: could not write the activity log: {e}");
+impl Activity {
+    /// The entry for `result`: `ok` with the report as details, or `failed`
+    /// with the error as `{"error": …}`.
+    pub fn of_result<T: Serialize, E: std::fmt::Display>(
+        time: DateTime<Utc>,
+        host: &str,
+        operation: Operation,
+        result: &std::result::Result<T, E>,
+    ) -> Activity {
+        let (outcome, details) = match result {
+            Ok(report) => (
+                Outcome::Ok,
+                serde_json::to_value(report).unwrap_or_default(),
+            ),
+            Err(e) => (
+                Outcome::Failed,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        };
+        Activity {
+            time,
+            host: host.to_string(),
+            operation,
+            outcome,
+            details,
+        }
     }
 }
 
-/// Log a result: `ok` with the report as details, or `failed` with the error.
-pub fn log_result<T: Serialize, E: std::fmt::Display>(
-    repo: &Repository,
-    host: &str,
-    operation: &str,
-    result: &std::result::Result<T, E>,
-) {
-    match result {
-        Ok(report) => log(
-            repo,
-            host,
-            operation,
-            "ok",
-            serde_json::to_value(report).unwrap_or_default(),
-        ),
-        Err(e) => log(
-            repo,
-            host,
-            operation,
-            "failed",
-            serde_json::json!({ "error": e.to_string() }),
-        ),
+/// Append `entry`; a failure to log is a warning (on stderr and in the
+/// journal), never a reason to fail the operation itself.
+pub fn log(repo: &Repository, entry: &Activity) {
+    if let Err(e) = repo.append_activity(entry) {
+        eprintln!("offsite: warning: could not write the activity log: {e}");
     }
 }
 
@@ -80,8 +72,7 @@ pub fn cutoff(now: DateTime<Utc>, keep_days: Days) -> Option<DateTime<Utc>> {
 
 /// Parse the bytes of the log entry `key` (pure: the fuzz target's entry).
 pub fn parse_entry(key: &str, bytes: &[u8]) -> Result<Activity> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(key, format!("log entry does not parse: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::corrupt_by(key, "log entry does not parse", e))
 }
 
 #[cfg(test)]
@@ -90,7 +81,7 @@ mod tests {
 
     #[test]
     fn the_cutoff_at_the_ends_of_time_keeps_everything_or_is_exact() {
-        let most = Days::new(i64::from(crate::config::MAX_DAYS), "k").unwrap();
+        let most = Days::new(i64::from(crate::days::MAX_DAYS), "k").unwrap();
         assert_eq!(cutoff(DateTime::<Utc>::MIN_UTC, most), None);
         let end = DateTime::<Utc>::MAX_UTC;
         assert_eq!(cutoff(end, most), Some(end - Duration::days(36_500)));

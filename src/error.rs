@@ -4,9 +4,17 @@
 //! `Config` or `Usage` error is the operator's to fix (exit code 2), a `Corrupt`
 //! or `NotFound` object in the repository must be reported by name and must
 //! never lead to deleting anything, a `Storage` error may be transient. The
-//! binary maps the whole chain to one line on stderr (see `main.rs`).
+//! binary maps the error to one line on stderr (see `main.rs`).
+//!
+//! A variant built from a lower-level failure (a decode, serde, zstd, object
+//! store or SDK error) keeps it as its `source`, so the chain can be walked
+//! (`std::error::Error::source`) and logged; its text is also part of the
+//! message, so the one line a user sees is unchanged by walking it or not.
 
 use std::path::PathBuf;
+
+/// The lower-level error an [`Error`] was built from.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,7 +37,12 @@ pub enum Error {
     AlreadyExists { what: String },
     /// An object in the repository does not hold what it should.
     #[error("corrupt object {object}: {detail}")]
-    Corrupt { object: String, detail: String },
+    Corrupt {
+        object: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The object store failed; `transient` says whether a retry may help.
     #[error("storage error on {object}: {source}")]
     Storage {
@@ -40,10 +53,20 @@ pub enum Error {
     },
     /// The store refused our credentials or permissions.
     #[error("access denied to {object}: {detail}")]
-    Denied { object: String, detail: String },
+    Denied {
+        object: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The store could not be reached or answered nonsense.
     #[error("cannot reach {what}: {detail}")]
-    Unreachable { what: String, detail: String },
+    Unreachable {
+        what: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// A local file operation failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -63,6 +86,13 @@ pub enum Error {
     /// A verification (`check`) found problems; each was reported already.
     #[error("{0}")]
     CheckFailed(String),
+    /// Standard output cannot be written: usually its reader went away
+    /// (`offsite log | head`), see [`Error::is_closed_pipe`].
+    #[error("cannot write to standard output: {source}")]
+    Stdout {
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -74,11 +104,51 @@ impl Error {
         }
     }
 
-    /// Shorthand for a corrupt-object error.
+    /// Shorthand for a corrupt-object error found by a check (no cause).
     pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {
             object: object.into(),
             detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// A corrupt-object error caused by `cause` (a decode error): the detail
+    /// reads `{context}: {cause}` and `cause` is kept as the source.
+    pub fn corrupt_by(object: impl Into<String>, context: &str, cause: impl Into<Cause>) -> Self {
+        let cause = cause.into();
+        Error::Corrupt {
+            object: object.into(),
+            detail: format!("{context}: {cause}"),
+            source: Some(cause),
+        }
+    }
+
+    /// Access to `object` refused; `detail` says what to check, `cause` is
+    /// the store's or SDK's error, kept as the source.
+    pub fn denied(
+        object: impl Into<String>,
+        detail: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Denied {
+            object: object.into(),
+            detail: detail.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// `what` cannot be reached; `detail` is one line (an SDK's nested
+    /// context runs long), `cause` is kept whole as the source.
+    pub fn unreachable(
+        what: impl Into<String>,
+        detail: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Unreachable {
+            what: what.into(),
+            detail: detail.into(),
+            source: Some(cause.into()),
         }
     }
 
@@ -91,11 +161,61 @@ impl Error {
     }
 
     /// The process exit code for this error: 2 for what the operator must fix in
-    /// the command line or config, 1 for operational failures.
+    /// the command line or config, 141 for a closed stdout pipe, 1 for
+    /// operational failures.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config { .. } | Error::Usage(_) => 2,
+            _ if self.is_closed_pipe() => 141,
             _ => 1,
         }
+    }
+
+    /// Stdout's reader went away: not worth a message; the exit code is 141
+    /// (128 + SIGPIPE), as a shell reports a process killed by SIGPIPE.
+    pub fn is_closed_pipe(&self) -> bool {
+        matches!(self, Error::Stdout { source } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_decode_error_is_kept_as_the_source_and_the_message_is_unchanged() {
+        let cause = serde_json::from_slice::<u32>(b"{").unwrap_err();
+        let text = cause.to_string();
+        let err = Error::corrupt_by("index/ab", "index does not parse", cause);
+        assert_eq!(
+            err.to_string(),
+            format!("corrupt object index/ab: index does not parse: {text}")
+        );
+        let source = err.source().expect("the cause is kept");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
+        assert!(Error::corrupt("index/ab", "short").source().is_none());
+    }
+
+    #[test]
+    fn denied_and_unreachable_keep_their_cause_and_print_one_line() {
+        let io = || std::io::Error::other("refused\nsecond line of context");
+        let denied = Error::denied("bucket b", "AccessDenied: check the AWS credentials", io());
+        assert_eq!(
+            denied.to_string(),
+            "access denied to bucket b: AccessDenied: check the AWS credentials"
+        );
+        assert!(denied
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .is_some());
+        let unreachable = Error::unreachable("bucket b", "refused", io());
+        assert_eq!(unreachable.to_string(), "cannot reach bucket b: refused");
+        assert!(unreachable
+            .source()
+            .unwrap()
+            .to_string()
+            .contains("second line"));
     }
 }

@@ -7,10 +7,12 @@
 //!
 //! # Layout
 //!
-//! * Pure modules, no I/O: [`config`] (validated settings), [`retention`]
-//!   (which snapshots a policy keeps), [`voice`] (per-recording expiry),
+//! * Pure modules, no I/O: [`config`] (validated settings, converted into
+//!   the domain types of the next three; they never import config),
+//!   [`retention`] (which snapshots a policy keeps), [`voice`]
+//!   (per-recording expiry), [`days`] (a bounded number of days),
 //!   [`glob`], [`tree`] and [`snapshot`] (metadata types), [`activity`]
-//!   (activity-log entries), [`id`] (SHA-256 ids), [`decompress`] (bounded
+//!   (activity-log entries), [`operation`] (operation and outcome names), [`id`] (SHA-256 ids), [`decompress`] (bounded
 //!   zstd), [`problems`] (damaged objects skipped and reported), [`error`].
 //! * Storage: [`repo`], the one door to it: typed access by id
 //!   ([`repo::layout`] spells every key; [`repo::pack`], [`repo::index`],
@@ -22,6 +24,8 @@
 //! * Inputs and plumbing: [`clock`], [`cancel`], [`runtime`] (the one Tokio
 //!   runtime), [`failpoint`] (crash tests), [`guard`] (the second-region
 //!   check), [`metrics`].
+//! * Jobs: [`jobs`], an operation with its lock, activity entry and metrics,
+//!   shared by the command line and the agent.
 //! * Glue: [`cli`] (the `offsite` command line) and [`agent`] (`offsite run`);
 //!   `main.rs` only maps errors to exit codes.
 
@@ -32,13 +36,16 @@ pub mod chunking;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod days;
 pub mod decompress;
 pub mod error;
 pub mod failpoint;
 pub mod glob;
 pub mod guard;
 pub mod id;
+pub mod jobs;
 pub mod metrics;
+pub mod operation;
 pub mod ops;
 pub mod problems;
 pub mod repo;

@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use crate::activity;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::operation::{Operation, Outcome};
 use crate::ops::restore_test::RestoreTestReport;
 use crate::problems::Problem;
 use crate::repo::layout::{self, ObjectKind};
@@ -184,8 +185,10 @@ impl Metrics {
         m.build_info
             .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
             .set(1.0);
-        for result in ["ok", "failed"] {
-            let _ = m.restore_tests.get_or_create(&label("result", result));
+        for result in Outcome::ALL {
+            let _ = m
+                .restore_tests
+                .get_or_create(&label("result", result.as_str()));
         }
         Metrics { registry, ..m }
     }
@@ -233,7 +236,7 @@ impl Metrics {
             self.restore_test_last_success.set(seconds(r.time));
         }
         self.restore_tests
-            .get_or_create(&label("result", &r.result))
+            .get_or_create(&label("result", r.result.as_str()))
             .inc();
     }
 
@@ -246,8 +249,12 @@ impl Metrics {
         }
     }
 
-    pub fn record_job_failure(&self, job: &str) {
-        self.job_failures.get_or_create(&label("job", job)).inc();
+    /// A failed agent job, labelled by what it does (`snapshot`, `prune`,
+    /// `restore-test`).
+    pub fn record_job_failure(&self, job: &Operation) {
+        self.job_failures
+            .get_or_create(&label("job", job.as_str()))
+            .inc();
     }
 
     /// The failing streak of the scheduled job `job` (`snapshot:<source>`,
@@ -289,10 +296,11 @@ impl Metrics {
             }
         }
         problems.extend(repo.unreadable_index_files()?);
-        let (prunes, unreadable) = repo.read_activity_tolerant(None, Some("prune"))?;
+        let (prunes, unreadable) =
+            repo.read_activity_tolerant(None, Some(Operation::Prune.as_str()))?;
         problems.extend(unreadable);
         let (restore_tests, unreadable) =
-            repo.read_activity_tolerant(None, Some("restore-test"))?;
+            repo.read_activity_tolerant(None, Some(Operation::RestoreTest.as_str()))?;
         problems.extend(unreadable);
         self.record_problems(
             &[
@@ -302,7 +310,7 @@ impl Metrics {
             ],
             &problems,
         );
-        let own = |e: &activity::Activity| e.host == config.host && e.outcome == "ok";
+        let own = |e: &activity::Activity| e.host == config.host && e.outcome.is_ok();
         if let Some(p) = prunes.into_iter().rfind(own) {
             self.prune_last_success.set(seconds(p.time));
         }

@@ -28,6 +28,7 @@ impl Problem {
             Error::Corrupt {
                 object: named,
                 detail,
+                ..
             } if named == object => detail.clone(),
             other => other.to_string(),
         };

@@ -13,111 +13,18 @@
 //! at most for `keep_within`), and the date arithmetic is checked: a cutoff
 //! that cannot be computed keeps everything, never nothing.
 
-use chrono::{DateTime, Datelike, Duration, Months, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::config::{RetentionPolicy, MAX_KEEP_COUNT};
 use crate::id::ObjectId;
 
-/// A calendar duration for `keep_within`: `1y2m3w4d5h` (any subset, in order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Within {
-    pub years: u32,
-    pub months: u32,
-    pub days: u32,
-    pub hours: u32,
-}
+mod within;
 
-/// The longest `keep_within`: 100 years, in any one unit.
-const MAX_WITHIN_MONTHS: u32 = 1_200;
-const MAX_WITHIN_DAYS: u32 = 36_525;
-const MAX_WITHIN_HOURS: u32 = 876_600;
+pub use within::Within;
 
-impl Within {
-    /// Parse `30d`, `1y6m`, `2w`, `12h`, … of at most 100 years.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let too_long = || {
-            format!(
-                "{text:?} is longer than 100 years (at most 100y, 1200m, 5217w, 36525d or 876600h)"
-            )
-        };
-        let mut out = Within::default();
-        let mut digits = String::new();
-        let mut any = false;
-        for c in text.trim().chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let n: u32 = match digits.parse() {
-                Ok(n) => n,
-                Err(_) if digits.is_empty() => {
-                    return Err(format!("{text:?}: expected a number before '{c}'"))
-                }
-                Err(_) => return Err(too_long()),
-            };
-            digits.clear();
-            let (field, add) = match c {
-                'y' => (&mut out.years, Some(n)),
-                'm' => (&mut out.months, Some(n)),
-                'w' => (&mut out.days, n.checked_mul(7)),
-                'd' => (&mut out.days, Some(n)),
-                'h' => (&mut out.hours, Some(n)),
-                _ => return Err(format!("{text:?}: unknown unit '{c}' (use y, m, w, d, h)")),
-            };
-            *field = add
-                .and_then(|a| field.checked_add(a))
-                .ok_or_else(too_long)?;
-            any = true;
-        }
-        if !digits.is_empty() || !any {
-            return Err(format!("{text:?} is not a duration like 30d, 1y6m or 12h"));
-        }
-        if out == Within::default() {
-            return Err(format!("{text:?} is zero"));
-        }
-        let months = out.total_months().unwrap_or(u32::MAX);
-        if months > MAX_WITHIN_MONTHS || out.days > MAX_WITHIN_DAYS || out.hours > MAX_WITHIN_HOURS
-        {
-            return Err(too_long());
-        }
-        Ok(out)
-    }
-
-    fn total_months(&self) -> Option<u32> {
-        self.years.checked_mul(12)?.checked_add(self.months)
-    }
-
-    /// `newest` minus this duration, in calendar terms in zone `tz`. When
-    /// that is not a representable time the answer is the earliest time
-    /// there is, so everything counts as within (kept).
-    pub fn before(&self, newest: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
-        self.checked_before(newest, tz)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
-    }
-
-    fn checked_before(&self, newest: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        let local = newest.with_timezone(&tz).naive_local();
-        let shifted = local
-            .checked_sub_months(Months::new(self.total_months()?))?
-            .checked_sub_signed(Duration::days(i64::from(self.days)))?;
-        earliest_at_or_before(tz, shifted)?
-            .checked_sub_signed(Duration::hours(i64::from(self.hours)))
-    }
-}
-
-/// The earliest instant whose local time in `tz` is `local`, or, when `local`
-/// falls in a gap (a DST jump), the last valid local time before the gap;
-/// never a later instant, so a cutoff never moves toward deleting.
-fn earliest_at_or_before(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    (0..=96)
-        .find_map(|quarter_hours| {
-            let t = local.checked_sub_signed(Duration::minutes(15 * quarter_hours))?;
-            tz.from_local_datetime(&t).earliest()
-        })
-        .map(|t| t.with_timezone(&Utc))
-}
+/// The most snapshots a `keep_*` count may ask for.
+pub const MAX_KEEP_COUNT: u32 = 1_000_000;
 
 /// Why a configured policy was refused, and its key (`keep_daily`…), if one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +42,10 @@ impl std::fmt::Display for PolicyError {
     }
 }
 
-/// A validated policy.
+/// A policy: counts per rule (`keep_last`, `keep_hourly`, …) and the
+/// `keep_within` duration with the text it was written as (for reasons).
+/// The config builds it from its raw form and checks it with
+/// [`Policy::validated`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     pub last: u32,
@@ -148,26 +58,16 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Validate a configured policy; an empty one is refused, and so is a
-    /// count over `MAX_KEEP_COUNT` or a `keep_within` over 100 years.
-    pub fn from_config(raw: &RetentionPolicy) -> Result<Self, PolicyError> {
-        let within = match raw.keep_within.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some((
-                Within::parse(text).map_err(|message| PolicyError {
-                    field: Some("keep_within"),
-                    message,
-                })?,
-                text.to_string(),
-            )),
-        };
+    /// The policy if it can be kept: every count at most `MAX_KEEP_COUNT`,
+    /// and not empty (an empty policy would delete every snapshot).
+    pub fn validated(self) -> Result<Self, PolicyError> {
         let counts = [
-            ("keep_last", raw.keep_last),
-            ("keep_hourly", raw.keep_hourly),
-            ("keep_daily", raw.keep_daily),
-            ("keep_weekly", raw.keep_weekly),
-            ("keep_monthly", raw.keep_monthly),
-            ("keep_yearly", raw.keep_yearly),
+            ("keep_last", self.last),
+            ("keep_hourly", self.hourly),
+            ("keep_daily", self.daily),
+            ("keep_weekly", self.weekly),
+            ("keep_monthly", self.monthly),
+            ("keep_yearly", self.yearly),
         ];
         for (field, n) in counts {
             if n > MAX_KEEP_COUNT {
@@ -177,23 +77,14 @@ impl Policy {
                 });
             }
         }
-        let policy = Policy {
-            last: raw.keep_last,
-            hourly: raw.keep_hourly,
-            daily: raw.keep_daily,
-            weekly: raw.keep_weekly,
-            monthly: raw.keep_monthly,
-            yearly: raw.keep_yearly,
-            within,
-        };
-        if policy == Policy::default() {
+        if self == Policy::default() {
             return Err(PolicyError {
                 field: None,
                 message: "the policy keeps nothing; an empty policy would delete every snapshot"
                     .into(),
             });
         }
-        Ok(policy)
+        Ok(self)
     }
 }
 
@@ -279,63 +170,4 @@ pub fn apply(snapshots: &[(ObjectId, DateTime<Utc>)], policy: &Policy, tz: Tz) -
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn a_cutoff_past_the_start_of_time_keeps_everything() {
-        let far = Within {
-            years: 300_000,
-            ..Within::default()
-        };
-        let newest = utc("2026-11-01T00:00:00Z");
-        assert_eq!(far.before(newest, chrono_tz::UTC), DateTime::<Utc>::MIN_UTC);
-        let days = Within {
-            days: u32::MAX,
-            ..Within::default()
-        };
-        assert_eq!(
-            days.before(newest, chrono_tz::UTC),
-            DateTime::<Utc>::MIN_UTC
-        );
-    }
-
-    #[test]
-    fn a_cutoff_in_a_dst_gap_moves_earlier_not_later() {
-        // 2026-03-29 03:00 EET jumps to 04:00 EEST: 03:30 does not exist.
-        let one_day = Within {
-            days: 1,
-            ..Within::default()
-        };
-        let newest = utc("2026-03-30T00:30:00Z"); // 03:30 EEST on the 30th
-        let cut = one_day.before(newest, chrono_tz::Europe::Helsinki);
-        assert!(cut <= utc("2026-03-29T01:00:00Z"), "{cut}");
-        assert!(cut >= utc("2026-03-29T00:00:00Z"), "{cut}");
-    }
-
-    #[test]
-    fn durations_over_a_century_or_overflowing_are_refused() {
-        for text in [
-            "300000y",
-            "200000000d",
-            "4294967295y",
-            "613566757w",
-            "101y",
-            "1y1190m",
-        ] {
-            let e = Within::parse(text).unwrap_err();
-            assert!(e.contains("longer than 100 years"), "{text}: {e}");
-        }
-        assert!(Within::parse("100y").is_ok());
-        assert!(Within::parse("36525d").is_ok());
-    }
 }

@@ -174,7 +174,7 @@ impl SnapshotRef {
             return Err(Error::corrupt(&self.key, "manifest does not match its id"));
         }
         let snap: Snapshot = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(&self.key, format!("manifest does not parse: {e}")))?;
+            .map_err(|e| Error::corrupt_by(&self.key, "manifest does not parse", e))?;
         if snap.version != SNAPSHOT_VERSION {
             return Err(Error::corrupt(
                 &self.key,

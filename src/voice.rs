@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::config::Days;
+use crate::days::Days;
 use crate::tree::FileEntry;
 
 /// The contracts in force (every R already checked to `1..=MAX_DAYS`).

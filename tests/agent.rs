@@ -185,8 +185,10 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
     w.ok(&["init"]);
     w.ok(&["snapshot"]);
     let mut child = spawn_agent(&w, &[]);
-    std::thread::sleep(Duration::from_millis(2500));
-    let healthy = scrape(port);
+    let healthy = poll_until(Duration::from_secs(60), "a successful restore test", || {
+        let text = scrape(port);
+        (metric(&text, "offsite_restore_test_success") == Some(1.0)).then_some(text)
+    });
     assert_eq!(
         metric(&healthy, "offsite_restore_test_success"),
         Some(1.0),
@@ -227,8 +229,17 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
         std::fs::write(&pack, bytes).unwrap();
     }
     let corrupted = w.data_objects();
-    std::thread::sleep(Duration::from_millis(2500));
-    let broken = scrape(port);
+    let streak = "offsite_job_consecutive_failures{job=\"restore-test\"}";
+    // The job sets its result; the loop then records the failure: wait for both.
+    let broken = poll_until(
+        Duration::from_secs(60),
+        "a recorded failed restore test",
+        || {
+            let text = scrape(port);
+            let failed = metric(&text, "offsite_restore_test_success") == Some(0.0);
+            (failed && metric(&text, streak) >= Some(1.0)).then_some(text)
+        },
+    );
     assert_eq!(
         metric(&broken, "offsite_restore_test_success"),
         Some(0.0),
@@ -236,7 +247,6 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
     );
     assert!(metric(&broken, "offsite_restore_tests_total{result=\"failed\"}").unwrap() >= 1.0);
     assert!(metric(&broken, "offsite_job_failures_total{job=\"restore-test\"}").unwrap() >= 1.0);
-    let streak = "offsite_job_consecutive_failures{job=\"restore-test\"}";
     assert_eq!(metric(&healthy, streak), Some(0.0), "{healthy}");
     let failing = metric(&broken, streak).unwrap();
     assert!(failing >= 1.0, "{broken}");

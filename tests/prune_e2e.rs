@@ -126,8 +126,8 @@ fn activity_log_entries_older_than_30_days_are_pruned() {
         let entry = offsite::activity::Activity {
             time: now - Duration::days(days) + Duration::minutes(1),
             host: "test-host".into(),
-            operation: format!("op-{days}"),
-            outcome: "ok".into(),
+            operation: offsite::activity::Operation::Other(format!("op-{days}")),
+            outcome: offsite::activity::Outcome::Ok,
             details: serde_json::json!({}),
         };
         repo.append_activity(&entry).unwrap();

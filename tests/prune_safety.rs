@@ -17,16 +17,7 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
-
-/// Poll `cond` until it holds or `limit` passes.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::{Duration, SystemTime};
 
 /// A snapshot stopped at a pause point until released.
 struct Paused {
@@ -48,9 +39,9 @@ impl Paused {
             .spawn()
             .expect("start snapshot");
         let mut child = child;
-        wait_for(
-            &format!("the snapshot to pause at {point}"),
+        wait_until(
             Duration::from_secs(120),
+            &format!("the snapshot to pause at {point}"),
             || {
                 if let Ok(Some(status)) = child.try_wait() {
                     let mut err = String::new();

@@ -1,10 +1,12 @@
 //! Acceptance: properties of the retention decision over many random inputs
 //! (a seeded generator, so a failure reproduces): the input order does not
-//! matter; `keep_last = N` keeps the N newest; every kept snapshot has a
-//! reason and every removed one none.
+//! matter; `keep_last = N` keeps the N newest; every decision and its
+//! reasons match an independent oracle written from DESIGN §3.
 
 mod common;
 use common::Rng;
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use offsite::config::RetentionPolicy;
@@ -28,7 +30,7 @@ fn random_policy(rng: &mut Rng) -> Policy {
         keep_yearly: pick(3),
         keep_within: None,
     };
-    Policy::from_config(&raw).unwrap_or_else(|_| Policy {
+    Policy::try_from(&raw).unwrap_or_else(|_| Policy {
         daily: 1,
         ..Policy::default()
     })
@@ -47,8 +49,51 @@ fn random_snapshots(rng: &mut Rng) -> Vec<(ObjectId, DateTime<Utc>)> {
         .collect()
 }
 
+/// DESIGN §3 for the count rules, stated independently of `apply`: keys
+/// from chrono's format strings (`%G-W%V` for ISO weeks); per rule with
+/// count N, the newest snapshot of each of the first N distinct keys, newest
+/// first, gets `rule k`; if fewer than N keys exist, the oldest snapshot
+/// gets `oldest (rule)` unless it already is the newest of its key. Kept
+/// means some rule gave a reason. Newest first, ties by id.
+fn oracle(
+    snaps: &[(ObjectId, DateTime<Utc>)],
+    policy: &Policy,
+    tz: chrono_tz::Tz,
+) -> Vec<(ObjectId, bool, Vec<String>)> {
+    let mut list = snaps.to_vec();
+    list.sort_by_key(|s| std::cmp::Reverse((s.1, s.0)));
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); list.len()];
+    let rules = [
+        ("last", policy.last, None),
+        ("hourly", policy.hourly, Some("%Y-%m-%d %H")),
+        ("daily", policy.daily, Some("%Y-%m-%d")),
+        ("weekly", policy.weekly, Some("%G-W%V")),
+        ("monthly", policy.monthly, Some("%Y-%m")),
+        ("yearly", policy.yearly, Some("%Y")),
+    ];
+    for (name, n, format) in rules {
+        let key = |i: usize| match format {
+            None => i.to_string(),
+            Some(f) => list[i].1.with_timezone(&tz).format(f).to_string(),
+        };
+        let mut seen = HashSet::new();
+        let newest_of_key: Vec<usize> = (0..list.len()).filter(|&i| seen.insert(key(i))).collect();
+        for (k, &i) in newest_of_key.iter().take(n as usize).enumerate() {
+            reasons[i].push(format!("{name} {}", k + 1));
+        }
+        let oldest = list.len() - 1;
+        if newest_of_key.len() < n as usize && !newest_of_key.contains(&oldest) {
+            reasons[oldest].push(format!("oldest ({name})"));
+        }
+    }
+    list.iter()
+        .zip(reasons)
+        .map(|((id, _), r)| (*id, !r.is_empty(), r))
+        .collect()
+}
+
 #[test]
-fn decisions_do_not_depend_on_input_order_and_reasons_match() {
+fn decisions_and_reasons_match_the_oracle_in_any_input_order() {
     let zones: [chrono_tz::Tz; 3] = [
         chrono_tz::UTC,
         chrono_tz::Europe::Helsinki,
@@ -76,9 +121,15 @@ fn decisions_do_not_depend_on_input_order_and_reasons_match() {
             first,
             "round {round}: shuffled input"
         );
-        for d in &first {
-            assert_eq!(d.keep, !d.reasons.is_empty(), "round {round}: {d:?}");
-        }
+        let got: Vec<(ObjectId, bool, Vec<String>)> = first
+            .iter()
+            .map(|d| (d.id, d.keep, d.reasons.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            oracle(&snaps, &policy, tz),
+            "round {round}: {policy:?}"
+        );
         assert!(
             first.windows(2).all(|w| w[0].time >= w[1].time),
             "newest first"

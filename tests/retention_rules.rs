@@ -97,6 +97,28 @@ const CASES: &[Case] = &[
         keep: &["2026-05-03T12:00:00Z", "2026-05-03T06:00:00Z", "2026-05-01T13:00:00Z"],
     },
     Case {
+        // Regression: the cutoff, one calendar day before 2026-03-30 02:30
+        // CEST, is 2026-03-29 02:30, which Europe/Berlin skips (02:00 CET
+        // jumps to 03:00 CEST). It was moved to the last valid quarter hour
+        // before the gap (01:45 CET = 00:45Z) and dropped a snapshot 23h55m
+        // older than the newest; the earliest instant it can mean is 02:30
+        // CEST = 00:30Z, exactly 24 hours earlier.
+        name: "keep_within cutoff in a DST gap keeps a snapshot less than a day older",
+        timezone: "Europe/Berlin",
+        policy: "{ keep_within = \"1d\" }",
+        snapshots: &["2026-03-29T00:20:00Z", "2026-03-29T00:35:00Z", "2026-03-29T00:50:00Z", "2026-03-30T00:30:00Z"],
+        keep: &["2026-03-30T00:30:00Z", "2026-03-29T00:50:00Z", "2026-03-29T00:35:00Z"],
+    },
+    Case {
+        // 2026-10-25 02:30 happens twice in Europe/Berlin (03:00 CEST falls
+        // back to 02:00 CET): the cutoff is the first, 02:30 CEST = 00:30Z.
+        name: "keep_within cutoff in a DST overlap is the earlier of the two instants",
+        timezone: "Europe/Berlin",
+        policy: "{ keep_within = \"1d\" }",
+        snapshots: &["2026-10-25T00:20:00Z", "2026-10-25T00:40:00Z", "2026-10-25T01:20:00Z", "2026-10-26T01:30:00Z"],
+        keep: &["2026-10-26T01:30:00Z", "2026-10-25T01:20:00Z", "2026-10-25T00:40:00Z"],
+    },
+    Case {
         name: "monthly and yearly across years",
         timezone: "UTC",
         policy: "{ keep_monthly = 2, keep_yearly = 3 }",
@@ -122,7 +144,7 @@ fn pure_function_table() {
         let raw: RetentionPolicy = toml::from_str(&format!("x = {}", case.policy))
             .map(|v: toml::Table| v["x"].clone().try_into().unwrap())
             .unwrap();
-        let policy = Policy::from_config(&raw).unwrap();
+        let policy = Policy::try_from(&raw).unwrap();
         let tz: chrono_tz::Tz = case.timezone.parse().unwrap();
         let snaps: Vec<(ObjectId, DateTime<Utc>)> = case
             .snapshots
@@ -136,14 +158,6 @@ fn pure_function_table() {
             .map(|d| d.time)
             .collect();
         assert_eq!(kept, expected(case), "case: {}\n{decisions:#?}", case.name);
-        for d in &decisions {
-            assert_eq!(
-                d.keep,
-                !d.reasons.is_empty(),
-                "case {}: reasons iff kept",
-                case.name
-            );
-        }
     }
 }
 

@@ -223,6 +223,7 @@ fn live(
             repo: &repo,
             config: &config,
             metrics: &metrics,
+            clock: &clock,
             rng: offsite::ops::restore_test::Rng::seeded(1),
         },
         clock: &clock,

@@ -217,12 +217,16 @@ fn a_job_that_never_ran_starts_counting_from_the_first_start() {
         State::default(),
         None,
         start,
-        start + Duration::hours(1),
+        start + Duration::days(1),
         Duration::minutes(5),
     );
-    assert!(runs.is_empty(), "no backlog on first start");
-    let clock = ManualClock::new(start);
-    assert_eq!(clock.now(), start);
+    // 02:00 Helsinki (EEST) on June 2, not at start for June 1's 02:00.
+    let starts: Vec<DateTime<Utc>> = runs.iter().map(|r| r.1).collect();
+    assert_eq!(
+        starts,
+        [utc("2026-06-01T23:00:00Z")],
+        "no backlog on first start"
+    );
 }
 
 #[test]

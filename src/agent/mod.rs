@@ -2,7 +2,8 @@
 //!
 //! One loop, one job at a time per repository: it sleeps until the next job
 //! is due ([`schedule`]), runs it, records the outcome (state file, activity
-//! log, metrics), and goes on. A job that comes due while another runs waits
+//! log, metrics: one [`crate::jobs`] function per job, the same the
+//! commands call), and goes on. A job that comes due while another runs waits
 //! its turn. SIGTERM or SIGINT sets the [`Cancel`] flag: no new job starts,
 //! the running one stops at its next safe point (nothing partial is ever
 //! committed), and the agent exits 0. Under systemd it reports READY, STATUS
@@ -19,17 +20,14 @@ pub mod schedule;
 
 use std::sync::Arc;
 
-use chrono::Utc;
-
-use crate::activity;
 use crate::cancel::Cancel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::metrics::{Metrics, Rechecked};
-use crate::ops::restore_test::{restore_test, Rng};
-use crate::ops::{prune, snapshot};
-use crate::repo::layout::ObjectKind;
+use crate::jobs::{self, JobContext};
+use crate::metrics::Metrics;
+use crate::ops::restore_test::Rng;
+use crate::ops::snapshot::SnapshotOptions;
 use crate::repo::Repository;
 use notify::Notifier;
 use schedule::{jobs_from_config, Job, JobKind, JobState, Scheduler, State};
@@ -152,84 +150,39 @@ fn log_failure(job: &Job, error: &str, state: &JobState, scheduler: &Scheduler) 
     }
 }
 
-/// The production runner: operations on the repository.
+/// The production runner: the jobs of [`crate::jobs`] on the repository,
+/// with the agent's clock and metrics.
 pub struct RepoRunner<'a> {
     pub repo: &'a Repository,
     pub config: &'a Config,
     pub metrics: &'a Metrics,
+    pub clock: &'a dyn Clock,
     pub rng: Rng,
 }
 
 impl RepoRunner<'_> {
-    fn log<T: serde::Serialize>(&self, operation: &str, result: &std::result::Result<T, &Error>) {
-        activity::log_result(self.repo, &self.config.host, operation, result);
-    }
-
     fn run_job(&mut self, job: &Job, cancel: &Cancel) -> Result<()> {
+        let ctx = JobContext {
+            repo: self.repo,
+            config: self.config,
+            clock: self.clock,
+            as_of: None,
+            cancel: cancel.clone(),
+            metrics: Some(self.metrics),
+        };
         match &job.kind {
             JobKind::Snapshot(name) => {
                 let source = self.config.source(name)?;
-                let lock = self
-                    .repo
-                    .shared(&self.config.host, "snapshot", &SystemClock)?;
-                let time = crate::snapshot::truncate_to_millis(Utc::now());
-                let result = snapshot::snapshot_source(
-                    &lock,
-                    &self.config.host,
-                    source,
-                    &self.config.contracts(),
-                    time,
-                    cancel,
-                );
-                if !matches!(result, Err(Error::Cancelled)) {
-                    self.log("snapshot", &result.as_ref());
-                }
-                let report = result?;
-                self.metrics
-                    .record_snapshot(&report.source, report.time, &report.summary);
-                self.metrics
-                    .record_problems(&[Rechecked::All(ObjectKind::Index)], &report.problems);
+                let options = SnapshotOptions::default();
+                jobs::snapshot(&ctx, &[source], None, options, &mut |_, r| r.map(drop))
             }
-            JobKind::Prune => {
-                let result = self
-                    .repo
-                    .exclusive(&self.config.host, "prune", &SystemClock)
-                    .and_then(|lock| prune::prune(&lock, self.config, Utc::now(), cancel));
-                if !matches!(result, Err(Error::Cancelled)) {
-                    self.log(
-                        "prune",
-                        &result
-                            .as_ref()
-                            .map(|r| (r.snapshots_removed, r.packs_deleted, r.bytes_freed)),
-                    );
-                }
-                self.metrics.record_problems(
-                    &[
-                        Rechecked::All(ObjectKind::Snapshot),
-                        Rechecked::All(ObjectKind::Index),
-                    ],
-                    &result?.problems,
-                );
-                self.metrics.record_prune(Utc::now());
-            }
+            JobKind::Prune => jobs::prune(&ctx, false).map(drop),
             JobKind::RestoreTest => {
                 let sources: Vec<_> = self.config.sources.iter().collect();
-                let report = restore_test(self.repo, self.config, &sources, &mut self.rng);
-                let details = serde_json::to_value(&report).unwrap_or_default();
-                activity::log(
-                    self.repo,
-                    &self.config.host,
-                    "restore-test",
-                    &report.result,
-                    details,
-                );
-                self.metrics.record_restore_test(&report);
-                if let Some(e) = report.error {
-                    return Err(Error::CheckFailed(format!("restore test failed: {e}")));
-                }
+                let report = jobs::restore_test(&ctx, &sources, &mut self.rng);
+                report.failure().map_or(Ok(()), Err)
             }
         }
-        Ok(())
     }
 }
 
@@ -243,7 +196,7 @@ impl Runner for RepoRunner<'_> {
             Ok(()) => Outcome::Ok,
             Err(Error::Cancelled) => return Outcome::Cancelled,
             Err(e) => {
-                self.metrics.record_job_failure(job.kind_name());
+                self.metrics.record_job_failure(&job.operation());
                 Outcome::Failed(e.to_string())
             }
         };
@@ -310,7 +263,7 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         config.timezone,
         state,
         Some(state_path),
-        Utc::now(),
+        SystemClock.now(),
     );
     for job in &scheduler.jobs {
         if let Some(state) = scheduler.state.jobs.get(&job.name) {
@@ -341,6 +294,7 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         repo: &repo,
         config: &config,
         metrics: &metrics,
+        clock: &SystemClock,
         rng: Rng::from_entropy(),
     };
     run_loop(

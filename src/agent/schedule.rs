@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::operation::{Operation, Outcome};
 
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +49,12 @@ pub struct Job {
 }
 
 impl Job {
-    /// The `job` label of the failure metric.
-    pub fn kind_name(&self) -> &'static str {
+    /// What the job does: the `job` label of the failure metric.
+    pub fn operation(&self) -> Operation {
         match self.kind {
-            JobKind::Snapshot(_) => "snapshot",
-            JobKind::Prune => "prune",
-            JobKind::RestoreTest => "restore-test",
+            JobKind::Snapshot(_) => Operation::Snapshot,
+            JobKind::Prune => Operation::Prune,
+            JobKind::RestoreTest => Operation::RestoreTest,
         }
     }
 }
@@ -64,18 +65,18 @@ pub fn jobs_from_config(config: &Config) -> Vec<Job> {
         .sources
         .iter()
         .map(|s| Job {
-            name: format!("snapshot:{}", s.name),
+            name: format!("{}:{}", Operation::Snapshot, s.name),
             kind: JobKind::Snapshot(s.name.clone()),
             schedule: s.schedule.clone(),
         })
         .collect();
     jobs.push(Job {
-        name: "prune".into(),
+        name: Operation::Prune.to_string(),
         kind: JobKind::Prune,
         schedule: config.prune_schedule.clone(),
     });
     jobs.push(Job {
-        name: "restore-test".into(),
+        name: Operation::RestoreTest.to_string(),
         kind: JobKind::RestoreTest,
         schedule: config.restore_test_schedule.clone(),
     });
@@ -104,7 +105,7 @@ pub struct JobState {
     /// The scheduled time the last finished run was for.
     pub last_scheduled: Option<DateTime<Utc>>,
     pub last_finished: Option<DateTime<Utc>>,
-    pub last_outcome: Option<String>,
+    pub last_outcome: Option<Outcome>,
     /// Failed runs since the last success.
     #[serde(default)]
     pub consecutive_failures: u32,
@@ -240,7 +241,7 @@ impl Scheduler {
         let state = JobState {
             last_scheduled: Some(self.caught_up(&job, now)),
             last_finished: Some(now),
-            last_outcome: Some("ok".into()),
+            last_outcome: Some(Outcome::Ok),
             consecutive_failures: 0,
             retry_at: None,
         };
@@ -267,7 +268,7 @@ impl Scheduler {
         let state = JobState {
             last_scheduled: Some(last),
             last_finished: Some(now),
-            last_outcome: Some("failed".into()),
+            last_outcome: Some(Outcome::Failed),
             consecutive_failures: failures,
             retry_at,
         };

@@ -1,40 +1,44 @@
 //! The operator's command line: argument parsing and output formatting.
 //!
-//! Each command loads the config, opens the repository and calls one
-//! operation from [`crate::ops`]; this module only decides what is printed.
-//! Human-readable text by default, `--json` for machines.
+//! Each command loads the config, opens the repository and calls one job
+//! from [`crate::jobs`] (which locks, runs the operation and logs it, the
+//! same as the agent's jobs); this module only decides what is printed and
+//! the exit code. Human-readable text by default, `--json` for machines.
+//! Commands run on the system clock; `--now` moves only the time retention
+//! and expiry are judged at (see [`crate::jobs`]).
 
-/// `println!` that ends the process quietly (status 141, as a shell reports a
-/// reader that went away) instead of panicking when stdout is a closed pipe
-/// (`offsite log | head`). SIGPIPE itself stays ignored: a network peer that
+/// `println!` that returns (with `?`) [`Error::Stdout`] instead of panicking
+/// when stdout cannot be written, e.g. a closed pipe (`offsite log | head`).
+/// The error travels up like any other, so locks are released on the way,
+/// and `main` ends the process quietly with status 141, as a shell reports a
+/// reader that went away. SIGPIPE itself stays ignored: a network peer that
 /// closes a connection must give an error to retry, not kill the agent.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            std::process::exit(141);
-        }
+        writeln!(std::io::stdout(), $($arg)*)
+            .map_err(|source| $crate::error::Error::Stdout { source })?;
     }};
 }
 
 mod args;
 mod output;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use serde::Serialize;
 
 pub use args::{Cli, Command, ConfigAction};
 pub use output::human_bytes;
 
-use crate::activity;
 use crate::cancel::Cancel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ops::prune::{self, PruneReport};
-use crate::ops::restore_test::{self, Rng};
-use crate::ops::{check, rebuild_index, repair, restore, snapshot};
+use crate::jobs::{self, JobContext, RestoreRequest};
+use crate::ops::restore::RestoreOptions;
+use crate::ops::restore_test::Rng;
+use crate::ops::snapshot::SnapshotOptions;
 use crate::repo::Repository;
 
 /// Entry point: parse the command line and run; returns the exit code.
@@ -78,28 +82,36 @@ fn init_logging() {
         .try_init();
 }
 
-fn print_json<T: Serialize>(value: &T) {
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
     say!(
         "{}",
         serde_json::to_string(value).expect("output serializes")
     );
+    Ok(())
 }
 
-/// Record `result` of `operation` in the activity log.
-fn record<T: Serialize, E: std::fmt::Display>(
-    repo: &Repository,
-    config: &Config,
-    operation: &str,
-    result: &std::result::Result<T, E>,
-) {
-    activity::log_result(repo, &config.host, operation, result);
+/// The context of a one-shot command: the system clock, retention judged
+/// at `--now` when given, never cancelled, no metrics (see [`crate::jobs`]).
+fn context<'a>(
+    repo: &'a Repository,
+    config: &'a Config,
+    as_of: Option<DateTime<Utc>>,
+) -> JobContext<'a> {
+    JobContext {
+        repo,
+        config,
+        clock: &SystemClock,
+        as_of,
+        cancel: Cancel::new(),
+        metrics: None,
+    }
 }
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> Result<i32> {
     let config_path = Config::locate(cli.config.as_deref())?;
     let config = Config::load(&config_path)?;
-    let now = cli.now.unwrap_or_else(Utc::now);
+    let as_of = cli.now;
     let json = cli.json;
     match cli.command {
         Command::Config {
@@ -108,7 +120,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let guard = crate::guard::check(&config)?;
             crate::guard::warn(&guard);
             if json {
-                print_json(&config.effective);
+                print_json(&config.effective)?;
             } else {
                 let text = toml::to_string(&config.effective)
                     .map_err(|e| Error::config("file", e.to_string()))?;
@@ -132,7 +144,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if json {
                 print_json(
                     &serde_json::json!({"repository": repo.describe(), "id": repo.config.id}),
-                );
+                )?;
             } else {
                 say!(
                     "created repository {} at {}",
@@ -149,33 +161,25 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let repo = Repository::open(&config.repository)?;
             let sources = config.selected_sources(source.as_deref())?;
-            let time = crate::snapshot::truncate_to_millis(time.unwrap_or_else(Utc::now));
-            let lock = repo.shared(&config.host, "snapshot", &SystemClock)?;
+            let several = sources.len() > 1;
             let mut failures = 0;
-            for src in &sources {
-                let result = snapshot::snapshot_source_with(
-                    &lock,
-                    &config.host,
-                    src,
-                    &config.contracts(),
-                    time,
-                    &Cancel::new(),
-                    snapshot::SnapshotOptions { reread },
-                );
-                record(&repo, &config, "snapshot", &result);
+            let options = SnapshotOptions { reread };
+            let ctx = context(&repo, &config, as_of);
+            jobs::snapshot(&ctx, &sources, time, options, &mut |src, result| {
                 if let Ok(report) = &result {
                     crate::problems::warn(&report.problems);
                 }
                 match result {
                     Ok(report) if json => print_json(&report),
                     Ok(report) => output::snapshot(&report),
-                    Err(e) if sources.len() > 1 => {
+                    Err(e) if several => {
                         eprintln!("offsite: error: source {}: {e}", src.name);
                         failures += 1;
+                        Ok(())
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => Err(e),
                 }
-            }
+            })?;
             Ok(if failures > 0 { 1 } else { 0 })
         }
         Command::Snapshots { source, host } => {
@@ -194,9 +198,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 "bytes_added": snap.summary.bytes_added, "parent": snap.parent,
             })).collect();
             if json {
-                print_json(&serde_json::json!({ "snapshots": rows, "problems": problems }));
+                print_json(&serde_json::json!({ "snapshots": rows, "problems": problems }))?;
             } else {
-                output::snapshots(&rows, problems.len());
+                output::snapshots(&rows, problems.len())?;
             }
             Ok(0)
         }
@@ -218,28 +222,24 @@ pub fn run(cli: Cli) -> Result<i32> {
                 .collect();
             let repo = Repository::open(&config.repository)?;
             let host = host.unwrap_or_else(|| config.host.clone());
-            let result = restore::find_item(&repo, &host, &sources, &item, snapshot.as_deref())
-                .and_then(|found| {
-                    crate::problems::warn(&found.problems);
-                    if !force {
-                        restore::check_retention(&config, &found, now)?;
-                    }
-                    let options = restore::RestoreOptions {
-                        overwrite,
-                        keep_special_bits,
-                    };
-                    restore::restore_item(&repo, &found, &to, options)
-                });
-            let logged = result
-                .as_ref()
-                .map(|r| serde_json::json!({ "restore": r, "reason": reason, "forced": force }))
-                .map_err(|e| format!("{e} (item {item}, reason {reason:?})"));
-            record(&repo, &config, "restore", &logged);
-            let report = result?;
+            let request = RestoreRequest {
+                item: &item,
+                sources,
+                snapshot: snapshot.as_deref(),
+                host: &host,
+                to,
+                options: RestoreOptions {
+                    overwrite,
+                    keep_special_bits,
+                },
+                force,
+                reason,
+            };
+            let report = jobs::restore(&context(&repo, &config, as_of), &request)?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::restore(&report);
+                output::restore(&report)?;
             }
             Ok(0)
         }
@@ -247,49 +247,34 @@ pub fn run(cli: Cli) -> Result<i32> {
             let repo = Repository::open(&config.repository)?;
             let sources = config.selected_sources(source.as_deref())?;
             let mut rng = seed.map_or_else(Rng::from_entropy, Rng::seeded);
-            let report = restore_test::restore_test(&repo, &config, &sources, &mut rng);
-            let details = serde_json::to_value(&report).unwrap_or_default();
-            activity::log(&repo, &config.host, "restore-test", &report.result, details);
+            let ctx = context(&repo, &config, as_of);
+            let report = jobs::restore_test(&ctx, &sources, &mut rng);
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::restore_test(&report);
+                output::restore_test(&report)?;
             }
-            match &report.error {
-                None => Ok(0),
-                Some(e) => Err(Error::CheckFailed(format!("restore test failed: {e}"))),
-            }
+            report.failure().map_or(Ok(0), Err)
         }
         Command::Run => crate::agent::run_from_cli(config),
         Command::Prune { dry_run } => {
             let repo = Repository::open(&config.repository)?;
-            let result = if dry_run {
-                prune::dry_run(&repo, &config, now)
-            } else {
-                repo.exclusive(&config.host, "prune", &SystemClock)
-                    .and_then(|lock| prune::prune(&lock, &config, now, &Cancel::new()))
-            };
-            if !dry_run {
-                record(&repo, &config, "prune", &result.as_ref().map(prune_summary));
-            }
-            let report = result?;
+            let report = jobs::prune(&context(&repo, &config, as_of), dry_run)?;
             crate::problems::warn(&report.problems);
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::prune(&report);
+                output::prune(&report)?;
             }
             Ok(0)
         }
         Command::Unlock { force } => {
             let repo = Repository::open(&config.repository)?;
-            let result = repo.unlock(&config.host, force, Utc::now());
-            record(&repo, &config, "unlock", &result);
-            let report = result?;
+            let report = jobs::unlock(&context(&repo, &config, as_of), force)?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::unlock(&report);
+                output::unlock(&report)?;
             }
             Ok(0)
         }
@@ -298,20 +283,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             let (entries, problems) = repo.read_activity_tolerant(since, None)?;
             crate::problems::warn(&problems);
             if json {
-                print_json(&entries);
+                print_json(&entries)?;
             } else {
-                output::log(&entries);
+                output::log(&entries)?;
             }
             Ok(0)
         }
         Command::RebuildIndex => {
             let repo = Repository::open(&config.repository)?;
-            let lock = repo.exclusive(&config.host, "rebuild-index", &SystemClock)?;
-            let report = rebuild_index::rebuild_index(&lock)?;
+            let report = jobs::rebuild_index(&context(&repo, &config, as_of))?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::rebuild(&report);
+                output::rebuild(&report)?;
             }
             if report.unreadable_packs.is_empty() {
                 Ok(0)
@@ -324,31 +308,21 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Repair => {
             let repo = Repository::open(&config.repository)?;
-            let lock = repo.exclusive(&config.host, "repair", &SystemClock)?;
-            let result = repair::repair(&lock);
-            record(&repo, &config, "repair", &result.as_ref().map(|r| {
-                serde_json::json!({"packs_checked": r.packs_checked, "quarantined": r.quarantined.len(), "damaged_snapshots": r.damaged.len()})
-            }));
-            let report = result?;
+            let report = jobs::repair(&context(&repo, &config, as_of))?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::repair(&report);
+                output::repair(&report)?;
             }
             Ok(0)
         }
         Command::Check { read_data } => {
             let repo = Repository::open(&config.repository)?;
-            let lock = repo.shared(&config.host, "check", &SystemClock)?;
-            let result = check::check(&lock, read_data);
-            record(&repo, &config, "check", &result.as_ref().map(|r| {
-                serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
-            }));
-            let report = result?;
+            let report = jobs::check(&context(&repo, &config, as_of), read_data)?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
-                output::check(&report, read_data);
+                output::check(&report, read_data)?;
             }
             if report.problems.is_empty() {
                 Ok(0)
@@ -361,14 +335,4 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
         }
     }
-}
-
-/// The prune's key figures for the activity log (not every decision).
-fn prune_summary(r: &PruneReport) -> serde_json::Value {
-    serde_json::json!({
-        "now": r.now, "snapshots_removed": r.snapshots_removed, "snapshots_rewritten": r.snapshots_rewritten,
-        "expired_items": r.expired_items.len(), "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked,
-        "bytes_freed": r.bytes_freed, "log_entries_deleted": r.log_entries_deleted,
-        "problems": r.problems, "sweep_held_back": r.sweep_held_back,
-    })
 }

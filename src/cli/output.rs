@@ -1,8 +1,11 @@
 //! Human-readable output of each command (`--json` prints the reports as is).
+//! Every printer returns the first error writing to stdout (a closed pipe),
+//! for the command to stop and return it once its lock is released.
 
 use chrono::SecondsFormat;
 
 use crate::activity::Activity;
+use crate::error::Result;
 use crate::ops::check::CheckReport;
 use crate::ops::prune::PruneReport;
 use crate::ops::rebuild_index::RebuildReport;
@@ -32,7 +35,7 @@ pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-pub fn snapshot(r: &SnapshotReport) {
+pub fn snapshot(r: &SnapshotReport) -> Result<()> {
     let s = &r.summary;
     say!(
         "snapshot {} of {} (host {}) at {}",
@@ -84,9 +87,10 @@ pub fn snapshot(r: &SnapshotReport) {
     for w in &s.warning_samples {
         say!("  warning: {w}");
     }
+    Ok(())
 }
 
-pub fn snapshots(rows: &[serde_json::Value], unreadable: usize) {
+pub fn snapshots(rows: &[serde_json::Value], unreadable: usize) -> Result<()> {
     say!(
         "{:<10} {:<24} {:<16} {:<16} {:>9} {:>12}",
         "id",
@@ -115,9 +119,10 @@ pub fn snapshots(rows: &[serde_json::Value], unreadable: usize) {
     } else {
         say!("{} snapshots", rows.len());
     }
+    Ok(())
 }
 
-pub fn restore(r: &RestoreReport) {
+pub fn restore(r: &RestoreReport) -> Result<()> {
     say!(
         "restored {} from snapshot {} ({}) to {}: {}, sha256 {}",
         r.item,
@@ -127,9 +132,10 @@ pub fn restore(r: &RestoreReport) {
         human_bytes(r.bytes),
         r.sha256
     );
+    Ok(())
 }
 
-pub fn restore_test(r: &RestoreTestReport) {
+pub fn restore_test(r: &RestoreTestReport) -> Result<()> {
     let what = match (&r.source, &r.item) {
         (Some(s), Some(i)) => format!("{s}:{i}"),
         _ => "nothing".into(),
@@ -146,9 +152,10 @@ pub fn restore_test(r: &RestoreTestReport) {
     if let Some(e) = &r.error {
         say!("  error: {e}");
     }
+    Ok(())
 }
 
-pub fn check(r: &CheckReport, read_data: bool) {
+pub fn check(r: &CheckReport, read_data: bool) -> Result<()> {
     say!(
         "checked {} snapshots, {} packs, {} trees, {} distinct files",
         r.snapshots,
@@ -166,11 +173,12 @@ pub fn check(r: &CheckReport, read_data: bool) {
     for p in &r.problems {
         say!("problem: {p}");
     }
-    damaged(&r.damaged);
+    damaged(&r.damaged)?;
+    Ok(())
 }
 
 /// Per snapshot, the first items it can no longer restore.
-fn damaged(list: &[crate::ops::damage::SnapshotDamage]) {
+fn damaged(list: &[crate::ops::damage::SnapshotDamage]) -> Result<()> {
     use crate::ops::damage::SHOWN_PER_SNAPSHOT;
     for d in list {
         say!(
@@ -191,9 +199,10 @@ fn damaged(list: &[crate::ops::damage::SnapshotDamage]) {
             );
         }
     }
+    Ok(())
 }
 
-pub fn repair(r: &crate::ops::repair::RepairReport) {
+pub fn repair(r: &crate::ops::repair::RepairReport) -> Result<()> {
     say!(
         "read {} packs: {} whole, {} quarantined; {} salvage packs; removed {} old index files",
         r.packs_checked,
@@ -215,13 +224,14 @@ pub fn repair(r: &crate::ops::repair::RepairReport) {
     for m in &r.missing_packs {
         say!("missing: {m} (was indexed)");
     }
-    damaged(&r.damaged);
+    damaged(&r.damaged)?;
     if r.damaged.is_empty() {
         say!("no snapshot references lost data");
     }
+    Ok(())
 }
 
-pub fn rebuild(r: &RebuildReport) {
+pub fn rebuild(r: &RebuildReport) -> Result<()> {
     say!(
         "indexed {} blobs in {} packs; removed {} old index files",
         r.blobs,
@@ -231,9 +241,10 @@ pub fn rebuild(r: &RebuildReport) {
     for p in &r.unreadable_packs {
         say!("unreadable: {p}");
     }
+    Ok(())
 }
 
-pub fn prune(r: &PruneReport) {
+pub fn prune(r: &PruneReport) -> Result<()> {
     let verb = if r.dry_run { "would" } else { "did" };
     say!(
         "prune as of {}{}",
@@ -261,7 +272,7 @@ pub fn prune(r: &PruneReport) {
             d.kept.short()
         );
     }
-    prune_plan(&r.plan, verb);
+    prune_plan(&r.plan, verb)?;
     say!(
         "{verb} remove {} snapshots, rewrite {} voice snapshots, delete {} packs, repack {}, free {}, delete {} activity-log entries",
         r.snapshots_removed,
@@ -274,10 +285,11 @@ pub fn prune(r: &PruneReport) {
     if let Some(why) = &r.sweep_held_back {
         say!("packs: none deleted or repacked: {why}");
     }
+    Ok(())
 }
 
 /// The plan's rewrites and pack actions, one line each.
-fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) {
+fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) -> Result<()> {
     for w in &plan.rewrite {
         say!(
             "{verb} rewrite {} {:<24} {:<16} without {} expired recording(s)",
@@ -329,9 +341,10 @@ fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) {
             id.short()
         );
     }
+    Ok(())
 }
 
-pub fn log(entries: &[Activity]) {
+pub fn log(entries: &[Activity]) -> Result<()> {
     for e in entries {
         say!(
             "{} {:<12} {:<12} {:<7} {}",
@@ -342,9 +355,10 @@ pub fn log(entries: &[Activity]) {
             e.details
         );
     }
+    Ok(())
 }
 
-pub fn unlock(r: &crate::repo::lock::UnlockReport) {
+pub fn unlock(r: &crate::repo::lock::UnlockReport) -> Result<()> {
     let describe = |l: &crate::repo::lock::LockSummary| {
         format!(
             "{} ({} on {}, pid {}, refreshed {}, {})",
@@ -367,4 +381,5 @@ pub fn unlock(r: &crate::repo::lock::UnlockReport) {
     } else if r.removed.is_empty() {
         say!("no locks");
     }
+    Ok(())
 }

@@ -24,7 +24,7 @@ use crate::voice::Contracts;
 /// Where `--config` is looked for when not given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./offsite.toml", "/etc/offsite/offsite.toml"];
 
-pub use bounds::{Days, MAX_DAYS, MAX_KEEP_COUNT};
+pub use crate::days::{Days, MAX_DAYS};
 pub use raw::*;
 
 /// What kind of data a source holds; decides retention and chunking.
@@ -347,7 +347,7 @@ impl Config {
                     ..Default::default()
                 },
             };
-            let policy = Policy::from_config(&retention).map_err(|e| {
+            let policy = Policy::try_from(&retention).map_err(|e| {
                 let field = e
                     .field
                     .map_or("retention".into(), |f| format!("retention.{f}"));

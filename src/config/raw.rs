@@ -1,7 +1,9 @@
 //! The config file as written: every key, nothing validated yet. Unknown
 //! keys are refused (`deny_unknown_fields`), so a typo is an error. Numbers
 //! are read as TOML's `i64`, so a negative or huge one reaches the range
-//! check (`super::bounds`), which names its key.
+//! check (`super::bounds`), which names its key. A raw retention policy
+//! converts into the domain's [`Policy`] here (`TryFrom`), so `retention`
+//! never sees the file's shape.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,6 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::retention::{Policy, PolicyError, Within};
 
 /// The file as written.
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -136,6 +139,35 @@ pub struct RetentionPolicy {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// The raw policy converted into the domain's: `keep_within` parsed, then
+/// the counts checked by [`Policy::validated`]. Errors name the key.
+impl TryFrom<&RetentionPolicy> for Policy {
+    type Error = PolicyError;
+
+    fn try_from(raw: &RetentionPolicy) -> std::result::Result<Self, PolicyError> {
+        let within = match raw.keep_within.as_deref() {
+            None | Some("") => None,
+            Some(text) => {
+                let within = Within::parse(text).map_err(|message| PolicyError {
+                    field: Some("keep_within"),
+                    message,
+                })?;
+                Some((within, text.to_string()))
+            }
+        };
+        Policy {
+            last: raw.keep_last,
+            hourly: raw.keep_hourly,
+            daily: raw.keep_daily,
+            weekly: raw.keep_weekly,
+            monthly: raw.keep_monthly,
+            yearly: raw.keep_yearly,
+            within,
+        }
+        .validated()
+    }
 }
 
 impl RetentionPolicy {

@@ -160,7 +160,11 @@ fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
     Ok(total)
 }
 
-/// Check the repository; `Err(CheckFailed)` when any problem was found.
+/// Check the repository. Problems go into the report's `problems` (and
+/// `damaged`) and the check goes on, so the result is `Ok` whatever it
+/// found; `Err` only when the store itself fails (listing the repository,
+/// or reading what the damage report needs). The CLI turns a report with
+/// problems into `Error::CheckFailed` (exit 1).
 pub fn check(lock: &Shared, read_data: bool) -> Result<CheckReport> {
     let repo = lock.repo();
     let mut checker = Checker {

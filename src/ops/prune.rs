@@ -102,36 +102,43 @@ impl PruneReport {
     }
 }
 
-/// Plan and execute a prune as of `now`, alone in the repository.
+/// Plan and execute a prune as of `now` (retention and expiry), alone in
+/// the repository; `wall` is the real time (grace periods, rewrite times).
 pub fn prune(
     lock: &Exclusive,
     config: &Config,
     now: DateTime<Utc>,
+    wall: DateTime<Utc>,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
-    run(lock.repo(), config, now, false, cancel)
+    run(lock.repo(), config, now, wall, false, cancel)
 }
 
 /// The plan of a prune as of `now`, without executing it (`--dry-run`): it
 /// only reads, so it takes no lock.
-pub fn dry_run(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<PruneReport> {
-    run(repo, config, now, true, &Cancel::new())
+pub fn dry_run(
+    repo: &Repository,
+    config: &Config,
+    now: DateTime<Utc>,
+    wall: DateTime<Utc>,
+) -> Result<PruneReport> {
+    run(repo, config, now, wall, true, &Cancel::new())
 }
 
-/// Plan and (unless `dry_run`) execute a prune as of `now`.
+/// Plan and (unless `dry_run`) execute a prune as of `now`. The grace period
+/// of unindexed packs protects operations running now: it is measured on
+/// the real time `wall`, never on `--now`.
 fn run(
     repo: &Repository,
     config: &Config,
     now: DateTime<Utc>,
+    wall: DateTime<Utc>,
     dry_run: bool,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
-    // The grace period of unindexed packs protects operations running now:
-    // it is measured on the wall clock, never on `--now`.
-    let wall = Utc::now();
     let plan = plan(repo, config, now, wall)?;
     if !dry_run {
-        execute(repo, config, &plan, now, cancel)?;
+        execute(repo, config, &plan, now, wall, cancel)?;
     }
     Ok(PruneReport::new(dry_run, now, plan))
 }
@@ -142,6 +149,7 @@ fn execute(
     config: &Config,
     plan: &PrunePlan,
     now: DateTime<Utc>,
+    wall: DateTime<Utc>,
     cancel: &Cancel,
 ) -> Result<()> {
     for r in &plan.steps.forget {
@@ -155,7 +163,7 @@ fn execute(
     cancel.check()?;
     sweep::reclaim(repo, &plan.sweep)?;
     cancel.check()?;
-    let new_packs = rewrite(repo, config, plan, now)?;
+    let new_packs = rewrite(repo, config, plan, now, wall)?;
     cancel.check()?;
     if !plan.sweep.is_empty() {
         sweep::commit(repo, &plan.sweep, new_packs)?;
@@ -173,6 +181,7 @@ fn rewrite(
     config: &Config,
     plan: &PrunePlan,
     now: DateTime<Utc>,
+    wall: DateTime<Utc>,
 ) -> Result<Vec<IndexedPack>> {
     let going = plan.sweep.going();
     if plan.rewrite.is_empty() && going.is_empty() {
@@ -216,7 +225,7 @@ fn rewrite(
     }
     crate::failpoint::hit("prune-before-manifests");
     for (r, snap, new) in &replacements {
-        replace_manifest(repo, r, snap, new)?;
+        replace_manifest(repo, r, snap, new, wall)?;
         crate::failpoint::hit("prune-after-one-manifest");
     }
     Ok(packs)

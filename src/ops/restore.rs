@@ -242,7 +242,7 @@ fn write_verified(
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .custom_flags(libc_o_nofollow())
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, e))?;
@@ -283,10 +283,6 @@ fn write_verified(
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-fn libc_o_nofollow() -> i32 {
-    0o400000 // O_NOFOLLOW on Linux
 }
 
 /// Permission bits of a restored file: setuid, setgid and sticky only on request.

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::operation::Outcome;
 use crate::ops::restore::{restore_item, FoundItem, RestoreOptions};
 use crate::repo::pack::BlobRef;
 use crate::repo::Repository;
@@ -33,8 +34,8 @@ use crate::tree::FileEntry;
 /// The outcome of one restore test.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RestoreTestReport {
-    /// `ok` or `failed`.
-    pub result: String,
+    pub result: Outcome,
+    /// When the test started, by the caller's clock.
     pub time: DateTime<Utc>,
     pub host: String,
     pub snapshot: Option<ObjectId>,
@@ -51,7 +52,14 @@ pub struct RestoreTestReport {
 
 impl RestoreTestReport {
     pub fn ok(&self) -> bool {
-        self.result == "ok"
+        self.result.is_ok()
+    }
+
+    /// The failure as an error (`check failed`), for an exit code or a job
+    /// outcome; `None` when the test passed.
+    pub fn failure(&self) -> Option<Error> {
+        let e = self.error.as_ref()?;
+        Some(Error::CheckFailed(format!("restore test failed: {e}")))
     }
 }
 
@@ -63,11 +71,13 @@ impl Rng {
         Rng(seed)
     }
 
-    /// Seeded from the clock and a random id.
+    /// Seeded from the system's random source (a random id, which falls
+    /// back to hashing the time and process when `/dev/urandom` cannot be read).
     pub fn from_entropy() -> Self {
         let id = ObjectId::random();
-        Rng(u64::from_le_bytes(id.0[..8].try_into().unwrap())
-            ^ Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64)
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&id.0[..8]);
+        Rng(u64::from_le_bytes(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -101,17 +111,18 @@ fn items_by_tenant(
     Ok(out)
 }
 
-/// Run one restore test over `sources` with `rng`.
+/// Run one restore test over `sources` with `rng`, started at `time`.
 pub fn restore_test(
     repo: &Repository,
     config: &Config,
     sources: &[&Source],
     rng: &mut Rng,
+    time: DateTime<Utc>,
 ) -> RestoreTestReport {
     let started = Instant::now();
     let mut report = RestoreTestReport {
-        result: "failed".into(),
-        time: Utc::now(),
+        result: Outcome::Failed,
+        time,
         host: config.host.clone(),
         snapshot: None,
         snapshot_time: None,
@@ -127,7 +138,7 @@ pub fn restore_test(
     if let Err(e) = attempt(repo, config, sources, rng, &mut report) {
         report.error = Some(e.to_string());
     } else {
-        report.result = "ok".into();
+        report.result = Outcome::Ok;
     }
     report.duration_seconds = started.elapsed().as_secs_f64();
     report

@@ -204,7 +204,8 @@ impl Frame {
     }
 }
 
-/// Replace `old` (read from `old_ref`) by a manifest with tree `tree`:
+/// Replace `old` (read from `old_ref`) by a manifest with tree `tree`,
+/// rewritten at `at`:
 /// create-only write of the new one, then delete the old one. The new
 /// manifest keeps the snapshot's identity (its time and, in `previous_ids`,
 /// every id it had), so a crash between the two steps leaves a duplicate
@@ -214,8 +215,9 @@ pub fn replace_manifest(
     old_ref: &SnapshotRef,
     old: &Snapshot,
     new: &Rewritten,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<ObjectId> {
-    let mut snap = old.rewritten(old_ref.id, chrono::Utc::now());
+    let mut snap = old.rewritten(old_ref.id, at);
     snap.tree = new.tree.clone();
     snap.summary.items = snap.summary.items.saturating_sub(new.dropped);
     snap.summary.bytes = snap.summary.bytes.saturating_sub(new.dropped_bytes);

@@ -168,9 +168,9 @@ impl Repository {
 pub fn decode_index_file(key: &str, stored: &[u8]) -> Result<IndexFile> {
     let json =
         crate::decompress::decompress_at_most(stored, crate::decompress::json_limit(stored.len()))
-            .map_err(|e| Error::corrupt(key, format!("index does not decompress: {e}")))?;
+            .map_err(|e| Error::corrupt_by(key, "index does not decompress", e))?;
     let file: IndexFile = serde_json::from_slice(&json)
-        .map_err(|e| Error::corrupt(key, format!("index does not parse: {e}")))?;
+        .map_err(|e| Error::corrupt_by(key, "index does not parse", e))?;
     if file.version != INDEX_VERSION {
         return Err(Error::corrupt(
             key,

@@ -389,8 +389,7 @@ impl Drop for Lock {
 
 /// Parse the bytes of the lock object `key` (pure: the fuzz target's entry).
 pub fn parse_lock(key: &str, bytes: &[u8]) -> Result<LockInfo> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(key, format!("lock does not parse: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::corrupt_by(key, "lock does not parse", e))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 //! # use chrono::{DateTime, Utc};
 //! # fn f(repo: &Repository, config: &offsite::config::Config, now: DateTime<Utc>) {
 //! // Nor can prune run on a bare repository.
-//! offsite::ops::prune::prune(repo, config, now, &Cancel::new());
+//! offsite::ops::prune::prune(repo, config, now, now, &Cancel::new());
 //! # }
 //! ```
 //!
@@ -49,7 +49,7 @@
 //! )?;
 //! drop(shared);
 //! let exclusive = repo.exclusive("host", "prune", &SystemClock)?;
-//! offsite::ops::prune::prune(&exclusive, config, now, &Cancel::new())?;
+//! offsite::ops::prune::prune(&exclusive, config, now, now, &Cancel::new())?;
 //! offsite::ops::check::check(&exclusive, false)?;
 //! # Ok(())
 //! # }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::activity::{cutoff, parse_entry, Activity};
-use crate::config::Days;
+use crate::days::Days;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
@@ -38,7 +38,7 @@ impl Repository {
         let key = layout::log_key(
             &entry.time,
             &entry.host,
-            &entry.operation,
+            entry.operation.as_str(),
             &ObjectId::random().to_hex()[..8],
         );
         let mut line = serde_json::to_vec(entry).expect("activity serializes");
@@ -93,7 +93,7 @@ impl Repository {
         let bytes = self.store.get(&entry.key)?;
         let read = parse_entry(&entry.key, &bytes)?;
         Ok(operation
-            .is_none_or(|op| read.operation == op)
+            .is_none_or(|op| read.operation.as_str() == op)
             .then_some(read))
     }
 

@@ -130,7 +130,7 @@ impl Repository {
             other => other,
         })?;
         let config: RepoConfig = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(layout::CONFIG, format!("does not parse: {e}")))?;
+            .map_err(|e| Error::corrupt_by(layout::CONFIG, "does not parse", e))?;
         if config.version != REPO_VERSION {
             return Err(Error::corrupt(
                 layout::CONFIG,

@@ -191,9 +191,9 @@ pub fn parse_trailer(key: &str, trailer: &[u8]) -> Result<u64> {
 pub fn parse_header(key: &str, packed: &[u8]) -> Result<PackHeader> {
     let json =
         crate::decompress::decompress_at_most(packed, crate::decompress::json_limit(packed.len()))
-            .map_err(|e| Error::corrupt(key, format!("pack header does not decompress: {e}")))?;
+            .map_err(|e| Error::corrupt_by(key, "pack header does not decompress", e))?;
     let header: PackHeader = serde_json::from_slice(&json)
-        .map_err(|e| Error::corrupt(key, format!("pack header does not parse: {e}")))?;
+        .map_err(|e| Error::corrupt_by(key, "pack header does not parse", e))?;
     if header.version != PACK_VERSION {
         return Err(Error::corrupt(
             key,
@@ -224,7 +224,7 @@ pub fn decode_blob(stored: &[u8], blob: &BlobRef) -> Result<Vec<u8>> {
         Compression::None => stored.to_vec(),
         Compression::Zstd => {
             crate::decompress::decompress_at_most(stored, u64::from(blob.raw_length)).map_err(
-                |e| Error::corrupt(&key, format!("blob {} does not decompress: {e}", blob.id)),
+                |e| Error::corrupt_by(&key, &format!("blob {} does not decompress", blob.id), e),
             )?
         }
     };

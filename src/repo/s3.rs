@@ -135,8 +135,9 @@ pub async fn bucket_region(loc: &S3Location) -> Result<String> {
             let code = e
                 .as_service_error()
                 .and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s))
-                .unwrap_or("");
-            match code {
+                .unwrap_or("")
+                .to_string();
+            match code.as_str() {
                 "NoSuchBucket" => Error::NotFound {
                     what: format!(
                         "bucket {} at {}",
@@ -144,18 +145,20 @@ pub async fn bucket_region(loc: &S3Location) -> Result<String> {
                         loc.endpoint.as_deref().unwrap_or("AWS S3")
                     ),
                 },
-                "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => Error::Denied {
-                    object: format!("bucket {}", loc.bucket),
-                    detail: format!("{code}: check the AWS credentials"),
-                },
-                _ => Error::Unreachable {
-                    what: format!(
+                "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => Error::denied(
+                    format!("bucket {}", loc.bucket),
+                    format!("{code}: check the AWS credentials"),
+                    e,
+                ),
+                _ => Error::unreachable(
+                    format!(
                         "bucket {} at {}",
                         loc.bucket,
                         loc.endpoint.as_deref().unwrap_or("AWS S3")
                     ),
-                    detail: first_line(&detail),
-                },
+                    first_line(&detail),
+                    e,
+                ),
             }
         })?;
     let region = out
@@ -178,9 +181,9 @@ pub async fn create_bucket(loc: &S3Location) -> Result<()> {
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| Error::Unreachable {
-            what: format!("bucket {}", loc.bucket),
-            detail: first_line(&aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
+        .map_err(|e| {
+            let detail = first_line(&aws_sdk_s3::error::DisplayErrorContext(&e).to_string());
+            Error::unreachable(format!("bucket {}", loc.bucket), detail, e)
         })
 }
 

@@ -375,10 +375,9 @@ fn storage_error(key: &str, err: object_store::Error) -> Error {
             what: format!("object {key}"),
         },
         object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => Error::Denied {
-            object: key.to_string(),
-            detail: first_line(&err.to_string()),
-        },
+        | object_store::Error::Unauthenticated { .. } => {
+            Error::denied(key, first_line(&err.to_string()), err)
+        }
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
             Error::AlreadyExists {
                 what: format!("object {key} already exists"),

@@ -58,7 +58,8 @@ fn compress(raw: &[u8]) -> Vec<u8> {
 
 /// Pack buffers are recycled: a pack's bytes go to the store as `Bytes` that
 /// give the buffer back here when the store is done with them. Without this,
-/// every pack is a fresh 16 MiB allocation, and the allocator's arenas keep
+/// every pack is a fresh allocation of `BUFFER_CAPACITY` (the 8 MiB
+/// `PACK_TARGET` plus 1 MiB for the blob that fills it), and the allocator's arenas keep
 /// the freed ones, so peak memory grows with the number of threads.
 static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 const BUFFER_CAPACITY: usize = PACK_TARGET + (1 << 20);

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// A scratch directory with a source tree, a repository and a config.
 pub struct World {
@@ -347,4 +348,25 @@ impl World {
         .unwrap();
         w
     }
+}
+
+/// Call `probe` every 20 ms until it returns `Some`, for at most `limit`
+/// (an upper bound on a hang, not a timing target); panics naming `what`.
+pub fn poll_until<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait until `cond` holds, for at most `limit`; panics naming `what`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    poll_until(limit, what, || cond().then_some(()))
 }
