@@ -187,14 +187,14 @@ mod tests {
     fn a_decode_error_is_kept_as_the_source_and_the_message_is_unchanged() {
         let cause = serde_json::from_slice::<u32>(b"{").unwrap_err();
         let text = cause.to_string();
-        let err = Error::corrupt_by("index/ab", "index does not parse", cause);
+        let err = Error::corrupt_by("an-object", "index does not parse", cause);
         assert_eq!(
             err.to_string(),
-            format!("corrupt object index/ab: index does not parse: {text}")
+            format!("corrupt object an-object: index does not parse: {text}")
         );
         let source = err.source().expect("the cause is kept");
         assert!(source.downcast_ref::<serde_json::Error>().is_some());
-        assert!(Error::corrupt("index/ab", "short").source().is_none());
+        assert!(Error::corrupt("an-object", "short").source().is_none());
     }
 
     #[test]
