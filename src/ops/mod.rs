@@ -1,6 +1,7 @@
-//! Operations on a repository, each usable from the CLI and the agent: one file per
-//! operation, except prune, whose plan ([`prune_plan`]), reference model
-//! ([`references`]) and sweep ([`sweep`]) are files of their own beside it.
+//! Operations on a repository, each usable from the CLI and the agent: one module per
+//! operation. Snapshot's walk beside its parent is a file of its own
+//! ([`snapshot`]'s `walk`); prune's plan ([`prune_plan`]), reference model
+//! ([`references`]) and sweep ([`sweep`]) are modules of their own beside it.
 
 pub mod check;
 pub mod damage;
