@@ -12,8 +12,9 @@
 //!   [`retention`] (which snapshots a policy keeps), [`voice`]
 //!   (per-recording expiry), [`days`] (a bounded number of days),
 //!   [`glob`], [`tree`] and [`snapshot`] (metadata types), [`activity`]
-//!   (activity-log entries), [`operation`] (operation and outcome names), [`id`] (SHA-256 ids), [`decompress`] (bounded
-//!   zstd), [`problems`] (damaged objects skipped and reported), [`error`].
+//!   (activity-log entries), [`operation`] (operation and outcome names),
+//!   [`id`] (SHA-256 ids), [`decompress`] (bounded zstd), [`problems`]
+//!   (damaged objects skipped and reported), [`error`].
 //! * Storage: [`repo`], the one door to it: typed access by id
 //!   ([`repo::layout`] spells every key; [`repo::pack`], [`repo::index`],
 //!   [`repo::lock`] with the guards of [`repo::locked`], [`repo::writer`]
