@@ -276,8 +276,15 @@ impl Store {
     }
 
     /// Write an object, replacing any existing one. Objects over
-    /// [`MULTIPART_THRESHOLD`] go up in parts of [`PART_SIZE`].
+    /// [`MULTIPART_THRESHOLD`] go up in parts of [`PART_SIZE`]. On a remote
+    /// store a request that failed in transit is sent again (see
+    /// [`WRITE_RETRY_PAUSES`]): every key written this way names its content
+    /// or is rewritten whole, so sending it twice is harmless.
     pub fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        self.retrying(key, || self.put_once(key, data.clone()))
+    }
+
+    fn put_once(&self, key: &str, data: Bytes) -> Result<()> {
         let path = StorePath::from(key);
         if data.len() <= MULTIPART_THRESHOLD {
             Self::count(&self.requests.put, 1);
@@ -304,14 +311,47 @@ impl Store {
     }
 
     /// Write an object only if no object has that key (create-only); an existing
-    /// one gives `AlreadyExists`.
+    /// one gives `AlreadyExists`. A request whose reply was lost may still have
+    /// created the object, and a retry (the S3 client's or ours) then finds the
+    /// key taken; so a taken key is read back, and an object holding exactly
+    /// `data` is ours (every create-only key is unique to its writer: a
+    /// content hash or a random id).
     pub fn put_new(&self, key: &str, data: Bytes) -> Result<()> {
+        self.retrying(key, || match self.put_new_once(key, data.clone()) {
+            Err(Error::AlreadyExists { what }) => match self.get(key) {
+                Ok(stored) if stored == data => Ok(()),
+                Ok(_) => Err(Error::AlreadyExists { what }),
+                Err(e) => Err(e),
+            },
+            other => other,
+        })
+    }
+
+    fn put_new_once(&self, key: &str, data: Bytes) -> Result<()> {
         Self::count(&self.requests.put, 1);
         let path = StorePath::from(key);
         let opts = PutOptions::from(PutMode::Create);
         crate::runtime::block_on(self.inner.put_opts(&path, PutPayload::from(data), opts))
             .map(|_| ())
             .map_err(|e| storage_error(key, e))
+    }
+
+    /// Run a write, and on a remote store run it again after each pause of
+    /// [`WRITE_RETRY_PAUSES`] while it fails transiently.
+    fn retrying(&self, key: &str, mut attempt: impl FnMut() -> Result<()>) -> Result<()> {
+        let mut pauses = WRITE_RETRY_PAUSES.iter();
+        loop {
+            match attempt() {
+                Err(e) if self.remote && is_transient(&e) => {
+                    let Some(pause) = pauses.next() else {
+                        return Err(e);
+                    };
+                    tracing::warn!(object = key, error = %e, "write failed in transit; sending it again");
+                    std::thread::sleep(*pause);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Keys and sizes of all objects under `prefix`, sorted by key.
@@ -369,6 +409,28 @@ fn first_line(s: &str) -> String {
 }
 
 /// Map an `object_store` error to the crate's kinds, naming the object.
+/// Pauses before a failed write to a remote store is sent again. The S3
+/// client retries by itself only the requests it knows are idempotent, and a
+/// connection cut mid-request (a gateway restart, a network blip) ends the
+/// others; together with its own retries this rides out about a minute.
+const WRITE_RETRY_PAUSES: [std::time::Duration; 4] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(8),
+];
+
+/// Whether a retry may help: the store failed, but did not refuse.
+fn is_transient(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Storage {
+            transient: true,
+            ..
+        }
+    )
+}
+
 fn storage_error(key: &str, err: object_store::Error) -> Error {
     match err {
         object_store::Error::NotFound { .. } => Error::NotFound {
