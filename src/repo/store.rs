@@ -408,7 +408,6 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(300).collect()
 }
 
-/// Map an `object_store` error to the crate's kinds, naming the object.
 /// Pauses before a failed write to a remote store is sent again. The S3
 /// client retries by itself only the requests it knows are idempotent, and a
 /// connection cut mid-request (a gateway restart, a network blip) ends the
@@ -431,6 +430,7 @@ fn is_transient(error: &Error) -> bool {
     )
 }
 
+/// Map an `object_store` error to the crate's kinds, naming the object.
 fn storage_error(key: &str, err: object_store::Error) -> Error {
     match err {
         object_store::Error::NotFound { .. } => Error::NotFound {
