@@ -298,6 +298,24 @@ struct FlakyProxy {
 }
 
 impl FlakyProxy {
+    /// A proxy in front of the test gateway, and `w`'s config pointed at it.
+    fn between(w: &World) -> Self {
+        let upstream: u16 = s3_env()
+            .endpoint
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let proxy = FlakyProxy::start(upstream);
+        let text = std::fs::read_to_string(&w.config).unwrap().replace(
+            &s3_env().endpoint,
+            &format!("http://127.0.0.1:{}", proxy.port),
+        );
+        std::fs::write(&w.config, text).unwrap();
+        proxy
+    }
+
     fn start(upstream: u16) -> Self {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -391,19 +409,7 @@ impl FlakyProxy {
 fn a_manifest_write_whose_reply_is_lost_is_confirmed_by_reading_it_back() {
     let bucket = new_bucket("lostreply");
     let w = World::s3(&bucket, "");
-    let upstream: u16 = s3_env()
-        .endpoint
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = FlakyProxy::start(upstream);
-    let text = std::fs::read_to_string(&w.config).unwrap().replace(
-        &s3_env().endpoint,
-        &format!("http://127.0.0.1:{}", proxy.port),
-    );
-    std::fs::write(&w.config, text).unwrap();
+    let proxy = FlakyProxy::between(&w);
     put(&w.src(), "acme/voice/a.opus", &Rng::new(9).bytes(100_000));
     w.ok(&["init"]);
     *proxy.lose_reply_to.lock().unwrap() = Some(("PUT ", "/snapshots/"));
@@ -422,19 +428,7 @@ fn a_manifest_write_whose_reply_is_lost_is_confirmed_by_reading_it_back() {
 fn a_gateway_outage_mid_upload_is_retried() {
     let bucket = new_bucket("flaky");
     let w = World::s3(&bucket, "");
-    let upstream: u16 = s3_env()
-        .endpoint
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = FlakyProxy::start(upstream);
-    let text = std::fs::read_to_string(&w.config).unwrap().replace(
-        &s3_env().endpoint,
-        &format!("http://127.0.0.1:{}", proxy.port),
-    );
-    std::fs::write(&w.config, text).unwrap();
+    let proxy = FlakyProxy::between(&w);
     let mut rng = Rng::new(5);
     for i in 0..40 {
         put(
