@@ -155,9 +155,9 @@ fn a_contract_change_applies_at_the_next_prune() {
     )
     .unwrap();
     let out = w.offsite(&[
+        "restore",
         "--now",
         &now,
-        "restore",
         "--item",
         path,
         "--to",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// offsite: snapshots to another region, retention by contract, restore tests.
 #[derive(Parser, Debug)]
@@ -16,9 +16,6 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Evaluate retention and expiry as if it were this time (RFC 3339).
-    #[arg(long, global = true, value_parser = parse_time, value_name = "TIME")]
-    pub now: Option<DateTime<Utc>>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,92 +30,131 @@ pub enum Command {
         action: ConfigAction,
     },
     /// Snapshot all sources, or one.
-    Snapshot {
-        /// Only this source.
-        #[arg(long)]
-        source: Option<String>,
-        /// Record the snapshot as taken at this time (RFC 3339).
-        #[arg(long, value_parser = parse_time)]
-        time: Option<DateTime<Utc>>,
-        /// Read every file again, even when its size, mtime and inode are unchanged.
-        #[arg(long)]
-        reread: bool,
-    },
+    Snapshot(SnapshotArgs),
     /// List snapshots, newest first.
-    Snapshots {
-        #[arg(long)]
-        source: Option<String>,
-        /// Another host's snapshots (default: this host's; `all` for every host).
-        #[arg(long)]
-        host: Option<String>,
-    },
+    Snapshots(SnapshotsArgs),
     /// Restore one item (a file path relative to its source).
-    Restore {
-        #[arg(long, value_name = "PATH")]
-        item: String,
-        #[arg(long)]
-        source: Option<String>,
-        /// Snapshot id (or a unique prefix) or `latest`; default: the newest snapshot holding the item.
-        #[arg(long)]
-        snapshot: Option<String>,
-        /// Restore from another host's snapshots.
-        #[arg(long)]
-        host: Option<String>,
-        /// Directory to restore into; the item keeps its path below it.
-        #[arg(long, value_name = "DIR")]
-        to: PathBuf,
-        /// Replace an existing file.
-        #[arg(long)]
-        overwrite: bool,
-        /// Restore setuid, setgid and sticky bits too (stripped by default).
-        #[arg(long)]
-        keep_special_bits: bool,
-        /// Restore an item past the platform's data retention or its voice contract.
-        #[arg(long)]
-        force: bool,
-        /// Why (recorded in the activity log).
-        #[arg(long)]
-        reason: Option<String>,
-    },
+    Restore(RestoreArgs),
     /// Restore one random item to a temporary place, verify it, remove it.
-    RestoreTest {
-        /// Only this source.
-        #[arg(long)]
-        source: Option<String>,
-        /// Seed the random choice (repeatable).
-        #[arg(long)]
-        seed: Option<u64>,
-    },
+    RestoreTest(RestoreTestArgs),
     /// Run the agent: scheduled snapshots, prune and restore tests, metrics.
     Run,
     /// Apply retention: forget snapshots, drop expired voice items, reclaim space.
-    Prune {
-        /// Print the plan (every snapshot with its reasons) without changing anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Prune(PruneArgs),
     /// Remove stale repository locks (logged); `--force` removes every lock.
-    Unlock {
-        /// Also remove live-looking locks: only when their holders are known to be gone.
-        #[arg(long)]
-        force: bool,
-    },
+    Unlock(UnlockArgs),
     /// Show the activity log.
-    Log {
-        /// First day to show (YYYY-MM-DD).
-        #[arg(long)]
-        since: Option<NaiveDate>,
-    },
+    Log(LogArgs),
     /// Rewrite the index from the packs' own headers.
     RebuildIndex,
     /// Read every pack, quarantine damaged ones, rebuild the index, report what each snapshot lost.
     Repair,
     /// Verify the repository; never deletes anything.
-    Check {
-        /// Read back and verify every byte of every snapshot.
-        #[arg(long)]
-        read_data: bool,
-    },
+    Check(CheckArgs),
+}
+
+/// The time retention and expiry are judged at, for planning and tests.
+#[derive(Args, Debug)]
+pub struct RetentionTime {
+    /// Evaluate retention and expiry as if it were this time (RFC 3339).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Record the snapshot as taken at this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub time: Option<DateTime<Utc>>,
+    /// Read every file again, even when its size, mtime and inode are unchanged.
+    #[arg(long)]
+    pub reread: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only this source's snapshots.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Another host's snapshots (default: this host's; `all` for every host).
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The item's path relative to its source.
+    #[arg(long, value_name = "PATH")]
+    pub item: String,
+    /// Only look in this source (default: every source).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Snapshot id (or a unique prefix) or `latest`; default: the newest snapshot holding the item.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Restore from another host's snapshots.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Directory to restore into; the item keeps its path below it.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Restore setuid, setgid and sticky bits too (stripped by default).
+    #[arg(long)]
+    pub keep_special_bits: bool,
+    /// Restore an item past the platform's data retention or its voice contract.
+    #[arg(long)]
+    pub force: bool,
+    /// Why (recorded in the activity log).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub at: RetentionTime,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreTestArgs {
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Reproduce a previous choice: the same seed over the same snapshots picks the same item.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Print the plan (every snapshot with its reasons) without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub at: RetentionTime,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Also remove live-looking locks: only when their holders are known to be gone.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// First day to show (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<NaiveDate>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read back and verify every byte of every snapshot.
+    #[arg(long)]
+    pub read_data: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,0 +1,82 @@
+//! Keeping the repository: `prune`, `check`, `repair`, `rebuild-index`,
+//! `unlock`.
+
+use super::Invocation;
+use crate::cli::args::{CheckArgs, PruneArgs, UnlockArgs};
+use crate::cli::output;
+use crate::error::{Error, Result};
+use crate::jobs;
+
+pub(in crate::cli) fn prune(inv: &Invocation, args: &PruneArgs) -> Result<i32> {
+    let repo = inv.open()?;
+    let report = jobs::prune(&inv.context(&repo, args.at.now), args.dry_run)?;
+    crate::problems::warn(&report.problems);
+    if inv.json {
+        inv.print_json(&report)?;
+    } else {
+        output::prune(&report)?;
+    }
+    Ok(0)
+}
+
+pub(in crate::cli) fn unlock(inv: &Invocation, args: &UnlockArgs) -> Result<i32> {
+    let repo = inv.open()?;
+    let report = jobs::unlock(&inv.context(&repo, None), args.force)?;
+    if inv.json {
+        inv.print_json(&report)?;
+    } else {
+        output::unlock(&report)?;
+    }
+    Ok(0)
+}
+
+/// Fails (after printing the report) when a pack could not be read: the old
+/// index files are then kept.
+pub(in crate::cli) fn rebuild_index(inv: &Invocation) -> Result<i32> {
+    let repo = inv.open()?;
+    let report = jobs::rebuild_index(&inv.context(&repo, None))?;
+    if inv.json {
+        inv.print_json(&report)?;
+    } else {
+        output::rebuild(&report)?;
+    }
+    if report.unreadable_packs.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::CheckFailed(format!(
+            "{} pack(s) unreadable; old index files kept",
+            report.unreadable_packs.len()
+        )))
+    }
+}
+
+pub(in crate::cli) fn repair(inv: &Invocation) -> Result<i32> {
+    let repo = inv.open()?;
+    let report = jobs::repair(&inv.context(&repo, None))?;
+    if inv.json {
+        inv.print_json(&report)?;
+    } else {
+        output::repair(&report)?;
+    }
+    Ok(0)
+}
+
+/// Fails (after printing the report) when check found any problem.
+pub(in crate::cli) fn check(inv: &Invocation, args: &CheckArgs) -> Result<i32> {
+    let repo = inv.open()?;
+    let report = jobs::check(&inv.context(&repo, None), args.read_data)?;
+    if inv.json {
+        inv.print_json(&report)?;
+    } else {
+        output::check(&report, args.read_data)?;
+    }
+    if report.problems.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::CheckFailed(format!(
+            "check found {} problem(s); first: {}",
+            report.problems.len(),
+            report.problems[0]
+        )))
+    }
+}
