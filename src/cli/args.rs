@@ -51,6 +51,12 @@ pub enum Command {
     Repair,
     /// Verify the repository; never deletes anything.
     Check(CheckArgs),
+    /// List a snapshot's tree (default: the newest snapshot of this host).
+    Ls(LsArgs),
+    /// Find items by glob across snapshots, sources and hosts, with the arguments to restore them.
+    Find(FindArgs),
+    /// Items, logical bytes and stored bytes per source and per tenant, over every kept snapshot.
+    Stats,
 }
 
 /// The time retention and expiry are judged at, for planning and tests.
@@ -157,6 +163,50 @@ pub struct CheckArgs {
     pub read_data: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id (or a unique prefix) or `latest`, then a path below the source; either may be left out.
+    #[arg(value_name = "SNAPSHOT|PATH", num_args = 0..=2)]
+    pub args: Vec<String>,
+    /// Only this source's snapshots.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Another host's snapshots (default: this host's; `all` for every host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// List everything below the path, not only its entries.
+    #[arg(long, short = 'r')]
+    pub recursive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Glob on the item path relative to its source: `*` within a name, `**` any depth.
+    #[arg(required_unless_present = "history")]
+    pub pattern: Option<String>,
+    /// Show which snapshots hold which versions of this one item instead.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["pattern", "tenant", "newer", "older", "deleted"])]
+    pub history: Option<String>,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Another host's snapshots (default: this host's; `all` for every host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only items of this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only items modified at or after DATE (YYYY-MM-DD, UTC midnight, or RFC 3339).
+    #[arg(long, value_parser = parse_date_or_time, value_name = "DATE")]
+    pub newer: Option<DateTime<Utc>>,
+    /// Only items modified before DATE (YYYY-MM-DD, UTC midnight, or RFC 3339).
+    #[arg(long, value_parser = parse_date_or_time, value_name = "DATE")]
+    pub older: Option<DateTime<Utc>>,
+    /// Only items an older snapshot holds that are gone from the newest (or only carried there).
+    #[arg(long)]
+    pub deleted: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ConfigAction {
     /// Validate the config and print the effective settings.
@@ -167,4 +217,17 @@ fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2026-11-27T02:00:00Z: {e}"))
+}
+
+fn parse_date_or_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!(
+                "{s:?} is not a date like 2026-10-07 or an RFC 3339 time like 2026-10-07T12:00:00Z"
+            )
+        })
 }

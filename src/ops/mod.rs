@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod damage;
+pub mod find;
 pub mod live_index;
 pub mod pack_presence;
 pub mod prune;
@@ -16,4 +17,5 @@ pub mod restore;
 pub mod restore_test;
 pub mod rewrite;
 pub mod snapshot;
+pub mod stats;
 pub mod sweep;
