@@ -383,3 +383,25 @@ fn bad_patterns_and_dates_are_one_line_errors() {
     );
     assert!(one_line_error(&w.offsite(&["find", "--history", "../etc/passwd"])).contains(".."));
 }
+
+#[test]
+fn a_tree_at_the_same_place_in_two_sources_is_read_once() {
+    let w = World::with_sources(&[
+        ("only-a", "client-data", "include = [\"a/**\"]"),
+        ("all", "client-data", ""),
+    ]);
+    wide_tree(&w);
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    let r = w.json(&["find", "a/**"]);
+    let sources: Vec<&str> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 12, "six files in each source: {r}");
+    assert_eq!(sources.iter().filter(|s| **s == "all").count(), 6);
+    // Two roots; a, a/x, a/y, a/z once for both sources.
+    assert_eq!(r["trees_read"], 2 + 4);
+}

@@ -218,3 +218,35 @@ pub fn stats(r: &StatsReport) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape("plain é/ü.eml"), "plain é/ü.eml");
+        assert_eq!(escape("a\x1b[31mb\nc\u{9b}"), "a\\u{1b}[31mb\\nc\\u{9b}");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_not_plain() {
+        assert_eq!(shell_word("acme/voice/x-1.opus"), "acme/voice/x-1.opus");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn restore_lines_leave_out_this_host() {
+        let args = crate::ops::find::restore_args("h1", "voice", &Default::default(), "a b");
+        let line = restore_line(&args, "h1");
+        assert!(
+            line.starts_with("offsite restore --source voice --snapshot 0000"),
+            "{line}"
+        );
+        assert!(line.ends_with("--item 'a b' --to DIR"), "{line}");
+        assert!(restore_line(&args, "h2").contains("--host h1 "));
+    }
+}

@@ -34,7 +34,7 @@ use crate::glob::Pattern;
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
 use crate::repo::{LoadedSnapshot, Repository};
-use walk::{Item, MatchWalker};
+use walk::{Item, MatchWalker, Seen};
 
 /// What to look for.
 #[derive(Debug, Clone)]
@@ -95,8 +95,9 @@ pub fn find(repo: &Repository, scope: Scope<'_>, query: &FindQuery) -> Result<Fi
     for group in groups(listing.readable) {
         let mut rows: BTreeMap<(String, ObjectId), FindRow> = BTreeMap::new();
         let mut present: Option<HashSet<String>> = None;
+        let mut seen = Seen::new();
         for (r, snap) in &group {
-            let items = match walker.matches(&snap.tree) {
+            let items = match walker.matches(&snap.tree, &mut seen) {
                 Ok(items) => items,
                 Err(e) if is_object_damage(&e) => {
                     report.problems.push(Problem::new(&r.key, &e));
@@ -113,7 +114,7 @@ pub fn find(repo: &Repository, scope: Scope<'_>, query: &FindQuery) -> Result<Fi
                     .map(|i| i.path.clone())
                     .collect()
             });
-            for item in items.iter() {
+            for item in &items {
                 let key = (item.path.clone(), item.sha256);
                 rows.entry(key).or_insert_with(|| FindRow {
                     item: item.clone(),
@@ -188,4 +189,26 @@ pub fn restore_args(host: &str, source: &str, snapshot: &ObjectId, path: &str) -
     ]
     .map(String::from)
     .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_times_convert_and_clamp() {
+        assert_eq!(
+            time_of(1_500_000_000),
+            DateTime::from_timestamp(1, 500_000_000).unwrap()
+        );
+        assert_eq!(
+            time_of(-1),
+            DateTime::from_timestamp(-1, 999_999_999).unwrap()
+        );
+        assert_eq!(
+            time_of(i64::MIN),
+            DateTime::from_timestamp(i64::MIN.div_euclid(1_000_000_000), 145_224_192).unwrap()
+        );
+        assert_eq!(time_of(i64::MAX).timestamp(), i64::MAX / 1_000_000_000);
+    }
 }

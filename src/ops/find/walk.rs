@@ -13,7 +13,10 @@
 //!   [`crate::tree`]), so the matches below a tree are remembered by (tree
 //!   blob id, directory path): the path is part of the key because the glob
 //!   judges full paths. The next snapshot that holds the same tree at the
-//!   same place takes the matches from memory without a read.
+//!   same place takes the matches from memory without a read; within one
+//!   (host, source) group, walked newest first, a (tree, place) already
+//!   reported is skipped altogether (its items already have a newer
+//!   snapshot holding them), so an unchanged subtree costs nothing at all.
 //!
 //! # Memory bound
 //!
@@ -22,11 +25,11 @@
 //! 150 bytes: some 40 MiB at the limit). Past either limit new trees are
 //! walked but not remembered; subtrees are remembered before their parents,
 //! so the small, shared subtrees stay in memory and only the big roots are
-//! read again. The walk itself uses an explicit stack, never recursion,
+//! read again. The set of (tree, place) already reported holds at most
+//! [`MEMO_MAX_TREES`] entries too. The walk itself uses an explicit stack, never recursion,
 //! bounded by [`crate::tree::MAX_TREE_DEPTH`].
 
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -81,14 +84,19 @@ struct Frame {
     dir: Vec<String>,
     entries: std::vec::IntoIter<Entry>,
     found: Vec<Item>,
+    /// Something below was left out (in `seen`): not a whole answer to remember.
+    partial: bool,
 }
+
+/// (tree, place) pairs whose matches the caller has had (see [`MatchWalker::matches`]).
+pub type Seen = HashSet<(ObjectId, String)>;
 
 /// Finds the files matching one pattern below snapshot roots, remembering
 /// what it found per tree (see the module docs).
 pub struct MatchWalker<'r> {
     repo: &'r Repository,
     pattern: Pattern,
-    memo: HashMap<(ObjectId, String), Rc<[Item]>>,
+    memo: HashMap<(ObjectId, String), Vec<Item>>,
     memo_items: usize,
     trees_read: u64,
 }
@@ -109,9 +117,36 @@ impl<'r> MatchWalker<'r> {
         self.trees_read
     }
 
-    /// The files below the root tree `root` that match, in name order.
-    pub fn matches(&mut self, root: &BlobRef) -> Result<Rc<[Item]>> {
-        if let Some(hit) = self.memo.get(&(root.id, String::new())) {
+    /// The files below the root tree `root` that match, in name order,
+    /// leaving out what lies below a (tree, place) in `seen`: the caller
+    /// has had those already (an older snapshot of the same group holding
+    /// an unchanged directory adds nothing to `find`'s rows). Every
+    /// (tree, place) reported adds itself to `seen`, up to
+    /// [`MEMO_MAX_TREES`] of them.
+    pub fn matches(&mut self, root: &BlobRef, seen: &mut Seen) -> Result<Vec<Item>> {
+        let mut reported = Vec::new();
+        let found = self.walk(root, seen, &mut reported)?;
+        // Only a walk that succeeded has reported what it marks.
+        for key in reported {
+            if seen.len() < MEMO_MAX_TREES {
+                seen.insert(key);
+            }
+        }
+        Ok(found)
+    }
+
+    fn walk(
+        &mut self,
+        root: &BlobRef,
+        seen: &Seen,
+        reported: &mut Vec<(ObjectId, String)>,
+    ) -> Result<Vec<Item>> {
+        let root_key = (root.id, String::new());
+        if seen.contains(&root_key) {
+            return Ok(Vec::new());
+        }
+        if let Some(hit) = self.memo.get(&root_key) {
+            reported.push(root_key);
             return Ok(hit.clone());
         }
         let mut stack = vec![self.open(root, Vec::new())?];
@@ -131,8 +166,14 @@ impl<'r> MatchWalker<'r> {
                     if !self.pattern.may_match_below(&parts) {
                         continue;
                     }
-                    if let Some(hit) = self.memo.get(&(d.tree.id, parts.join("/"))) {
+                    let key = (d.tree.id, parts.join("/"));
+                    if seen.contains(&key) {
+                        top.partial = true;
+                        continue;
+                    }
+                    if let Some(hit) = self.memo.get(&key) {
                         top.found.extend(hit.iter().cloned());
+                        reported.push(key);
                         continue;
                     }
                     check_depth(dir.len(), &d.tree)?;
@@ -141,11 +182,17 @@ impl<'r> MatchWalker<'r> {
                 }
                 None => {
                     let done = stack.pop().expect("the loop holds a frame");
-                    let found: Rc<[Item]> = done.found.into();
-                    self.remember(done.key, found.clone());
+                    if !done.partial && self.fits(done.found.len()) {
+                        self.memo_items += done.found.len();
+                        self.memo.insert(done.key.clone(), done.found.clone());
+                    }
+                    reported.push(done.key);
                     match stack.last_mut() {
-                        Some(parent) => parent.found.extend(found.iter().cloned()),
-                        None => return Ok(found),
+                        Some(parent) => {
+                            parent.partial |= done.partial;
+                            parent.found.extend(done.found);
+                        }
+                        None => return Ok(done.found),
                     }
                 }
             }
@@ -162,15 +209,12 @@ impl<'r> MatchWalker<'r> {
             dir,
             entries: tree.entries.into_iter(),
             found: Vec::new(),
+            partial: false,
         })
     }
 
-    /// Remember the matches below one tree, within the memo's bounds.
-    fn remember(&mut self, key: (ObjectId, String), found: Rc<[Item]>) {
-        let items = self.memo_items.saturating_add(found.len());
-        if self.memo.len() < MEMO_MAX_TREES && items <= MEMO_MAX_ITEMS {
-            self.memo_items = items;
-            self.memo.insert(key, found);
-        }
+    /// Does one more tree with `items` matches fit in the memo's bounds?
+    fn fits(&self, items: usize) -> bool {
+        self.memo.len() < MEMO_MAX_TREES && self.memo_items.saturating_add(items) <= MEMO_MAX_ITEMS
     }
 }
