@@ -132,7 +132,7 @@ pub fn find(r: &FindReport, this_host: &str) -> Result<()> {
         );
     }
     say!(
-        "{} item versions in {} snapshots ({} trees read)",
+        "{} item version(s) in {} snapshot(s) ({} trees read)",
         r.rows.len(),
         r.snapshots,
         r.trees_read
@@ -154,7 +154,7 @@ pub fn find(r: &FindReport, this_host: &str) -> Result<()> {
 
 pub fn history(r: &HistoryReport, this_host: &str) -> Result<()> {
     say!(
-        "{} versions of {} in {} snapshots ({} trees read)",
+        "{} version(s) of {} in {} snapshot(s) ({} trees read)",
         r.versions.len(),
         escape(&r.path),
         r.snapshots,
@@ -162,7 +162,7 @@ pub fn history(r: &HistoryReport, this_host: &str) -> Result<()> {
     );
     for v in &r.versions {
         say!(
-            "version {} {}, mtime {}, tenant {}, host {}, source {}: {} snapshots",
+            "version {} {}, mtime {}, tenant {}, host {}, source {}: {} snapshot(s)",
             &v.item.sha256.to_hex()[..12],
             human_bytes(v.item.size),
             seconds(&v.mtime),
