@@ -405,3 +405,42 @@ fn a_tree_at_the_same_place_in_two_sources_is_read_once() {
     // Two roots; a, a/x, a/y, a/z once for both sources.
     assert_eq!(r["trees_read"], 2 + 4);
 }
+
+#[test]
+fn a_snapshot_whose_trees_are_lost_is_a_problem_and_the_others_are_still_searched() {
+    use offsite::repo::{layout::pack_key, Location, Repository};
+    let w = World::new();
+    put(&w.src(), "acme/emails/old.eml", b"old");
+    w.ok(&["init"]);
+    w.ok(&["snapshot", "--time", "2026-10-01T02:00:00Z"]);
+    put(&w.src(), "acme/emails/new.eml", b"new");
+    w.ok(&["snapshot", "--time", "2026-10-02T02:00:00Z"]);
+    // Lose the pack holding the older snapshot's root tree.
+    let repo = Repository::open(&Location::Local(w.repo())).unwrap();
+    let refs = repo.list_snapshots(None, None).unwrap();
+    let older = repo.load_snapshot(&refs[1]).unwrap();
+    let newer = repo.load_snapshot(&refs[0]).unwrap();
+    assert_ne!(
+        older.tree.pack, newer.tree.pack,
+        "each snapshot wrote its own trees"
+    );
+    std::fs::remove_file(w.repo().join(pack_key(&older.tree.pack))).unwrap();
+
+    for args in [vec!["find", "**"], vec!["stats"]] {
+        let out = w.offsite(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&refs[1].key),
+            "{args:?} names the snapshot: {err}"
+        );
+    }
+    let r = w.json(&["find", "**"]);
+    assert_eq!(paths(&r), ["acme/emails/new.eml", "acme/emails/old.eml"]);
+    assert_eq!(r["snapshots"], 1);
+    assert_eq!(r["problems"].as_array().unwrap().len(), 1);
+}
