@@ -2,6 +2,8 @@
 //! operation. Snapshot's walk beside its parent is a file of its own
 //! ([`snapshot`]'s `walk`); prune's plan ([`prune_plan`]), reference model
 //! ([`references`]) and sweep ([`sweep`]) are modules of their own beside it.
+//! [`find`] holds the read-only views (`find`, `find --history`, `ls`);
+//! [`stats`] counts what the bucket holds per source and tenant.
 
 pub mod check;
 pub mod damage;
