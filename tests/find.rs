@@ -286,6 +286,8 @@ fn ls_lists_a_directory_a_file_and_recursively() {
     );
     let out = w.offsite(&["ls", "acme/nope"]);
     assert!(one_line_error(&out).contains("not found"));
+    let out = w.offsite(&["ls", "deadbeef", "acme"]);
+    assert!(one_line_error(&out).contains("snapshot deadbeef"));
 }
 
 #[test]

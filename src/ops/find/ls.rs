@@ -4,7 +4,8 @@
 //! The snapshot is the newest of the scope (this host by default) unless an
 //! id prefix or `latest` names one. A single argument is the snapshot when it
 //! is `latest` or a hex id prefix of a snapshot in scope, else the path (so
-//! `ls latest PATH` lists a path that looks like an id). PATH narrows the
+//! `ls latest PATH` lists a path that looks like an id; an id a prune rewrote
+//! names its rewrite, as for `restore`). PATH narrows the
 //! listing to a directory, reading only the trees on its path, or to one
 //! file; `--recursive` lists everything below (an explicit-stack walk,
 //! [`TreeWalk`]).
@@ -63,7 +64,7 @@ pub struct LsReport {
 /// List a snapshot's tree.
 pub fn ls(repo: &Repository, request: &LsRequest<'_>) -> Result<LsReport> {
     let snaps = repo.list_snapshots(request.scope.host, request.scope.source)?;
-    let (snapshot, path) = split_args(&snaps, request.args)?;
+    let (snapshot, path) = split_args(repo, &snaps, request.args)?;
     let manifest = repo.load_snapshot(snapshot)?;
     let components = match path {
         Some(p) if !p.trim_matches('/').is_empty() && p != "." => item_components(p)?,
@@ -145,6 +146,7 @@ fn entry(path: &str, e: &Entry) -> LsEntry {
 /// The snapshot and the path the positional arguments name (see the module
 /// docs for the one-argument rule).
 fn split_args<'s, 'a>(
+    repo: &Repository,
     snaps: &'s [SnapshotRef],
     args: (Option<&'a str>, Option<&'a str>),
 ) -> Result<(&'s SnapshotRef, Option<&'a str>)> {
@@ -154,11 +156,23 @@ fn split_args<'s, 'a>(
         })
     };
     match args {
-        (Some(sel), Some(path)) => Ok((Repository::select_snapshot(snaps, sel)?, Some(path))),
-        (Some(one), None) if names_snapshot(snaps, one) => {
-            Ok((Repository::select_snapshot(snaps, one)?, None))
-        }
+        (Some(sel), Some(path)) => Ok((select(repo, snaps, sel)?, Some(path))),
+        (Some(one), None) if names_snapshot(snaps, one) => Ok((select(repo, snaps, one)?, None)),
         (one, _) => Ok((newest()?, one)),
+    }
+}
+
+/// The snapshot `selector` names; an id a prune rewrote resolves to the rewrite.
+fn select<'s>(
+    repo: &Repository,
+    snaps: &'s [SnapshotRef],
+    selector: &str,
+) -> Result<&'s SnapshotRef> {
+    match Repository::select_snapshot(snaps, selector) {
+        Err(e @ Error::NotFound { .. }) => {
+            crate::ops::rewrite::find_rewrite(repo, snaps, selector)?.ok_or(e)
+        }
+        other => other,
     }
 }
 
