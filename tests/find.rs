@@ -446,3 +446,55 @@ fn a_snapshot_whose_trees_are_lost_is_a_problem_and_the_others_are_still_searche
     assert_eq!(r["snapshots"], 1);
     assert_eq!(r["problems"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn find_searches_this_host_unless_told_another_or_all() {
+    let w = World::new();
+    put(&w.src(), "acme/emails/a.eml", b"a");
+    w.ok(&["init"]);
+    w.ok(&["snapshot", "--time", "2026-10-01T02:00:00Z"]);
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(
+        &w.config,
+        text.replace("host = \"test-host\"", "host = \"other-host\""),
+    )
+    .unwrap();
+    put(&w.src(), "acme/emails/b.eml", b"b");
+    w.ok(&["snapshot", "--time", "2026-10-02T02:00:00Z"]);
+
+    let hosts = |r: &Value| -> Vec<(String, String)> {
+        r["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let host = row["host"].as_str().unwrap().to_string();
+                (host, row["path"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let mine = w.json(&["find", "**"]);
+    assert!(
+        hosts(&mine).iter().all(|(h, _)| h == "other-host"),
+        "{mine}"
+    );
+    assert_eq!(hosts(&mine).len(), 2);
+    assert_eq!(
+        hosts(&w.json(&["find", "**", "--host", "test-host"])).len(),
+        1
+    );
+    let all = w.json(&["find", "**", "--host", "all"]);
+    assert_eq!(hosts(&all).len(), 3);
+    let theirs = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "test-host")
+        .unwrap();
+    assert_eq!(restore_args(theirs)[..2], ["--host", "test-host"]);
+    let table = w.ok(&["find", "**", "--host", "all"]);
+    assert!(
+        table.contains("offsite restore --host test-host --source data"),
+        "{table}"
+    );
+}
