@@ -165,9 +165,10 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// Snapshot id (or a unique prefix) or `latest`, then a path below the source; either may be left out.
-    #[arg(value_name = "SNAPSHOT|PATH", num_args = 0..=2)]
-    pub args: Vec<String>,
+    /// Snapshot id (or a unique prefix) or `latest`; default: the newest. Alone, an argument that names no snapshot is the PATH.
+    pub snapshot: Option<String>,
+    /// A directory or file below the source (default: its root).
+    pub path: Option<String>,
     /// Only this source's snapshots.
     #[arg(long)]
     pub source: Option<String>,

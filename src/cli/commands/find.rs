@@ -28,10 +28,7 @@ pub(in crate::cli) fn ls(inv: &Invocation, args: &LsArgs) -> Result<i32> {
             host: host_scope(inv, &args.host),
             source: args.source.as_deref(),
         },
-        args: (
-            args.args.first().map(String::as_str),
-            args.args.get(1).map(String::as_str),
-        ),
+        args: (args.snapshot.as_deref(), args.path.as_deref()),
         recursive: args.recursive,
     };
     let report = list(&repo, &request)?;
