@@ -12,7 +12,8 @@
 //! schedules in milliseconds. A failed job is retried with backoff within its
 //! period ([`schedule`] has the numbers); each failure is logged with its
 //! streak and the time of the retry, and the streak is published as
-//! `offsite_job_consecutive_failures{job}`. `/metrics` is served by [`http`].
+//! `offsite_job_consecutive_failures{operation,source}`. `/metrics` is served
+//! by [`http`].
 
 pub mod http;
 pub mod notify;
@@ -196,7 +197,7 @@ impl Runner for RepoRunner<'_> {
             Ok(()) => Outcome::Ok,
             Err(Error::Cancelled) => return Outcome::Cancelled,
             Err(e) => {
-                self.metrics.record_job_failure(&job.operation());
+                self.metrics.record_job_failure(job);
                 Outcome::Failed(e.to_string())
             }
         };
@@ -210,7 +211,7 @@ impl Runner for RepoRunner<'_> {
     /// metrics and the streak are both in).
     fn recorded(&mut self, job: &Job, state: &JobState) {
         self.metrics
-            .set_consecutive_failures(&job.name, state.consecutive_failures);
+            .set_consecutive_failures(job, state.consecutive_failures);
         if let Some(path) = &self.config.metrics_textfile {
             if let Err(e) = self.metrics.write_textfile(path) {
                 tracing::warn!(error = %e, "could not write the metrics textfile");
@@ -265,9 +266,11 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         Some(state_path),
         SystemClock.now(),
     );
+    metrics.record_agent_start(SystemClock.now());
+    metrics.expect_jobs(&scheduler.jobs);
     for job in &scheduler.jobs {
         if let Some(state) = scheduler.state.jobs.get(&job.name) {
-            metrics.set_consecutive_failures(&job.name, state.consecutive_failures);
+            metrics.set_consecutive_failures(job, state.consecutive_failures);
         }
     }
     if let Some((addr, listener)) = metrics_listener {

@@ -49,7 +49,7 @@ pub struct Job {
 }
 
 impl Job {
-    /// What the job does: the `job` label of the failure metric.
+    /// What the job does: the `operation` label of its metrics.
     pub fn operation(&self) -> Operation {
         match self.kind {
             JobKind::Snapshot(_) => Operation::Snapshot,
