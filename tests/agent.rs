@@ -194,7 +194,7 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
         Some(1.0),
         "{healthy}"
     );
-    assert!(metric(&healthy, "offsite_restore_tests_total{result=\"ok\"}").unwrap() >= 1.0);
+    assert!(metric(&healthy, "offsite_restore_test_runs_total{result=\"ok\"}").unwrap() >= 1.0);
     assert!(
         metric(
             &healthy,
@@ -229,7 +229,7 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
         std::fs::write(&pack, bytes).unwrap();
     }
     let corrupted = w.data_objects();
-    let streak = "offsite_job_consecutive_failures{job=\"restore-test\"}";
+    let streak = "offsite_job_consecutive_failures{operation=\"restore-test\"}";
     // The job sets its result; the loop then records the failure: wait for both.
     let broken = poll_until(
         Duration::from_secs(60),
@@ -245,8 +245,8 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
         Some(0.0),
         "{broken}"
     );
-    assert!(metric(&broken, "offsite_restore_tests_total{result=\"failed\"}").unwrap() >= 1.0);
-    assert!(metric(&broken, "offsite_job_failures_total{job=\"restore-test\"}").unwrap() >= 1.0);
+    assert!(metric(&broken, "offsite_restore_test_runs_total{result=\"failed\"}").unwrap() >= 1.0);
+    assert!(metric(&broken, "offsite_job_failures_total{operation=\"restore-test\"}").unwrap() >= 1.0);
     assert_eq!(metric(&healthy, streak), Some(0.0), "{healthy}");
     let failing = metric(&broken, streak).unwrap();
     assert!(failing >= 1.0, "{broken}");
