@@ -19,6 +19,7 @@
 //! * Everything that can happen is there from the start: every counter
 //!   (`offsite_job_failures_total` for every scheduled job,
 //!   `offsite_restore_test_runs_total` for both results,
+//!   `offsite_snapshot_stored_bytes_total` for every configured source,
 //!   `offsite_s3_requests_total` for every kind) starts at 0, so `increase()`
 //!   sees the first failure; `offsite_snapshot_last_success_timestamp_seconds`
 //!   is 0 for a configured source that never succeeded, so the stale rule can
@@ -89,6 +90,7 @@ pub struct Metrics {
     snapshot_duration: Family<Labels, FloatGauge>,
     snapshot_added_bytes: Family<Labels, FloatGauge>,
     snapshot_items: Family<Labels, FloatGauge>,
+    snapshot_stored_bytes: Family<Labels, Counter>,
     prune_last_success: FloatGauge,
     restore_test_last_run: Optional,
     restore_test_last_success: FloatGauge,
@@ -123,6 +125,7 @@ impl Metrics {
             snapshot_duration: Family::default(),
             snapshot_added_bytes: Family::default(),
             snapshot_items: Family::default(),
+            snapshot_stored_bytes: Family::default(),
             prune_last_success: FloatGauge::default(),
             restore_test_last_run: Optional::default(),
             restore_test_last_success: FloatGauge::default(),
@@ -165,6 +168,11 @@ impl Metrics {
             "offsite_snapshot_items",
             "Files the last successful snapshot of a source found in it (carried voice recordings not counted)",
             m.snapshot_items.clone(),
+        );
+        registry.register(
+            "offsite_snapshot_stored_bytes",
+            "Bytes this agent's snapshots stored in the repository (new blobs, as stored), by source",
+            m.snapshot_stored_bytes.clone(),
         );
         registry.register(
             "offsite_agent_start_timestamp_seconds",
@@ -264,8 +272,18 @@ impl Metrics {
         to_classic_text(&self.encode())
     }
 
-    /// A successful snapshot of `source` taken at `time`.
+    /// A successful snapshot of `source` taken at `time` by this agent: the
+    /// last snapshot's gauges and the bytes it added to the total.
     pub fn record_snapshot(&self, source: &str, time: DateTime<Utc>, summary: &Summary) {
+        self.show_snapshot(source, time, summary);
+        self.snapshot_stored_bytes
+            .get_or_create(&label("source", source))
+            .inc_by(summary.bytes_added);
+    }
+
+    /// The gauges of the last snapshot of `source` (this agent's, or one the
+    /// repository holds).
+    fn show_snapshot(&self, source: &str, time: DateTime<Utc>, summary: &Summary) {
         let l = label("source", source);
         self.snapshot_last_success
             .get_or_create(&l)
@@ -372,13 +390,13 @@ impl Metrics {
         for source in &config.sources {
             let listing = repo.load_snapshots_tolerant(Some(&config.host), Some(&source.name))?;
             problems.extend(listing.problems());
+            let l = label("source", &source.name);
+            let _ = self.snapshot_stored_bytes.get_or_create(&l);
             match listing.readable.first() {
-                Some((_, snap)) => self.record_snapshot(&source.name, snap.time, &snap.summary),
+                Some((_, snap)) => self.show_snapshot(&source.name, snap.time, &snap.summary),
                 // Never succeeded: 0, so the stale rule fires once the grace is over.
                 None => {
-                    let _ = self
-                        .snapshot_last_success
-                        .get_or_create(&label("source", &source.name));
+                    let _ = self.snapshot_last_success.get_or_create(&l);
                 }
             }
         }
@@ -453,3 +471,57 @@ impl Rechecked<'_> {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::schedule::{Job, JobKind};
+
+    fn job(name: &str, kind: JobKind) -> Job {
+        Job {
+            name: name.to_string(),
+            kind,
+            schedule: "0 0 2 * * *".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_fresh_agent_reports_zero_counts_and_no_restore_test_result() {
+        let m = Metrics::new();
+        let jobs = [
+            job("snapshot:data", JobKind::Snapshot("data".into())),
+            job("prune", JobKind::Prune),
+            job("restore-test", JobKind::RestoreTest),
+        ];
+        m.expect_jobs(&jobs);
+        let text = m.encode_classic();
+        for line in [
+            "offsite_job_failures_total{operation=\"snapshot\",source=\"data\"} 0",
+            "offsite_job_failures_total{operation=\"prune\"} 0",
+            "offsite_job_failures_total{operation=\"restore-test\"} 0",
+            "offsite_job_consecutive_failures{operation=\"prune\"} 0",
+            "offsite_restore_test_runs_total{result=\"ok\"} 0",
+            "offsite_restore_test_runs_total{result=\"failed\"} 0",
+            "offsite_s3_requests_total{op=\"put\"} 0",
+            "offsite_restore_test_last_success_timestamp_seconds 0.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        for absent in [
+            "offsite_restore_test_success ",
+            "offsite_restore_test_last_run_timestamp_seconds ",
+            "offsite_agent_start_timestamp_seconds ",
+            "job=",
+            "instance=",
+        ] {
+            let mut samples = text.lines().filter(|l| !l.starts_with('#'));
+            assert!(!samples.any(|l| l.contains(absent)), "{absent} in\n{text}");
+        }
+
+        m.record_job_failure(&jobs[1]);
+        m.record_agent_start(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+        let text = m.encode_classic();
+        assert!(text.contains("offsite_job_failures_total{operation=\"prune\"} 1\n"));
+        assert!(text.contains("offsite_agent_start_timestamp_seconds 1800000000.0\n"));
+    }
+}
