@@ -41,9 +41,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::activity;
+use crate::agent::schedule::{Job, JobKind};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::agent::schedule::{Job, JobKind};
 use crate::operation::{Operation, Outcome};
 use crate::ops::restore_test::RestoreTestReport;
 use crate::problems::Problem;
@@ -470,7 +470,6 @@ impl Rechecked<'_> {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

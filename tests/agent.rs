@@ -115,8 +115,22 @@ fn metrics_pass_promtool_report_failures_and_survive_a_restart() {
         Some(0.0),
         "{broken}"
     );
-    assert!(metric(&broken, "offsite_restore_test_runs_total{result=\"failed\"}").unwrap() >= 1.0);
-    assert!(metric(&broken, "offsite_job_failures_total{operation=\"restore-test\"}").unwrap() >= 1.0);
+    assert!(
+        metric(
+            &broken,
+            "offsite_restore_test_runs_total{result=\"failed\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        metric(
+            &broken,
+            "offsite_job_failures_total{operation=\"restore-test\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
     assert_eq!(metric(&healthy, streak), Some(0.0), "{healthy}");
     let failing = metric(&broken, streak).unwrap();
     assert!(failing >= 1.0, "{broken}");

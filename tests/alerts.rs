@@ -98,7 +98,14 @@ fn offsite_metrics(expr: &str) -> BTreeSet<String> {
 /// Grafana's `{{name}}`.
 fn labels_used(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for keyword in ["by", "on", "without", "ignoring", "group_left", "group_right"] {
+    for keyword in [
+        "by",
+        "on",
+        "without",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ] {
         for (i, _) in text.match_indices(keyword) {
             let before = text[..i].chars().last();
             let rest = text[i + keyword.len()..].trim_start();
@@ -134,7 +141,10 @@ fn labels_used(text: &str) -> BTreeSet<String> {
 /// What a scrape exports: metric names and label names of its samples.
 fn exported(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut names, mut labels) = (BTreeSet::new(), BTreeSet::new());
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let name = line.split(['{', ' ']).next().unwrap();
         names.insert(name.to_string());
         if let Some(set) = line
@@ -158,7 +168,9 @@ fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
             serde_json::Value::Object(map) => {
                 for (k, v) in map {
                     match (k.as_str(), v) {
-                        ("expr" | "definition", serde_json::Value::String(s)) => out.push(s.clone()),
+                        ("expr" | "definition", serde_json::Value::String(s)) => {
+                            out.push(s.clone())
+                        }
                         _ => walk(v, out),
                     }
                 }
@@ -199,8 +211,14 @@ fn read(rel: &str) -> String {
 
 #[test]
 fn shipped_rules_pass_promtool_and_every_alert_fires_in_a_unit_test() {
-    promtool(&["check", "rules"], &root().join("systemd/offsite-alerts.yml"));
-    promtool(&["test", "rules"], &root().join("systemd/offsite-alerts.test.yml"));
+    promtool(
+        &["check", "rules"],
+        &root().join("systemd/offsite-alerts.yml"),
+    );
+    promtool(
+        &["test", "rules"],
+        &root().join("systemd/offsite-alerts.test.yml"),
+    );
     let rules = read("systemd/offsite-alerts.yml");
     let tests = read("systemd/offsite-alerts.test.yml");
     let lines: Vec<&str> = tests.lines().collect();
@@ -250,7 +268,11 @@ fn day_one_metrics_and_every_name_the_rules_and_dashboard_query_is_exported() {
 
     // Day one: nothing ran yet.
     let fresh = scrape_once(&w, port);
-    assert_eq!(metric(&fresh, "offsite_restore_test_success"), None, "{fresh}");
+    assert_eq!(
+        metric(&fresh, "offsite_restore_test_success"),
+        None,
+        "{fresh}"
+    );
     assert_eq!(
         metric(&fresh, "offsite_restore_test_last_run_timestamp_seconds"),
         None
@@ -287,12 +309,19 @@ fn day_one_metrics_and_every_name_the_rules_and_dashboard_query_is_exported() {
     });
     sigterm(&agent);
     assert_eq!(wait_exit(&mut agent, Duration::from_secs(10)), Some(0));
-    assert_eq!(metric(&full, "offsite_restore_test_success"), Some(1.0), "{full}");
+    assert_eq!(
+        metric(&full, "offsite_restore_test_success"),
+        Some(1.0),
+        "{full}"
+    );
     assert!(metric(&full, "offsite_snapshot_items{source=\"data\"}").unwrap() >= 2.0);
 
     let (names, labels) = exported(&full);
     for forbidden in ["job", "instance"] {
-        assert!(!labels.contains(forbidden), "a metric labelled {forbidden}:\n{full}");
+        assert!(
+            !labels.contains(forbidden),
+            "a metric labelled {forbidden}:\n{full}"
+        );
     }
     let target_labels = ["job", "instance"];
     let known_label = |l: &str| labels.contains(l) || target_labels.contains(&l);
@@ -302,11 +331,17 @@ fn day_one_metrics_and_every_name_the_rules_and_dashboard_query_is_exported() {
     for expr in rule_exprs(&rules) {
         queried.extend(offsite_metrics(&expr));
         for l in labels_used(&expr) {
-            assert!(known_label(&l), "the rules use label {l} ({expr}); exported: {labels:?}");
+            assert!(
+                known_label(&l),
+                "the rules use label {l} ({expr}); exported: {labels:?}"
+            );
         }
     }
     for l in labels_used(&rules) {
-        assert!(known_label(&l), "the rules' annotations use label {l}; exported: {labels:?}");
+        assert!(
+            known_label(&l),
+            "the rules' annotations use label {l}; exported: {labels:?}"
+        );
     }
 
     let dashboard: serde_json::Value =
@@ -315,7 +350,10 @@ fn day_one_metrics_and_every_name_the_rules_and_dashboard_query_is_exported() {
     assert!(queries.len() >= 12, "{queries:?}");
     for q in &queries {
         let asked = offsite_metrics(q);
-        assert!(!asked.is_empty(), "a dashboard query without an offsite metric: {q}");
+        assert!(
+            !asked.is_empty(),
+            "a dashboard query without an offsite metric: {q}"
+        );
         queried.extend(asked);
         for l in labels_used(q) {
             assert!(known_label(&l), "the dashboard uses label {l} ({q})");
@@ -327,14 +365,23 @@ fn day_one_metrics_and_every_name_the_rules_and_dashboard_query_is_exported() {
         }
     }
     let missing: Vec<_> = queried.iter().filter(|n| !names.contains(*n)).collect();
-    assert!(missing.is_empty(), "queried but not exported: {missing:?}\n{full}");
+    assert!(
+        missing.is_empty(),
+        "queried but not exported: {missing:?}\n{full}"
+    );
 
     // The dashboard's queries parse as PromQL (as recording rules; `label_values` is Grafana's).
     let dir = tempfile::tempdir().unwrap();
     let mut file = String::from("groups:\n  - name: dashboard\n    rules:\n");
-    for (i, q) in queries.iter().filter(|q| !q.starts_with("label_values(")).enumerate() {
+    for (i, q) in queries
+        .iter()
+        .filter(|q| !q.starts_with("label_values("))
+        .enumerate()
+    {
         let quoted = serde_json::to_string(q).unwrap(); // a JSON string is a YAML string
-        file.push_str(&format!("      - record: dashboard:query{i}\n        expr: {quoted}\n"));
+        file.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: {quoted}\n"
+        ));
     }
     let path: PathBuf = dir.path().join("dashboard-queries.yml");
     std::fs::write(&path, file).unwrap();
@@ -363,7 +410,10 @@ fn an_empty_snapshot_after_a_full_one_warns_and_reports_zero_items() {
     assert_eq!(empty["items"], 0);
     assert_eq!(empty["warnings"], 1, "{empty}");
     let warning = "no files now where the previous snapshot had 12";
-    assert!(empty["warning_samples"].to_string().contains(warning), "{empty}");
+    assert!(
+        empty["warning_samples"].to_string().contains(warning),
+        "{empty}"
+    );
     let logged = w
         .activity()
         .into_iter()
@@ -377,6 +427,12 @@ fn an_empty_snapshot_after_a_full_one_warns_and_reports_zero_items() {
 
     w.ok(&["snapshot", "--source", "voice"]);
     let text = scrape_once(&w, port);
-    assert_eq!(metric(&text, "offsite_snapshot_items{source=\"data\"}"), Some(0.0));
-    assert_eq!(metric(&text, "offsite_snapshot_items{source=\"voice\"}"), Some(1.0));
+    assert_eq!(
+        metric(&text, "offsite_snapshot_items{source=\"data\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&text, "offsite_snapshot_items{source=\"voice\"}"),
+        Some(1.0)
+    );
 }

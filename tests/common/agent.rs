@@ -138,4 +138,3 @@ pub fn tool(name: &str) -> std::path::PathBuf {
     );
     std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
-

@@ -398,10 +398,16 @@ mod tests {
         assert!(warned(Some(found(500, 0)), found(0, 0)));
         // Voice: everything carried forward, nothing found in the source.
         assert!(warned(Some(found(40, 5)), found(35, 35)));
-        assert!(!warned(Some(found(9, 0)), found(0, 0)), "a few files may go");
+        assert!(
+            !warned(Some(found(9, 0)), found(0, 0)),
+            "a few files may go"
+        );
         assert!(!warned(Some(found(500, 0)), found(1, 0)), "not empty");
         assert!(!warned(None, found(0, 0)), "a first snapshot has no parent");
-        assert!(!warned(Some(found(40, 35)), found(0, 0)), "5 were in the source");
+        assert!(
+            !warned(Some(found(40, 35)), found(0, 0)),
+            "5 were in the source"
+        );
         let text = emptied_warning(Some(&found(12, 0)), &found(0, 0)).unwrap();
         assert!(text.contains("12"), "{text}");
     }
