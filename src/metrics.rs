@@ -23,8 +23,9 @@
 //!   `offsite_s3_requests_total` for every kind) starts at 0, so `increase()`
 //!   sees the first failure; `offsite_snapshot_last_success_timestamp_seconds`
 //!   is 0 for a configured source that never succeeded, so the stale rule can
-//!   fire for it; `offsite_agent_start_timestamp_seconds` gives the rules
-//!   their day-one grace.
+//!   fire for it; `offsite_job_scheduled_since_timestamp_seconds` (kept in
+//!   the state file, so a restart does not reset it) gives the rules their
+//!   day-one grace, for a fresh install as for a source added later.
 //! * No label is called `job` or `instance`: Prometheus' own target labels
 //!   would rename (`exported_job`) or hide them. A job is named by
 //!   `operation` (the [`Operation`] spelling) and, for a snapshot, `source`.
@@ -41,7 +42,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::activity;
-use crate::agent::schedule::{Job, JobKind};
+use crate::agent::schedule::{Job, JobKind, JobState};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::operation::{Operation, Outcome};
@@ -101,6 +102,7 @@ pub struct Metrics {
     agent_start: Optional,
     job_failures: Family<Labels, Counter>,
     job_consecutive_failures: Family<Labels, Gauge>,
+    job_since: Family<Labels, FloatGauge>,
     repository_snapshots: Family<Labels, FloatGauge>,
     repository_stored_bytes: FloatGauge,
     build_info: Family<Labels, FloatGauge>,
@@ -136,6 +138,7 @@ impl Metrics {
             agent_start: Optional::default(),
             job_failures: Family::default(),
             job_consecutive_failures: Family::default(),
+            job_since: Family::default(),
             repository_snapshots: Family::default(),
             repository_stored_bytes: FloatGauge::default(),
             build_info: Family::default(),
@@ -176,7 +179,7 @@ impl Metrics {
         );
         registry.register(
             "offsite_agent_start_timestamp_seconds",
-            "When the running agent started (the alert rules' day-one grace)",
+            "When the running agent started",
             m.agent_start.clone(),
         );
         registry.register(
@@ -223,6 +226,11 @@ impl Metrics {
             "offsite_job_consecutive_failures",
             "Failed runs of a scheduled job since its last success (0 after a success)",
             m.job_consecutive_failures.clone(),
+        );
+        registry.register(
+            "offsite_job_scheduled_since_timestamp_seconds",
+            "When the agent first scheduled a job (state file): the alert rules' grace for a job that never succeeded",
+            m.job_since.clone(),
         );
         registry.register(
             "offsite_repository_snapshots",
@@ -355,12 +363,16 @@ impl Metrics {
         self.job_failures.get_or_create(&job_labels(job)).inc();
     }
 
-    /// The failing streak of the scheduled job `job`, as the agent's state
-    /// file records it.
-    pub fn set_consecutive_failures(&self, job: &Job, failures: u32) {
+    /// What the agent's state file records of the scheduled job `job`: its
+    /// failing streak, and since when it is scheduled.
+    pub fn record_job_state(&self, job: &Job, state: &JobState) {
+        let labels = job_labels(job);
         self.job_consecutive_failures
-            .get_or_create(&job_labels(job))
-            .set(i64::from(failures));
+            .get_or_create(&labels)
+            .set(i64::from(state.consecutive_failures));
+        if let Some(since) = state.since {
+            self.job_since.get_or_create(&labels).set(seconds(since));
+        }
     }
 
     /// Snapshot counts and stored bytes, from the repository as it is now.

@@ -6,7 +6,8 @@
 //!   stale source, a never-succeeded source, a failed job, an empty
 //!   snapshot) pass, and every alert has a test in which it fires.
 //! * A real agent on day one exports no restore-test result, every counter
-//!   at 0 and a last success of 0 for each source; after a snapshot and a
+//!   at 0, a last success of 0 for each source and when it first scheduled
+//!   each job (unchanged by a restart); after a snapshot and a
 //!   restore test, every metric name the rules and the dashboard query is in
 //!   its `/metrics`, with the labels they use, and no metric has a `job` or
 //!   `instance` label.
@@ -295,6 +296,10 @@ fn day_one_metrics_and_every_name_the_rules_and_dashboard_query_is_exported() {
     }
     let started = metric(&fresh, "offsite_agent_start_timestamp_seconds").unwrap();
     assert!(started > 1.7e9, "{fresh}");
+    let since =
+        "offsite_job_scheduled_since_timestamp_seconds{operation=\"snapshot\",source=\"voice\"}";
+    let first_scheduled = metric(&fresh, since).unwrap();
+    assert!((first_scheduled - started).abs() < 60.0, "{fresh}");
 
     // After a snapshot and a restore test, every metric is there.
     w.ok(&["snapshot"]);
@@ -315,6 +320,9 @@ fn day_one_metrics_and_every_name_the_rules_and_dashboard_query_is_exported() {
         "{full}"
     );
     assert!(metric(&full, "offsite_snapshot_items{source=\"data\"}").unwrap() >= 2.0);
+    // A restart keeps the day-one grace where it started (the state file).
+    assert_eq!(metric(&full, since), Some(first_scheduled), "{full}");
+    assert!(metric(&full, "offsite_agent_start_timestamp_seconds").unwrap() >= started);
 
     let (names, labels) = exported(&full);
     for forbidden in ["job", "instance"] {

@@ -207,11 +207,10 @@ impl Runner for RepoRunner<'_> {
         outcome
     }
 
-    /// Publish the job's failing streak, then the textfile (after the run's
-    /// metrics and the streak are both in).
+    /// Publish the job's state (failing streak, scheduled since), then the
+    /// textfile (after the run's metrics and the state are both in).
     fn recorded(&mut self, job: &Job, state: &JobState) {
-        self.metrics
-            .set_consecutive_failures(job, state.consecutive_failures);
+        self.metrics.record_job_state(job, state);
         if let Some(path) = &self.config.metrics_textfile {
             if let Err(e) = self.metrics.write_textfile(path) {
                 tracing::warn!(error = %e, "could not write the metrics textfile");
@@ -266,11 +265,16 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         Some(state_path),
         SystemClock.now(),
     );
+    // Saved now: a job's first-scheduled time (the alert rules' grace) and
+    // the first start it counts from survive a restart before its first run.
+    if let Some(path) = &scheduler.path {
+        scheduler.state.save(path)?;
+    }
     metrics.record_agent_start(SystemClock.now());
     metrics.expect_jobs(&scheduler.jobs);
     for job in &scheduler.jobs {
         if let Some(state) = scheduler.state.jobs.get(&job.name) {
-            metrics.set_consecutive_failures(job, state.consecutive_failures);
+            metrics.record_job_state(job, state);
         }
     }
     if let Some((addr, listener)) = metrics_listener {
