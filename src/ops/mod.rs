@@ -1,7 +1,9 @@
 //! Operations on a repository, each usable from the CLI and the agent: one module per
 //! operation. Snapshot's walk beside its parent is a file of its own
 //! ([`snapshot`]'s `walk`); prune's plan ([`prune_plan`]), reference model
-//! ([`references`]) and sweep ([`sweep`]) are modules of their own beside it.
+//! ([`references`]) and sweep ([`sweep`]) are modules of their own beside it,
+//! as are restore's choice of snapshot ([`restore_find`]), plan of many files
+//! ([`restore_plan`]) and their writer ([`restore_run`]).
 
 pub mod check;
 pub mod damage;
@@ -13,6 +15,9 @@ pub mod rebuild_index;
 pub mod references;
 pub mod repair;
 pub mod restore;
+pub mod restore_find;
+pub mod restore_plan;
+pub mod restore_run;
 pub mod restore_test;
 pub mod rewrite;
 pub mod snapshot;

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::problems::{is_object_damage, Problem};
+use crate::problems::Problem;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::{item_components, FileEntry};
@@ -59,81 +59,24 @@ pub struct RestoreReport {
     pub duration_seconds: f64,
 }
 
-/// Find `item` in the snapshots of `host` and one of `sources`. With a
-/// `selector` (id prefix or `latest`) only that snapshot is searched; without,
-/// the newest snapshot containing the item wins.
-pub fn find_item(
-    repo: &Repository,
-    host: &str,
-    sources: &[&str],
-    item: &str,
-    selector: Option<&str>,
-) -> Result<FoundItem> {
-    let components = item_components(item)?;
-    let path = components.join("/");
-    let mut found: Vec<FoundItem> = Vec::new();
-    let mut skipped: Vec<Problem> = Vec::new();
-    for source in sources {
-        let snaps = repo.list_snapshots(Some(host), Some(source))?;
-        let candidates: Vec<&SnapshotRef> = match selector {
-            Some(sel) => match Repository::select_snapshot(&snaps, sel) {
-                Ok(one) => vec![one],
-                // An id a prune rewrote resolves to the rewrite.
-                Err(e @ Error::NotFound { .. }) => {
-                    match crate::ops::rewrite::find_rewrite(repo, &snaps, sel)? {
-                        Some(one) => vec![one],
-                        None if sources.len() > 1 => continue,
-                        None => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
-            },
-            None => snaps.iter().collect(),
-        };
-        for snap in candidates {
-            // Without a chosen snapshot, a damaged manifest is skipped (and
-            // reported): the next older snapshot may hold the item.
-            let manifest = match repo.load_snapshot(snap) {
-                Ok(manifest) => manifest,
-                Err(e) if selector.is_none() && is_object_damage(&e) => {
-                    skipped.push(Problem::new(&snap.key, &e));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if let Some(entry) = repo.lookup_file(&manifest.tree, &components)? {
-                found.push(FoundItem {
-                    snapshot: snap.clone(),
-                    source: source.to_string(),
-                    path: path.clone(),
-                    entry,
-                    problems: Vec::new(),
-                });
-                break;
-            }
-        }
+/// "`what` in any snapshot of host … not found", naming the manifests that
+/// could not be read (`what` is e.g. `item "a/b.txt"`).
+pub fn not_found(what: &str, host: &str, sources: &[&str], skipped: &[Problem]) -> Error {
+    Error::NotFound {
+        what: format!(
+            "{what} in any snapshot of host {host:?} (sources: {}{})",
+            sources.join(", "),
+            unread_note(skipped)
+        ),
     }
-    match found.len() {
-        0 => Err(Error::NotFound {
-            what: format!(
-                "item {path:?} in any snapshot of host {host:?} (sources: {}{})",
-                sources.join(", "),
-                unread_note(&skipped)
-            ),
-        }),
-        1 => Ok(FoundItem {
-            problems: skipped,
-            ..found.remove(0)
-        }),
-        _ => Err(Error::Usage(format!(
-            "item {path:?} exists in sources {}; pass --source",
-            found
-                .iter()
-                .map(|f| f.source.as_str())
-                .collect::<Vec<_>>()
-                .join(" and ")
-        ))),
-    }
+}
+
+/// An item path found in more than one source: the operator must choose.
+pub fn in_several_sources<'a>(path: &str, sources: impl Iterator<Item = &'a str>) -> Error {
+    Error::Usage(format!(
+        "item {path:?} exists in sources {}; pass --source",
+        sources.collect::<Vec<_>>().join(" and ")
+    ))
 }
 
 /// What a "not found" must add when manifests were skipped: the item may be
@@ -157,30 +100,39 @@ fn unread_note(skipped: &[Problem]) -> String {
 /// Refuse an item the platform should no longer have: client data older
 /// than `data_retention_months`, a voice recording past its backup expiry.
 pub fn check_retention(config: &Config, found: &FoundItem, now: DateTime<Utc>) -> Result<()> {
+    check_entry_retention(config, &found.source, &found.path, &found.entry, now)
+}
+
+/// [`check_retention`] for the file `entry` at `path` in `source`.
+pub fn check_entry_retention(
+    config: &Config,
+    source: &str,
+    path: &str,
+    entry: &FileEntry,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let class = config
-        .source(&found.source)
+        .source(source)
         .map(|s| s.class)
         .unwrap_or(SourceClass::ClientData);
-    let mtime = crate::voice::recorded_at(&found.entry);
+    let mtime = crate::voice::recorded_at(entry);
     match class {
         SourceClass::ClientData => {
             let months = config.data_retention_months;
             let limit = now.checked_sub_months(Months::new(months)).unwrap_or(now);
             if mtime < limit {
                 return Err(Error::Refused(format!(
-                    "item {} was last modified {}, beyond the platform's data retention of {months} months: it should no longer exist; pass --force to restore it anyway",
-                    found.path,
+                    "item {path} was last modified {}, beyond the platform's data retention of {months} months: it should no longer exist; pass --force to restore it anyway",
                     mtime.format("%Y-%m-%d")
                 )));
             }
         }
         SourceClass::Voice => {
             let contracts = config.contracts();
-            if contracts.expired(&found.entry, now) {
+            if contracts.expired(entry, now) {
                 return Err(Error::Refused(format!(
-                    "recording {} expired on {} under its tenant's contract; pass --force to restore it anyway",
-                    found.path,
-                    contracts.expires_at(&found.entry).format("%Y-%m-%d")
+                    "recording {path} expired on {} under its tenant's contract; pass --force to restore it anyway",
+                    contracts.expires_at(entry).format("%Y-%m-%d")
                 )));
             }
         }
@@ -190,7 +142,7 @@ pub fn check_retention(config: &Config, found: &FoundItem, now: DateTime<Utc>) -
 
 /// Create (or enter) each directory of `components` below `root`, refusing
 /// anything that is not a real directory, so nothing can lead outside `root`.
-fn safe_parent(root: &Path, components: &[String]) -> Result<PathBuf> {
+pub(super) fn safe_parent(root: &Path, components: &[String]) -> Result<PathBuf> {
     let mut dir = root.to_path_buf();
     for name in components {
         dir.push(name);
@@ -226,7 +178,7 @@ pub struct RestoreOptions {
 /// exist unless `overwrite`). The content goes first to a short temporary
 /// name in `dir` (so a name of 255 bytes works too), created exclusively,
 /// not through a symlink, mode 0600. Returns the bytes written.
-fn write_verified(
+pub(super) fn write_verified(
     repo: &Repository,
     entry: &FileEntry,
     dir: &Path,
@@ -286,7 +238,7 @@ fn write_verified(
 }
 
 /// Permission bits of a restored file: setuid, setgid and sticky only on request.
-fn restored_mode(mode: u32, keep_special_bits: bool) -> u32 {
+pub(super) fn restored_mode(mode: u32, keep_special_bits: bool) -> u32 {
     if keep_special_bits {
         mode & 0o7777
     } else {
