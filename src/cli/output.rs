@@ -6,10 +6,10 @@ use chrono::SecondsFormat;
 
 use crate::activity::Activity;
 use crate::error::Result;
+use crate::jobs::RestoreOutcome;
 use crate::ops::check::CheckReport;
 use crate::ops::prune::PruneReport;
 use crate::ops::rebuild_index::RebuildReport;
-use crate::jobs::RestoreOutcome;
 use crate::ops::restore_run::RestoreSummary;
 use crate::ops::restore_test::RestoreTestReport;
 use crate::ops::snapshot::SnapshotReport;

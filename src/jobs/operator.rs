@@ -4,22 +4,22 @@
 use std::path::PathBuf;
 
 use crate::activity::{Activity, Operation};
+use crate::error::Error;
 use crate::error::Result;
+use crate::glob::Pattern;
 use crate::ops::check::CheckReport;
 use crate::ops::rebuild_index::RebuildReport;
 use crate::ops::repair::RepairReport;
-use crate::error::Error;
-use crate::glob::Pattern;
 use crate::ops::restore::{FoundItem, RestoreOptions, RestoreReport};
 use crate::ops::restore_plan::{self, Filter, Found, PlannedFile, Selection, SourcePlan};
 use crate::ops::restore_run::{self, RestoreProgress, RestoreSummary};
-use crate::problems::Problem;
-use crate::tree::item_components;
-use serde::Serialize;
 use crate::ops::{
     check as check_op, rebuild_index as rebuild_op, repair as repair_op, restore as restore_op,
 };
+use crate::problems::Problem;
 use crate::repo::lock::UnlockReport;
+use crate::tree::item_components;
+use serde::Serialize;
 
 use super::{whole, JobContext};
 
@@ -175,8 +175,13 @@ fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<Rest
     };
     if !files.is_empty() && files.len() + plans.len() > 1 {
         let sources = files.iter().map(|f| f.0.as_str());
-        let sources: Vec<&str> = sources.chain(plans.iter().map(|p| p.source.as_str())).collect();
-        return Err(restore_op::in_several_sources(&shown(), sources.into_iter()));
+        let sources: Vec<&str> = sources
+            .chain(plans.iter().map(|p| p.source.as_str()))
+            .collect();
+        return Err(restore_op::in_several_sources(
+            &shown(),
+            sources.into_iter(),
+        ));
     }
     if let Some((source, snapshot, entry)) = files.pop() {
         let found = FoundItem {
@@ -189,7 +194,8 @@ fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<Rest
         if !r.force {
             restore_op::check_retention(ctx.config, &found, now)?;
         }
-        return restore_op::restore_item(ctx.repo, &found, &r.to, r.options).map(RestoreOutcome::Item);
+        return restore_op::restore_item(ctx.repo, &found, &r.to, r.options)
+            .map(RestoreOutcome::Item);
     }
     if plans.is_empty() {
         return Err(nothing_found(r, &filter, &search.skipped, &shown()));
@@ -207,7 +213,12 @@ fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<Rest
 
 /// Why nothing was restored: the item (or what the glob or tenant names) is
 /// in no snapshot.
-fn nothing_found(r: &RestoreRequest<'_>, filter: &Filter, skipped: &[Problem], shown: &str) -> Error {
+fn nothing_found(
+    r: &RestoreRequest<'_>,
+    filter: &Filter,
+    skipped: &[Problem],
+    shown: &str,
+) -> Error {
     let what = match (&filter.selection, r.tenant) {
         (Selection::Path { .. }, None) => format!("item {shown:?}"),
         (Selection::Path { .. }, Some(t)) => format!("files of tenant {t:?} below {shown:?}"),

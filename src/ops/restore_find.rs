@@ -111,7 +111,12 @@ pub fn no_snapshots(host: &str, sources: &[&str]) -> Error {
 /// "no snapshot X in source S on host H; the newest is …", or "there are no
 /// snapshots of …" (see the module docs). `listed` holds each source's
 /// snapshots, newest first.
-fn no_such_snapshot(host: &str, sources: &[&str], selector: &str, listed: &[Vec<SnapshotRef>]) -> Error {
+fn no_such_snapshot(
+    host: &str,
+    sources: &[&str],
+    selector: &str,
+    listed: &[Vec<SnapshotRef>],
+) -> Error {
     let of = match sources {
         [one] => format!("source {one} on host {host}"),
         _ => format!("sources {} on host {host}", sources.join(", ")),
@@ -148,7 +153,9 @@ mod tests {
             id: ObjectId([byte; 32]),
             host: "h".into(),
             source: source.into(),
-            time: chrono::Utc.with_ymd_and_hms(2026, 11, day, 2, 0, 0).unwrap(),
+            time: chrono::Utc
+                .with_ymd_and_hms(2026, 11, day, 2, 0, 0)
+                .unwrap(),
         }
     }
 
@@ -166,7 +173,10 @@ mod tests {
             "no snapshot beef in sources data, voice on host h; the newest is cdcdcdcd (2026-11-05 02:00:00 UTC, source voice)"
         );
         let none = no_such_snapshot("h", &["data"], "latest", &[vec![]]);
-        assert_eq!(none.to_string(), "there are no snapshots of source data on host h");
+        assert_eq!(
+            none.to_string(),
+            "there are no snapshots of source data on host h"
+        );
         assert_eq!(none.exit_code(), 1);
     }
 }

@@ -37,7 +37,10 @@ use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree};
 pub enum Selection {
     /// `--item PATH`: a file, or everything below a directory. `dir_only`
     /// when the path was written with a trailing `/`.
-    Path { components: Vec<String>, dir_only: bool },
+    Path {
+        components: Vec<String>,
+        dir_only: bool,
+    },
     /// `--glob PATTERN`: every file (and directory) whose path matches.
     Glob(Pattern),
     /// Neither: the whole source.

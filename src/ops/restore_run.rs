@@ -120,9 +120,8 @@ impl RestoreSummary {
                 self.failed
             ));
         }
-        (!parts.is_empty()).then(|| {
-            Error::Incomplete(format!("restore incomplete: {}", parts.join("; ")))
-        })
+        (!parts.is_empty())
+            .then(|| Error::Incomplete(format!("restore incomplete: {}", parts.join("; "))))
     }
 }
 
@@ -168,7 +167,10 @@ pub fn restore_plans(
         .iter()
         .flat_map(|p| p.plan.files.iter().map(|f| (p.source.as_str(), f)))
         .collect();
-    progress.planned(files.len() as u64, plans.iter().map(|p| p.plan.bytes()).sum());
+    progress.planned(
+        files.len() as u64,
+        plans.iter().map(|p| p.plan.bytes()).sum(),
+    );
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_WORKERS)
@@ -203,7 +205,10 @@ pub fn restore_plans(
     for (path, dir) in created.iter().rev() {
         finish_dir(&to.join(path.join("/")), dir, options.keep_special_bits)?;
     }
-    let mut summary = shared.summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut summary = shared
+        .summary
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     summary.to = to.to_path_buf();
     summary.from = plans
         .iter()
