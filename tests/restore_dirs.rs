@@ -354,3 +354,111 @@ fn a_tenant_restore_writes_only_that_tenants_files() {
         );
     }
 }
+
+#[test]
+fn a_damaged_file_fails_alone_and_the_rest_is_restored() {
+    let w = World::new();
+    let mut rng = Rng::new(9);
+    for n in 0..5 {
+        put(&w.src(), &format!("acme/a/{n}.bin"), &rng.bytes(50_000));
+    }
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    let packs_before = w.packs();
+    put(&w.src(), "acme/b/big.bin", &rng.bytes(300_000));
+    w.ok(&["snapshot"]);
+    let new_pack = w
+        .packs()
+        .into_iter()
+        .filter(|p| !packs_before.contains(p))
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .expect("the second snapshot wrote a pack");
+    let mut bytes = std::fs::read(&new_pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&new_pack, bytes).unwrap();
+
+    let to = w.path("out");
+    let out = w.offsite(&[
+        "--json",
+        "restore",
+        "--item",
+        "acme/",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let line = one_line_error(&out);
+    assert_eq!(out.status.code(), Some(1), "{line}");
+    assert!(line.contains("1 files failed"), "{line}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["files"].as_u64(), r["failed"].as_u64()),
+        (Some(5), Some(1)),
+        "{r}"
+    );
+    assert!(
+        r["samples"][0].as_str().unwrap().contains("acme/b/big.bin"),
+        "{r}"
+    );
+    assert_eq!(relative_files(&to.join("acme/a")).len(), 5);
+    for n in 0..5 {
+        let rel = format!("acme/a/{n}.bin");
+        assert_eq!(
+            std::fs::read(to.join(&rel)).unwrap(),
+            std::fs::read(w.src().join(&rel)).unwrap()
+        );
+    }
+    assert!(
+        relative_files(&to.join("acme/b")).is_empty(),
+        "nothing half-written"
+    );
+}
+
+#[test]
+fn files_past_the_data_retention_are_refused_unless_forced() {
+    let w = World::configured(
+        "data_retention_months = 12",
+        &[("data", "client-data", "")],
+        "",
+    );
+    put(&w.src(), "acme/old/2019.sql", b"old");
+    put(&w.src(), "acme/old/fresh.sql", b"fresh");
+    stamp(&w.src().join("acme/old/2019.sql"), 0o644, 1_560_000_000, 0);
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    let to = w.path("out");
+    let out = w.offsite(&[
+        "--json",
+        "restore",
+        "--item",
+        "acme/old",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert!(one_line_error(&out).contains("1 files past their retention"));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["files"].as_u64(), r["refused"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(relative_files(&to), ["acme/old/fresh.sql"]);
+    let forced = w.path("forced");
+    let r = w.json(&[
+        "restore",
+        "--item",
+        "acme/old/",
+        "--to",
+        forced.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(
+        (r["files"].as_u64(), r["refused"].as_u64()),
+        (Some(2), Some(0)),
+        "{r}"
+    );
+    assert_eq!(
+        std::fs::read(forced.join("acme/old/2019.sql")).unwrap(),
+        b"old"
+    );
+}

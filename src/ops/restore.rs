@@ -1,20 +1,23 @@
-//! `offsite restore --item`: bring back one file, verified, without surprises.
+//! `offsite restore --item FILE`: bring back one file, verified, without
+//! surprises; and the file-writing rules every restore shares.
 //!
 //! The item is found in the newest snapshot of the source that contains it
-//! (so a file deleted from the source yesterday comes from an older snapshot),
-//! reading only manifests newest-first and the trees on the item's path (a
-//! manifest that cannot be read is skipped with a warning, and a "not found"
-//! then says the item may be in it). Its
-//! chunks are read, each checked against its SHA-256, into a temporary file
-//! beside the target; the whole-content SHA-256 is checked before the file
-//! takes its final name. The target path is built from checked components
-//! below `--to`, through real directories only (no symlink may lead outside),
-//! and an existing file is replaced only with `--overwrite`. The temporary
-//! name is short (`.offsite-<16 hex>.tmp`), so every name a source can hold
-//! (up to 255 bytes) restores. The file gets its recorded permission bits but
-//! not setuid, setgid or sticky unless `--keep-special-bits` asks for them:
-//! the repository is not trusted to hand out privileges. Restore tests use
-//! [`restore_item`] too, below a private temporary directory.
+//! (so a file deleted from the source yesterday comes from an older
+//! snapshot), reading only manifests newest-first and the trees on the
+//! item's path ([`super::restore_find`]: a manifest that cannot be read is
+//! skipped with a warning, and a "not found" then says the item may be in
+//! it). Its chunks are read, each checked against its SHA-256, into a
+//! temporary file beside the target; the whole-content SHA-256 is checked
+//! before the file takes its final name. The target path is built from
+//! checked components below `--to`, through real directories only (no
+//! symlink may lead outside), and an existing file is replaced only with
+//! `--overwrite`. The temporary name is short (`.offsite-<16 hex>.tmp`), so
+//! every name a source can hold (up to 255 bytes) restores. The file gets its
+//! recorded permission bits but not setuid, setgid or sticky unless
+//! `--keep-special-bits` asks for them: the repository is not trusted to
+//! hand out privileges. Restore tests use [`restore_item`] too, below a
+//! private temporary directory, and a restore of many files
+//! ([`super::restore_run`]) writes each file with the same functions.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
