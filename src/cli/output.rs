@@ -152,6 +152,10 @@ fn restore_summary(s: &RestoreSummary) -> Result<()> {
     for sample in &s.samples {
         say!("  {sample}");
     }
+    let troubles = s.skipped.saturating_add(s.refused).saturating_add(s.failed);
+    if troubles > s.samples.len() as u64 {
+        say!("  … and {} more", troubles - s.samples.len() as u64);
+    }
     say!(
         "restored {} files ({}) and {} directories to {} in {:.1} s on {} threads; {} kept, {} refused, {} failed",
         s.files,

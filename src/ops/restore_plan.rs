@@ -142,6 +142,9 @@ fn plan_snapshot(
         } => match lookup(repo, root, components)? {
             None => return Ok(None),
             Some((_, Entry::File(_))) if *dir_only => return Ok(None),
+            Some((_, Entry::File(f))) if filter.tenant.is_some() && f.tenant != filter.tenant => {
+                return Ok(None)
+            }
             Some((_, Entry::File(f))) => return Ok(Some(Found::File(f))),
             Some((chain, Entry::Dir(d))) => {
                 check_depth(components.len(), &d.tree)?;

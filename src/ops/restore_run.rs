@@ -50,8 +50,8 @@ use crate::repo::Repository;
 /// Threads writing files at most.
 pub const MAX_WORKERS: usize = 8;
 
-/// Paths kept per kind of trouble in a summary.
-const SAMPLES: usize = 10;
+/// Paths a summary names, of all the kept, refused and failed files.
+const SAMPLES: usize = 30;
 
 /// Where a progress display hooks in (the restore itself prints nothing).
 /// Both are called from the writing threads.
@@ -93,7 +93,7 @@ pub struct RestoreSummary {
     pub refused: u64,
     /// Files whose repository objects are damaged or missing.
     pub failed: u64,
-    /// Up to ten paths (and why) per kind of trouble.
+    /// The first paths (and why) that were kept, refused or failed, at most 30.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<String>,
 }
@@ -255,7 +255,7 @@ impl Shared<'_> {
                 return;
             }
         };
-        if s.samples.len() < SAMPLES * 3 {
+        if s.samples.len() < SAMPLES {
             s.samples.push(sample);
         }
         drop(s);
