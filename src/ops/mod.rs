@@ -3,7 +3,8 @@
 //! ([`snapshot`]'s `walk`); prune's plan ([`prune_plan`]), reference model
 //! ([`references`]) and sweep ([`sweep`]) are modules of their own beside it,
 //! as are restore's choice of snapshot ([`restore_find`]), plan of many files
-//! ([`restore_plan`]) and their writer ([`restore_run`]).
+//! ([`restore_plan`]), their writer ([`restore_run`]) and the open target
+//! directories everything is written through ([`restore_dir`]).
 
 pub mod check;
 pub mod damage;
@@ -15,6 +16,7 @@ pub mod rebuild_index;
 pub mod references;
 pub mod repair;
 pub mod restore;
+pub mod restore_dir;
 pub mod restore_find;
 pub mod restore_plan;
 pub mod restore_run;

@@ -9,8 +9,9 @@
 //! it). Its chunks are read, each checked against its SHA-256, into a
 //! temporary file beside the target; the whole-content SHA-256 is checked
 //! before the file takes its final name. The target path is built from
-//! checked components below `--to`, through real directories only (no
-//! symlink may lead outside), and an existing file is replaced only with
+//! checked components below `--to`, through open real directories only
+//! ([`super::restore_dir`]: no symlink may lead outside, not even one swapped
+//! in during the restore), and an existing file is replaced only with
 //! `--overwrite`. The temporary name is short (`.offsite-<16 hex>.tmp`), so
 //! every name a source can hold (up to 255 bytes) restores. The file gets its
 //! recorded permission bits but not setuid, setgid or sticky unless
@@ -19,9 +20,9 @@
 //! private temporary directory, and a restore of many files
 //! ([`super::restore_run`]) writes each file with the same functions.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -32,6 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::ops::restore_dir::{Existing, TargetDir};
 use crate::problems::Problem;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
@@ -143,29 +145,6 @@ pub fn check_entry_retention(
     Ok(())
 }
 
-/// Create (or enter) each directory of `components` below `root`, refusing
-/// anything that is not a real directory, so nothing can lead outside `root`.
-pub(super) fn safe_parent(root: &Path, components: &[String]) -> Result<PathBuf> {
-    let mut dir = root.to_path_buf();
-    for name in components {
-        dir.push(name);
-        match fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::Usage(format!(
-                    "{} is not a directory (a symlink or file); refusing to restore through it",
-                    dir.display()
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-            }
-            Err(e) => return Err(Error::io(&dir, e)),
-        }
-    }
-    Ok(dir)
-}
-
 /// How [`restore_item`] treats the target and the file's mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
@@ -177,29 +156,24 @@ pub struct RestoreOptions {
     pub keep_special_bits: bool,
 }
 
-/// Write the verified content of `entry` to `dir/file_name` (which must not
-/// exist unless `overwrite`). The content goes first to a short temporary
-/// name in `dir` (so a name of 255 bytes works too), created exclusively,
-/// not through a symlink, mode 0600. Returns the bytes written.
+/// Write the verified content of `entry` to `file_name` in `dir` (which
+/// must not exist unless `overwrite`). The content goes first to a short
+/// temporary name in `dir` (so a name of 255 bytes works too), created
+/// exclusively, not through a symlink, mode 0600, inside the open directory
+/// ([`TargetDir`]). Returns the bytes written.
 pub(super) fn write_verified(
     repo: &Repository,
     entry: &FileEntry,
-    dir: &Path,
+    dir: &TargetDir,
     file_name: &str,
     options: RestoreOptions,
 ) -> Result<u64> {
-    let target = dir.join(file_name);
-    let tmp = dir.join(format!(
-        ".offsite-{}.tmp",
-        &ObjectId::random().to_hex()[..16]
-    ));
+    let target = dir.path().join(file_name);
+    let tmp_name = format!(".offsite-{}.tmp", &ObjectId::random().to_hex()[..16]);
+    let tmp = dir.path().join(&tmp_name);
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&tmp)
+        let mut file = dir
+            .create_new(&tmp_name, 0o600)
             .map_err(|e| Error::io(&tmp, e))?;
         let mut whole = Sha256::new();
         let mut written = 0u64;
@@ -218,10 +192,11 @@ pub(super) fn write_verified(
         }
         finish_file(&file, entry, options.keep_special_bits).map_err(|e| Error::io(&tmp, e))?;
         if options.overwrite {
-            fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+            dir.rename(&tmp_name, file_name)
+                .map_err(|e| Error::io(&target, e))?;
         } else {
             // A hard link fails if the target exists: no check-then-write race.
-            fs::hard_link(&tmp, &target).map_err(|e| match e.kind() {
+            dir.link(&tmp_name, file_name).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
                     what: format!(
                         "{} already exists; pass --overwrite to replace it",
@@ -230,12 +205,12 @@ pub(super) fn write_verified(
                 },
                 _ => Error::io(&target, e),
             })?;
-            fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            dir.remove(&tmp_name).map_err(|e| Error::io(&tmp, e))?;
         }
         Ok(written)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(&tmp_name);
     }
     result
 }
@@ -269,28 +244,31 @@ pub fn restore_item(
 ) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let components = item_components(&found.path)?;
-    fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     let Some((file_name, dirs)) = components.split_last() else {
         return Err(Error::Usage(format!(
             "item path {:?} names no file",
             found.path
         )));
     };
-    let dir = safe_parent(to, dirs)?;
-    let target = dir.join(file_name);
-    if !options.overwrite && fs::symlink_metadata(&target).is_ok() {
-        return Err(Error::AlreadyExists {
-            what: format!(
-                "{} already exists; pass --overwrite to replace it",
+    let dir = TargetDir::open_root(to)?.descend(dirs)?;
+    let target = dir.path().join(file_name);
+    match dir.existing(file_name)? {
+        Existing::Nothing => {}
+        _ if !options.overwrite => {
+            return Err(Error::AlreadyExists {
+                what: format!(
+                    "{} already exists; pass --overwrite to replace it",
+                    target.display()
+                ),
+            })
+        }
+        Existing::File => {}
+        Existing::Dir | Existing::Other => {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a regular file; not replacing it",
                 target.display()
-            ),
-        });
-    }
-    if fs::symlink_metadata(&target).is_ok_and(|m| !m.is_file()) {
-        return Err(Error::Usage(format!(
-            "{} exists and is not a regular file; not replacing it",
-            target.display()
-        )));
+            )))
+        }
     }
     let bytes = write_verified(repo, &found.entry, &dir, file_name, options)?;
     Ok(RestoreReport {

@@ -18,8 +18,10 @@
 //!    (16 MiB, [`Repository::read_blobs`]), never whole files.
 //! 3. Modes and mtimes of the directories this restore created, children
 //!    first, after everything inside them is written (writing a file changes
-//!    its directory's mtime). A directory is opened `O_NOFOLLOW` and changed
-//!    through that handle.
+//!    its directory's mtime), each through its open handle.
+//!
+//! Everything is created through open directories ([`TargetDir`]), each
+//! entered from its parent without following a symlink.
 //!
 //! # When a file cannot be written
 //!
@@ -31,8 +33,8 @@
 //! touching what is there. Anything else (the store unreachable, the target
 //! disk full, a symlink in the way) stops the restore with that error.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -42,7 +44,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::ops::restore::{restored_mode, safe_parent, write_verified, RestoreOptions};
+use crate::ops::restore::{restored_mode, write_verified, RestoreOptions};
+use crate::ops::restore_dir::{Existing, TargetDir};
 use crate::ops::restore_plan::{PlannedDir, PlannedFile, SourcePlan};
 use crate::problems::is_object_damage;
 use crate::repo::Repository;
@@ -136,7 +139,7 @@ enum Outcome {
 /// Everything the writing threads share.
 struct Shared<'a> {
     repo: &'a Repository,
-    to: &'a Path,
+    root: &'a TargetDir,
     options: RestoreOptions,
     check: &'a (dyn Fn(&str, &PlannedFile) -> Result<()> + Sync),
     progress: &'a dyn RestoreProgress,
@@ -157,12 +160,12 @@ pub fn restore_plans(
     progress: &dyn RestoreProgress,
 ) -> Result<RestoreSummary> {
     let started = Instant::now();
-    fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    let root = TargetDir::open_root(to)?;
     let mut dirs: Vec<(&Vec<String>, &PlannedDir)> =
         plans.iter().flat_map(|p| p.plan.dirs.iter()).collect();
     dirs.sort_by(|a, b| a.0.cmp(b.0));
     dirs.dedup_by(|a, b| a.0 == b.0);
-    let created = create_dirs(to, &dirs)?;
+    let created = create_dirs(&root, &dirs)?;
     let files: Vec<(&str, &PlannedFile)> = plans
         .iter()
         .flat_map(|p| p.plan.files.iter().map(|f| (p.source.as_str(), f)))
@@ -177,7 +180,7 @@ pub fn restore_plans(
         .min(files.len().max(1));
     let shared = Shared {
         repo,
-        to,
+        root: &root,
         options,
         check,
         progress,
@@ -203,7 +206,7 @@ pub fn restore_plans(
         return Err(e);
     }
     for (path, dir) in created.iter().rev() {
-        finish_dir(&to.join(path.join("/")), dir, options.keep_special_bits)?;
+        finish_dir(&root.descend(path)?, dir, options.keep_special_bits)?;
     }
     let mut summary = shared
         .summary
@@ -274,19 +277,19 @@ fn restore_file(shared: &Shared<'_>, source: &str, file: &PlannedFile) -> Result
     let Some((name, parents)) = file.path.split_last() else {
         return Err(Error::Usage("a planned file has no name".into()));
     };
-    let dir = safe_parent(shared.to, parents)?;
-    let target = dir.join(name);
-    match fs::symlink_metadata(&target) {
-        Ok(_) if !shared.options.overwrite => {
+    let dir = shared.root.descend(parents)?;
+    match dir.existing(name)? {
+        Existing::Nothing => {}
+        _ if !shared.options.overwrite => {
             return Ok(Outcome::Kept(format!("{shown} exists, kept")))
         }
-        Ok(meta) if !meta.is_file() => {
+        Existing::File => {}
+        Existing::Dir | Existing::Other => {
             return Err(Error::Usage(format!(
                 "{} exists and is not a regular file; not replacing it",
-                target.display()
+                dir.path().join(name).display()
             )))
         }
-        _ => {}
     }
     match write_verified(shared.repo, &file.entry, &dir, name, shared.options) {
         Ok(bytes) => Ok(Outcome::Written(bytes)),
@@ -296,10 +299,10 @@ fn restore_file(shared: &Shared<'_>, source: &str, file: &PlannedFile) -> Result
     }
 }
 
-/// Create the planned directories (parents first) below `to`; returns those
-/// this restore created, in the same order.
+/// Create the planned directories (parents first) below `root`; returns
+/// those this restore created, in the same order.
 fn create_dirs<'p>(
-    to: &Path,
+    root: &TargetDir,
     dirs: &[(&'p Vec<String>, &'p PlannedDir)],
 ) -> Result<Vec<(&'p Vec<String>, PlannedDir)>> {
     let mut created = Vec::new();
@@ -307,38 +310,23 @@ fn create_dirs<'p>(
         let Some((name, parents)) = path.split_last() else {
             continue;
         };
-        let parent = safe_parent(to, parents)?;
-        let here = parent.join(name);
-        match fs::symlink_metadata(&here) {
-            Ok(_) => {
-                safe_parent(to, path)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir(&here).map_err(|e| Error::io(&here, e))?;
-                created.push((*path, **dir));
-            }
-            Err(e) => return Err(Error::io(&here, e)),
+        if root.descend(parents)?.child(name)?.1 {
+            created.push((*path, **dir));
         }
     }
     Ok(created)
 }
 
 /// Give a directory this restore created its recorded mode and mtime,
-/// through a handle opened without following a symlink.
-fn finish_dir(path: &Path, dir: &PlannedDir, keep_special_bits: bool) -> Result<()> {
-    let handle = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let mtime = UNIX_EPOCH + Duration::from_nanos(dir.mtime_ns.max(0) as u64);
-    handle
+/// through its open handle.
+fn finish_dir(dir: &TargetDir, planned: &PlannedDir, keep_special_bits: bool) -> Result<()> {
+    let mtime = UNIX_EPOCH + Duration::from_nanos(planned.mtime_ns.max(0) as u64);
+    let mode = restored_mode(planned.mode, keep_special_bits);
+    dir.handle()
         .set_modified(mtime)
         .and_then(|()| {
-            handle.set_permissions(fs::Permissions::from_mode(restored_mode(
-                dir.mode,
-                keep_special_bits,
-            )))
+            dir.handle()
+                .set_permissions(fs::Permissions::from_mode(mode))
         })
-        .map_err(|e| Error::io(path, e))
+        .map_err(|e| Error::io(dir.path(), e))
 }
