@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// offsite: snapshots to another region, retention by contract, restore tests.
 #[derive(Parser, Debug)]
@@ -33,7 +33,7 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// List snapshots, newest first.
     Snapshots(SnapshotsArgs),
-    /// Restore one item (a file path relative to its source).
+    /// Restore a file, a directory, a glob, a tenant or a whole source.
     Restore(RestoreArgs),
     /// Restore one random item to a temporary place, verify it, remove it.
     RestoreTest(RestoreTestArgs),
@@ -91,29 +91,36 @@ pub struct SnapshotsArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").args(["item", "glob"]).multiple(false)))]
 pub struct RestoreArgs {
-    /// The item's path relative to its source.
+    /// A file or a directory (everything below it), relative to its source; a trailing `/` means a directory.
     #[arg(long, value_name = "PATH")]
-    pub item: String,
-    /// Only look in this source (default: every source).
+    pub item: Option<String>,
+    /// Every file whose path (relative to its source) matches, e.g. 'acme/voice/2026/10/07/**'.
+    #[arg(long, value_name = "PATTERN")]
+    pub glob: Option<String>,
+    /// Only this tenant's files; without --item or --glob, the whole tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only look in this source (default: every source); alone, restore the whole source.
     #[arg(long)]
     pub source: Option<String>,
-    /// Snapshot id (or a unique prefix) or `latest`; default: the newest snapshot holding the item.
+    /// Snapshot id (or a unique prefix) or `latest`; default: the newest snapshot holding what is asked for.
     #[arg(long)]
     pub snapshot: Option<String>,
     /// Restore from another host's snapshots.
     #[arg(long)]
     pub host: Option<String>,
-    /// Directory to restore into; the item keeps its path below it.
+    /// Directory to restore into; items keep their path below it.
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// Replace an existing file.
+    /// Replace existing files (without it they are kept, and the restore ends with exit 1).
     #[arg(long)]
     pub overwrite: bool,
     /// Restore setuid, setgid and sticky bits too (stripped by default).
     #[arg(long)]
     pub keep_special_bits: bool,
-    /// Restore an item past the platform's data retention or its voice contract.
+    /// Restore items past the platform's data retention or their voice contract.
     #[arg(long)]
     pub force: bool,
     /// Why (recorded in the activity log).
