@@ -527,3 +527,74 @@ fn restore_tests_skip_a_damaged_manifest() {
         "check names {damaged}"
     );
 }
+
+/// Review of issue 12: a tree of the newest snapshot that cannot be read
+/// (here `t1/`'s, which only that snapshot holds) does not stop a restore
+/// without `--snapshot`: that snapshot is skipped with a warning naming it,
+/// as a damaged manifest is, and the next older one holding the item is
+/// used, for a file, a directory and a whole source alike. Items whose path
+/// avoids the damage still come from the newest snapshot.
+#[test]
+fn a_lost_tree_of_the_newest_snapshot_is_skipped_by_restore() {
+    let w = World::new();
+    put(&w.src(), "t1/a.txt", b"first a\n");
+    put(&w.src(), "t2/b.txt", b"first b\n");
+    w.ok(&["init"]);
+    w.ok(&["snapshot", "--time", T1]);
+    put(&w.src(), "t1/a.txt", b"second a\n");
+    put(&w.src(), "t2/b.txt", b"second b\n");
+    w.ok(&["snapshot", "--time", T2]);
+    let tree = subtree(&w, "data", "t1");
+    let pack = pack_key(&tree.pack);
+    flip_byte(
+        &w.repo().join(&pack),
+        (tree.offset + u64::from(tree.length) / 2) as usize,
+    );
+    let newest = manifests(&w, "data").pop().unwrap();
+    let newest = key_of(&w, &newest);
+
+    for (what, args, file) in [
+        ("file", &["--item", "t1/a.txt"][..], "t1/a.txt"),
+        ("directory", &["--item", "t1/"][..], "t1/a.txt"),
+        ("whole source", &["--source", "data"][..], "t1/a.txt"),
+    ] {
+        let to = w.path(&format!("out-{}", what.replace(' ', "-")));
+        let mut argv = vec!["restore", "--to", to.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        let out = w.offsite(&argv);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&newest),
+            "{what}: warns about the skipped snapshot: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            std::fs::read(to.join(file)).unwrap(),
+            b"first a\n",
+            "{what}"
+        );
+    }
+    let to = w.path("out-b");
+    w.ok(&[
+        "restore",
+        "--item",
+        "t2/b.txt",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(to.join("t2/b.txt")).unwrap(), b"second b\n");
+    // With `--snapshot` the damage is the answer, not another snapshot.
+    let to = w.path("out-latest");
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "t1/a.txt",
+        "--snapshot",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&pack), "{}", stderr(&out));
+    assert_check_reports_only(&w, &pack);
+}

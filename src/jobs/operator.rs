@@ -125,8 +125,9 @@ pub enum RestoreOutcome {
     Tree(RestoreSummary),
 }
 
-/// Restore what `request` asks for. Unreadable manifests skipped on the way
-/// are warned about on stderr. Logged with the request, the reason and the
+/// Restore what `request` asks for. Snapshots skipped on the way (a manifest
+/// or tree that cannot be read) are warned about on stderr when something is
+/// restored, else named in the "not found" error. Logged with the request, the reason and the
 /// summary, whether it succeeded or not.
 pub fn restore(ctx: &JobContext<'_>, request: &RestoreRequest<'_>) -> Result<RestoreOutcome> {
     let r = request;
@@ -155,7 +156,10 @@ pub fn restore(ctx: &JobContext<'_>, request: &RestoreRequest<'_>) -> Result<Res
 fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<RestoreOutcome> {
     let filter = r.filter()?;
     let search = restore_plan::plan(ctx.repo, r.host, &r.sources, &filter, r.snapshot)?;
-    crate::problems::warn(&search.skipped);
+    // When nothing is found, the error names what was skipped (one line).
+    if !search.hits.is_empty() {
+        crate::problems::warn(&search.skipped);
+    }
     let now = ctx.retention_time();
     let mut files = Vec::new();
     let mut plans = Vec::new();

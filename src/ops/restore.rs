@@ -4,9 +4,9 @@
 //! The item is found in the newest snapshot of the source that contains it
 //! (so a file deleted from the source yesterday comes from an older
 //! snapshot), reading only manifests newest-first and the trees on the
-//! item's path ([`super::restore_find`]: a manifest that cannot be read is
-//! skipped with a warning, and a "not found" then says the item may be in
-//! it). Its chunks are read, each checked against its SHA-256, into a
+//! item's path ([`super::restore_find`]: a snapshot whose manifest or tree
+//! on the way cannot be read is skipped with a warning, and a "not found"
+//! then says the item may be in it). Its chunks are read, each checked against its SHA-256, into a
 //! temporary file beside the target; the whole-content SHA-256 is checked
 //! before the file takes its final name. The target path is built from
 //! checked components below `--to`, through open real directories only
@@ -64,7 +64,7 @@ pub struct RestoreReport {
     pub duration_seconds: f64,
 }
 
-/// "`what` in any snapshot of host … not found", naming the manifests that
+/// "`what` in any snapshot of host … not found", naming the snapshots that
 /// could not be read (`what` is e.g. `item "a/b.txt"`).
 pub fn not_found(what: &str, host: &str, sources: &[&str], skipped: &[Problem]) -> Error {
     Error::NotFound {
@@ -84,17 +84,17 @@ pub fn in_several_sources<'a>(path: &str, sources: impl Iterator<Item = &'a str>
     ))
 }
 
-/// What a "not found" must add when manifests were skipped: the item may be
+/// What a "not found" must add when snapshots were skipped: the item may be
 /// in one of them.
 fn unread_note(skipped: &[Problem]) -> String {
     match skipped {
         [] => String::new(),
         [one] => format!(
-            "; the manifest {} cannot be read ({}) and may hold it",
+            "; the snapshot {} cannot be read ({}) and may hold it",
             one.object, one.what
         ),
         [first, ..] => format!(
-            "; {} manifests cannot be read and may hold it, first {} ({})",
+            "; {} snapshots cannot be read and may hold it, first {} ({})",
             skipped.len(),
             first.object,
             first.what

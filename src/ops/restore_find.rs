@@ -6,8 +6,9 @@
 //! newest first (or only the one `--snapshot` names) and stop at the first
 //! whose tree has what the caller's probe looks for. Only manifests are
 //! listed; trees are read only for the snapshots probed. Without
-//! `--snapshot`, a manifest that cannot be read is skipped and reported (an
-//! older snapshot may hold the item); with it, it is an error.
+//! `--snapshot`, a snapshot whose manifest or a tree the probe needs cannot
+//! be read is skipped and reported (an older snapshot may hold the item);
+//! with it, it is an error.
 //!
 //! A `--snapshot` id (or prefix) that names no snapshot in any of the sources
 //! searched is [`Error::NoSuchSnapshot`], saying which snapshot is the newest
@@ -29,7 +30,8 @@ pub struct Hit<T> {
     pub found: T,
 }
 
-/// All sources' answers, and the manifests skipped because they cannot be read.
+/// All sources' answers, and the snapshots skipped because their manifest
+/// or a tree the probe needed cannot be read.
 #[derive(Debug)]
 pub struct Search<T> {
     pub hits: Vec<Hit<T>>,
@@ -75,7 +77,16 @@ pub fn newest_holding<T>(
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(found) = probe(source, &manifest)? {
+            // A tree on the way that cannot be read is skipped like a
+            // manifest: an older snapshot may hold the item whole.
+            let found = match probe(source, &manifest) {
+                Err(e) if selector.is_none() && is_object_damage(&e) => {
+                    search.skipped.push(Problem::new(&snap.key, &e));
+                    continue;
+                }
+                other => other?,
+            };
+            if let Some(found) = found {
                 search.hits.push(Hit {
                     source: source.to_string(),
                     snapshot: snap,
