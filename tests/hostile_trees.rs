@@ -408,3 +408,52 @@ fn a_fifty_thousand_level_voice_parent_does_not_overflow_the_snapshot() {
     ]);
     assert_eq!(std::fs::read(to.join("ok.txt")).unwrap(), OK_TEXT);
 }
+
+/// Review of issue 12: the commands that walk many trees (restore of a
+/// directory, a glob or a whole source; `find`, `find --history`, `ls -r`,
+/// `stats`) meet 10 000 nested levels with the depth verdict, a clean
+/// exit and nothing written: no stack overflow, no crash by signal.
+#[test]
+fn ten_thousand_nested_levels_for_find_ls_stats_and_restores_of_many_files() {
+    const LEVELS: usize = 10_000;
+    let w = world();
+    let forge = Forge::new(&w);
+    let root = forge.trees(|store| {
+        let mut tree = store(vec![forge.file("deep.txt", 0o100644)]);
+        for _ in 0..LEVELS {
+            tree = store(vec![forge.dir("d", tree)]);
+        }
+        tree
+    });
+    forge.snapshot(&w, root);
+    let expected = "nested more than 4096 directories deep";
+    let out = w.path("out");
+    let to = out.to_str().unwrap();
+    for args in [
+        &["restore", "--item", "d/", "--to", to][..],
+        &["restore", "--glob", "**", "--to", to][..],
+        &["restore", "--glob", "**/deep.txt", "--to", to][..],
+        &["restore", "--source", "data", "--to", to][..],
+        &["ls", "-r"][..],
+    ] {
+        let text = fails(&w.offsite(args));
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
+    assert!(relative_files(&out).is_empty(), "a restore wrote something");
+    // find and stats report the snapshot as a problem and go on.
+    for args in [&["find", "**"][..], &["stats"][..]] {
+        let result = w.offsite(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        );
+        assert!(result.status.code().is_some(), "{args:?}: killed: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
+    let item = format!("{}deep.txt", "d/".repeat(LEVELS));
+    let result = w.offsite(&["find", "--history", &item]);
+    let text = String::from_utf8_lossy(&result.stderr).to_string();
+    assert!(result.status.code().is_some(), "history: killed: {text}");
+    assert!(text.contains(expected), "history: {text}");
+}
