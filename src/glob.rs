@@ -4,7 +4,9 @@
 //! pulling a regex engine into the build: patterns match the path relative to
 //! the source with `/` separators; `*` matches within one component, `?` one
 //! character, and a whole component `**` matches any number of components
-//! (including none). `*/db/**` matches `acme/db/dump.sql`.
+//! (including none). `*/db/**` matches `acme/db/dump.sql`. Matching takes at
+//! most the product of the pattern's and the path's lengths, whatever the
+//! names (they come from the source tree and the repository).
 
 /// A parsed pattern: its components.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,28 +75,62 @@ pub fn enter(include: &[Pattern], dir: &[&str]) -> bool {
     include.is_empty() || include.iter().any(|p| p.may_match_below(dir))
 }
 
+/// `**` components against path components, and [`match_component`] within
+/// one: each a wildcard match with a single backtrack point (the last `**`
+/// or `*` seen), so the work is at most the product of the lengths. A
+/// recursive match that tries every split after every wildcard takes longer
+/// than anyone waits for a name of 200 `a`s against `*a*a*a*a*a*a*a*a*a*a*b`
+/// (or a deep path against many `**`), and names come from the source tree
+/// and the repository, which are not trusted.
 fn match_parts(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_parts(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((name, tail)) => {
-                match_component(first.as_bytes(), name.as_bytes()) && match_parts(rest, tail)
-            }
-            None => false,
-        },
-    }
+    wildcard_match(
+        pattern,
+        path,
+        |part| part == "**",
+        |part, name| match_component(part.as_bytes(), name.as_bytes()),
+    )
 }
 
 fn match_component(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|skip| match_component(rest, &name[skip..])),
-        Some((b'?', rest)) => !name.is_empty() && match_component(rest, &name[1..]),
-        Some((c, rest)) => name.first() == Some(c) && match_component(rest, &name[1..]),
+    wildcard_match(pattern, name, |&c| c == b'*', |&c, &b| c == b'?' || c == b)
+}
+
+/// Does `text` match `pattern`, where an element for which `any` holds
+/// matches any run of elements (none included) and every other element
+/// matches one element for which `one` holds? The classic greedy match:
+/// when the elements after the last wildcard fail, that wildcard takes one
+/// more element and they are tried again; earlier wildcards never need to
+/// (the last one can absorb whatever they would have).
+fn wildcard_match<P, T>(
+    pattern: &[P],
+    text: &[T],
+    any: impl Fn(&P) -> bool,
+    one: impl Fn(&P, &T) -> bool,
+) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // The pattern index after the last wildcard, and the text index it resumes at.
+    let mut resume: Option<(usize, usize)> = None;
+    while let Some(item) = text.get(t) {
+        match pattern.get(p) {
+            Some(el) if any(el) => {
+                p += 1;
+                resume = Some((p, t));
+            }
+            Some(el) if one(el, item) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match resume {
+                Some((after, from)) => {
+                    p = after;
+                    t = from + 1;
+                    resume = Some((after, t));
+                }
+                None => return false,
+            },
+        }
     }
+    pattern.get(p..).unwrap_or_default().iter().all(any)
 }
 
 /// Should the item at `path` be backed up, given include and exclude lists?
@@ -155,5 +191,104 @@ mod tests {
         assert!(selected(&inc, &exc, &["a", "b.txt"]));
         assert!(!selected(&inc, &exc, &["a", "b.tmp"]));
         assert!(selected(&[], &[], &["anything"]));
+    }
+
+    /// The recursive definitions the matcher replaced (exponential on
+    /// adversarial input): the reference for small inputs.
+    fn reference_parts(pattern: &[&str], path: &[&str]) -> bool {
+        match pattern.split_first() {
+            None => path.is_empty(),
+            Some((&"**", rest)) => {
+                (0..=path.len()).any(|skip| reference_parts(rest, &path[skip..]))
+            }
+            Some((first, rest)) => match path.split_first() {
+                Some((name, tail)) => {
+                    reference_component(first.as_bytes(), name.as_bytes())
+                        && reference_parts(rest, tail)
+                }
+                None => false,
+            },
+        }
+    }
+
+    fn reference_component(pattern: &[u8], name: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => name.is_empty(),
+            Some((b'*', rest)) => {
+                (0..=name.len()).any(|skip| reference_component(rest, &name[skip..]))
+            }
+            Some((b'?', rest)) => !name.is_empty() && reference_component(rest, &name[1..]),
+            Some((c, rest)) => name.first() == Some(c) && reference_component(rest, &name[1..]),
+        }
+    }
+
+    /// Every word over `alphabet` up to `max` long.
+    fn words<T: Clone>(alphabet: &[T], max: usize) -> Vec<Vec<T>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..max {
+            let next: Vec<Vec<T>> = last
+                .iter()
+                .flat_map(|w| {
+                    alphabet.iter().map(move |c| {
+                        let mut w = w.clone();
+                        w.push(c.clone());
+                        w
+                    })
+                })
+                .collect();
+            all.extend(next.iter().cloned());
+            last = next;
+        }
+        all
+    }
+
+    #[test]
+    fn the_matcher_agrees_with_the_recursive_definition() {
+        for pattern in words(b"ab*?", 5) {
+            for name in words(b"ab", 6) {
+                assert_eq!(
+                    match_component(&pattern, &name),
+                    reference_component(&pattern, &name),
+                    "{:?} against {:?}",
+                    String::from_utf8_lossy(&pattern),
+                    String::from_utf8_lossy(&name)
+                );
+            }
+        }
+        for pattern in words(&["a", "b", "*", "**", "?b"], 4) {
+            let owned: Vec<String> = pattern.iter().map(|p| p.to_string()).collect();
+            for path in words(&["a", "b", "ab"], 5) {
+                assert_eq!(
+                    match_parts(&owned, &path),
+                    reference_parts(&pattern, &path),
+                    "{pattern:?} against {path:?}"
+                );
+            }
+        }
+    }
+
+    /// Review of issue 12: wildcards against long names and deep paths
+    /// (names come from the source tree and the repository) finish; the
+    /// recursive matcher tried every split after every wildcard and did not.
+    #[test]
+    fn many_wildcards_against_long_names_and_deep_paths_finish() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let name = "a".repeat(200);
+            let deep = vec!["a"; 200];
+            let stars = Pattern::parse("*a*a*a*a*a*a*a*a*a*a*b").unwrap();
+            let all_a = Pattern::parse("*a*a*a*a*a*a*a*a*a*a*a").unwrap();
+            let doubles = Pattern::parse("**/a/**/a/**/a/**/a/**/a/**/a/**/b").unwrap();
+            let _ = tx.send((
+                stars.matches(&[&name]),
+                all_a.matches(&[&name]),
+                doubles.matches(&deep),
+            ));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("the matches finish");
+        assert_eq!(got, (false, true, false));
     }
 }
