@@ -462,3 +462,36 @@ fn files_past_the_data_retention_are_refused_unless_forced() {
         b"old"
     );
 }
+
+/// Review of issue 12: `--item FILE/` (a trailing `/` asks for a directory)
+/// says a directory of that name was not found, not that the item is
+/// missing (it is there, as a file); a file in the target where a directory
+/// must go stops the restore with one line and replaces nothing.
+#[test]
+fn a_file_named_as_a_directory_and_a_file_in_the_way_of_one() {
+    let w = world_with_mail();
+    w.ok(&["snapshot"]);
+    let to = w.path("out");
+    let out = w.offsite(&[
+        "restore",
+        "--item",
+        "globex/db/dump.sql/",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line_error(&out);
+    assert!(
+        line.contains(r#"directory "globex/db/dump.sql/""#) && line.contains("not found"),
+        "{line}"
+    );
+    assert!(!to.exists() || relative_files(&to).is_empty());
+
+    std::fs::create_dir_all(to.join("acme")).unwrap();
+    std::fs::write(to.join("acme/emails"), b"mine").unwrap();
+    let out = w.offsite(&["restore", "--item", "acme/", "--to", to.to_str().unwrap()]);
+    let line = one_line_error(&out);
+    assert!(line.contains("not a directory"), "{line}");
+    assert_eq!(std::fs::read(to.join("acme/emails")).unwrap(), b"mine");
+    assert_eq!(relative_files(&to), vec!["acme/emails".to_string()]);
+}

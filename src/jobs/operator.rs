@@ -224,6 +224,10 @@ fn nothing_found(
     shown: &str,
 ) -> Error {
     let what = match (&filter.selection, r.tenant) {
+        // `--item PATH/` asks for a directory: a file at PATH is not it.
+        (Selection::Path { dir_only: true, .. }, None) => {
+            format!("directory {:?}", format!("{shown}/"))
+        }
         (Selection::Path { .. }, None) => format!("item {shown:?}"),
         (Selection::Path { .. }, Some(t)) => format!("files of tenant {t:?} below {shown:?}"),
         (Selection::Glob(_), None) => format!("files matching {shown:?}"),
