@@ -457,3 +457,27 @@ fn ten_thousand_nested_levels_for_find_ls_stats_and_restores_of_many_files() {
     assert!(result.status.code().is_some(), "history: killed: {text}");
     assert!(text.contains(expected), "history: {text}");
 }
+
+/// Review of issue 12: sizes in a tree are untrusted; a restore of many
+/// files adds them up for its progress before any content is read. Two
+/// files claiming 2^63 bytes each are two failed files (their content does
+/// not match), not an arithmetic overflow that kills the restore.
+#[test]
+fn sizes_that_overflow_when_added_are_failed_files_not_a_panic() {
+    let w = world();
+    let forge = Forge::new(&w);
+    let huge = |name: &str| match forge.file(name, 0o100644) {
+        Entry::File(f) => Entry::File(FileEntry { size: 1 << 63, ..f }),
+        dir => dir,
+    };
+    let root = forge.trees(|store| {
+        let big = store(vec![huge("a.bin"), huge("b.bin")]);
+        store(vec![forge.dir("big", big), forge.file("ok.txt", 0o100644)])
+    });
+    forge.snapshot(&w, root);
+    let out = w.path("out");
+    let result = w.offsite(&["restore", "--item", "big/", "--to", out.to_str().unwrap()]);
+    let text = fails(&result);
+    assert!(text.contains("2 files failed"), "{text}");
+    assert!(relative_files(&out).is_empty(), "{text}");
+}

@@ -86,8 +86,11 @@ pub struct TreePlan {
 }
 
 impl TreePlan {
+    /// The bytes the files claim (sizes from the tree, untrusted: saturating).
     pub fn bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.entry.size).sum()
+        self.files
+            .iter()
+            .fold(0u64, |sum, f| sum.saturating_add(f.entry.size))
     }
 }
 

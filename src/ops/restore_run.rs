@@ -172,7 +172,9 @@ pub fn restore_plans(
         .collect();
     progress.planned(
         files.len() as u64,
-        plans.iter().map(|p| p.plan.bytes()).sum(),
+        plans
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(p.plan.bytes())),
     );
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

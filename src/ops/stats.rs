@@ -127,7 +127,10 @@ pub fn stats(repo: &Repository) -> Result<StatsReport> {
         }
     }
     report.trees_read = counter.trees_read;
-    report.repository_bytes = repo.list_packs()?.iter().map(|(_, n)| n).sum();
+    report.repository_bytes = repo
+        .list_packs()?
+        .iter()
+        .fold(0u64, |sum, (_, n)| sum.saturating_add(*n));
     fill(&mut report, counter.usage);
     Ok(report)
 }
