@@ -241,6 +241,7 @@ fn watch_signals(cancel: Cancel) -> Result<()> {
 
 /// `offsite run` with the system clock, signals, metrics and systemd.
 pub fn run_from_cli(config: Config) -> Result<i32> {
+    crate::config::lint::warn(&crate::config::lint::lint(&config, SystemClock.now()));
     crate::guard::enforce(&config)?;
     let repo = Repository::open(&config.repository)?;
     let cancel = Cancel::new();
