@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 
 /// Does `name` have AWS region syntax? Case-insensitive:
-/// `^[a-z]{2,4}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,3}$`.
+/// `^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,3}$`.
 pub fn is_aws(name: &str) -> bool {
     let letters = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphabetic());
     let parts: Vec<&str> = name.split('-').collect();
@@ -31,7 +31,7 @@ pub fn is_aws(name: &str) -> bool {
         let m = m.to_ascii_lowercase();
         m == "gov" || (m.starts_with("iso") && m.len() <= 4 && letters(&m))
     });
-    (2..=4).contains(&country.len())
+    country.len() == 2
         && letters(country)
         && middle_ok
         && letters(direction)
@@ -82,7 +82,6 @@ mod tests {
             "us-iso-east-1",
             "us-isob-east-1",
             "ap-southeast-5",
-            "eusc-de-east-1",
         ] {
             assert!(is_aws(ok), "{ok}");
         }
