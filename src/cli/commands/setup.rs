@@ -20,9 +20,10 @@ pub(in crate::cli) fn config(inv: &Invocation, action: &ConfigAction) -> Result<
 /// Prints the misconfiguration warnings, then the effective config (with a
 /// `warnings` array under `--json`); `--strict` fails on a verified warning.
 fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
+    // A refusal by the region guard is the one line to fix first.
+    let guard = crate::guard::check(&inv.config)?;
     let warnings = lint::lint(&inv.config, SystemClock.now());
     lint::warn(&warnings);
-    let guard = crate::guard::check(&inv.config)?;
     crate::guard::warn(&guard);
     if inv.json {
         let mut value = serde_json::to_value(&inv.config.effective)
