@@ -25,6 +25,7 @@ macro_rules! say {
 mod args;
 mod commands;
 mod output;
+mod output_find;
 
 use clap::Parser;
 
@@ -91,6 +92,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::RebuildIndex => commands::maintenance::rebuild_index(&inv),
         Command::Repair => commands::maintenance::repair(&inv),
         Command::Check(args) => commands::maintenance::check(&inv, args),
+        Command::Ls(args) => commands::find::ls(&inv, args),
+        Command::Find(args) => commands::find::find(&inv, args),
+        Command::Stats => commands::find::stats(&inv),
         Command::Completions(_) | Command::Man => {
             unreachable!("handled before the config is loaded")
         }

@@ -4,12 +4,19 @@
 use super::Invocation;
 use crate::cli::args::{RestoreArgs, RestoreTestArgs};
 use crate::cli::output;
-use crate::error::Result;
-use crate::jobs::{self, RestoreRequest};
+use crate::error::{Error, Result};
+use crate::jobs::{self, RestoreOutcome, RestoreRequest};
 use crate::ops::restore::RestoreOptions;
+use crate::ops::restore_run::NoProgress;
 use crate::ops::restore_test::Rng;
 
 pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i32> {
+    let named = [&args.item, &args.glob, &args.tenant, &args.source];
+    if named.iter().all(|a| a.is_none()) {
+        return Err(Error::Usage(
+            "name what to restore: --item PATH, --glob PATTERN, --tenant T, or --source NAME alone for a whole source".into(),
+        ));
+    }
     let sources: Vec<&str> = inv
         .config
         .selected_sources(args.source.as_deref())?
@@ -19,7 +26,9 @@ pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i3
     let repo = inv.open()?;
     let host = args.host.clone().unwrap_or_else(|| inv.config.host.clone());
     let request = RestoreRequest {
-        item: &args.item,
+        item: args.item.as_deref(),
+        glob: args.glob.as_deref(),
+        tenant: args.tenant.as_deref(),
         sources,
         snapshot: args.snapshot.as_deref(),
         host: &host,
@@ -30,14 +39,18 @@ pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i3
         },
         force: args.force,
         reason: args.reason.clone(),
+        progress: &NoProgress,
     };
-    let report = jobs::restore(&inv.context(&repo, args.at.now), &request)?;
+    let outcome = jobs::restore(&inv.context(&repo, args.at.now), &request)?;
     if inv.json {
-        inv.print_json(&report)?;
+        inv.print_json(&outcome)?;
     } else {
-        output::restore(&report)?;
+        output::restore(&outcome)?;
     }
-    Ok(0)
+    match outcome {
+        RestoreOutcome::Tree(summary) => summary.incomplete().map_or(Ok(0), Err),
+        RestoreOutcome::Item(_) => Ok(0),
+    }
 }
 
 pub(in crate::cli) fn restore_test(inv: &Invocation, args: &RestoreTestArgs) -> Result<i32> {
