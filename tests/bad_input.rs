@@ -12,22 +12,6 @@ fn world_with_snapshot() -> World {
     w
 }
 
-/// A command-line error: exit 2 and clap's whole message on stderr (the
-/// error first, with its context and tips, then where to read more);
-/// returns all of it.
-fn usage_error(out: &std::process::Output) -> String {
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(out.stdout.is_empty(), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(
-        err.trim_end()
-            .ends_with("For more information, try '--help'."),
-        "{err}"
-    );
-    err
-}
-
 fn config_error(text: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
