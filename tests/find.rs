@@ -381,7 +381,7 @@ fn bad_patterns_and_dates_are_one_line_errors() {
     assert!(one_line_error(&w.offsite(&["find", "/abs/**"])).contains("leading '/'"));
     assert!(one_line_error(&w.offsite(&["find", "a**b"])).contains("whole path component"));
     assert!(
-        one_line_error(&w.offsite(&["find", "**", "--newer", "yesterday"])).contains("not a date")
+        usage_error(&w.offsite(&["find", "**", "--newer", "yesterday"])).contains("not a date")
     );
     assert!(one_line_error(&w.offsite(&["find", "--history", "../etc/passwd"])).contains(".."));
 }

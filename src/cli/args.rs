@@ -57,6 +57,12 @@ pub enum Command {
     Find(FindArgs),
     /// Items, logical bytes and stored bytes per source and per tenant, over every kept snapshot.
     Stats,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 /// The time retention and expiry are judged at, for planning and tests.
@@ -147,6 +153,9 @@ pub struct PruneArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub at: RetentionTime,
+    /// Really delete as if it were --now (for tests and simulations).
+    #[arg(long, requires = "now")]
+    pub really_at_now: bool,
 }
 
 #[derive(Args, Debug)]
@@ -217,8 +226,22 @@ pub struct FindArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigAction {
-    /// Validate the config and print the effective settings.
-    Check,
+    /// Validate the config, warn about misconfigurations, print the effective settings.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigCheckArgs {
+    /// Fail (exit 2) when there is any misconfiguration warning.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {

@@ -160,7 +160,10 @@ fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<Rest
     if !search.hits.is_empty() {
         crate::problems::warn(&search.skipped);
     }
-    let now = ctx.retention_time();
+    // `--now` may only make restore stricter: an item past its retention by
+    // the clock is not restorable by naming an earlier time (that is what
+    // `--force` is for, and `--force` is logged).
+    let now = ctx.retention_time().max(ctx.clock.now());
     let mut files = Vec::new();
     let mut plans = Vec::new();
     for hit in search.hits {
