@@ -169,6 +169,7 @@ impl RepoRunner<'_> {
             as_of: None,
             cancel: cancel.clone(),
             metrics: Some(self.metrics),
+            progress: crate::progress::Progress::hidden(),
         };
         match &job.kind {
             JobKind::Snapshot(name) => {

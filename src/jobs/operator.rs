@@ -19,7 +19,7 @@ use super::{whole, JobContext};
 /// Verify the repository under a shared lock; logged with its counts.
 pub fn check(ctx: &JobContext<'_>, read_data: bool) -> Result<CheckReport> {
     let lock = ctx.shared(Operation::Check)?;
-    let result = check_op::check(&lock, read_data);
+    let result = check_op::check_with(&lock, read_data, &ctx.progress);
     ctx.record(Operation::Check, &result, |r| {
         serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
     });
@@ -81,7 +81,11 @@ pub fn restore(ctx: &JobContext<'_>, request: &RestoreRequest<'_>) -> Result<Res
             if !r.force {
                 restore_op::check_retention(ctx.config, &found, ctx.retention_time())?;
             }
-            restore_op::restore_item(ctx.repo, &found, &r.to, r.options)
+            let options = RestoreOptions {
+                progress: ctx.progress.clone(),
+                ..r.options.clone()
+            };
+            restore_op::restore_item(ctx.repo, &found, &r.to, options)
         });
     let logged = result
         .as_ref()

@@ -38,7 +38,10 @@ pub fn snapshot(
             &contracts,
             time,
             &ctx.cancel,
-            options,
+            SnapshotOptions {
+                progress: ctx.progress.clone(),
+                ..options.clone()
+            },
         );
         ctx.record(Operation::Snapshot, &result, whole);
         if let (Ok(report), Some(metrics)) = (&result, ctx.metrics) {
@@ -59,9 +62,9 @@ pub fn prune(ctx: &JobContext<'_>, dry_run: bool) -> Result<PruneReport> {
         return prune_op::dry_run(ctx.repo, ctx.config, now, wall);
     }
     // A prune locked out is a failed prune, logged as one.
-    let result = ctx
-        .exclusive(Operation::Prune)
-        .and_then(|lock| prune_op::prune(&lock, ctx.config, now, wall, &ctx.cancel));
+    let result = ctx.exclusive(Operation::Prune).and_then(|lock| {
+        prune_op::prune_with(&lock, ctx.config, now, wall, &ctx.cancel, &ctx.progress)
+    });
     ctx.record(Operation::Prune, &result, prune_summary);
     let report = result?;
     if let Some(metrics) = ctx.metrics {

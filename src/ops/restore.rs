@@ -30,6 +30,7 @@ use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::{item_components, FileEntry};
@@ -211,8 +212,9 @@ fn safe_parent(root: &Path, components: &[String]) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// How [`restore_item`] treats the target and the file's mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How [`restore_item`] treats the target and the file's mode, and where it
+/// shows progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
     /// Replace an existing file (`--overwrite`).
     pub overwrite: bool,
@@ -220,6 +222,8 @@ pub struct RestoreOptions {
     /// by default only the permission bits (`0o777`) are restored, so a
     /// hostile repository cannot plant a setuid file.
     pub keep_special_bits: bool,
+    /// Bytes written, of those to write (set by the job).
+    pub progress: Progress,
 }
 
 /// Write the verified content of `entry` to `dir/file_name` (which must not
@@ -231,7 +235,7 @@ fn write_verified(
     entry: &FileEntry,
     dir: &Path,
     file_name: &str,
-    options: RestoreOptions,
+    options: &RestoreOptions,
 ) -> Result<u64> {
     let target = dir.join(file_name);
     let tmp = dir.join(format!(
@@ -248,12 +252,15 @@ fn write_verified(
             .map_err(|e| Error::io(&tmp, e))?;
         let mut whole = Sha256::new();
         let mut written = 0u64;
+        options.progress.add_total(1, entry.size);
         repo.read_blobs(&entry.chunks, &mut |data| {
             whole.update(&data);
             file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
             written += data.len() as u64;
+            options.progress.advance(0, data.len() as u64);
             Ok(())
         })?;
+        options.progress.advance(1, 0);
         let digest = ObjectId(whole.finalize().into());
         if digest != entry.sha256 || written != entry.size {
             return Err(Error::corrupt(
@@ -337,7 +344,7 @@ pub fn restore_item(
             target.display()
         )));
     }
-    let bytes = write_verified(repo, &found.entry, &dir, file_name, options)?;
+    let bytes = write_verified(repo, &found.entry, &dir, file_name, &options)?;
     Ok(RestoreReport {
         item: found.path.clone(),
         source: found.source.clone(),

@@ -27,11 +27,15 @@ pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i3
         options: RestoreOptions {
             overwrite: args.overwrite,
             keep_special_bits: args.keep_special_bits,
+            ..RestoreOptions::default()
         },
         force: args.force,
         reason: args.reason.clone(),
     };
-    let report = jobs::restore(&inv.context(&repo, args.at.now), &request)?;
+    let report = jobs::restore(
+        &inv.context_showing(&repo, args.at.now, "restore"),
+        &request,
+    )?;
     if inv.json {
         inv.print_json(&report)?;
     } else {

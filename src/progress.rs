@@ -1,0 +1,298 @@
+//! Progress of a long operation, on the operator's terminal only.
+//!
+//! A [`Progress`] is a cheap, thread-safe handle the operations take in
+//! their options (snapshot: files and bytes read; restore: bytes written;
+//! check: files and bytes verified; prune: its steps). The command line makes
+//! a visible one ([`Progress::on_stderr`]) only when stderr is a terminal and
+//! `--quiet` is not given; everywhere else (the agent, tests, stderr to a
+//! file or the journal) it is [`Progress::hidden`], a no-op, so nothing extra
+//! and no escape codes are written. It never writes to stdout, which carries
+//! reports and JSON.
+//!
+//! The line is hand-written rather than drawn by a crate: one line on
+//! stderr, redrawn in place with `\r` at most ten times a second, cleared
+//! (overwritten with spaces) when the last handle is dropped, so the report
+//! that follows starts on a clean line:
+//!
+//! ```text
+//! snapshot voice: reading 1204/5000 files, 1.17 GiB/2.00 GiB, 84.2 MiB/s, ETA 10 s
+//! ```
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cli::human_bytes;
+use crate::escape::Escaped;
+
+/// The shortest time between two redraws (ten a second at most).
+const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// A progress line, or nothing (see the module docs). Clones share the line.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<Line>>);
+
+struct Line {
+    /// What runs: `snapshot voice`, `check`, …
+    what: String,
+    items_done: AtomicU64,
+    items_total: AtomicU64,
+    bytes_done: AtomicU64,
+    bytes_total: AtomicU64,
+    drawn: Mutex<Drawn>,
+}
+
+struct Drawn {
+    out: Box<dyn Write + Send>,
+    /// The current step, and what its items are (`files`, `packs`, …).
+    phase: String,
+    unit: &'static str,
+    /// When the step began (rate and ETA are of this step).
+    since: Instant,
+    last: Option<Instant>,
+    /// The length of the last line drawn, to clear it.
+    width: usize,
+}
+
+impl Progress {
+    /// Nothing is ever shown.
+    pub fn hidden() -> Progress {
+        Progress(None)
+    }
+
+    /// A line on stderr for `what`, shown only when stderr is a terminal and
+    /// `quiet` is false; otherwise [`Progress::hidden`].
+    pub fn on_stderr(what: &str, quiet: bool) -> Progress {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress::hidden();
+        }
+        Progress::to(what, Box::new(std::io::stderr()))
+    }
+
+    /// A line drawn on `out` whatever it is (tests; [`Progress::on_stderr`]).
+    pub fn to(what: &str, out: Box<dyn Write + Send>) -> Progress {
+        Progress(Some(Arc::new(Line {
+            what: Escaped(what).to_string(),
+            items_done: AtomicU64::new(0),
+            items_total: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            drawn: Mutex::new(Drawn {
+                out,
+                phase: String::new(),
+                unit: "files",
+                since: Instant::now(),
+                last: None,
+                width: 0,
+            }),
+        })))
+    }
+
+    /// Whether anything is shown.
+    pub fn is_shown(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Start a step named `phase` counting `unit` (`files`, `packs`,
+    /// `snapshots`): the counts start again from zero, and it is drawn now.
+    pub fn phase(&self, phase: &str, unit: &'static str) {
+        let Some(line) = &self.0 else { return };
+        for counter in [
+            &line.items_done,
+            &line.items_total,
+            &line.bytes_done,
+            &line.bytes_total,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        if let Ok(mut drawn) = line.drawn.lock() {
+            drawn.phase = phase.to_string();
+            drawn.unit = unit;
+            drawn.since = Instant::now();
+            line.draw(&mut drawn);
+        }
+    }
+
+    /// More work is known: `items` and `bytes` (0 when not counted).
+    pub fn add_total(&self, items: u64, bytes: u64) {
+        let Some(line) = &self.0 else { return };
+        line.items_total.fetch_add(items, Ordering::Relaxed);
+        line.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Work done: `items` and `bytes`; redrawn if the last draw is older
+    /// than a tenth of a second.
+    pub fn advance(&self, items: u64, bytes: u64) {
+        let Some(line) = &self.0 else { return };
+        line.items_done.fetch_add(items, Ordering::Relaxed);
+        line.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        // Never wait for the line: a thread that finds it busy goes on.
+        if let Ok(mut drawn) = line.drawn.try_lock() {
+            if drawn.last.is_none_or(|t| t.elapsed() >= REDRAW_EVERY) {
+                line.draw(&mut drawn);
+            }
+        }
+    }
+}
+
+/// All progress handles compare equal: a display concern never changes
+/// what an operation does (so options holding one keep their `Eq`).
+impl PartialEq for Progress {
+    fn eq(&self, _: &Progress) -> bool {
+        true
+    }
+}
+
+impl Eq for Progress {}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_shown() {
+            "Progress(shown)"
+        } else {
+            "Progress(hidden)"
+        })
+    }
+}
+
+impl Line {
+    fn draw(&self, drawn: &mut Drawn) {
+        let text = self.text(drawn);
+        let pad = drawn.width.saturating_sub(text.chars().count());
+        let _ = write!(drawn.out, "\r{text}{:pad$}", "");
+        let _ = drawn.out.flush();
+        drawn.width = text.chars().count();
+        drawn.last = Some(Instant::now());
+    }
+
+    /// `what: phase done/total unit, bytes/total, rate, ETA`, each part only
+    /// when it is known.
+    fn text(&self, drawn: &Drawn) -> String {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (items, items_total) = (load(&self.items_done), load(&self.items_total));
+        let (bytes, bytes_total) = (load(&self.bytes_done), load(&self.bytes_total));
+        let mut parts = Vec::new();
+        if items > 0 || items_total > 0 {
+            parts.push(match items_total {
+                0 => format!("{items} {}", drawn.unit),
+                total => format!("{items}/{total} {}", drawn.unit),
+            });
+        }
+        let seconds = drawn.since.elapsed().as_secs_f64();
+        if bytes > 0 || bytes_total > 0 {
+            parts.push(match bytes_total {
+                0 => human_bytes(bytes),
+                total => format!("{}/{}", human_bytes(bytes), human_bytes(total)),
+            });
+            if seconds >= 0.5 && bytes > 0 {
+                let rate = bytes as f64 / seconds;
+                parts.push(format!("{}/s", human_bytes(rate as u64)));
+                if bytes_total > bytes {
+                    let eta = (bytes_total - bytes) as f64 / rate;
+                    parts.push(format!("ETA {}", eta_text(eta)));
+                }
+            }
+        }
+        let head = match drawn.phase.as_str() {
+            "" => self.what.clone(),
+            phase => format!("{}: {phase}", self.what),
+        };
+        match parts.is_empty() {
+            true => head,
+            false => format!("{head} {}", parts.join(", ")),
+        }
+    }
+}
+
+/// The line is cleared when the last handle goes, before the report.
+impl Drop for Line {
+    fn drop(&mut self) {
+        if let Ok(drawn) = self.drawn.get_mut() {
+            if drawn.width > 0 {
+                let _ = write!(drawn.out, "\r{:w$}\r", "", w = drawn.width);
+                let _ = drawn.out.flush();
+            }
+        }
+    }
+}
+
+/// `42 s`, `3 min 5 s`, `2 h 7 min`.
+fn eta_text(seconds: f64) -> String {
+    let s = seconds.clamp(0.0, 359_999.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn the_line_shows_counts_and_totals_and_is_cleared_at_the_end() {
+        let out = Shared::default();
+        let progress = Progress::to("check", Box::new(out.clone()));
+        progress.phase("verifying", "files");
+        progress.add_total(2, 2048);
+        progress.advance(1, 1024);
+        let line = progress.0.as_ref().unwrap();
+        line.draw(&mut line.drawn.lock().unwrap()); // past the ten-a-second limit
+        let text = out.text();
+        let shown = text.rsplit('\r').next().unwrap().to_string();
+        assert!(
+            shown.starts_with("check: verifying 1/2 files, 1.00 KiB/2.00 KiB"),
+            "{text:?}"
+        );
+        let clone = progress.clone();
+        drop(progress);
+        assert_eq!(out.text(), text, "a clone keeps the line");
+        drop(clone);
+        let cleared = out.text();
+        let blank = format!("\r{}\r", " ".repeat(shown.chars().count()));
+        assert!(cleared.ends_with(&blank), "{cleared:?}");
+        assert!(!cleared.contains('\x1b'));
+    }
+
+    #[test]
+    fn a_hidden_progress_writes_nothing_and_names_are_escaped() {
+        let hidden = Progress::hidden();
+        hidden.phase("x", "files");
+        hidden.advance(1, 1);
+        assert!(!hidden.is_shown());
+        let out = Shared::default();
+        let progress = Progress::to("snapshot a\x1b[2Jb", Box::new(out.clone()));
+        progress.phase("reading", "files");
+        assert!(!out.text().contains('\x1b'), "{:?}", out.text());
+    }
+
+    #[test]
+    fn eta_reads_in_units_a_person_uses() {
+        assert_eq!(eta_text(4.4), "4 s");
+        assert_eq!(eta_text(185.0), "3 min 5 s");
+        assert_eq!(eta_text(7620.0), "2 h 7 min");
+        assert_eq!(eta_text(f64::INFINITY), "99 h 59 min");
+    }
+}
