@@ -1,11 +1,14 @@
 //! Human-readable output of each command (`--json` prints the reports as is).
 //! Every printer returns the first error writing to stdout (a closed pipe),
-//! for the command to stop and return it once its lock is released.
+//! for the command to stop and return it once its lock is released. Names
+//! from the repository or the source tree are printed [`Escaped`].
 
 use chrono::SecondsFormat;
 
-use crate::activity::Activity;
+mod log;
+
 use crate::error::Result;
+use crate::escape::Escaped;
 use crate::ops::check::CheckReport;
 use crate::ops::prune::PruneReport;
 use crate::ops::rebuild_index::RebuildReport;
@@ -13,6 +16,7 @@ use crate::ops::restore::RestoreReport;
 use crate::ops::restore_test::RestoreTestReport;
 use crate::ops::snapshot::SnapshotReport;
 use crate::ops::sweep::DeleteReason;
+pub use log::log;
 
 /// Bytes for people: 1.23 GiB.
 pub fn human_bytes(n: u64) -> String {
@@ -85,7 +89,7 @@ pub fn snapshot(r: &SnapshotReport) -> Result<()> {
         q.head
     );
     for w in &s.warning_samples {
-        say!("  warning: {w}");
+        say!("  warning: {}", Escaped(w));
     }
     Ok(())
 }
@@ -125,10 +129,10 @@ pub fn snapshots(rows: &[serde_json::Value], unreadable: usize) -> Result<()> {
 pub fn restore(r: &RestoreReport) -> Result<()> {
     say!(
         "restored {} from snapshot {} ({}) to {}: {}, sha256 {}",
-        r.item,
+        Escaped(&r.item),
         r.snapshot.short(),
         time(&r.snapshot_time),
-        r.written_to.display(),
+        Escaped(r.written_to.display()),
         human_bytes(r.bytes),
         r.sha256
     );
@@ -137,20 +141,20 @@ pub fn restore(r: &RestoreReport) -> Result<()> {
 
 pub fn restore_test(r: &RestoreTestReport) -> Result<()> {
     let what = match (&r.source, &r.item) {
-        (Some(s), Some(i)) => format!("{s}:{i}"),
+        (Some(s), Some(i)) => format!("{}:{}", Escaped(s), Escaped(i)),
         _ => "nothing".into(),
     };
     say!(
         "restore test {}: {what} (tenant {}, snapshot {}{}), {}, {:.3} s",
         r.result,
-        r.tenant.as_deref().unwrap_or("-"),
+        Escaped(r.tenant.as_deref().unwrap_or("-")),
         r.snapshot.map(|s| s.short()).unwrap_or_else(|| "-".into()),
         if r.carried { ", carried forward" } else { "" },
         human_bytes(r.bytes),
         r.duration_seconds
     );
     if let Some(e) = &r.error {
-        say!("  error: {e}");
+        say!("  error: {}", Escaped(e));
     }
     Ok(())
 }
@@ -171,7 +175,7 @@ pub fn check(r: &CheckReport, read_data: bool) -> Result<()> {
         );
     }
     for p in &r.problems {
-        say!("problem: {p}");
+        say!("problem: {}", Escaped(p));
     }
     damaged(&r.damaged)?;
     Ok(())
@@ -190,7 +194,7 @@ fn damaged(list: &[crate::ops::damage::SnapshotDamage]) -> Result<()> {
             d.items_damaged
         );
         for item in d.items.iter().take(SHOWN_PER_SNAPSHOT) {
-            say!("  damaged item: {item}");
+            say!("  damaged item: {}", Escaped(item));
         }
         if d.items_damaged > SHOWN_PER_SNAPSHOT {
             say!(
@@ -301,7 +305,7 @@ fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) -> Result<()
         for item in &w.expired {
             say!(
                 "    expired {} (recorded {}, copy expired {})",
-                item.path,
+                Escaped(&item.path),
                 time(&item.recorded_at),
                 time(&item.expires_at)
             );
@@ -339,20 +343,6 @@ fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) -> Result<()
         say!(
             "keep pack {}: unindexed and younger than the grace period",
             id.short()
-        );
-    }
-    Ok(())
-}
-
-pub fn log(entries: &[Activity]) -> Result<()> {
-    for e in entries {
-        say!(
-            "{} {:<12} {:<12} {:<7} {}",
-            time(&e.time),
-            e.host,
-            e.operation,
-            e.outcome,
-            e.details
         );
     }
     Ok(())

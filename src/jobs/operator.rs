@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::activity::{Activity, Operation};
+use crate::activity::{Activity, Operation, Outcome};
 use crate::error::Result;
 use crate::ops::check::CheckReport;
 use crate::ops::rebuild_index::RebuildReport;
@@ -87,15 +87,35 @@ pub fn restore(ctx: &JobContext<'_>, request: &RestoreRequest<'_>) -> Result<Res
             };
             restore_op::restore_item(ctx.repo, &found, &r.to, options)
         });
-    let logged = result
-        .as_ref()
-        .map(|report| serde_json::json!({ "restore": report, "reason": r.reason, "forced": r.force }))
-        .map_err(|e| format!("{e} (item {}, reason {:?})", r.item, r.reason));
-    ctx.log(Activity::of_result(
-        ctx.clock.now(),
-        &ctx.config.host,
-        Operation::Restore,
-        &logged,
-    ));
+    ctx.log(restore_entry(ctx, request, &result));
     result
+}
+
+/// A restore's activity entry: the item, the reason and whether it was
+/// forced as fields whatever the outcome, with the report (`restore`) or the
+/// error (`error`). Kept for the audit past `activity_log_days`
+/// ([`crate::activity::AUDIT_OPERATIONS`]).
+fn restore_entry(
+    ctx: &JobContext<'_>,
+    r: &RestoreRequest<'_>,
+    result: &Result<RestoreReport>,
+) -> Activity {
+    let mut details = serde_json::json!({ "item": r.item, "reason": r.reason, "forced": r.force });
+    let outcome = match result {
+        Ok(report) => {
+            details["restore"] = serde_json::to_value(report).unwrap_or_default();
+            Outcome::Ok
+        }
+        Err(e) => {
+            details["error"] = e.to_string().into();
+            Outcome::Failed
+        }
+    };
+    Activity {
+        time: ctx.clock.now(),
+        host: ctx.config.host.clone(),
+        operation: Operation::Restore,
+        outcome,
+        details,
+    }
 }

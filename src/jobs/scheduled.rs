@@ -85,6 +85,12 @@ pub fn prune_summary(r: &PruneReport) -> serde_json::Value {
         "expired_items": r.expired_items.len(), "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked,
         "bytes_freed": r.bytes_freed, "log_entries_deleted": r.log_entries_deleted,
         "problems": r.problems, "sweep_held_back": r.sweep_held_back,
+        "forgotten": r.snapshots.iter().filter(|d| !d.keep).map(|d| serde_json::json!({
+            "id": d.id, "source": d.source, "time": d.time,
+        })).collect::<Vec<_>>(),
+        "expired_recordings": r.expired_items.iter().map(|e| serde_json::json!({
+            "source": e.source, "path": e.path, "tenant": e.tenant, "expires_at": e.expires_at,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -21,7 +21,8 @@
 //! 4. **Commit the sweep**: one consolidated index of the surviving and new
 //!    packs, the other index files deleted, then the superseded and repacked
 //!    packs deleted, last.
-//! 5. **Activity log**: delete the entries older than `activity_log_days`.
+//! 5. **Activity log**: delete the entries older than `activity_log_days`
+//!    (restore and erase entries: `audit_log_days`).
 //!
 //! Execution requires the exclusive repository lock ([`Exclusive`]), so no snapshot runs
 //! meanwhile. It checks the plan still holds as it goes: a kept reference

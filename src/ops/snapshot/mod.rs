@@ -146,6 +146,7 @@ fn store_jobs(
                         results.lock().unwrap()[i] = Some(entry);
                     }
                     Err(StoreFileError::Source(message)) => {
+                        let message = crate::escape::escaped(&message);
                         tracing::warn!("{message}");
                         warnings.lock().unwrap().push(message);
                     }
