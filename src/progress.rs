@@ -95,17 +95,14 @@ impl Progress {
     }
 
     /// Start a step named `phase` counting `unit` (`files`, `packs`,
-    /// `snapshots`): the counts start again from zero, and it is drawn now.
-    pub fn phase(&self, phase: &str, unit: &'static str) {
+    /// `snapshots`), with `items` and `bytes` to do (0: not known yet): the
+    /// counts start again from zero, and it is drawn now.
+    pub fn phase(&self, phase: &str, unit: &'static str, items: u64, bytes: u64) {
         let Some(line) = &self.0 else { return };
-        for counter in [
-            &line.items_done,
-            &line.items_total,
-            &line.bytes_done,
-            &line.bytes_total,
-        ] {
-            counter.store(0, Ordering::Relaxed);
-        }
+        line.items_done.store(0, Ordering::Relaxed);
+        line.bytes_done.store(0, Ordering::Relaxed);
+        line.items_total.store(items, Ordering::Relaxed);
+        line.bytes_total.store(bytes, Ordering::Relaxed);
         if let Ok(mut drawn) = line.drawn.lock() {
             drawn.phase = phase.to_string();
             drawn.unit = unit;
@@ -119,6 +116,15 @@ impl Progress {
         let Some(line) = &self.0 else { return };
         line.items_total.fetch_add(items, Ordering::Relaxed);
         line.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Take the line off the screen, so a report can be printed; the next
+    /// step or advance draws it again.
+    pub fn clear(&self) {
+        let Some(line) = &self.0 else { return };
+        if let Ok(mut drawn) = line.drawn.lock() {
+            drawn.clear();
+        }
     }
 
     /// Work done: `items` and `bytes`; redrawn if the last draw is older
@@ -205,14 +211,23 @@ impl Line {
     }
 }
 
+impl Drawn {
+    /// Overwrite the line with spaces (no escape codes) and go back.
+    fn clear(&mut self) {
+        if self.width > 0 {
+            let _ = write!(self.out, "\r{:w$}\r", "", w = self.width);
+            let _ = self.out.flush();
+            self.width = 0;
+            self.last = None;
+        }
+    }
+}
+
 /// The line is cleared when the last handle goes, before the report.
 impl Drop for Line {
     fn drop(&mut self) {
         if let Ok(drawn) = self.drawn.get_mut() {
-            if drawn.width > 0 {
-                let _ = write!(drawn.out, "\r{:w$}\r", "", w = drawn.width);
-                let _ = drawn.out.flush();
-            }
+            drawn.clear();
         }
     }
 }
@@ -255,8 +270,7 @@ mod tests {
     fn the_line_shows_counts_and_totals_and_is_cleared_at_the_end() {
         let out = Shared::default();
         let progress = Progress::to("check", Box::new(out.clone()));
-        progress.phase("verifying", "files");
-        progress.add_total(2, 2048);
+        progress.phase("verifying", "files", 2, 2048);
         progress.advance(1, 1024);
         let line = progress.0.as_ref().unwrap();
         line.draw(&mut line.drawn.lock().unwrap()); // past the ten-a-second limit
@@ -279,12 +293,13 @@ mod tests {
     #[test]
     fn a_hidden_progress_writes_nothing_and_names_are_escaped() {
         let hidden = Progress::hidden();
-        hidden.phase("x", "files");
+        hidden.phase("x", "files", 0, 0);
+        hidden.clear();
         hidden.advance(1, 1);
         assert!(!hidden.is_shown());
         let out = Shared::default();
         let progress = Progress::to("snapshot a\x1b[2Jb", Box::new(out.clone()));
-        progress.phase("reading", "files");
+        progress.phase("reading", "files", 0, 0);
         assert!(!out.text().contains('\x1b'), "{:?}", out.text());
     }
 

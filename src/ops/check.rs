@@ -213,8 +213,7 @@ pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result
         }
     }
     let snapshots = repo.list_snapshots(None, None)?;
-    progress.phase("walking snapshots", "snapshots");
-    progress.add_total(snapshots.len() as u64, 0);
+    progress.phase("walking snapshots", "snapshots", snapshots.len() as u64, 0);
     for snap_ref in snapshots {
         progress.advance(1, 0);
         checker.report.snapshots += 1;
@@ -226,8 +225,9 @@ pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result
     checker.report.files = checker.files.len();
     if read_data {
         let files: Vec<(FileEntry, String)> = checker.files.drain().map(|(_, v)| v).collect();
-        progress.phase("verifying data", "files");
-        progress.add_total(
+        progress.phase(
+            "verifying data",
+            "files",
             files.len() as u64,
             files
                 .iter()

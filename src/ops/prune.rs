@@ -151,10 +151,7 @@ fn execute(
     cancel: &Cancel,
     progress: &Progress,
 ) -> Result<()> {
-    let steps = |name: &str, count: usize| {
-        progress.phase(name, "steps");
-        progress.add_total(count as u64, 0);
-    };
+    let steps = |name: &str, count: usize| progress.phase(name, "steps", count as u64, 0);
     steps("forgetting snapshots", plan.steps.forget.len());
     for r in &plan.steps.forget {
         repo.delete_snapshot(r)?;

@@ -20,6 +20,7 @@ pub(in crate::cli) fn snapshot(inv: &Invocation, args: &SnapshotArgs) -> Result<
     };
     let ctx = inv.context_showing(&repo, None, "snapshot");
     jobs::snapshot(&ctx, &sources, args.time, options, &mut |src, result| {
+        ctx.progress.clear();
         if let Ok(report) = &result {
             crate::problems::warn(&report.problems);
         }

@@ -230,7 +230,7 @@ pub fn snapshot_source_with(
     let started = Instant::now();
     let requests_before = repo.requests();
     let progress = &options.progress;
-    progress.phase(&format!("{}: walking", source.name), "files");
+    progress.phase(&format!("{}: walking", source.name), "files", 0, 0);
     let root_meta = std::fs::metadata(&source.path).map_err(|e| Error::NotFound {
         what: format!(
             "source {:?} directory {} ({e})",
@@ -295,15 +295,16 @@ pub fn snapshot_source_with(
     }
     let warnings = Mutex::new(warnings);
     let sizes = sizes_for(source.class);
-    progress.phase(&format!("{}: reading", source.name), "files");
-    progress.add_total(
+    progress.phase(
+        &format!("{}: reading", source.name),
+        "files",
         jobs.len() as u64,
         jobs.iter()
             .map(|j| j.entry.size)
             .fold(0, u64::saturating_add),
     );
     let mut stored = store_jobs(&jobs, sizes, &writer, &warnings, cancel, progress)?;
-    progress.phase(&format!("{}: committing", source.name), "files");
+    progress.phase(&format!("{}: committing", source.name), "files", 0, 0);
     let mut summary = Summary {
         carried,
         expired,
