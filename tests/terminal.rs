@@ -91,7 +91,10 @@ fn off_a_terminal_log_lines_have_no_colour_and_under_systemd_a_priority() {
         .find(|l| l.contains("not a regular file"))
         .expect("the walk's warning");
     assert!(warning.starts_with("<4>"), "{warning}");
-    assert!(!warning.contains("WARN"), "journald has the level: {warning}");
+    assert!(
+        !warning.contains("WARN"),
+        "journald has the level: {warning}"
+    );
     assert!(warning.contains(SOCKET_SHOWN), "{warning}");
 
     // Inherited by a process whose stderr is elsewhere: ordinary lines.
@@ -124,7 +127,10 @@ fn a_hostile_file_name_is_escaped_in_warnings_restore_log_and_check() {
         "ticket\x1b[2J 7",
     ]);
     assert!(to.join(EVIL).exists());
-    assert!(!restored.contains('\x1b') && restored.contains(EVIL_SHOWN), "{restored}");
+    assert!(
+        !restored.contains('\x1b') && restored.contains(EVIL_SHOWN),
+        "{restored}"
+    );
     let log = w.ok(&["log"]);
     assert!(!log.contains('\x1b'), "{log:?}");
     let row = log
@@ -161,7 +167,10 @@ fn progress_shows_on_a_terminal_only_and_never_with_quiet() {
     put(&w.src(), "a/two.bin", &Rng::new(2).bytes(300 * 1024));
     w.ok(&["init"]);
     let shown = on_terminal(&w, "snapshot", &[]);
-    assert!(shown.contains("\rsnapshot: data: reading 0/2 files, 0 B/600.00 KiB"), "{shown:?}");
+    assert!(
+        shown.contains("\rsnapshot: data: reading 0/2 files, 0 B/600.00 KiB"),
+        "{shown:?}"
+    );
     // The line is cleared (spaces, no escape codes) before the report.
     let report = shown.find("snapshot ").expect("the report");
     assert!(shown[..report].ends_with(" \r"), "{shown:?}");
@@ -176,7 +185,11 @@ fn progress_shows_on_a_terminal_only_and_never_with_quiet() {
     // Off a terminal: nothing but the report, on stdout.
     let out = w.offsite(&["snapshot"]);
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "{:?}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8(out.stdout).unwrap().contains('\r'));
 }
 
@@ -199,8 +212,24 @@ fn log_is_a_table_filtered_by_operation_and_host() {
     w.ok(&["snapshot"]);
     let to = w.path("out");
     let to = to.to_str().unwrap();
-    w.ok(&["restore", "--item", "acme/a.txt", "--to", to, "--reason", "ticket 7"]);
-    let missing = w.offsite(&["restore", "--item", "acme/nope", "--to", to, "--reason", "ticket 8"]);
+    w.ok(&[
+        "restore",
+        "--item",
+        "acme/a.txt",
+        "--to",
+        to,
+        "--reason",
+        "ticket 7",
+    ]);
+    let missing = w.offsite(&[
+        "restore",
+        "--item",
+        "acme/nope",
+        "--to",
+        to,
+        "--reason",
+        "ticket 8",
+    ]);
     assert!(!missing.status.success());
     w.ok(&["check"]);
 
@@ -212,7 +241,10 @@ fn log_is_a_table_filtered_by_operation_and_host() {
     }
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 4, "{table}");
-    assert!(rows[0].contains("snapshot") && rows[0].contains("source data"), "{table}");
+    assert!(
+        rows[0].contains("snapshot") && rows[0].contains("source data"),
+        "{table}"
+    );
     assert!(rows[1].contains("item acme/a.txt") && rows[1].contains("reason \"ticket 7\""));
     assert!(rows[2].contains("failed") && rows[2].contains("reason \"ticket 8\""));
 
