@@ -132,9 +132,9 @@ fn store_jobs(
                 let stored = open_seen(&job.path, job.seen)
                     .map_err(StoreFileError::Source)
                     .and_then(|file| {
-                        store_open_file(file, &job.path, job.entry.size, sizes, writer)
+                        store_open_file(file, &job.path, job.entry.size, sizes, writer, progress)
                     });
-                progress.advance(1, stored.as_ref().map_or(0, |c| c.bytes_read));
+                progress.advance(1, 0);
                 match stored {
                     Ok(content) => {
                         let entry = FileEntry {
