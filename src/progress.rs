@@ -12,7 +12,8 @@
 //! The line is hand-written rather than drawn by a crate: one line on
 //! stderr, redrawn in place with `\r` at most ten times a second, cleared
 //! (overwritten with spaces) when the last handle is dropped, so the report
-//! that follows starts on a clean line:
+//! that follows starts on a clean line, and before each log line (the log
+//! writes through [`stderr_for_logs`]), which the next redraw follows:
 //!
 //! ```text
 //! snapshot voice: reading 1204/5000 files, 1.17 GiB/2.00 GiB, 84.2 MiB/s, ETA 10 s
@@ -20,7 +21,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::cli::human_bytes;
@@ -28,6 +29,24 @@ use crate::escape::Escaped;
 
 /// The shortest time between two redraws (ten a second at most).
 const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// The line shown on stderr now, if any, for log lines to clear.
+static ON_STDERR: Mutex<Option<Weak<Line>>> = Mutex::new(None);
+
+/// Stderr for a log line: the progress line, if one is shown, is cleared
+/// first so the log line starts at the left margin (the logging's writer).
+pub fn stderr_for_logs() -> std::io::Stderr {
+    let shown = ON_STDERR
+        .lock()
+        .ok()
+        .and_then(|on| on.as_ref().and_then(Weak::upgrade));
+    if let Some(line) = shown {
+        if let Ok(mut drawn) = line.drawn.lock() {
+            drawn.clear();
+        }
+    }
+    std::io::stderr()
+}
 
 /// A progress line, or nothing (see the module docs). Clones share the line.
 #[derive(Clone, Default)]
@@ -67,7 +86,11 @@ impl Progress {
         if quiet || !std::io::stderr().is_terminal() {
             return Progress::hidden();
         }
-        Progress::to(what, Box::new(std::io::stderr()))
+        let progress = Progress::to(what, Box::new(std::io::stderr()));
+        if let (Ok(mut on), Some(line)) = (ON_STDERR.lock(), &progress.0) {
+            *on = Some(Arc::downgrade(line));
+        }
+        progress
     }
 
     /// A line drawn on `out` whatever it is (tests; [`Progress::on_stderr`]).

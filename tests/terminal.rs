@@ -197,8 +197,16 @@ fn progress_shows_on_a_terminal_only_and_never_with_quiet() {
 fn colour_only_on_a_terminal_and_not_with_no_color() {
     let (w, _socket) = hostile_world();
     w.ok(&["init"]);
-    let coloured = on_terminal(&w, "--quiet snapshot", &[]);
+    let coloured = on_terminal(&w, "snapshot", &[]);
     assert!(coloured.contains("\x1b["), "{coloured:?}");
+    // The warning starts on a line of its own, not after the progress line.
+    let warning = coloured.find("not a regular file").expect("the warning");
+    let line_start = coloured[..warning].rfind('\r').unwrap_or(0);
+    assert!(coloured.contains("snapshot: data: walking"), "{coloured:?}");
+    assert!(
+        !coloured[line_start..warning].contains("snapshot: data"),
+        "{coloured:?}"
+    );
     let plain = on_terminal(&w, "--quiet snapshot", &[("NO_COLOR", "1")]);
     assert!(plain.contains("WARN"), "{plain:?}");
     assert!(!plain.contains('\x1b'), "{plain:?}");

@@ -11,6 +11,9 @@
 //!   is set and not empty (no-color.org).
 //! * **Anywhere else** (a file, a pipe): the usual lines, never colour.
 //!
+//! A log line first clears the progress line, if one is shown
+//! ([`crate::progress::stderr_for_logs`]).
+//!
 //! The level is `OFFSITE_LOG` (`error`, `warn`, `info`, `debug`, `trace`);
 //! without it, `warn`, except for the agent (`offsite run`) on a terminal,
 //! which logs at `info` so the operator watching it sees each job start and
@@ -37,7 +40,7 @@ pub(super) fn init(agent: bool) {
         });
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::stderr_for_logs)
         .with_target(false);
     let _ = if journal_is_stderr() {
         let plain = Format::default()
