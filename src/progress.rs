@@ -59,6 +59,11 @@ struct Line {
     items_total: AtomicU64,
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
+    /// When the line was made: the origin of `working_since`.
+    made: Instant,
+    /// Nanoseconds after `made` of the step's first progress (0: none yet):
+    /// rate and ETA count from there, not from the step's setup.
+    working_since: AtomicU64,
     drawn: Mutex<Drawn>,
 }
 
@@ -67,8 +72,6 @@ struct Drawn {
     /// The current step, and what its items are (`files`, `packs`, …).
     phase: String,
     unit: &'static str,
-    /// When the step began (rate and ETA are of this step).
-    since: Instant,
     last: Option<Instant>,
     /// The length of the last line drawn, to clear it.
     width: usize,
@@ -101,11 +104,12 @@ impl Progress {
             items_total: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
+            made: Instant::now(),
+            working_since: AtomicU64::new(0),
             drawn: Mutex::new(Drawn {
                 out,
                 phase: String::new(),
                 unit: "files",
-                since: Instant::now(),
                 last: None,
                 width: 0,
             }),
@@ -126,10 +130,10 @@ impl Progress {
         line.bytes_done.store(0, Ordering::Relaxed);
         line.items_total.store(items, Ordering::Relaxed);
         line.bytes_total.store(bytes, Ordering::Relaxed);
+        line.working_since.store(0, Ordering::Relaxed);
         if let Ok(mut drawn) = line.drawn.lock() {
             drawn.phase = phase.to_string();
             drawn.unit = unit;
-            drawn.since = Instant::now();
             line.draw(&mut drawn);
         }
     }
@@ -154,6 +158,10 @@ impl Progress {
     /// than a tenth of a second.
     pub fn advance(&self, items: u64, bytes: u64) {
         let Some(line) = &self.0 else { return };
+        let now = (line.made.elapsed().as_nanos() as u64).max(1);
+        let _ = line
+            .working_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
         line.items_done.fetch_add(items, Ordering::Relaxed);
         line.bytes_done.fetch_add(bytes, Ordering::Relaxed);
         // Never wait for the line: a thread that finds it busy goes on.
@@ -208,7 +216,13 @@ impl Line {
                 total => format!("{items}/{total} {}", drawn.unit),
             });
         }
-        let seconds = drawn.since.elapsed().as_secs_f64();
+        let seconds = match self.working_since.load(Ordering::Relaxed) {
+            0 => 0.0,
+            since => {
+                let since = self.made + Duration::from_nanos(since);
+                since.elapsed().as_secs_f64()
+            }
+        };
         if bytes > 0 || bytes_total > 0 {
             parts.push(match bytes_total {
                 0 => human_bytes(bytes),

@@ -1,6 +1,6 @@
-//! `offsite log` for people: one row per entry (time, host, operation,
-//! outcome, and the details that matter for that operation), every name
-//! escaped. The details are read from the entry's JSON by field name, not
+//! `offsite log` for people: one row per entry (time to the second, host,
+//! operation, outcome, and the details that matter for that operation),
+//! every name escaped. The details are read from the entry's JSON by field name, not
 //! through the report types, so entries written by older and newer versions
 //! (and by other hosts) print too; a field that is missing is left out.
 //! `--json` prints the entries themselves instead.
@@ -8,7 +8,9 @@
 use serde_json::Value;
 
 use crate::activity::{Activity, Operation, Outcome};
-use crate::cli::output::{human_bytes, time};
+use chrono::SecondsFormat;
+
+use crate::cli::output::human_bytes;
 use crate::error::Result;
 use crate::escape::Escaped;
 
@@ -24,7 +26,7 @@ pub fn log(entries: &[Activity]) -> Result<()> {
         .unwrap_or(0)
         .max(4);
     say!(
-        "{:<24} {:<host_width$} {:<13} {:<7} details",
+        "{:<20} {:<host_width$} {:<13} {:<7} details",
         "time",
         "host",
         "operation",
@@ -32,8 +34,8 @@ pub fn log(entries: &[Activity]) -> Result<()> {
     );
     for e in entries {
         say!(
-            "{:<24} {:<host_width$} {:<13} {:<7} {}",
-            time(&e.time),
+            "{:<20} {:<host_width$} {:<13} {:<7} {}",
+            e.time.to_rfc3339_opts(SecondsFormat::Secs, true),
             Escaped(&e.host).to_string(),
             Escaped(&e.operation).to_string(),
             e.outcome,
