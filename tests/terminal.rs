@@ -273,3 +273,71 @@ fn log_is_a_table_filtered_by_operation_and_host() {
     assert!(line.contains("snapshot, prune"), "{line}");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn the_agent_on_a_terminal_logs_each_job_start_and_end() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = World::configured(
+        "",
+        &[("data", "client-data", "schedule = \"* * * * * *\"")],
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let state = w.path("state");
+    std::fs::write(&w.config, format!("state_dir = {state:?}\n{text}")).unwrap();
+    put(&w.src(), "acme/a.txt", b"a");
+    w.ok(&["init"]);
+    let command = format!(
+        "{} --config {} run",
+        env!("CARGO_BIN_EXE_offsite"),
+        w.config.display()
+    );
+    let mut child = Command::new("script")
+        .args(["--quiet", "--command", &command, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env_remove("OFFSITE_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the agent on a terminal");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let finished = common::poll_until(
+        std::time::Duration::from_secs(60),
+        "a job's end line",
+        || {
+            let text = seen.lock().unwrap().clone();
+            let line = text.lines().find(|l| l.contains("job finished"))?;
+            Some((text.clone(), line.to_string()))
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let (text, line) = finished;
+    assert!(
+        text.lines()
+            .any(|l| l.contains("INFO job started job=snapshot:data source=data")),
+        "{text}"
+    );
+    for field in ["job=snapshot:data", "source=data", "outcome=ok", "seconds="] {
+        assert!(line.contains(field), "{line}");
+    }
+    assert!(!text.contains('\x1b'), "NO_COLOR: {text:?}");
+}

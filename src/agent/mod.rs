@@ -84,7 +84,7 @@ pub fn run_loop(
                     tracing::info!(
                         job = %job.name,
                         source = job_source(&job),
-                        outcome = "ok",
+                        outcome = %"ok",
                         seconds = %format!("{:.1}", started.elapsed().as_secs_f64()),
                         "job finished"
                     );
@@ -130,9 +130,9 @@ pub fn run_loop(
 }
 
 /// The source a job snapshots, for its start and end lines.
-fn job_source(job: &Job) -> Option<&str> {
+fn job_source(job: &Job) -> Option<tracing::field::DisplayValue<&str>> {
     match &job.kind {
-        JobKind::Snapshot(source) => Some(source),
+        JobKind::Snapshot(source) => Some(tracing::field::display(source)),
         _ => None,
     }
 }
@@ -151,7 +151,7 @@ fn log_failure(
         Some(at) => tracing::error!(
             job = %job.name,
             source = job_source(job),
-            outcome = "failed",
+            outcome = %"failed",
             seconds = %seconds,
             error = %crate::escape::Escaped(error),
             consecutive_failures = failures,
@@ -170,7 +170,7 @@ fn log_failure(
             tracing::error!(
                 job = %job.name,
                 source = job_source(job),
-                outcome = "failed",
+                outcome = %"failed",
                 seconds = %seconds,
                 error = %crate::escape::Escaped(error),
                 consecutive_failures = failures,
