@@ -9,6 +9,26 @@
 //! activity log), so a restart does not reset "last success" to nothing.
 //! Objects that cannot be read are skipped there, not fatal: they are counted
 //! in `offsite_repository_problems` (see [`Metrics::record_problems`]).
+//!
+//! # Telling the truth to the alert rules (`systemd/offsite-alerts.yml`)
+//!
+//! * Nothing is reported that did not happen: the gauges about *the last*
+//!   restore test (`offsite_restore_test_success`, its time, duration and
+//!   bytes) are absent until a test ran (or the activity log has one), so a
+//!   fresh agent never looks like a failed test.
+//! * Everything that can happen is there from the start: every counter
+//!   (`offsite_job_failures_total` for every scheduled job,
+//!   `offsite_restore_test_runs_total` for both results,
+//!   `offsite_snapshot_stored_bytes_total` for every configured source,
+//!   `offsite_s3_requests_total` for every kind) starts at 0, so `increase()`
+//!   sees the first failure; `offsite_snapshot_last_success_timestamp_seconds`
+//!   is 0 for a configured source that never succeeded, so the stale rule can
+//!   fire for it; `offsite_job_scheduled_since_timestamp_seconds` (kept in
+//!   the state file, so a restart does not reset it) gives the rules their
+//!   day-one grace, for a fresh install as for a source added later.
+//! * No label is called `job` or `instance`: Prometheus' own target labels
+//!   would rename (`exported_job`) or hide them. A job is named by
+//!   `operation` (the [`Operation`] spelling) and, for a snapshot, `source`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -22,6 +42,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::activity;
+use crate::agent::schedule::{Job, JobKind, JobState};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::operation::{Operation, Outcome};
@@ -30,6 +51,9 @@ use crate::problems::Problem;
 use crate::repo::layout::{self, ObjectKind};
 use crate::repo::Repository;
 use crate::snapshot::Summary;
+
+mod classic;
+pub use classic::to_classic_text;
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -42,21 +66,43 @@ fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
+/// The labels that name a scheduled job: its `operation`, and the `source`
+/// of a snapshot.
+fn job_labels(job: &Job) -> Labels {
+    let mut labels = label("operation", job.operation().as_str());
+    if let JobKind::Snapshot(source) = &job.kind {
+        labels.push(("source".to_string(), source.clone()));
+    }
+    labels
+}
+
+/// A gauge without labels that is absent until it is first set: a
+/// family whose only member is created by [`set_once`].
+type Optional = Family<Labels, FloatGauge>;
+
+fn set_once(gauge: &Optional, value: f64) {
+    gauge.get_or_create(&Vec::new()).set(value);
+}
+
 /// Every metric the agent publishes.
 pub struct Metrics {
     registry: Registry,
     snapshot_last_success: Family<Labels, FloatGauge>,
     snapshot_duration: Family<Labels, FloatGauge>,
     snapshot_added_bytes: Family<Labels, FloatGauge>,
+    snapshot_items: Family<Labels, FloatGauge>,
+    snapshot_stored_bytes: Family<Labels, Counter>,
     prune_last_success: FloatGauge,
-    restore_test_last_run: FloatGauge,
+    restore_test_last_run: Optional,
     restore_test_last_success: FloatGauge,
-    restore_test_success: FloatGauge,
-    restore_test_duration: FloatGauge,
-    restore_test_bytes: FloatGauge,
-    restore_tests: Family<Labels, Counter>,
+    restore_test_success: Optional,
+    restore_test_duration: Optional,
+    restore_test_bytes: Optional,
+    restore_test_runs: Family<Labels, Counter>,
+    agent_start: Optional,
     job_failures: Family<Labels, Counter>,
     job_consecutive_failures: Family<Labels, Gauge>,
+    job_since: Family<Labels, FloatGauge>,
     repository_snapshots: Family<Labels, FloatGauge>,
     repository_stored_bytes: FloatGauge,
     build_info: Family<Labels, FloatGauge>,
@@ -80,15 +126,19 @@ impl Metrics {
             snapshot_last_success: Family::default(),
             snapshot_duration: Family::default(),
             snapshot_added_bytes: Family::default(),
+            snapshot_items: Family::default(),
+            snapshot_stored_bytes: Family::default(),
             prune_last_success: FloatGauge::default(),
-            restore_test_last_run: FloatGauge::default(),
+            restore_test_last_run: Optional::default(),
             restore_test_last_success: FloatGauge::default(),
-            restore_test_success: FloatGauge::default(),
-            restore_test_duration: FloatGauge::default(),
-            restore_test_bytes: FloatGauge::default(),
-            restore_tests: Family::default(),
+            restore_test_success: Optional::default(),
+            restore_test_duration: Optional::default(),
+            restore_test_bytes: Optional::default(),
+            restore_test_runs: Family::default(),
+            agent_start: Optional::default(),
             job_failures: Family::default(),
             job_consecutive_failures: Family::default(),
+            job_since: Family::default(),
             repository_snapshots: Family::default(),
             repository_stored_bytes: FloatGauge::default(),
             build_info: Family::default(),
@@ -104,7 +154,7 @@ impl Metrics {
         );
         registry.register(
             "offsite_snapshot_last_success_timestamp_seconds",
-            "Time of the last successful snapshot of a source",
+            "Time of the last successful snapshot of a source (0: none yet)",
             m.snapshot_last_success.clone(),
         );
         registry.register(
@@ -118,23 +168,38 @@ impl Metrics {
             m.snapshot_added_bytes.clone(),
         );
         registry.register(
+            "offsite_snapshot_items",
+            "Files the last successful snapshot of a source found in it (carried voice recordings not counted)",
+            m.snapshot_items.clone(),
+        );
+        registry.register(
+            "offsite_snapshot_stored_bytes",
+            "Bytes this agent's snapshots stored in the repository (new blobs, as stored), by source",
+            m.snapshot_stored_bytes.clone(),
+        );
+        registry.register(
+            "offsite_agent_start_timestamp_seconds",
+            "When the running agent started",
+            m.agent_start.clone(),
+        );
+        registry.register(
             "offsite_prune_last_success_timestamp_seconds",
             "Time of the last successful prune",
             m.prune_last_success.clone(),
         );
         registry.register(
             "offsite_restore_test_last_run_timestamp_seconds",
-            "Time of the last restore test",
+            "Time of the last restore test (absent until one ran)",
             m.restore_test_last_run.clone(),
         );
         registry.register(
             "offsite_restore_test_last_success_timestamp_seconds",
-            "Time of the last successful restore test",
+            "Time of the last successful restore test (0: none yet)",
             m.restore_test_last_success.clone(),
         );
         registry.register(
             "offsite_restore_test_success",
-            "Result of the last restore test (1 ok, 0 failed)",
+            "Result of the last restore test (1 ok, 0 failed; absent until one ran)",
             m.restore_test_success.clone(),
         );
         registry.register(
@@ -148,19 +213,24 @@ impl Metrics {
             m.restore_test_bytes.clone(),
         );
         registry.register(
-            "offsite_restore_tests",
+            "offsite_restore_test_runs",
             "Restore tests by result",
-            m.restore_tests.clone(),
+            m.restore_test_runs.clone(),
         );
         registry.register(
             "offsite_job_failures",
-            "Failed agent jobs by job",
+            "Failed runs of the agent's scheduled jobs, by operation (and source)",
             m.job_failures.clone(),
         );
         registry.register(
             "offsite_job_consecutive_failures",
             "Failed runs of a scheduled job since its last success (0 after a success)",
             m.job_consecutive_failures.clone(),
+        );
+        registry.register(
+            "offsite_job_scheduled_since_timestamp_seconds",
+            "When the agent first scheduled a job (state file): the alert rules' grace for a job that never succeeded",
+            m.job_since.clone(),
         );
         registry.register(
             "offsite_repository_snapshots",
@@ -187,8 +257,11 @@ impl Metrics {
             .set(1.0);
         for result in Outcome::ALL {
             let _ = m
-                .restore_tests
+                .restore_test_runs
                 .get_or_create(&label("result", result.as_str()));
+        }
+        for (op, _) in crate::repo::store::Requests::default().by_op() {
+            let _ = m.store_requests.get_or_create(&label("op", op));
         }
         Metrics { registry, ..m }
     }
@@ -207,8 +280,18 @@ impl Metrics {
         to_classic_text(&self.encode())
     }
 
-    /// A successful snapshot of `source` taken at `time`.
+    /// A successful snapshot of `source` taken at `time` by this agent: the
+    /// last snapshot's gauges and the bytes it added to the total.
     pub fn record_snapshot(&self, source: &str, time: DateTime<Utc>, summary: &Summary) {
+        self.show_snapshot(source, time, summary);
+        self.snapshot_stored_bytes
+            .get_or_create(&label("source", source))
+            .inc_by(summary.bytes_added);
+    }
+
+    /// The gauges of the last snapshot of `source` (this agent's, or one the
+    /// repository holds).
+    fn show_snapshot(&self, source: &str, time: DateTime<Utc>, summary: &Summary) {
         let l = label("source", source);
         self.snapshot_last_success
             .get_or_create(&l)
@@ -219,6 +302,24 @@ impl Metrics {
         self.snapshot_added_bytes
             .get_or_create(&l)
             .set(summary.bytes_added as f64);
+        self.snapshot_items
+            .get_or_create(&l)
+            .set(summary.items_from_source() as f64);
+    }
+
+    /// The agent started at `time`.
+    pub fn record_agent_start(&self, time: DateTime<Utc>) {
+        set_once(&self.agent_start, seconds(time));
+    }
+
+    /// The jobs the agent schedules: their failure counters and failing
+    /// streaks start at 0 (a streak the state file knows is set after).
+    pub fn expect_jobs(&self, jobs: &[Job]) {
+        for job in jobs {
+            let labels = job_labels(job);
+            let _ = self.job_failures.get_or_create(&labels);
+            let _ = self.job_consecutive_failures.get_or_create(&labels);
+        }
     }
 
     /// A successful prune that finished at `finished`.
@@ -226,18 +327,24 @@ impl Metrics {
         self.prune_last_success.set(seconds(finished));
     }
 
+    /// A restore test this agent ran: the last test's gauges and the count.
     pub fn record_restore_test(&self, r: &RestoreTestReport) {
-        self.restore_test_last_run.set(seconds(r.time));
-        self.restore_test_duration.set(r.duration_seconds);
-        self.restore_test_bytes.set(r.bytes as f64);
-        self.restore_test_success
-            .set(if r.ok() { 1.0 } else { 0.0 });
+        self.show_restore_test(r);
+        self.restore_test_runs
+            .get_or_create(&label("result", r.result.as_str()))
+            .inc();
+    }
+
+    /// The gauges of the last restore test (this agent's, or one the
+    /// activity log remembers); counters count only what this agent did.
+    fn show_restore_test(&self, r: &RestoreTestReport) {
+        set_once(&self.restore_test_last_run, seconds(r.time));
+        set_once(&self.restore_test_duration, r.duration_seconds);
+        set_once(&self.restore_test_bytes, r.bytes as f64);
+        set_once(&self.restore_test_success, if r.ok() { 1.0 } else { 0.0 });
         if r.ok() {
             self.restore_test_last_success.set(seconds(r.time));
         }
-        self.restore_tests
-            .get_or_create(&label("result", r.result.as_str()))
-            .inc();
     }
 
     /// Add the requests a job sent.
@@ -249,20 +356,23 @@ impl Metrics {
         }
     }
 
-    /// A failed agent job, labelled by what it does (`snapshot`, `prune`,
-    /// `restore-test`).
-    pub fn record_job_failure(&self, job: &Operation) {
-        self.job_failures
-            .get_or_create(&label("job", job.as_str()))
-            .inc();
+    /// A failed run of a scheduled job, labelled by what it does
+    /// (`operation`: `snapshot`, `prune`, `restore-test`; `source` for a
+    /// snapshot).
+    pub fn record_job_failure(&self, job: &Job) {
+        self.job_failures.get_or_create(&job_labels(job)).inc();
     }
 
-    /// The failing streak of the scheduled job `job` (`snapshot:<source>`,
-    /// `prune`, `restore-test`), as the agent's state file records it.
-    pub fn set_consecutive_failures(&self, job: &str, failures: u32) {
+    /// What the agent's state file records of the scheduled job `job`: its
+    /// failing streak, and since when it is scheduled.
+    pub fn record_job_state(&self, job: &Job, state: &JobState) {
+        let labels = job_labels(job);
         self.job_consecutive_failures
-            .get_or_create(&label("job", job))
-            .set(i64::from(failures));
+            .get_or_create(&labels)
+            .set(i64::from(state.consecutive_failures));
+        if let Some(since) = state.since {
+            self.job_since.get_or_create(&labels).set(seconds(since));
+        }
     }
 
     /// Snapshot counts and stored bytes, from the repository as it is now.
@@ -280,8 +390,9 @@ impl Metrics {
         Ok(())
     }
 
-    /// Read back what the repository remembers: last snapshots, last prune,
-    /// restore tests of the activity log's window.
+    /// Read back what the repository remembers: last snapshots (0 for a
+    /// configured source without one), last prune, restore tests of the
+    /// activity log's window.
     /// Objects that cannot be read are skipped and counted in
     /// `offsite_repository_problems` (every manifest of this host and every
     /// index file is read for that), so one damaged object never keeps the
@@ -291,8 +402,14 @@ impl Metrics {
         for source in &config.sources {
             let listing = repo.load_snapshots_tolerant(Some(&config.host), Some(&source.name))?;
             problems.extend(listing.problems());
-            if let Some((_, snap)) = listing.readable.first() {
-                self.record_snapshot(&source.name, snap.time, &snap.summary);
+            let l = label("source", &source.name);
+            let _ = self.snapshot_stored_bytes.get_or_create(&l);
+            match listing.readable.first() {
+                Some((_, snap)) => self.show_snapshot(&source.name, snap.time, &snap.summary),
+                // Never succeeded: 0, so the stale rule fires once the grace is over.
+                None => {
+                    let _ = self.snapshot_last_success.get_or_create(&l);
+                }
             }
         }
         problems.extend(repo.unreadable_index_files()?);
@@ -319,7 +436,7 @@ impl Metrics {
                 continue;
             }
             if let Ok(report) = serde_json::from_value::<RestoreTestReport>(entry.details) {
-                self.record_restore_test(&report);
+                self.show_restore_test(&report);
             }
         }
         self.refresh_repository(repo, config)
@@ -366,29 +483,5 @@ impl Rechecked<'_> {
     }
 }
 
-/// OpenMetrics text to the classic Prometheus text format. The two differ in
-/// three ways that matter here: a counter family is named without `_total`
-/// in OpenMetrics' HELP and TYPE lines but with it in the classic format,
-/// OpenMetrics may carry UNIT lines, and it ends with `# EOF`.
-pub fn to_classic_text(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
-}
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //! These spellings are a public interface: they are the `operation` and
 //! `outcome` of every activity-log entry (JSON in the repository, read back
 //! by other hosts and by older and newer versions), the `result` of a
-//! restore-test report, the `job` and `result` labels of the Prometheus
+//! restore-test report, the `operation` and `result` labels of the Prometheus
 //! metrics, and the `last_outcome` of the agent's state file. They must never
 //! change; the tests in this module pin them. Pure: no I/O.
 

@@ -72,11 +72,20 @@ pub struct Summary {
     /// (a pack missing): left out of this snapshot, each with a warning.
     #[serde(default)]
     pub lost: u64,
-    /// Files that could not be read (listed, capped, in `warning_samples`).
+    /// Files that could not be read, and other warnings (listed, capped, in
+    /// `warning_samples`).
     pub warnings: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warning_samples: Vec<String>,
     pub duration_seconds: f64,
+}
+
+impl Summary {
+    /// Files the snapshot found in its source: its items less the voice
+    /// recordings carried forward from the parent (gone from the source).
+    pub fn items_from_source(&self) -> u64 {
+        self.items.saturating_sub(self.carried)
+    }
 }
 
 /// A snapshot manifest.

@@ -147,7 +147,7 @@ struct LockedOut<'a> {
     cancel: Cancel,
     /// (time, succeeded)
     attempts: Vec<(DateTime<Utc>, bool)>,
-    /// `offsite_job_consecutive_failures{job="snapshot:data"}` after each record.
+    /// `offsite_job_consecutive_failures{operation="snapshot",source="data"}` after each record.
     gauges: Vec<f64>,
 }
 
@@ -169,10 +169,11 @@ impl Runner for LockedOut<'_> {
     fn recorded(&mut self, job: &Job, state: &JobState) {
         self.inner.recorded(job, state);
         let text = self.inner.metrics.encode_classic();
-        let line = format!("offsite_job_consecutive_failures{{job=\"{}\"}} ", job.name);
+        assert_eq!(job.name, "snapshot:data");
+        let line = "offsite_job_consecutive_failures{operation=\"snapshot\",source=\"data\"} ";
         let value = text
             .lines()
-            .find_map(|l| l.strip_prefix(&line))
+            .find_map(|l| l.strip_prefix(line))
             .unwrap_or_else(|| panic!("no {line} in {text}"));
         self.gauges.push(value.parse().unwrap());
     }

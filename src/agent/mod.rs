@@ -12,10 +12,10 @@
 //! schedules in milliseconds. A failed job is retried with backoff within its
 //! period ([`schedule`] has the numbers); each failure is logged with its
 //! streak and the time of the retry, and the streak is published as
-//! `offsite_job_consecutive_failures{job}`. `/metrics` is served by [`http`].
-//! Each job's start and end is an `info` line (job, source, outcome,
-//! seconds; a failure is an `error` line), shown by default when the agent
-//! runs on a terminal ([`crate::cli`] picks the level).
+//! `offsite_job_consecutive_failures{operation,source}`. `/metrics` is served
+//! by [`http`]. Each job's start and end is an `info` line (job, source,
+//! outcome, seconds; a failure is an `error` line), shown by default when
+//! the agent runs on a terminal ([`crate::cli`] picks the level).
 
 pub mod http;
 pub mod notify;
@@ -228,7 +228,7 @@ impl Runner for RepoRunner<'_> {
             Ok(()) => Outcome::Ok,
             Err(Error::Cancelled) => return Outcome::Cancelled,
             Err(e) => {
-                self.metrics.record_job_failure(&job.operation());
+                self.metrics.record_job_failure(job);
                 Outcome::Failed(e.to_string())
             }
         };
@@ -238,11 +238,10 @@ impl Runner for RepoRunner<'_> {
         outcome
     }
 
-    /// Publish the job's failing streak, then the textfile (after the run's
-    /// metrics and the streak are both in).
+    /// Publish the job's state (failing streak, scheduled since), then the
+    /// textfile (after the run's metrics and the state are both in).
     fn recorded(&mut self, job: &Job, state: &JobState) {
-        self.metrics
-            .set_consecutive_failures(&job.name, state.consecutive_failures);
+        self.metrics.record_job_state(job, state);
         if let Some(path) = &self.config.metrics_textfile {
             if let Err(e) = self.metrics.write_textfile(path) {
                 tracing::warn!(error = %e, "could not write the metrics textfile");
@@ -297,9 +296,16 @@ pub fn run_from_cli(config: Config) -> Result<i32> {
         Some(state_path),
         SystemClock.now(),
     );
+    // Saved now: a job's first-scheduled time (the alert rules' grace) and
+    // the first start it counts from survive a restart before its first run.
+    if let Some(path) = &scheduler.path {
+        scheduler.state.save(path)?;
+    }
+    metrics.record_agent_start(SystemClock.now());
+    metrics.expect_jobs(&scheduler.jobs);
     for job in &scheduler.jobs {
         if let Some(state) = scheduler.state.jobs.get(&job.name) {
-            metrics.set_consecutive_failures(&job.name, state.consecutive_failures);
+            metrics.record_job_state(job, state);
         }
     }
     if let Some((addr, listener)) = metrics_listener {

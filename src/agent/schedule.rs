@@ -4,7 +4,8 @@
 //! A job is due at the first time of its schedule after the last time it ran
 //! for. When the agent was down across several scheduled times, the job runs
 //! once at start (the missed runs collapse into one). A job that has never
-//! run starts counting from the agent's first start, so installing the agent
+//! run starts counting from the agent's first start (saved at once, with the
+//! job's `since`, the alert rules' day-one grace), so installing the agent
 //! does not trigger a backlog. The state is written atomically (temp file,
 //! rename) after every job; only a finished (not a cancelled) job counts.
 //!
@@ -49,7 +50,7 @@ pub struct Job {
 }
 
 impl Job {
-    /// What the job does: the `job` label of the failure metric.
+    /// What the job does: the `operation` label of its metrics.
     pub fn operation(&self) -> Operation {
         match self.kind {
             JobKind::Snapshot(_) => Operation::Snapshot,
@@ -112,6 +113,12 @@ pub struct JobState {
     /// When a failed run is tried again, if before the next scheduled time.
     #[serde(default)]
     pub retry_at: Option<DateTime<Utc>>,
+    /// When the agent first scheduled the job: the alert rules judge a job
+    /// that never succeeded from here, so neither a fresh install nor a new
+    /// source pages on its first day, and a restart does not restart the
+    /// grace. A state file written before this field: from the next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// The state file.
@@ -158,7 +165,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Jobs that never ran count from `now`.
+    /// Jobs that never ran count from `now`, and are scheduled since `now`.
     pub fn new(
         jobs: Vec<Job>,
         tz: Tz,
@@ -167,13 +174,14 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Self {
         for job in &jobs {
-            state
+            let known = state
                 .jobs
                 .entry(job.name.clone())
                 .or_insert_with(|| JobState {
                     last_scheduled: Some(now),
                     ..JobState::default()
                 });
+            known.since.get_or_insert(now);
         }
         Scheduler {
             jobs,
@@ -244,6 +252,7 @@ impl Scheduler {
             last_outcome: Some(Outcome::Ok),
             consecutive_failures: 0,
             retry_at: None,
+            since: self.since(&job),
         };
         self.record(&job, state)
     }
@@ -271,9 +280,14 @@ impl Scheduler {
             last_outcome: Some(Outcome::Failed),
             consecutive_failures: failures,
             retry_at,
+            since: self.since(&job),
         };
         self.record(&job, state.clone())?;
         Ok(state)
+    }
+
+    fn since(&self, job: &Job) -> Option<DateTime<Utc>> {
+        self.state.jobs.get(&job.name).and_then(|s| s.since)
     }
 
     fn record(&mut self, job: &Job, state: JobState) -> Result<()> {

@@ -2,6 +2,8 @@
 //! config, repository on the local store) and the real `offsite` binary.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

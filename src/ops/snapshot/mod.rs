@@ -43,7 +43,11 @@
 //! nothing.
 //!
 //! A file that vanishes or cannot be read is a warning, counted in the
-//! summary; the snapshot still commits. A repository failure stops the
+//! summary; the snapshot still commits. So is a snapshot that finds no file
+//! in its source where its parent found at least [`EMPTY_AFTER_ITEMS`]: a
+//! mount that vanished looks like an empty directory, and the warning (in
+//! the log, the manifest and the activity entry) and the
+//! `offsite_snapshot_items` metric make it visible. A repository failure stops the
 //! snapshot before its manifest exists, so no partial snapshot is ever listed.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,6 +76,25 @@ use crate::voice::Contracts;
 
 /// At most this many warnings are kept verbatim in the manifest.
 const WARNING_SAMPLES: usize = 20;
+
+/// A snapshot that finds no file in its source where its parent found at
+/// least this many is warned about (the `OffsiteSnapshotEmpty` alert rule
+/// uses the same number). A handful of files may come and go; ten gone at
+/// once, all of them, is a mount that vanished or a wrong path.
+pub const EMPTY_AFTER_ITEMS: u64 = 10;
+
+/// The warning for a snapshot that found no file where its parent found
+/// many (see [`EMPTY_AFTER_ITEMS`]); carried voice recordings do not count,
+/// they are not in the source.
+fn emptied_warning(parent: Option<&Summary>, summary: &Summary) -> Option<String> {
+    let before = parent?.items_from_source();
+    (summary.items_from_source() == 0 && before >= EMPTY_AFTER_ITEMS).then(|| {
+        format!(
+            "the source has no files now where the previous snapshot had {before}: \
+             is its mount or path gone?"
+        )
+    })
+}
 
 /// What `snapshot` reports for one source.
 #[derive(Serialize, Debug, Clone)]
@@ -334,7 +357,11 @@ pub fn snapshot_source_with(
         repo.write_index_file(packs)?;
     }
     crate::failpoint::hit("snapshot-before-manifest");
-    let warnings = warnings.into_inner().unwrap();
+    let mut warnings = warnings.into_inner().unwrap();
+    if let Some(w) = emptied_warning(parent.as_ref().map(|p| &p.summary), &summary) {
+        tracing::warn!(source = %source.name, "{w}");
+        warnings.push(w);
+    }
     summary.bytes_added = bytes_added;
     summary.warnings = warnings.len() as u64;
     summary.warning_samples = warnings.into_iter().take(WARNING_SAMPLES).collect();
@@ -365,4 +392,40 @@ pub fn snapshot_source_with(
         problems,
         requests: repo.requests().since(&requests_before),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(items: u64, carried: u64) -> Summary {
+        Summary {
+            items,
+            carried,
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn an_empty_snapshot_after_a_full_one_is_warned_about() {
+        let warned = |parent: Option<Summary>, now: Summary| {
+            emptied_warning(parent.as_ref(), &now).is_some()
+        };
+        assert!(warned(Some(found(10, 0)), found(0, 0)));
+        assert!(warned(Some(found(500, 0)), found(0, 0)));
+        // Voice: everything carried forward, nothing found in the source.
+        assert!(warned(Some(found(40, 5)), found(35, 35)));
+        assert!(
+            !warned(Some(found(9, 0)), found(0, 0)),
+            "a few files may go"
+        );
+        assert!(!warned(Some(found(500, 0)), found(1, 0)), "not empty");
+        assert!(!warned(None, found(0, 0)), "a first snapshot has no parent");
+        assert!(
+            !warned(Some(found(40, 35)), found(0, 0)),
+            "5 were in the source"
+        );
+        let text = emptied_warning(Some(&found(12, 0)), &found(0, 0)).unwrap();
+        assert!(text.contains("12"), "{text}");
+    }
 }
