@@ -10,13 +10,14 @@
 //! reports and JSON.
 //!
 //! The line is hand-written rather than drawn by a crate: one line on
-//! stderr, redrawn in place with `\r` at most ten times a second, cleared
-//! (overwritten with spaces) when the last handle is dropped, so the report
+//! stderr, redrawn in place with `\r` at most ten times a second (with
+//! auto-wrap off while it is written, so a narrow terminal cuts it rather
+//! than wrapping it), erased when the last handle is dropped, so the report
 //! that follows starts on a clean line, and before each log line (the log
 //! writes through [`stderr_for_logs`]), which the next redraw follows:
 //!
 //! ```text
-//! snapshot voice: reading 1204/5000 files, 1.17 GiB/2.00 GiB, 84.2 MiB/s, ETA 10 s
+//! snapshot: voice: reading 1204/5000 files, 1.17 GiB/2.00 GiB, 84.22 MiB/s, ETA 10 s
 //! ```
 
 use std::io::{IsTerminal, Write};
@@ -29,6 +30,14 @@ use crate::escape::Escaped;
 
 /// The shortest time between two redraws (ten a second at most).
 const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// Drawn around the line: auto-wrap off, so a line wider than the terminal
+/// is cut at its edge instead of wrapping (`\r` would then redraw only the
+/// last row), then erase to the end of the line and auto-wrap on again.
+const WRAP_OFF: &str = "\x1b[?7l";
+const ERASE_AND_WRAP_ON: &str = "\x1b[K\x1b[?7h";
+/// Back to the margin and erase the line.
+const CLEAR: &str = "\r\x1b[K";
 
 /// The line shown on stderr now, if any, for log lines to clear.
 static ON_STDERR: Mutex<Option<Weak<Line>>> = Mutex::new(None);
@@ -73,8 +82,8 @@ struct Drawn {
     phase: String,
     unit: &'static str,
     last: Option<Instant>,
-    /// The length of the last line drawn, to clear it.
-    width: usize,
+    /// Whether the line is on the screen (to be erased).
+    shown: bool,
 }
 
 impl Progress {
@@ -111,7 +120,7 @@ impl Progress {
                 phase: String::new(),
                 unit: "files",
                 last: None,
-                width: 0,
+                shown: false,
             }),
         })))
     }
@@ -196,10 +205,9 @@ impl std::fmt::Debug for Progress {
 impl Line {
     fn draw(&self, drawn: &mut Drawn) {
         let text = self.text(drawn);
-        let pad = drawn.width.saturating_sub(text.chars().count());
-        let _ = write!(drawn.out, "\r{text}{:pad$}", "");
+        let _ = write!(drawn.out, "\r{WRAP_OFF}{text}{ERASE_AND_WRAP_ON}");
         let _ = drawn.out.flush();
-        drawn.width = text.chars().count();
+        drawn.shown = true;
         drawn.last = Some(Instant::now());
     }
 
@@ -249,12 +257,12 @@ impl Line {
 }
 
 impl Drawn {
-    /// Overwrite the line with spaces (no escape codes) and go back.
+    /// Erase the line, if it is shown.
     fn clear(&mut self) {
-        if self.width > 0 {
-            let _ = write!(self.out, "\r{:w$}\r", "", w = self.width);
+        if self.shown {
+            let _ = write!(self.out, "{CLEAR}");
             let _ = self.out.flush();
-            self.width = 0;
+            self.shown = false;
             self.last = None;
         }
     }
@@ -313,18 +321,14 @@ mod tests {
         line.draw(&mut line.drawn.lock().unwrap()); // past the ten-a-second limit
         let text = out.text();
         let shown = text.rsplit('\r').next().unwrap().to_string();
-        assert!(
-            shown.starts_with("check: verifying 1/2 files, 1.00 KiB/2.00 KiB"),
-            "{text:?}"
-        );
+        let expected = format!("{WRAP_OFF}check: verifying 1/2 files, 1.00 KiB/2.00 KiB");
+        assert!(shown.starts_with(&expected), "{text:?}");
+        assert!(shown.ends_with(ERASE_AND_WRAP_ON), "{text:?}");
         let clone = progress.clone();
         drop(progress);
         assert_eq!(out.text(), text, "a clone keeps the line");
         drop(clone);
-        let cleared = out.text();
-        let blank = format!("\r{}\r", " ".repeat(shown.chars().count()));
-        assert!(cleared.ends_with(&blank), "{cleared:?}");
-        assert!(!cleared.contains('\x1b'));
+        assert_eq!(out.text(), format!("{text}{CLEAR}"), "erased at the end");
     }
 
     #[test]
@@ -337,7 +341,11 @@ mod tests {
         let out = Shared::default();
         let progress = Progress::to("snapshot a\x1b[2Jb", Box::new(out.clone()));
         progress.phase("reading", "files", 0, 0);
-        assert!(!out.text().contains('\x1b'), "{:?}", out.text());
+        let text = out.text();
+        assert_eq!(
+            text,
+            format!("\r{WRAP_OFF}snapshot a\\x1b[2Jb: reading{ERASE_AND_WRAP_ON}")
+        );
     }
 
     #[test]

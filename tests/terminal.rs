@@ -168,19 +168,18 @@ fn progress_shows_on_a_terminal_only_and_never_with_quiet() {
     w.ok(&["init"]);
     let shown = on_terminal(&w, "snapshot", &[]);
     assert!(
-        shown.contains("\rsnapshot: data: reading 0/2 files, 0 B/600.00 KiB"),
+        shown.contains("\x1b[?7lsnapshot: data: reading 0/2 files, 0 B/600.00 KiB"),
         "{shown:?}"
     );
-    // The line is cleared (spaces, no escape codes) before the report.
+    // The line is erased before the report.
     let report = shown.find("snapshot ").expect("the report");
-    assert!(shown[..report].ends_with(" \r"), "{shown:?}");
-    assert!(!shown.contains('\x1b'), "{shown:?}");
+    assert!(shown[..report].ends_with("\r\x1b[K"), "{shown:?}");
 
     let quiet = on_terminal(&w, "--quiet check --read-data", &[]);
     assert!(!quiet.contains("check: "), "{quiet:?}");
     assert!(quiet.contains("checked "), "{quiet}");
     let check = on_terminal(&w, "check --read-data", &[]);
-    assert!(check.contains("\rcheck: verifying data"), "{check:?}");
+    assert!(check.contains("\x1b[?7lcheck: verifying data"), "{check:?}");
 
     // Off a terminal: nothing but the report, on stdout.
     let out = w.offsite(&["snapshot"]);
