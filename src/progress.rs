@@ -141,7 +141,7 @@ impl Progress {
         line.bytes_total.store(bytes, Ordering::Relaxed);
         line.working_since.store(0, Ordering::Relaxed);
         if let Ok(mut drawn) = line.drawn.lock() {
-            drawn.phase = phase.to_string();
+            drawn.phase = Escaped(phase).to_string();
             drawn.unit = unit;
             line.draw(&mut drawn);
         }
@@ -340,11 +340,11 @@ mod tests {
         assert!(!hidden.is_shown());
         let out = Shared::default();
         let progress = Progress::to("snapshot a\x1b[2Jb", Box::new(out.clone()));
-        progress.phase("reading", "files", 0, 0);
+        progress.phase("reading\nx", "files", 0, 0);
         let text = out.text();
         assert_eq!(
             text,
-            format!("\r{WRAP_OFF}snapshot a\\x1b[2Jb: reading{ERASE_AND_WRAP_ON}")
+            format!("\r{WRAP_OFF}snapshot a\\x1b[2Jb: reading\\nx{ERASE_AND_WRAP_ON}")
         );
     }
 
