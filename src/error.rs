@@ -89,6 +89,14 @@ pub enum Error {
     /// The operation is refused by a policy (retention) unless forced.
     #[error("{0}")]
     Refused(String),
+    /// A snapshot named on the command line does not exist; the message
+    /// says which one is the newest instead.
+    #[error("{0}")]
+    NoSuchSnapshot(String),
+    /// An operation over many items finished but left some undone (kept,
+    /// refused or failed); the message counts them. Its report was printed.
+    #[error("{0}")]
+    Incomplete(String),
     /// A verification (`check`) found problems; each was reported already.
     #[error("{0}")]
     CheckFailed(String),

@@ -9,8 +9,9 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use crate::config::region::same;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::Location;
 
 /// What the guard found: the verified region and any warnings.
@@ -26,7 +27,7 @@ pub fn check(config: &Config) -> Result<GuardReport> {
     match &config.repository {
         Location::S3(loc) => {
             let actual = crate::runtime::block_on(crate::repo::s3::bucket_region(loc))?;
-            crate::repo::s3::check_region(
+            check_region(
                 &actual,
                 &config.repository_region,
                 &config.source_region,
@@ -66,6 +67,30 @@ pub fn check(config: &Config) -> Result<GuardReport> {
     }
 }
 
+/// Refuse a bucket in the host's own region, or in another region than
+/// configured. Region names compare case-insensitively (`EU-West-1` is
+/// `eu-west-1`; see [`crate::config::region`]).
+pub fn check_region(
+    actual: &str,
+    configured: &str,
+    source_region: &str,
+    bucket: &str,
+) -> Result<()> {
+    if same(actual, source_region) {
+        return Err(Error::config(
+            "repository.region",
+            format!("bucket {bucket} is in {actual:?}, the host's own region (source_region); backups must live in another region"),
+        ));
+    }
+    if !same(actual, configured) {
+        return Err(Error::config(
+            "repository.region",
+            format!("bucket {bucket} is in {actual:?}, not in the configured {configured}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Print the guard's warnings (one line each) on stderr.
 pub fn warn(report: &GuardReport) {
     // One line each on stderr (the journal under systemd); not also through
@@ -80,4 +105,21 @@ pub fn enforce(config: &Config) -> Result<GuardReport> {
     let report = check(config)?;
     warn(&report);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_region;
+
+    #[test]
+    fn bucket_regions_compare_case_insensitively() {
+        assert!(check_region("EU-Central-1", "eu-central-1", "eu-north-1", "b").is_ok());
+        let own = check_region("EU-NORTH-1", "eu-central-1", "eu-north-1", "b").unwrap_err();
+        assert!(own.to_string().contains("own region"), "{own}");
+        let other = check_region("eu-west-1", "eu-central-1", "eu-north-1", "b").unwrap_err();
+        assert!(
+            other.to_string().contains("not in the configured"),
+            "{other}"
+        );
+    }
 }

@@ -22,7 +22,7 @@
 //!   (dedup, compression, packs), [`repo::store`] and [`repo::s3`] beneath).
 //!   [`chunking`] and [`source_file`] read the sources into it.
 //! * Operations over a repository: [`ops`] (snapshot, restore, restore-test,
-//!   check, prune, repair, rebuild-index).
+//!   check, prune, repair, rebuild-index, and the read-only find, ls, stats).
 //! * Inputs and plumbing: [`clock`], [`cancel`], [`runtime`] (the one Tokio
 //!   runtime), [`failpoint`] (crash tests), [`guard`] (the second-region
 //!   check), [`metrics`], [`progress`] (the operator's progress line).

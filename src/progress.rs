@@ -1,7 +1,8 @@
 //! Progress of a long operation, on the operator's terminal only.
 //!
 //! A [`Progress`] is a cheap, thread-safe handle the operations take in
-//! their options (snapshot: files and bytes read; restore: bytes written;
+//! their options (snapshot: files and bytes read; restore of many files:
+//! files and bytes written, through [`crate::ops::restore_run::RestoreProgress`];
 //! check: files and bytes verified; prune: its steps). The command line makes
 //! a visible one ([`Progress::on_stderr`]) only when stderr is a terminal and
 //! `--quiet` is not given; everywhere else (the agent, tests, stderr to a
@@ -179,6 +180,17 @@ impl Progress {
                 line.draw(&mut drawn);
             }
         }
+    }
+}
+
+/// A restore of many files: the files and bytes planned, then each file.
+impl crate::ops::restore_run::RestoreProgress for Progress {
+    fn planned(&self, files: u64, bytes: u64) {
+        self.phase("writing", "files", files, bytes);
+    }
+
+    fn file_done(&self, bytes: u64) {
+        self.advance(1, bytes);
     }
 }
 

@@ -159,8 +159,7 @@ fn unknown_item_and_bad_arguments_get_one_line() {
     ]);
     assert!(one_line_error(&out).contains("not found"));
     let out = w.offsite(&["snapshot", "--time", "yesterday"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(one_line_error(&out).contains("RFC 3339"));
+    assert!(usage_error(&out).contains("RFC 3339"));
     let out = w.offsite(&["snapshot", "--source", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     one_line_error(&out);
@@ -200,4 +199,58 @@ fn output_into_a_closed_pipe_does_not_panic() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn clap_errors_come_in_full_with_suggestions() {
+    let w = world_with_snapshot();
+    let before = w.objects();
+    let err = usage_error(&w.offsite(&["prune", "--dry-rn"]));
+    assert!(err.contains("'--dry-rn'"), "{err}");
+    assert!(
+        err.contains("a similar argument exists: '--dry-run'"),
+        "{err}"
+    );
+    assert!(err.contains("\nUsage: offsite prune"), "{err}");
+    let err = usage_error(&w.offsite(&["snapshtos"]));
+    assert!(err.contains("'snapshots'"), "{err}");
+    // Options that mean nothing for a command are not offered there.
+    let out = w.offsite(&["init", "--now", "2026-01-01T00:00:00Z"]);
+    assert!(usage_error(&out).contains("'--now'"));
+    assert_eq!(w.objects(), before, "nothing written");
+}
+
+/// A real prune with a future `--now` once deleted a recording before its
+/// expiry; it is refused now unless `--really-at-now` says it is meant.
+#[test]
+fn prune_now_without_really_at_now_changes_nothing() {
+    let w = World::configured(
+        "",
+        &[("voice", "voice", "")],
+        "[contracts]\ndefault_voice_retention_days = 5\n",
+    );
+    put(&w.src(), "acme/voice/1.opus", &Rng::new(3).bytes(10_000));
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    let future = (chrono::Utc::now() + chrono::Duration::days(400)).to_rfc3339();
+    let before = w.objects();
+    let activity = w.activity().len();
+    let out = w.offsite(&["prune", "--now", &future]);
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("--really-at-now") && line.contains("--dry-run"),
+        "{line}"
+    );
+    assert_eq!(w.objects(), before, "nothing changed");
+    assert_eq!(w.activity().len(), activity, "not even a log entry");
+    // The dry run stays free and shows what would go.
+    let plan = w.json(&["prune", "--dry-run", "--now", &future]);
+    assert_eq!(plan["expired_items"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(w.objects(), before, "a dry run changes nothing");
+    // --really-at-now applies it, and needs --now.
+    let out = w.offsite(&["prune", "--really-at-now"]);
+    assert!(usage_error(&out).contains("--now"));
+    let report = w.json(&["prune", "--really-at-now", "--now", &future]);
+    assert_eq!(report["expired_items"].as_array().unwrap().len(), 1);
 }

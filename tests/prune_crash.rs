@@ -119,7 +119,7 @@ fn prune_killed_between_any_two_steps_leaves_kept_snapshots_whole() {
         let out = Command::new(env!("CARGO_BIN_EXE_offsite"))
             .arg("--config")
             .arg(&w.config)
-            .args(["prune", "--now", &prune_now()])
+            .args(["prune", "--really-at-now", "--now", &prune_now()])
             .env("OFFSITE_FAILPOINT", point)
             .output()
             .unwrap();
@@ -132,7 +132,7 @@ fn prune_killed_between_any_two_steps_leaves_kept_snapshots_whole() {
             "{point} reached"
         );
         assert_kept_snapshots_restore(&w, point);
-        let report = w.json(&["prune", "--now", &prune_now()]);
+        let report = w.json(&["prune", "--really-at-now", "--now", &prune_now()]);
         assert_kept_snapshots_restore(&w, &format!("{point}-after-prune"));
         let snaps = w.json(&["snapshots"])["snapshots"].take();
         let data = snaps
@@ -145,7 +145,7 @@ fn prune_killed_between_any_two_steps_leaves_kept_snapshots_whole() {
             data, 5,
             "{point}: keep_daily = 5 holds after the next prune ({report})"
         );
-        let again = w.json(&["prune", "--now", &prune_now()]);
+        let again = w.json(&["prune", "--really-at-now", "--now", &prune_now()]);
         assert_eq!(
             again["packs_deleted"], 0,
             "{point}: nothing left to collect"
@@ -156,7 +156,7 @@ fn prune_killed_between_any_two_steps_leaves_kept_snapshots_whole() {
 #[test]
 fn prune_finishes_with_repacking_and_voice_rewrites() {
     let w = build();
-    let report = w.json(&["prune", "--now", &prune_now()]);
+    let report = w.json(&["prune", "--really-at-now", "--now", &prune_now()]);
     // 15 client-data snapshots past keep_daily = 5, 17 voice snapshots past the default keep_last = 3
     assert_eq!(report["snapshots_removed"], 15 + 17);
     assert!(report["packs_repacked"].as_u64().unwrap() > 0, "{report}");
@@ -175,7 +175,7 @@ fn sigkill_at_random_moments_during_prune() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_offsite"))
             .arg("--config")
             .arg(&w.config)
-            .args(["prune", "--now", &prune_now()])
+            .args(["prune", "--really-at-now", "--now", &prune_now()])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -183,7 +183,7 @@ fn sigkill_at_random_moments_during_prune() {
         let _ = child.kill();
         child.wait().unwrap();
         assert_kept_snapshots_restore(&w, &format!("kill-{delay_ms}"));
-        w.ok(&["prune", "--now", &prune_now()]);
+        w.ok(&["prune", "--really-at-now", "--now", &prune_now()]);
         assert_kept_snapshots_restore(&w, &format!("kill-{delay_ms}-after"));
     }
 }

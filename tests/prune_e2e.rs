@@ -59,7 +59,7 @@ fn four_hundred_daily_snapshots_prune_to_the_promise() {
 
     let before = w.data_objects().iter().map(|(_, n)| n).sum::<u64>();
     let now = (*times.last().unwrap() + Duration::hours(3)).to_rfc3339();
-    let report = w.json(&["prune", "--now", &now]);
+    let report = w.json(&["prune", "--really-at-now", "--now", &now]);
     assert_eq!(
         report["snapshots_removed"].as_u64().unwrap() as usize,
         400 - expected.len()
@@ -108,7 +108,7 @@ fn four_hundred_daily_snapshots_prune_to_the_promise() {
         "--force",
     ]);
     // A second prune at the same time changes nothing.
-    let again = w.json(&["prune", "--now", &now]);
+    let again = w.json(&["prune", "--really-at-now", "--now", &now]);
     assert_eq!(again["snapshots_removed"], 0);
     assert_eq!(again["packs_deleted"], 0);
 }
@@ -132,7 +132,7 @@ fn activity_log_entries_older_than_30_days_are_pruned() {
         };
         repo.append_activity(&entry).unwrap();
     }
-    let report = w.json(&["prune", "--now", &now.to_rfc3339()]);
+    let report = w.json(&["prune", "--really-at-now", "--now", &now.to_rfc3339()]);
     assert_eq!(report["log_entries_deleted"], 2);
     let ops: Vec<String> = w
         .activity()

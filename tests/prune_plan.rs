@@ -88,7 +88,7 @@ fn dry_run_plan_is_exactly_what_the_real_prune_does() {
     let before = pack_ids(&w);
     let dry = w.json(&["prune", "--dry-run", "--now", &now]);
     assert_eq!(pack_ids(&w), before, "a dry run changes nothing");
-    let real = w.json(&["prune", "--now", &now]);
+    let real = w.json(&["prune", "--really-at-now", "--now", &now]);
 
     assert_eq!(
         dry["plan"], real["plan"],

@@ -334,9 +334,12 @@ fn duplicate_manifests_left_by_a_killed_rewrite_count_once_and_old_ids_resolve()
         "--to",
         w.path("x").to_str().unwrap(),
     ]);
+    // Issue 12: an id that names no snapshot says so, naming the newest.
+    let line = one_line_error(&out);
     assert!(
-        one_line_error(&out).contains("not found"),
-        "the forgotten snapshot is gone"
+        line.contains(&format!("no snapshot {}", &before[3][..12]))
+            && line.contains("the newest is"),
+        "the forgotten snapshot is gone: {line}"
     );
 }
 

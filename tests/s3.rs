@@ -158,7 +158,7 @@ fn end_to_end_on_ceph_matches_the_local_store() {
     for seed in 0..5 {
         w.ok(&["restore-test", "--seed", &seed.to_string()]);
     }
-    let report = w.json(&["prune", "--now", "2026-11-21T03:00:00Z"]);
+    let report = w.json(&["prune", "--really-at-now", "--now", "2026-11-21T03:00:00Z"]);
     assert_eq!(report["snapshots_removed"], 0);
     w.ok(&["check", "--read-data"]);
     assert_eq!(

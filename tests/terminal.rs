@@ -268,8 +268,8 @@ fn log_is_a_table_filtered_by_operation_and_host() {
     assert_eq!(entries[0]["details"]["restore"]["item"], "acme/a.txt");
 
     let bad = w.offsite(&["log", "--operation", "snapshots"]);
-    let line = common::one_line_error(&bad);
-    assert!(line.contains("snapshot, prune"), "{line}");
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("one of: snapshot, prune"), "{error}");
     assert_eq!(bad.status.code(), Some(2));
 }
 

@@ -97,7 +97,7 @@ fn recordings_live_exactly_as_long_as_their_contract() {
     let mut n = 0;
     for days in [1i64, 100, 400, 800, 1200] {
         let now = t0 + Duration::days(days);
-        let report = w.json(&["prune", "--now", &now.to_rfc3339()]);
+        let report = w.json(&["prune", "--really-at-now", "--now", &now.to_rfc3339()]);
         for r in &recs {
             let should = now < r.recorded_at + Duration::days(r.backup_days)
                 && t0 < r.recorded_at + Duration::days(r.backup_days);
@@ -143,7 +143,7 @@ fn a_contract_change_applies_at_the_next_prune() {
     };
     let mut n = 0;
     let now = (t0 + Duration::days(1)).to_rfc3339();
-    w.ok(&["prune", "--now", &now]);
+    w.ok(&["prune", "--really-at-now", "--now", &now]);
     assert!(restorable(&w, &rec, &mut n), "kept under R = 365 (B = 730)");
     // Restore without --force is refused once the contract says it expired.
     std::fs::write(
@@ -167,7 +167,7 @@ fn a_contract_change_applies_at_the_next_prune() {
         one_line_error(&out).contains("expired"),
         "restore refuses an expired recording"
     );
-    let report = w.json(&["prune", "--now", &now]);
+    let report = w.json(&["prune", "--really-at-now", "--now", &now]);
     assert_eq!(report["expired_items"].as_array().unwrap().len(), 1);
     assert!(
         !restorable(&w, &rec, &mut n),

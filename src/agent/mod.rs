@@ -273,6 +273,7 @@ fn watch_signals(cancel: Cancel) -> Result<()> {
 /// `offsite run` with the system clock, signals, metrics and systemd.
 pub fn run_from_cli(config: Config) -> Result<i32> {
     crate::guard::enforce(&config)?;
+    crate::config::lint::warn(&crate::config::lint::lint(&config, SystemClock.now()));
     let repo = Repository::open(&config.repository)?;
     let cancel = Cancel::new();
     watch_signals(cancel.clone())?;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::operation::Operation;
 
@@ -38,7 +38,7 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// List snapshots, newest first.
     Snapshots(SnapshotsArgs),
-    /// Restore one item (a file path relative to its source).
+    /// Restore a file, a directory, a glob, a tenant or a whole source.
     Restore(RestoreArgs),
     /// Restore one random item to a temporary place, verify it, remove it.
     RestoreTest(RestoreTestArgs),
@@ -56,6 +56,18 @@ pub enum Command {
     Repair,
     /// Verify the repository; never deletes anything.
     Check(CheckArgs),
+    /// List a snapshot's tree (default: the newest snapshot of this host).
+    Ls(LsArgs),
+    /// Find items by glob across snapshots, sources and hosts, with the arguments to restore them.
+    Find(FindArgs),
+    /// Items, logical bytes and stored bytes per source and per tenant, over every kept snapshot.
+    Stats,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 /// The time retention and expiry are judged at, for planning and tests.
@@ -90,29 +102,36 @@ pub struct SnapshotsArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").args(["item", "glob"]).multiple(false)))]
 pub struct RestoreArgs {
-    /// The item's path relative to its source.
+    /// A file or a directory (everything below it), relative to its source; a trailing `/` means a directory.
     #[arg(long, value_name = "PATH")]
-    pub item: String,
-    /// Only look in this source (default: every source).
+    pub item: Option<String>,
+    /// Every file whose path (relative to its source) matches, e.g. 'acme/voice/2026/10/07/**'.
+    #[arg(long, value_name = "PATTERN")]
+    pub glob: Option<String>,
+    /// Only this tenant's files; without --item or --glob, the whole tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only look in this source (default: every source); alone, restore the whole source.
     #[arg(long)]
     pub source: Option<String>,
-    /// Snapshot id (or a unique prefix) or `latest`; default: the newest snapshot holding the item.
+    /// Snapshot id (or a unique prefix) or `latest`; default: the newest snapshot holding what is asked for.
     #[arg(long)]
     pub snapshot: Option<String>,
     /// Restore from another host's snapshots.
     #[arg(long)]
     pub host: Option<String>,
-    /// Directory to restore into; the item keeps its path below it.
+    /// Directory to restore into; items keep their path below it.
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// Replace an existing file.
+    /// Replace existing files (without it they are kept, and the restore ends with exit 1).
     #[arg(long)]
     pub overwrite: bool,
     /// Restore setuid, setgid and sticky bits too (stripped by default).
     #[arg(long)]
     pub keep_special_bits: bool,
-    /// Restore an item past the platform's data retention or its voice contract.
+    /// Restore items past the platform's data retention or their voice contract.
     #[arg(long)]
     pub force: bool,
     /// Why (recorded in the activity log).
@@ -139,6 +158,9 @@ pub struct PruneArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub at: RetentionTime,
+    /// Really delete as if it were --now (for tests and simulations).
+    #[arg(long, requires = "now")]
+    pub really_at_now: bool,
 }
 
 #[derive(Args, Debug)]
@@ -168,10 +190,69 @@ pub struct CheckArgs {
     pub read_data: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id (or a unique prefix) or `latest`; default: the newest. Alone, an argument that names no snapshot is the PATH.
+    pub snapshot: Option<String>,
+    /// A directory or file below the source (default: its root).
+    pub path: Option<String>,
+    /// Only this source's snapshots.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Another host's snapshots (default: this host's; `all` for every host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// List everything below the path, not only its entries.
+    #[arg(long, short = 'r')]
+    pub recursive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Glob on the item path relative to its source: `*` within a name, `**` any depth.
+    #[arg(required_unless_present = "history")]
+    pub pattern: Option<String>,
+    /// Show which snapshots hold which versions of this one item instead.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["pattern", "tenant", "newer", "older", "deleted"])]
+    pub history: Option<String>,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Another host's snapshots (default: this host's; `all` for every host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only items of this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only items modified at or after DATE (YYYY-MM-DD, UTC midnight, or RFC 3339).
+    #[arg(long, value_parser = parse_date_or_time, value_name = "DATE")]
+    pub newer: Option<DateTime<Utc>>,
+    /// Only items modified before DATE (YYYY-MM-DD, UTC midnight, or RFC 3339).
+    #[arg(long, value_parser = parse_date_or_time, value_name = "DATE")]
+    pub older: Option<DateTime<Utc>>,
+    /// Only items an older snapshot holds that are gone from the newest (or only carried there).
+    #[arg(long)]
+    pub deleted: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ConfigAction {
-    /// Validate the config and print the effective settings.
-    Check,
+    /// Validate the config, warn about misconfigurations, print the effective settings.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigCheckArgs {
+    /// Fail (exit 2) when there is any misconfiguration warning.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 fn parse_operation(s: &str) -> std::result::Result<Operation, String> {
@@ -188,4 +269,17 @@ fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2026-11-27T02:00:00Z: {e}"))
+}
+
+fn parse_date_or_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!(
+                "{s:?} is not a date like 2026-10-07 or an RFC 3339 time like 2026-10-07T12:00:00Z"
+            )
+        })
 }

@@ -26,6 +26,7 @@ mod args;
 mod commands;
 mod logging;
 mod output;
+mod output_find;
 
 use clap::Parser;
 
@@ -33,32 +34,18 @@ pub use args::{Cli, Command, ConfigAction};
 pub use output::human_bytes;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use commands::Invocation;
 
 /// Entry point: parse the command line and run; returns the exit code.
 pub fn main() -> Result<i32> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        // Help and version on stdout (exit 0); an error in full on stderr,
+        // with clap's "a similar argument exists" tip and the usage (exit 2).
         Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return Ok(e.exit_code());
-            }
-            // One line, like every other error: clap's first line without its prefix.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("bad command line")
-                .trim_start_matches("error: ");
-            return Err(Error::Usage(first.to_string()));
+            let _ = e.print();
+            return Ok(e.exit_code());
         }
     };
     logging::init(matches!(cli.command, Command::Run));
@@ -67,6 +54,12 @@ pub fn main() -> Result<i32> {
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> Result<i32> {
+    // Generated from the command line's definition: no config needed.
+    match &cli.command {
+        Command::Completions(args) => return commands::setup::completions(args),
+        Command::Man => return commands::setup::man(),
+        _ => {}
+    }
     let config_path = Config::locate(cli.config.as_deref())?;
     let config = Config::load(&config_path)?;
     let inv = Invocation {
@@ -89,5 +82,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::RebuildIndex => commands::maintenance::rebuild_index(&inv),
         Command::Repair => commands::maintenance::repair(&inv),
         Command::Check(args) => commands::maintenance::check(&inv, args),
+        Command::Ls(args) => commands::find::ls(&inv, args),
+        Command::Find(args) => commands::find::find(&inv, args),
+        Command::Stats => commands::find::stats(&inv),
+        Command::Completions(_) | Command::Man => {
+            unreachable!("handled before the config is loaded")
+        }
     }
 }

@@ -9,10 +9,11 @@ mod log;
 
 use crate::error::Result;
 use crate::escape::Escaped;
+use crate::jobs::RestoreOutcome;
 use crate::ops::check::CheckReport;
 use crate::ops::prune::PruneReport;
 use crate::ops::rebuild_index::RebuildReport;
-use crate::ops::restore::RestoreReport;
+use crate::ops::restore_run::RestoreSummary;
 use crate::ops::restore_test::RestoreTestReport;
 use crate::ops::snapshot::SnapshotReport;
 use crate::ops::sweep::DeleteReason;
@@ -126,15 +127,50 @@ pub fn snapshots(rows: &[serde_json::Value], unreadable: usize) -> Result<()> {
     Ok(())
 }
 
-pub fn restore(r: &RestoreReport) -> Result<()> {
+pub fn restore(outcome: &RestoreOutcome) -> Result<()> {
+    match outcome {
+        RestoreOutcome::Item(r) => say!(
+            "restored {} from snapshot {} ({}) to {}: {}, sha256 {}",
+            Escaped(&r.item),
+            r.snapshot.short(),
+            time(&r.snapshot_time),
+            Escaped(r.written_to.display()),
+            human_bytes(r.bytes),
+            r.sha256
+        ),
+        RestoreOutcome::Tree(s) => restore_summary(s)?,
+    }
+    Ok(())
+}
+
+/// A restore of many files: where from, then one line of counts.
+fn restore_summary(s: &RestoreSummary) -> Result<()> {
+    for from in &s.from {
+        say!(
+            "from {} snapshot {} ({})",
+            from.source,
+            from.snapshot.short(),
+            time(&from.snapshot_time)
+        );
+    }
+    for sample in &s.samples {
+        say!("  {}", Escaped(sample));
+    }
+    let troubles = s.skipped.saturating_add(s.refused).saturating_add(s.failed);
+    if troubles > s.samples.len() as u64 {
+        say!("  … and {} more", troubles - s.samples.len() as u64);
+    }
     say!(
-        "restored {} from snapshot {} ({}) to {}: {}, sha256 {}",
-        Escaped(&r.item),
-        r.snapshot.short(),
-        time(&r.snapshot_time),
-        Escaped(r.written_to.display()),
-        human_bytes(r.bytes),
-        r.sha256
+        "restored {} files ({}) and {} directories to {} in {:.1} s on {} threads; {} kept, {} refused, {} failed",
+        s.files,
+        human_bytes(s.bytes),
+        s.dirs,
+        Escaped(s.to.display()),
+        s.duration_seconds,
+        s.threads,
+        s.skipped,
+        s.refused,
+        s.failed
     );
     Ok(())
 }

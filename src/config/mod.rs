@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod bounds;
+pub mod lint;
 mod raw;
+pub mod region;
 
 use crate::error::{Error, Result};
 use crate::glob::Pattern;
@@ -269,6 +271,7 @@ impl Config {
         };
         let metrics_textfile = metrics.textfile.clone();
         raw.metrics = Some(metrics);
+        let aws = raw.repository.endpoint.is_none() && raw.repository.url.starts_with("s3://");
         let source_region = raw
             .source_region
             .clone()
@@ -279,6 +282,7 @@ impl Config {
                     "missing: the region this host's data lives in",
                 )
             })?;
+        let source_region = region::validate(&source_region, "source_region", aws)?;
         let repository_region = raw
             .repository
             .region
@@ -290,12 +294,15 @@ impl Config {
                     "missing: the region the backups live in",
                 )
             })?;
-        if repository_region == source_region {
+        let repository_region = region::validate(&repository_region, "repository.region", aws)?;
+        if region::same(&repository_region, &source_region) {
             return Err(Error::config(
                 "repository.region",
                 format!("{repository_region:?} is the host's own region; backups must live in another region"),
             ));
         }
+        raw.source_region = Some(source_region.clone());
+        raw.repository.region = Some(repository_region.clone());
         let r = &raw.repository;
         let repository = Location::from_config(
             &r.url,

@@ -46,7 +46,7 @@
 mod operator;
 mod scheduled;
 
-pub use operator::{check, rebuild_index, repair, restore, unlock, RestoreRequest};
+pub use operator::{check, rebuild_index, repair, restore, unlock, RestoreOutcome, RestoreRequest};
 pub use scheduled::{prune, prune_summary, restore_test, snapshot};
 
 use chrono::{DateTime, Utc};

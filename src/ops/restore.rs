@@ -1,24 +1,28 @@
-//! `offsite restore --item`: bring back one file, verified, without surprises.
+//! `offsite restore --item FILE`: bring back one file, verified, without
+//! surprises; and the file-writing rules every restore shares.
 //!
 //! The item is found in the newest snapshot of the source that contains it
-//! (so a file deleted from the source yesterday comes from an older snapshot),
-//! reading only manifests newest-first and the trees on the item's path (a
-//! manifest that cannot be read is skipped with a warning, and a "not found"
-//! then says the item may be in it). Its
-//! chunks are read, each checked against its SHA-256, into a temporary file
-//! beside the target; the whole-content SHA-256 is checked before the file
-//! takes its final name. The target path is built from checked components
-//! below `--to`, through real directories only (no symlink may lead outside),
-//! and an existing file is replaced only with `--overwrite`. The temporary
-//! name is short (`.offsite-<16 hex>.tmp`), so every name a source can hold
-//! (up to 255 bytes) restores. The file gets its recorded permission bits but
-//! not setuid, setgid or sticky unless `--keep-special-bits` asks for them:
-//! the repository is not trusted to hand out privileges. Restore tests use
-//! [`restore_item`] too, below a private temporary directory.
+//! (so a file deleted from the source yesterday comes from an older
+//! snapshot), reading only manifests newest-first and the trees on the
+//! item's path ([`super::restore_find`]: a manifest that cannot be read is
+//! skipped with a warning, and a "not found" then says the item may be in
+//! it). Its chunks are read, each checked against its SHA-256, into a
+//! temporary file beside the target; the whole-content SHA-256 is checked
+//! before the file takes its final name. The target path is built from
+//! checked components below `--to`, through open real directories only
+//! ([`super::restore_dir`]: no symlink may lead outside, not even one swapped
+//! in during the restore), and an existing file is replaced only with
+//! `--overwrite`. The temporary name is short (`.offsite-<16 hex>.tmp`), so
+//! every name a source can hold (up to 255 bytes) restores. The file gets its
+//! recorded permission bits but not setuid, setgid or sticky unless
+//! `--keep-special-bits` asks for them: the repository is not trusted to
+//! hand out privileges. Restore tests use [`restore_item`] too, below a
+//! private temporary directory, and a restore of many files
+//! ([`super::restore_run`]) writes each file with the same functions.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -29,8 +33,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::problems::{is_object_damage, Problem};
-use crate::progress::Progress;
+use crate::ops::restore_dir::{Existing, TargetDir};
+use crate::problems::Problem;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::{item_components, FileEntry};
@@ -60,81 +64,24 @@ pub struct RestoreReport {
     pub duration_seconds: f64,
 }
 
-/// Find `item` in the snapshots of `host` and one of `sources`. With a
-/// `selector` (id prefix or `latest`) only that snapshot is searched; without,
-/// the newest snapshot containing the item wins.
-pub fn find_item(
-    repo: &Repository,
-    host: &str,
-    sources: &[&str],
-    item: &str,
-    selector: Option<&str>,
-) -> Result<FoundItem> {
-    let components = item_components(item)?;
-    let path = components.join("/");
-    let mut found: Vec<FoundItem> = Vec::new();
-    let mut skipped: Vec<Problem> = Vec::new();
-    for source in sources {
-        let snaps = repo.list_snapshots(Some(host), Some(source))?;
-        let candidates: Vec<&SnapshotRef> = match selector {
-            Some(sel) => match Repository::select_snapshot(&snaps, sel) {
-                Ok(one) => vec![one],
-                // An id a prune rewrote resolves to the rewrite.
-                Err(e @ Error::NotFound { .. }) => {
-                    match crate::ops::rewrite::find_rewrite(repo, &snaps, sel)? {
-                        Some(one) => vec![one],
-                        None if sources.len() > 1 => continue,
-                        None => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
-            },
-            None => snaps.iter().collect(),
-        };
-        for snap in candidates {
-            // Without a chosen snapshot, a damaged manifest is skipped (and
-            // reported): the next older snapshot may hold the item.
-            let manifest = match repo.load_snapshot(snap) {
-                Ok(manifest) => manifest,
-                Err(e) if selector.is_none() && is_object_damage(&e) => {
-                    skipped.push(Problem::new(&snap.key, &e));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if let Some(entry) = repo.lookup_file(&manifest.tree, &components)? {
-                found.push(FoundItem {
-                    snapshot: snap.clone(),
-                    source: source.to_string(),
-                    path: path.clone(),
-                    entry,
-                    problems: Vec::new(),
-                });
-                break;
-            }
-        }
+/// "`what` in any snapshot of host … not found", naming the manifests that
+/// could not be read (`what` is e.g. `item "a/b.txt"`).
+pub fn not_found(what: &str, host: &str, sources: &[&str], skipped: &[Problem]) -> Error {
+    Error::NotFound {
+        what: format!(
+            "{what} in any snapshot of host {host:?} (sources: {}{})",
+            sources.join(", "),
+            unread_note(skipped)
+        ),
     }
-    match found.len() {
-        0 => Err(Error::NotFound {
-            what: format!(
-                "item {path:?} in any snapshot of host {host:?} (sources: {}{})",
-                sources.join(", "),
-                unread_note(&skipped)
-            ),
-        }),
-        1 => Ok(FoundItem {
-            problems: skipped,
-            ..found.remove(0)
-        }),
-        _ => Err(Error::Usage(format!(
-            "item {path:?} exists in sources {}; pass --source",
-            found
-                .iter()
-                .map(|f| f.source.as_str())
-                .collect::<Vec<_>>()
-                .join(" and ")
-        ))),
-    }
+}
+
+/// An item path found in more than one source: the operator must choose.
+pub fn in_several_sources<'a>(path: &str, sources: impl Iterator<Item = &'a str>) -> Error {
+    Error::Usage(format!(
+        "item {path:?} exists in sources {}; pass --source",
+        sources.collect::<Vec<_>>().join(" and ")
+    ))
 }
 
 /// What a "not found" must add when manifests were skipped: the item may be
@@ -158,30 +105,39 @@ fn unread_note(skipped: &[Problem]) -> String {
 /// Refuse an item the platform should no longer have: client data older
 /// than `data_retention_months`, a voice recording past its backup expiry.
 pub fn check_retention(config: &Config, found: &FoundItem, now: DateTime<Utc>) -> Result<()> {
+    check_entry_retention(config, &found.source, &found.path, &found.entry, now)
+}
+
+/// [`check_retention`] for the file `entry` at `path` in `source`.
+pub fn check_entry_retention(
+    config: &Config,
+    source: &str,
+    path: &str,
+    entry: &FileEntry,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let class = config
-        .source(&found.source)
+        .source(source)
         .map(|s| s.class)
         .unwrap_or(SourceClass::ClientData);
-    let mtime = crate::voice::recorded_at(&found.entry);
+    let mtime = crate::voice::recorded_at(entry);
     match class {
         SourceClass::ClientData => {
             let months = config.data_retention_months;
             let limit = now.checked_sub_months(Months::new(months)).unwrap_or(now);
             if mtime < limit {
                 return Err(Error::Refused(format!(
-                    "item {} was last modified {}, beyond the platform's data retention of {months} months: it should no longer exist; pass --force to restore it anyway",
-                    found.path,
+                    "item {path} was last modified {}, beyond the platform's data retention of {months} months: it should no longer exist; pass --force to restore it anyway",
                     mtime.format("%Y-%m-%d")
                 )));
             }
         }
         SourceClass::Voice => {
             let contracts = config.contracts();
-            if contracts.expired(&found.entry, now) {
+            if contracts.expired(entry, now) {
                 return Err(Error::Refused(format!(
-                    "recording {} expired on {} under its tenant's contract; pass --force to restore it anyway",
-                    found.path,
-                    contracts.expires_at(&found.entry).format("%Y-%m-%d")
+                    "recording {path} expired on {} under its tenant's contract; pass --force to restore it anyway",
+                    contracts.expires_at(entry).format("%Y-%m-%d")
                 )));
             }
         }
@@ -189,32 +145,8 @@ pub fn check_retention(config: &Config, found: &FoundItem, now: DateTime<Utc>) -
     Ok(())
 }
 
-/// Create (or enter) each directory of `components` below `root`, refusing
-/// anything that is not a real directory, so nothing can lead outside `root`.
-fn safe_parent(root: &Path, components: &[String]) -> Result<PathBuf> {
-    let mut dir = root.to_path_buf();
-    for name in components {
-        dir.push(name);
-        match fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::Usage(format!(
-                    "{} is not a directory (a symlink or file); refusing to restore through it",
-                    dir.display()
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-            }
-            Err(e) => return Err(Error::io(&dir, e)),
-        }
-    }
-    Ok(dir)
-}
-
-/// How [`restore_item`] treats the target and the file's mode, and where it
-/// shows progress.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How [`restore_item`] treats the target and the file's mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
     /// Replace an existing file (`--overwrite`).
     pub overwrite: bool,
@@ -222,45 +154,35 @@ pub struct RestoreOptions {
     /// by default only the permission bits (`0o777`) are restored, so a
     /// hostile repository cannot plant a setuid file.
     pub keep_special_bits: bool,
-    /// Bytes written, of those to write (set by the job).
-    pub progress: Progress,
 }
 
-/// Write the verified content of `entry` to `dir/file_name` (which must not
-/// exist unless `overwrite`). The content goes first to a short temporary
-/// name in `dir` (so a name of 255 bytes works too), created exclusively,
-/// not through a symlink, mode 0600. Returns the bytes written.
-fn write_verified(
+/// Write the verified content of `entry` to `file_name` in `dir` (which
+/// must not exist unless `overwrite`). The content goes first to a short
+/// temporary name in `dir` (so a name of 255 bytes works too), created
+/// exclusively, not through a symlink, mode 0600, inside the open directory
+/// ([`TargetDir`]). Returns the bytes written.
+pub(super) fn write_verified(
     repo: &Repository,
     entry: &FileEntry,
-    dir: &Path,
+    dir: &TargetDir,
     file_name: &str,
-    options: &RestoreOptions,
+    options: RestoreOptions,
 ) -> Result<u64> {
-    let target = dir.join(file_name);
-    let tmp = dir.join(format!(
-        ".offsite-{}.tmp",
-        &ObjectId::random().to_hex()[..16]
-    ));
+    let target = dir.path().join(file_name);
+    let tmp_name = format!(".offsite-{}.tmp", &ObjectId::random().to_hex()[..16]);
+    let tmp = dir.path().join(&tmp_name);
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&tmp)
+        let mut file = dir
+            .create_new(&tmp_name, 0o600)
             .map_err(|e| Error::io(&tmp, e))?;
         let mut whole = Sha256::new();
         let mut written = 0u64;
-        options.progress.add_total(1, entry.size);
         repo.read_blobs(&entry.chunks, &mut |data| {
             whole.update(&data);
             file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
             written += data.len() as u64;
-            options.progress.advance(0, data.len() as u64);
             Ok(())
         })?;
-        options.progress.advance(1, 0);
         let digest = ObjectId(whole.finalize().into());
         if digest != entry.sha256 || written != entry.size {
             return Err(Error::corrupt(
@@ -270,10 +192,11 @@ fn write_verified(
         }
         finish_file(&file, entry, options.keep_special_bits).map_err(|e| Error::io(&tmp, e))?;
         if options.overwrite {
-            fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+            dir.rename(&tmp_name, file_name)
+                .map_err(|e| Error::io(&target, e))?;
         } else {
             // A hard link fails if the target exists: no check-then-write race.
-            fs::hard_link(&tmp, &target).map_err(|e| match e.kind() {
+            dir.link(&tmp_name, file_name).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
                     what: format!(
                         "{} already exists; pass --overwrite to replace it",
@@ -282,18 +205,18 @@ fn write_verified(
                 },
                 _ => Error::io(&target, e),
             })?;
-            fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            dir.remove(&tmp_name).map_err(|e| Error::io(&tmp, e))?;
         }
         Ok(written)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(&tmp_name);
     }
     result
 }
 
 /// Permission bits of a restored file: setuid, setgid and sticky only on request.
-fn restored_mode(mode: u32, keep_special_bits: bool) -> u32 {
+pub(super) fn restored_mode(mode: u32, keep_special_bits: bool) -> u32 {
     if keep_special_bits {
         mode & 0o7777
     } else {
@@ -321,30 +244,33 @@ pub fn restore_item(
 ) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let components = item_components(&found.path)?;
-    fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     let Some((file_name, dirs)) = components.split_last() else {
         return Err(Error::Usage(format!(
             "item path {:?} names no file",
             found.path
         )));
     };
-    let dir = safe_parent(to, dirs)?;
-    let target = dir.join(file_name);
-    if !options.overwrite && fs::symlink_metadata(&target).is_ok() {
-        return Err(Error::AlreadyExists {
-            what: format!(
-                "{} already exists; pass --overwrite to replace it",
+    let dir = TargetDir::open_root(to)?.descend(dirs)?;
+    let target = dir.path().join(file_name);
+    match dir.existing(file_name)? {
+        Existing::Nothing => {}
+        _ if !options.overwrite => {
+            return Err(Error::AlreadyExists {
+                what: format!(
+                    "{} already exists; pass --overwrite to replace it",
+                    target.display()
+                ),
+            })
+        }
+        Existing::File => {}
+        Existing::Dir | Existing::Other => {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a regular file; not replacing it",
                 target.display()
-            ),
-        });
+            )))
+        }
     }
-    if fs::symlink_metadata(&target).is_ok_and(|m| !m.is_file()) {
-        return Err(Error::Usage(format!(
-            "{} exists and is not a regular file; not replacing it",
-            target.display()
-        )));
-    }
-    let bytes = write_verified(repo, &found.entry, &dir, file_name, &options)?;
+    let bytes = write_verified(repo, &found.entry, &dir, file_name, options)?;
     Ok(RestoreReport {
         item: found.path.clone(),
         source: found.source.clone(),

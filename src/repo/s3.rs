@@ -190,25 +190,3 @@ pub async fn create_bucket(loc: &S3Location) -> Result<()> {
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(300).collect()
 }
-
-/// Refuse a repository in the host's own region, or in another region than configured.
-pub fn check_region(
-    actual: &str,
-    configured: &str,
-    source_region: &str,
-    bucket: &str,
-) -> Result<()> {
-    if actual == source_region {
-        return Err(Error::config(
-            "repository.region",
-            format!("bucket {bucket} is in {actual}, the host's own region (source_region); backups must live in another region"),
-        ));
-    }
-    if actual != configured {
-        return Err(Error::config(
-            "repository.region",
-            format!("bucket {bucket} is in {actual}, not in the configured {configured}"),
-        ));
-    }
-    Ok(())
-}

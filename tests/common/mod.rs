@@ -241,6 +241,22 @@ pub fn one_line_error(out: &Output) -> String {
     lines[0].to_string()
 }
 
+/// A command-line error: exit 2 and clap's whole message on stderr (the
+/// error first, with its context and tips, then where to read more);
+/// returns all of it.
+pub fn usage_error(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("For more information, try '--help'."),
+        "{err}"
+    );
+    err
+}
+
 /// The test S3 server (Ceph's RADOS gateway on 127.0.0.1), started by
 /// `.ci/ceph start` when it is not running. A failure to start is a test
 /// failure with the script's reason, never a skip.

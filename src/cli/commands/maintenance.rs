@@ -7,7 +7,16 @@ use crate::cli::output;
 use crate::error::{Error, Result};
 use crate::jobs;
 
+/// A real prune at `--now` deletes what that time would expire (a future
+/// `--now` once deleted a recording before its expiry), so it is refused
+/// unless `--dry-run` or `--really-at-now` says what is meant.
 pub(in crate::cli) fn prune(inv: &Invocation, args: &PruneArgs) -> Result<i32> {
+    if let Some(now) = args.at.now.filter(|_| !args.dry_run && !args.really_at_now) {
+        return Err(Error::Usage(format!(
+            "prune --now {} would really delete what expires by then; nothing changed: add --dry-run to see the plan, or --really-at-now to apply it",
+            now.to_rfc3339()
+        )));
+    }
     let repo = inv.open()?;
     let report = jobs::prune(
         &inv.context_showing(&repo, args.at.now, "prune"),

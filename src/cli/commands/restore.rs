@@ -4,12 +4,19 @@
 use super::Invocation;
 use crate::cli::args::{RestoreArgs, RestoreTestArgs};
 use crate::cli::output;
-use crate::error::Result;
-use crate::jobs::{self, RestoreRequest};
+use crate::error::{Error, Result};
+use crate::jobs::{self, RestoreOutcome, RestoreRequest};
 use crate::ops::restore::RestoreOptions;
 use crate::ops::restore_test::Rng;
+use crate::progress::Progress;
 
 pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i32> {
+    let named = [&args.item, &args.glob, &args.tenant, &args.source];
+    if named.iter().all(|a| a.is_none()) {
+        return Err(Error::Usage(
+            "name what to restore: --item PATH, --glob PATTERN, --tenant T, or --source NAME alone for a whole source".into(),
+        ));
+    }
     let sources: Vec<&str> = inv
         .config
         .selected_sources(args.source.as_deref())?
@@ -18,8 +25,11 @@ pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i3
         .collect();
     let repo = inv.open()?;
     let host = args.host.clone().unwrap_or_else(|| inv.config.host.clone());
+    let progress = Progress::on_stderr("restore", inv.quiet);
     let request = RestoreRequest {
-        item: &args.item,
+        item: args.item.as_deref(),
+        glob: args.glob.as_deref(),
+        tenant: args.tenant.as_deref(),
         sources,
         snapshot: args.snapshot.as_deref(),
         host: &host,
@@ -27,21 +37,23 @@ pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i3
         options: RestoreOptions {
             overwrite: args.overwrite,
             keep_special_bits: args.keep_special_bits,
-            ..RestoreOptions::default()
         },
         force: args.force,
         reason: args.reason.clone(),
+        progress: &progress,
     };
-    let report = jobs::restore(
-        &inv.context_showing(&repo, args.at.now, "restore"),
-        &request,
-    )?;
+    let outcome = jobs::restore(&inv.context(&repo, args.at.now), &request);
+    progress.clear();
+    let outcome = outcome?;
     if inv.json {
-        inv.print_json(&report)?;
+        inv.print_json(&outcome)?;
     } else {
-        output::restore(&report)?;
+        output::restore(&outcome)?;
     }
-    Ok(0)
+    match outcome {
+        RestoreOutcome::Tree(summary) => summary.incomplete().map_or(Ok(0), Err),
+        RestoreOutcome::Item(_) => Ok(0),
+    }
 }
 
 pub(in crate::cli) fn restore_test(inv: &Invocation, args: &RestoreTestArgs) -> Result<i32> {

@@ -1,22 +1,37 @@
-//! Setting up: `config check` and `init`.
+//! Setting up: `config check`, `init`, and the hidden `completions` and
+//! `man` that packaging runs (generated from the clap definitions, so they
+//! never drift from the real command line).
+
+use std::io::Write as _;
 
 use super::Invocation;
-use crate::cli::args::ConfigAction;
+use crate::cli::args::{Cli, CompletionsArgs, ConfigAction, ConfigCheckArgs};
 use crate::clock::{Clock, SystemClock};
+use crate::config::lint;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 
 pub(in crate::cli) fn config(inv: &Invocation, action: &ConfigAction) -> Result<i32> {
     match action {
-        ConfigAction::Check => config_check(inv),
+        ConfigAction::Check(args) => config_check(inv, args),
     }
 }
 
-fn config_check(inv: &Invocation) -> Result<i32> {
+/// Prints the misconfiguration warnings, then the effective config (with a
+/// `warnings` array under `--json`); `--strict` fails on a verified warning.
+fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
+    // A refusal by the region guard is the one line to fix first.
     let guard = crate::guard::check(&inv.config)?;
+    let warnings = lint::lint(&inv.config, SystemClock.now());
+    lint::warn(&warnings);
     crate::guard::warn(&guard);
     if inv.json {
-        inv.print_json(&inv.config.effective)?;
+        let mut value = serde_json::to_value(&inv.config.effective)
+            .map_err(|e| Error::config("file", e.to_string()))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("warnings".into(), serde_json::json!(warnings));
+        }
+        inv.print_json(&value)?;
     } else {
         let text = toml::to_string(&inv.config.effective)
             .map_err(|e| Error::config("file", e.to_string()))?;
@@ -25,13 +40,24 @@ fn config_check(inv: &Invocation) -> Result<i32> {
         } else {
             "as configured"
         };
+        let warned = match warnings.len() {
+            0 => String::new(),
+            n => format!("; {n} warning(s) on stderr"),
+        };
         say!(
-            "# {}: valid; repository region {} ({how})\n{text}",
+            "# {}: valid; repository region {} ({how}){warned}\n{text}",
             inv.config_path.display(),
             guard.region
         );
     }
-    Ok(0)
+    let verified: Vec<&lint::ConfigWarning> = warnings.iter().filter(|w| w.verified).collect();
+    match verified.first() {
+        Some(first) if args.strict => Err(Error::Usage(format!(
+            "config check --strict: {} misconfiguration(s); first: {first}",
+            verified.len()
+        ))),
+        _ => Ok(0),
+    }
 }
 
 pub(in crate::cli) fn init(inv: &Invocation) -> Result<i32> {
@@ -47,5 +73,30 @@ pub(in crate::cli) fn init(inv: &Invocation) -> Result<i32> {
             repo.describe()
         );
     }
+    Ok(0)
+}
+
+/// `offsite completions SHELL`: the completion script on stdout.
+pub(in crate::cli) fn completions(args: &CompletionsArgs) -> Result<i32> {
+    let mut script = Vec::new();
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(args.shell, &mut command, "offsite", &mut script);
+    write_stdout(&script)
+}
+
+/// `offsite man`: the man page (roff) on stdout.
+pub(in crate::cli) fn man() -> Result<i32> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+        .render(&mut page)
+        .map_err(|e| Error::io("man page", e))?;
+    write_stdout(&page)
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Stdout { source })?;
     Ok(0)
 }

@@ -83,6 +83,13 @@ fn restore(d: &Value) -> Vec<String> {
     let mut parts = Vec::new();
     if let Some(item) = text(d, "item").or_else(|| text(report, "item")) {
         parts.push(format!("item {item}"));
+    } else if let Some(request) = d.get("request") {
+        for key in ["glob", "tenant"] {
+            parts.extend(field(request, key, key));
+        }
+    }
+    if let Some(files) = d.pointer("/summary/files").and_then(Value::as_u64) {
+        parts.push(format!("{files} files"));
     }
     if let Some(id) = text(report, "snapshot") {
         parts.push(format!("snapshot {}", short(id)));
