@@ -461,3 +461,36 @@ fn files_past_the_data_retention_are_refused_unless_forced() {
         b"old"
     );
 }
+
+/// Regression: `--now` set before an item's retention ended used to restore
+/// it without `--force` (retention was judged at `--now` alone); restore now
+/// judges at the later of `--now` and the clock.
+#[test]
+fn an_earlier_now_does_not_restore_an_item_past_its_retention() {
+    let w = World::configured(
+        "data_retention_months = 12",
+        &[("data", "client-data", "")],
+        "",
+    );
+    put(&w.src(), "acme/old/2019.sql", b"old");
+    stamp(&w.src().join("acme/old/2019.sql"), 0o644, 1_560_000_000, 0);
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    let to = w.path("out");
+    let out = w.offsite(&[
+        "restore",
+        "--now",
+        "2019-07-01T00:00:00Z",
+        "--item",
+        "acme/old/2019.sql",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "refused like without --now");
+    assert!(
+        one_line_error(&out).contains("retention"),
+        "{}",
+        one_line_error(&out)
+    );
+    assert!(!to.join("acme/old/2019.sql").exists());
+}

@@ -18,7 +18,9 @@
 //!   and in the agent, a manual clock in tests.
 //! * `as_of`: the time retention and expiry are judged at (`--now`): prune's
 //!   snapshot policy, voice expiry and activity-log expiry, restore's
-//!   retention check. `None` means the clock's now. It never moves the wall
+//!   retention check (restore judges at the later of `--now` and the clock:
+//!   an earlier `--now` would be a silent `--force`). `None` means the
+//!   clock's now. It never moves the wall
 //!   clock: a prune `--now` a year ahead still keeps packs young by the real
 //!   clock.
 //! * `cancel`: set by SIGTERM in the agent, never on the command line. A

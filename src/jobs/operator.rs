@@ -178,7 +178,10 @@ fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<Rest
     let filter = r.filter()?;
     let search = restore_plan::plan(ctx.repo, r.host, &r.sources, &filter, r.snapshot)?;
     crate::problems::warn(&search.skipped);
-    let now = ctx.retention_time();
+    // `--now` may only make restore stricter: an item past its retention by
+    // the clock is not restorable by naming an earlier time (that is what
+    // `--force` is for, and `--force` is logged).
+    let now = ctx.retention_time().max(ctx.clock.now());
     let mut files = Vec::new();
     let mut plans = Vec::new();
     for hit in search.hits {
