@@ -1,11 +1,16 @@
-//! The activity log: every operation, kept in the repository for 30 days.
+//! The activity log: every operation, kept in the repository for 30 days;
+//! restores and erasures for the audit, ten years.
 //!
 //! This is the entry type and how entries are made; storing, listing and
 //! expiring them is the repository's ([`crate::repo::log`]): one JSON line
 //! per object under a daily prefix, read back tolerantly (an entry that does
 //! not parse is skipped with a warning by `offsite log` and the agent's
 //! start-up read-back, never deleted early), and deleted by prune after
-//! `activity_log_days` (default 30).
+//! `activity_log_days` (default 30). Who restored what and why, and what was
+//! erased, is evidence a client or an auditor may ask for years later: the
+//! entries of [`AUDIT_OPERATIONS`] are deleted only after `audit_log_days`
+//! (default 3650, and never before `activity_log_days`). They are few, so
+//! keeping them costs nothing worth counting.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +19,11 @@ use crate::days::Days;
 use crate::error::{Error, Result};
 pub use crate::operation::{Operation, Outcome};
 use crate::repo::Repository;
+
+/// The operations whose entries are kept for the audit (`erase` is the name
+/// reserved for deleting a client's data on request; no version writes it
+/// yet, and an entry of it from a newer one is kept as well).
+pub const AUDIT_OPERATIONS: [&str; 2] = ["restore", "erase"];
 
 /// One logged operation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::config::SourceClass;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::progress::Progress;
 use crate::repo::pack::{BlobKind, BlobRef, Compression};
 use crate::repo::writer::{BlobWriter, Compress};
 
@@ -107,17 +108,18 @@ pub fn store_file(
 ) -> Result<StoredContent, StoreFileError> {
     let file =
         File::open(path).map_err(|e| StoreFileError::Source(format!("{}: {e}", path.display())))?;
-    store_open_file(file, path, size_hint, sizes, writer)
+    store_open_file(file, path, size_hint, sizes, writer, &Progress::hidden())
 }
 
 /// [`store_file`] for a file the caller opened (and vetted) already; `path`
-/// only names it in warnings.
+/// only names it in warnings; each chunk's bytes are counted on `progress`.
 pub fn store_open_file(
     mut file: File,
     path: &Path,
     size_hint: u64,
     sizes: ChunkSizes,
     writer: &BlobWriter<'_>,
+    progress: &Progress,
 ) -> Result<StoredContent, StoreFileError> {
     let source_error =
         |e: std::io::Error| StoreFileError::Source(format!("{}: {e}", path.display()));
@@ -162,6 +164,7 @@ pub fn store_open_file(
                     mode = Compress::Never;
                 }
                 chunks.push(blob);
+                progress.advance(0, length as u64);
                 consumed = offset + length;
             }
             if at_end {

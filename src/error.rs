@@ -10,8 +10,14 @@
 //! store or SDK error) keeps it as its `source`, so the chain can be walked
 //! (`std::error::Error::source`) and logged; its text is also part of the
 //! message, so the one line a user sees is unchanged by walking it or not.
+//!
+//! Names in a message (objects, items, paths) come from the bucket or the
+//! source tree: they are written through [`Escaped`], so a name holding a
+//! newline or an escape sequence cannot forge a line or drive the terminal.
 
 use std::path::PathBuf;
+
+use crate::escape::Escaped;
 
 /// The lower-level error an [`Error`] was built from.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -30,13 +36,13 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// Something the operation needs does not exist (an object, an item, a snapshot).
-    #[error("{what} not found")]
+    #[error("{} not found", Escaped(.what))]
     NotFound { what: String },
     /// Something the operation would create exists already (`what` says so in full).
-    #[error("{what}")]
+    #[error("{}", Escaped(.what))]
     AlreadyExists { what: String },
     /// An object in the repository does not hold what it should.
-    #[error("corrupt object {object}: {detail}")]
+    #[error("corrupt object {}: {}", Escaped(.object), Escaped(.detail))]
     Corrupt {
         object: String,
         detail: String,
@@ -44,7 +50,7 @@ pub enum Error {
         source: Option<Cause>,
     },
     /// The object store failed; `transient` says whether a retry may help.
-    #[error("storage error on {object}: {source}")]
+    #[error("storage error on {}: {source}", Escaped(.object))]
     Storage {
         object: String,
         transient: bool,
@@ -52,7 +58,7 @@ pub enum Error {
         source: object_store::Error,
     },
     /// The store refused our credentials or permissions.
-    #[error("access denied to {object}: {detail}")]
+    #[error("access denied to {}: {detail}", Escaped(.object))]
     Denied {
         object: String,
         detail: String,
@@ -60,7 +66,7 @@ pub enum Error {
         source: Option<Cause>,
     },
     /// The store could not be reached or answered nonsense.
-    #[error("cannot reach {what}: {detail}")]
+    #[error("cannot reach {}: {detail}", Escaped(.what))]
     Unreachable {
         what: String,
         detail: String,
@@ -68,7 +74,7 @@ pub enum Error {
         source: Option<Cause>,
     },
     /// A local file operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", Escaped(.path.display()))]
     Io {
         path: PathBuf,
         #[source]

@@ -14,7 +14,8 @@
 //!   [`glob`], [`tree`] and [`snapshot`] (metadata types), [`activity`]
 //!   (activity-log entries), [`operation`] (operation and outcome names),
 //!   [`id`] (SHA-256 ids), [`decompress`] (bounded zstd), [`problems`]
-//!   (damaged objects skipped and reported), [`error`].
+//!   (damaged objects skipped and reported), [`escape`] (names from outside
+//!   made safe to print), [`error`].
 //! * Storage: [`repo`], the one door to it: typed access by id
 //!   ([`repo::layout`] spells every key; [`repo::pack`], [`repo::index`],
 //!   [`repo::lock`] with the guards of [`repo::locked`], [`repo::writer`]
@@ -24,7 +25,7 @@
 //!   check, prune, repair, rebuild-index, and the read-only find, ls, stats).
 //! * Inputs and plumbing: [`clock`], [`cancel`], [`runtime`] (the one Tokio
 //!   runtime), [`failpoint`] (crash tests), [`guard`] (the second-region
-//!   check), [`metrics`].
+//!   check), [`metrics`], [`progress`] (the operator's progress line).
 //! * Jobs: [`jobs`], an operation with its lock, activity entry and metrics,
 //!   shared by the command line and the agent.
 //! * Glue: [`cli`] (the `offsite` command line) and [`agent`] (`offsite run`);
@@ -40,6 +41,7 @@ pub mod config;
 pub mod days;
 pub mod decompress;
 pub mod error;
+pub mod escape;
 pub mod failpoint;
 pub mod glob;
 pub mod guard;
@@ -49,6 +51,7 @@ pub mod metrics;
 pub mod operation;
 pub mod ops;
 pub mod problems;
+pub mod progress;
 pub mod repo;
 pub mod retention;
 pub mod runtime;

@@ -8,7 +8,8 @@ fn main() {
         // Every lock and other guard was dropped on the way up.
         Err(e) if e.is_closed_pipe() => e.exit_code(),
         Err(e) => {
-            eprintln!("offsite: error: {e}");
+            // One line whatever the message holds (names are escaped already).
+            eprintln!("offsite: error: {}", offsite::escape::Escaped(&e));
             e.exit_code()
         }
     };

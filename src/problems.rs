@@ -44,7 +44,8 @@ impl std::fmt::Display for Problem {
         write!(
             f,
             "unreadable object {}: {} (skipped; run `offsite check`)",
-            self.object, self.what
+            crate::escape::Escaped(&self.object),
+            crate::escape::Escaped(&self.what)
         )
     }
 }

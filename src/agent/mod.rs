@@ -13,7 +13,9 @@
 //! period ([`schedule`] has the numbers); each failure is logged with its
 //! streak and the time of the retry, and the streak is published as
 //! `offsite_job_consecutive_failures{operation,source}`. `/metrics` is served
-//! by [`http`].
+//! by [`http`]. Each job's start and end is an `info` line (job, source,
+//! outcome, seconds; a failure is an `error` line), shown by default when
+//! the agent runs on a terminal ([`crate::cli`] picks the level).
 
 pub mod http;
 pub mod notify;
@@ -71,20 +73,27 @@ pub fn run_loop(
             .and_then(|i| Some((i, scheduler.jobs.get(i)?.clone())))
         {
             notifier.send(&format!("STATUS=running {}", job.name));
-            tracing::info!(job = %job.name, "job started");
+            tracing::info!(job = %job.name, source = job_source(&job), "job started");
+            let started = std::time::Instant::now();
             let state = match runner.run(&job, cancel) {
                 Outcome::Cancelled => {
                     tracing::warn!(job = %job.name, "job stopped on request; it will run again");
                     break;
                 }
                 Outcome::Ok => {
-                    tracing::info!(job = %job.name, "job finished");
+                    tracing::info!(
+                        job = %job.name,
+                        source = job_source(&job),
+                        outcome = %"ok",
+                        seconds = %format!("{:.1}", started.elapsed().as_secs_f64()),
+                        "job finished"
+                    );
                     scheduler.succeeded(i, clock.now())?;
                     scheduler.state.jobs.get(&job.name).cloned()
                 }
                 Outcome::Failed(e) => {
                     let state = scheduler.failed(i, clock.now())?;
-                    log_failure(&job, &e, &state, scheduler);
+                    log_failure(&job, &e, &state, scheduler, started.elapsed());
                     Some(state)
                 }
             };
@@ -120,13 +129,31 @@ pub fn run_loop(
     Ok(())
 }
 
+/// The source a job snapshots, for its start and end lines.
+fn job_source(job: &Job) -> Option<tracing::field::DisplayValue<&str>> {
+    match &job.kind {
+        JobKind::Snapshot(source) => Some(tracing::field::display(source)),
+        _ => None,
+    }
+}
+
 /// One log line per failure: the error, the streak, and when the job runs again.
-fn log_failure(job: &Job, error: &str, state: &JobState, scheduler: &Scheduler) {
+fn log_failure(
+    job: &Job,
+    error: &str,
+    state: &JobState,
+    scheduler: &Scheduler,
+    took: std::time::Duration,
+) {
     let failures = state.consecutive_failures;
+    let seconds = format!("{:.1}", took.as_secs_f64());
     match state.retry_at {
         Some(at) => tracing::error!(
             job = %job.name,
-            error = %error,
+            source = job_source(job),
+            outcome = %"failed",
+            seconds = %seconds,
+            error = %crate::escape::Escaped(error),
             consecutive_failures = failures,
             retry_at = %at.with_timezone(&scheduler.tz).to_rfc3339(),
             "job failed; it will be retried"
@@ -142,7 +169,10 @@ fn log_failure(job: &Job, error: &str, state: &JobState, scheduler: &Scheduler) 
                 });
             tracing::error!(
                 job = %job.name,
-                error = %error,
+                source = job_source(job),
+                outcome = %"failed",
+                seconds = %seconds,
+                error = %crate::escape::Escaped(error),
                 consecutive_failures = failures,
                 next_run = %next,
                 "job failed; it runs again at its next scheduled time"
@@ -170,6 +200,7 @@ impl RepoRunner<'_> {
             as_of: None,
             cancel: cancel.clone(),
             metrics: Some(self.metrics),
+            progress: crate::progress::Progress::hidden(),
         };
         match &job.kind {
             JobKind::Snapshot(name) => {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::operation::Operation;
+
 /// offsite: snapshots to another region, retention by contract, restore tests.
 #[derive(Parser, Debug)]
 #[command(name = "offsite", version, about)]
@@ -16,6 +18,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// No progress line on the terminal (reports and errors are still printed).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,7 +48,7 @@ pub enum Command {
     Prune(PruneArgs),
     /// Remove stale repository locks (logged); `--force` removes every lock.
     Unlock(UnlockArgs),
-    /// Show the activity log.
+    /// Show the activity log as a table (`--json`: the entries).
     Log(LogArgs),
     /// Rewrite the index from the packs' own headers.
     RebuildIndex,
@@ -170,6 +175,12 @@ pub struct LogArgs {
     /// First day to show (YYYY-MM-DD).
     #[arg(long)]
     pub since: Option<NaiveDate>,
+    /// Only entries of this operation (snapshot, prune, restore, restore-test, check, …).
+    #[arg(long, value_name = "OP", value_parser = parse_operation)]
+    pub operation: Option<Operation>,
+    /// Only entries written by this host.
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +253,16 @@ pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+fn parse_operation(s: &str) -> std::result::Result<Operation, String> {
+    Operation::KNOWN
+        .into_iter()
+        .find(|op| op.as_str() == s)
+        .ok_or_else(|| {
+            let known: Vec<&str> = Operation::KNOWN.iter().map(Operation::as_str).collect();
+            format!("{s:?} is not an operation; one of: {}", known.join(", "))
+        })
 }
 
 fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {

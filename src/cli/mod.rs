@@ -24,6 +24,7 @@ macro_rules! say {
 
 mod args;
 mod commands;
+mod logging;
 mod output;
 mod output_find;
 
@@ -47,20 +48,8 @@ pub fn main() -> Result<i32> {
             return Ok(e.exit_code());
         }
     };
-    init_logging();
+    logging::init(matches!(cli.command, Command::Run));
     run(cli)
-}
-
-fn init_logging() {
-    let level = std::env::var("OFFSITE_LOG")
-        .ok()
-        .and_then(|s| s.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::WARN);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 /// Run one parsed command.
@@ -77,6 +66,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         config_path,
         config,
         json: cli.json,
+        quiet: cli.quiet,
     };
     match &cli.command {
         Command::Config { action } => commands::setup::config(&inv, action),

@@ -1,11 +1,14 @@
 //! Human-readable output of each command (`--json` prints the reports as is).
 //! Every printer returns the first error writing to stdout (a closed pipe),
-//! for the command to stop and return it once its lock is released.
+//! for the command to stop and return it once its lock is released. Names
+//! from the repository or the source tree are printed [`Escaped`].
 
 use chrono::SecondsFormat;
 
-use crate::activity::Activity;
+mod log;
+
 use crate::error::Result;
+use crate::escape::Escaped;
 use crate::jobs::RestoreOutcome;
 use crate::ops::check::CheckReport;
 use crate::ops::prune::PruneReport;
@@ -14,6 +17,7 @@ use crate::ops::restore_run::RestoreSummary;
 use crate::ops::restore_test::RestoreTestReport;
 use crate::ops::snapshot::SnapshotReport;
 use crate::ops::sweep::DeleteReason;
+pub use log::log;
 
 /// Bytes for people: 1.23 GiB.
 pub fn human_bytes(n: u64) -> String {
@@ -86,7 +90,7 @@ pub fn snapshot(r: &SnapshotReport) -> Result<()> {
         q.head
     );
     for w in &s.warning_samples {
-        say!("  warning: {w}");
+        say!("  warning: {}", Escaped(w));
     }
     Ok(())
 }
@@ -127,10 +131,10 @@ pub fn restore(outcome: &RestoreOutcome) -> Result<()> {
     match outcome {
         RestoreOutcome::Item(r) => say!(
             "restored {} from snapshot {} ({}) to {}: {}, sha256 {}",
-            r.item,
+            Escaped(&r.item),
             r.snapshot.short(),
             time(&r.snapshot_time),
-            r.written_to.display(),
+            Escaped(r.written_to.display()),
             human_bytes(r.bytes),
             r.sha256
         ),
@@ -150,7 +154,7 @@ fn restore_summary(s: &RestoreSummary) -> Result<()> {
         );
     }
     for sample in &s.samples {
-        say!("  {sample}");
+        say!("  {}", Escaped(sample));
     }
     let troubles = s.skipped.saturating_add(s.refused).saturating_add(s.failed);
     if troubles > s.samples.len() as u64 {
@@ -161,7 +165,7 @@ fn restore_summary(s: &RestoreSummary) -> Result<()> {
         s.files,
         human_bytes(s.bytes),
         s.dirs,
-        s.to.display(),
+        Escaped(s.to.display()),
         s.duration_seconds,
         s.threads,
         s.skipped,
@@ -173,20 +177,20 @@ fn restore_summary(s: &RestoreSummary) -> Result<()> {
 
 pub fn restore_test(r: &RestoreTestReport) -> Result<()> {
     let what = match (&r.source, &r.item) {
-        (Some(s), Some(i)) => format!("{s}:{i}"),
+        (Some(s), Some(i)) => format!("{}:{}", Escaped(s), Escaped(i)),
         _ => "nothing".into(),
     };
     say!(
         "restore test {}: {what} (tenant {}, snapshot {}{}), {}, {:.3} s",
         r.result,
-        r.tenant.as_deref().unwrap_or("-"),
+        Escaped(r.tenant.as_deref().unwrap_or("-")),
         r.snapshot.map(|s| s.short()).unwrap_or_else(|| "-".into()),
         if r.carried { ", carried forward" } else { "" },
         human_bytes(r.bytes),
         r.duration_seconds
     );
     if let Some(e) = &r.error {
-        say!("  error: {e}");
+        say!("  error: {}", Escaped(e));
     }
     Ok(())
 }
@@ -207,7 +211,7 @@ pub fn check(r: &CheckReport, read_data: bool) -> Result<()> {
         );
     }
     for p in &r.problems {
-        say!("problem: {p}");
+        say!("problem: {}", Escaped(p));
     }
     damaged(&r.damaged)?;
     Ok(())
@@ -226,7 +230,7 @@ fn damaged(list: &[crate::ops::damage::SnapshotDamage]) -> Result<()> {
             d.items_damaged
         );
         for item in d.items.iter().take(SHOWN_PER_SNAPSHOT) {
-            say!("  damaged item: {item}");
+            say!("  damaged item: {}", Escaped(item));
         }
         if d.items_damaged > SHOWN_PER_SNAPSHOT {
             say!(
@@ -337,7 +341,7 @@ fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) -> Result<()
         for item in &w.expired {
             say!(
                 "    expired {} (recorded {}, copy expired {})",
-                item.path,
+                Escaped(&item.path),
                 time(&item.recorded_at),
                 time(&item.expires_at)
             );
@@ -375,20 +379,6 @@ fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) -> Result<()
         say!(
             "keep pack {}: unindexed and younger than the grace period",
             id.short()
-        );
-    }
-    Ok(())
-}
-
-pub fn log(entries: &[Activity]) -> Result<()> {
-    for e in entries {
-        say!(
-            "{} {:<12} {:<12} {:<7} {}",
-            time(&e.time),
-            e.host,
-            e.operation,
-            e.outcome,
-            e.details
         );
     }
     Ok(())

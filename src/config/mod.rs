@@ -118,6 +118,8 @@ pub struct Config {
     pub source_region: String,
     pub data_retention_months: u32,
     pub activity_log_days: Days,
+    /// How long restore and erase entries are kept (at least `activity_log_days`).
+    pub audit_log_days: Days,
     pub state_dir: PathBuf,
     pub prune_schedule: cron::Schedule,
     pub restore_test_schedule: cron::Schedule,
@@ -218,6 +220,8 @@ impl Config {
         let activity_log_days =
             Days::new(raw.activity_log_days.unwrap_or(30), "activity_log_days")?;
         raw.activity_log_days = Some(i64::from(activity_log_days.get()));
+        let audit_log_days = Days::new(raw.audit_log_days.unwrap_or(3650), "audit_log_days")?;
+        raw.audit_log_days = Some(i64::from(audit_log_days.get()));
         let state_dir = raw
             .state_dir
             .clone()
@@ -398,6 +402,7 @@ impl Config {
             source_region,
             data_retention_months,
             activity_log_days,
+            audit_log_days,
             state_dir,
             prune_schedule,
             restore_test_schedule,

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub source_region: Option<String>,
     pub data_retention_months: Option<i64>,
     pub activity_log_days: Option<i64>,
+    pub audit_log_days: Option<i64>,
     pub state_dir: Option<PathBuf>,
     pub repository: RawRepository,
     #[serde(default, rename = "source")]

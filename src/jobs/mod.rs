@@ -32,6 +32,8 @@
 //!   that one run. The agent reads what commands did back from the
 //!   repository (last snapshots, prunes and restore tests) when it starts,
 //!   and its snapshot counts and stored bytes after each of its own jobs.
+//! * `progress`: the line the operator sees on a terminal
+//!   ([`crate::progress`]), handed to the operation; hidden in the agent.
 //!
 //! # Locks
 //!
@@ -58,6 +60,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::progress::Progress;
 use crate::repo::{Exclusive, Repository, Shared};
 
 /// What every job runs with (see the module docs).
@@ -71,6 +74,8 @@ pub struct JobContext<'a> {
     pub cancel: Cancel,
     /// The agent's metrics; `None` for a one-shot command.
     pub metrics: Option<&'a Metrics>,
+    /// The operator's progress line; hidden in the agent and off a terminal.
+    pub progress: Progress,
 }
 
 impl<'a> JobContext<'a> {

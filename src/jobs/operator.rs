@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::activity::{Activity, Operation};
+use crate::activity::{Activity, Operation, Outcome};
 use crate::error::Error;
 use crate::error::Result;
 use crate::glob::Pattern;
@@ -26,7 +26,7 @@ use super::{whole, JobContext};
 /// Verify the repository under a shared lock; logged with its counts.
 pub fn check(ctx: &JobContext<'_>, read_data: bool) -> Result<CheckReport> {
     let lock = ctx.shared(Operation::Check)?;
-    let result = check_op::check(&lock, read_data);
+    let result = check_op::check_with(&lock, read_data, &ctx.progress);
     ctx.record(Operation::Check, &result, |r| {
         serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
     });
@@ -132,25 +132,47 @@ pub enum RestoreOutcome {
 pub fn restore(ctx: &JobContext<'_>, request: &RestoreRequest<'_>) -> Result<RestoreOutcome> {
     let r = request;
     let result = restore_unlogged(ctx, r);
-    let logged = match &result {
-        Ok(RestoreOutcome::Item(report)) => {
-            Ok(serde_json::json!({ "restore": report, "reason": r.reason, "forced": r.force }))
-        }
-        Ok(RestoreOutcome::Tree(summary)) => Ok(serde_json::json!({
-            "request": r.describe(), "summary": summary, "reason": r.reason, "forced": r.force
-        })),
-        Err(e) => Err(match (r.item, r.glob) {
-            (Some(item), _) => format!("{e} (item {item}, reason {:?})", r.reason),
-            _ => format!("{e} (request {}, reason {:?})", r.describe(), r.reason),
-        }),
-    };
-    ctx.log(Activity::of_result(
-        ctx.clock.now(),
-        &ctx.config.host,
-        Operation::Restore,
-        &logged,
-    ));
+    ctx.log(restore_entry(ctx, r, &result));
     result
+}
+
+/// A restore's activity entry: what was asked for (`request`, and `item`
+/// when one was named), the `reason` and whether it was `forced`,
+/// as fields whatever the outcome, with the report (`restore`), the summary
+/// (`summary`) or the `error`. Kept for the audit past `activity_log_days`
+/// ([`crate::activity::AUDIT_OPERATIONS`]).
+fn restore_entry(
+    ctx: &JobContext<'_>,
+    r: &RestoreRequest<'_>,
+    result: &Result<RestoreOutcome>,
+) -> Activity {
+    let mut details = serde_json::json!({
+        "request": r.describe(), "reason": r.reason, "forced": r.force,
+    });
+    if let Some(item) = r.item {
+        details["item"] = item.into();
+    }
+    let outcome = match result {
+        Ok(RestoreOutcome::Item(report)) => {
+            details["restore"] = serde_json::to_value(report).unwrap_or_default();
+            Outcome::Ok
+        }
+        Ok(RestoreOutcome::Tree(summary)) => {
+            details["summary"] = serde_json::to_value(summary).unwrap_or_default();
+            Outcome::Ok
+        }
+        Err(e) => {
+            details["error"] = e.to_string().into();
+            Outcome::Failed
+        }
+    };
+    Activity {
+        time: ctx.clock.now(),
+        host: ctx.config.host.clone(),
+        operation: Operation::Restore,
+        outcome,
+        details,
+    }
 }
 
 fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<RestoreOutcome> {

@@ -38,7 +38,10 @@ pub fn snapshot(
             &contracts,
             time,
             &ctx.cancel,
-            options,
+            SnapshotOptions {
+                progress: ctx.progress.clone(),
+                ..options.clone()
+            },
         );
         ctx.record(Operation::Snapshot, &result, whole);
         if let (Ok(report), Some(metrics)) = (&result, ctx.metrics) {
@@ -59,9 +62,9 @@ pub fn prune(ctx: &JobContext<'_>, dry_run: bool) -> Result<PruneReport> {
         return prune_op::dry_run(ctx.repo, ctx.config, now, wall);
     }
     // A prune locked out is a failed prune, logged as one.
-    let result = ctx
-        .exclusive(Operation::Prune)
-        .and_then(|lock| prune_op::prune(&lock, ctx.config, now, wall, &ctx.cancel));
+    let result = ctx.exclusive(Operation::Prune).and_then(|lock| {
+        prune_op::prune_with(&lock, ctx.config, now, wall, &ctx.cancel, &ctx.progress)
+    });
     ctx.record(Operation::Prune, &result, prune_summary);
     let report = result?;
     if let Some(metrics) = ctx.metrics {
@@ -82,6 +85,12 @@ pub fn prune_summary(r: &PruneReport) -> serde_json::Value {
         "expired_items": r.expired_items.len(), "packs_deleted": r.packs_deleted, "packs_repacked": r.packs_repacked,
         "bytes_freed": r.bytes_freed, "log_entries_deleted": r.log_entries_deleted,
         "problems": r.problems, "sweep_held_back": r.sweep_held_back,
+        "forgotten": r.snapshots.iter().filter(|d| !d.keep).map(|d| serde_json::json!({
+            "id": d.id, "source": d.source, "time": d.time,
+        })).collect::<Vec<_>>(),
+        "expired_recordings": r.expired_items.iter().map(|e| serde_json::json!({
+            "source": e.source, "path": e.path, "tenant": e.tenant, "expires_at": e.expires_at,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::damage::{damaged_snapshots, failing_blobs, Bad, SnapshotDamage};
+use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::layout::{index_key, pack_key};
 use crate::repo::pack::BlobRef;
@@ -56,6 +57,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn problem(&mut self, message: String) {
+        // Names in it come from the repository: one line, escaped.
+        let message = crate::escape::escaped(&message);
         tracing::error!("{message}");
         self.report.problems.push(message);
     }
@@ -166,6 +169,12 @@ fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
 /// or reading what the damage report needs). The CLI turns a report with
 /// problems into `Error::CheckFailed` (exit 1).
 pub fn check(lock: &Shared, read_data: bool) -> Result<CheckReport> {
+    check_with(lock, read_data, &Progress::hidden())
+}
+
+/// [`check`], showing snapshots walked and (`read_data`) files and bytes
+/// verified on `progress`.
+pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result<CheckReport> {
     let repo = lock.repo();
     let mut checker = Checker {
         repo,
@@ -203,7 +212,10 @@ pub fn check(lock: &Shared, read_data: bool) -> Result<CheckReport> {
             Some(_) => {}
         }
     }
-    for snap_ref in repo.list_snapshots(None, None)? {
+    let snapshots = repo.list_snapshots(None, None)?;
+    progress.phase("walking snapshots", "snapshots", snapshots.len() as u64, 0);
+    for snap_ref in snapshots {
+        progress.advance(1, 0);
         checker.report.snapshots += 1;
         match repo.load_snapshot(&snap_ref) {
             Ok(snap) => checker.walk(&snap.tree, &snap_ref.id.short()),
@@ -213,6 +225,15 @@ pub fn check(lock: &Shared, read_data: bool) -> Result<CheckReport> {
     checker.report.files = checker.files.len();
     if read_data {
         let files: Vec<(FileEntry, String)> = checker.files.drain().map(|(_, v)| v).collect();
+        progress.phase(
+            "verifying data",
+            "files",
+            files.len() as u64,
+            files
+                .iter()
+                .map(|(f, _)| f.size)
+                .fold(0, u64::saturating_add),
+        );
         let next = AtomicUsize::new(0);
         let verified = AtomicUsize::new(0);
         let bytes = AtomicU64::new(0);
@@ -228,7 +249,9 @@ pub fn check(lock: &Shared, read_data: bool) -> Result<CheckReport> {
                     let Some((entry, what)) = files.get(i) else {
                         break;
                     };
-                    match verify_file(repo, entry) {
+                    let result = verify_file(repo, entry);
+                    progress.advance(1, entry.size);
+                    match result {
                         Ok(n) => {
                             verified.fetch_add(1, Ordering::Relaxed);
                             bytes.fetch_add(n, Ordering::Relaxed);

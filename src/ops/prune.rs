@@ -21,7 +21,8 @@
 //! 4. **Commit the sweep**: one consolidated index of the surviving and new
 //!    packs, the other index files deleted, then the superseded and repacked
 //!    packs deleted, last.
-//! 5. **Activity log**: delete the entries older than `activity_log_days`.
+//! 5. **Activity log**: delete the entries older than `activity_log_days`
+//!    (restore and erase entries: `audit_log_days`).
 //!
 //! Execution requires the exclusive repository lock ([`Exclusive`]), so no snapshot runs
 //! meanwhile. It checks the plan still holds as it goes: a kept reference
@@ -46,6 +47,7 @@ use crate::ops::prune_plan::{is_voice, plan, PrunePlan};
 use crate::ops::rewrite::{replace_manifest, Rewriter};
 use crate::ops::sweep;
 use crate::problems::Problem;
+use crate::progress::Progress;
 use crate::repo::index::{Index, IndexedPack};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{Exclusive, Repository};
@@ -111,7 +113,21 @@ pub fn prune(
     wall: DateTime<Utc>,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
-    run(lock.repo(), config, now, wall, false, cancel)
+    prune_with(lock, config, now, wall, cancel, &Progress::hidden())
+}
+
+/// [`prune`], showing each step of the execution on `progress`.
+pub fn prune_with(
+    lock: &Exclusive,
+    config: &Config,
+    now: DateTime<Utc>,
+    wall: DateTime<Utc>,
+    cancel: &Cancel,
+    progress: &Progress,
+) -> Result<PruneReport> {
+    let plan = plan(lock.repo(), config, now, wall)?;
+    execute(lock.repo(), config, &plan, now, wall, cancel, progress)?;
+    Ok(PruneReport::new(false, now, plan))
 }
 
 /// The plan of a prune as of `now`, without executing it (`--dry-run`): it
@@ -122,25 +138,7 @@ pub fn dry_run(
     now: DateTime<Utc>,
     wall: DateTime<Utc>,
 ) -> Result<PruneReport> {
-    run(repo, config, now, wall, true, &Cancel::new())
-}
-
-/// Plan and (unless `dry_run`) execute a prune as of `now`. The grace period
-/// of unindexed packs protects operations running now: it is measured on
-/// the real time `wall`, never on `--now`.
-fn run(
-    repo: &Repository,
-    config: &Config,
-    now: DateTime<Utc>,
-    wall: DateTime<Utc>,
-    dry_run: bool,
-    cancel: &Cancel,
-) -> Result<PruneReport> {
-    let plan = plan(repo, config, now, wall)?;
-    if !dry_run {
-        execute(repo, config, &plan, now, wall, cancel)?;
-    }
-    Ok(PruneReport::new(dry_run, now, plan))
+    Ok(PruneReport::new(true, now, plan(repo, config, now, wall)?))
 }
 
 /// Carry out `plan` in the commit order of the module docs.
@@ -151,9 +149,13 @@ fn execute(
     now: DateTime<Utc>,
     wall: DateTime<Utc>,
     cancel: &Cancel,
+    progress: &Progress,
 ) -> Result<()> {
+    let steps = |name: &str, count: usize| progress.phase(name, "steps", count as u64, 0);
+    steps("forgetting snapshots", plan.steps.forget.len());
     for r in &plan.steps.forget {
         repo.delete_snapshot(r)?;
+        progress.advance(1, 0);
     }
     for d in &plan.delete_duplicates {
         tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
@@ -161,16 +163,21 @@ fn execute(
     }
     crate::failpoint::hit("prune-after-forget");
     cancel.check()?;
+    steps("reclaiming packs", 0);
     sweep::reclaim(repo, &plan.sweep)?;
     cancel.check()?;
-    let new_packs = rewrite(repo, config, plan, now, wall)?;
+    steps("rewriting snapshots", plan.rewrite.len());
+    let new_packs = rewrite(repo, config, plan, now, wall, progress)?;
     cancel.check()?;
     if !plan.sweep.is_empty() {
+        steps("deleting packs", 0);
         sweep::commit(repo, &plan.sweep, new_packs)?;
     }
     crate::failpoint::hit("prune-before-log-cleanup");
+    steps("expiring the activity log", plan.steps.log.len());
     for entry in &plan.steps.log {
         repo.delete_activity(entry)?;
+        progress.advance(1, 0);
     }
     Ok(())
 }
@@ -182,6 +189,7 @@ fn rewrite(
     plan: &PrunePlan,
     now: DateTime<Utc>,
     wall: DateTime<Utc>,
+    progress: &Progress,
 ) -> Result<Vec<IndexedPack>> {
     let going = plan.sweep.going();
     if plan.rewrite.is_empty() && going.is_empty() {
@@ -226,6 +234,7 @@ fn rewrite(
     crate::failpoint::hit("prune-before-manifests");
     for (r, snap, new) in &replacements {
         replace_manifest(repo, r, snap, new, wall)?;
+        progress.advance(1, 0);
         crate::failpoint::hit("prune-after-one-manifest");
     }
     Ok(packs)

@@ -19,7 +19,9 @@
 //!   ([`crate::voice`]), with the items each loses.
 //! * **repoint**: other kept snapshots that get a new manifest only because
 //!   blobs they reference move out of repacked packs.
-//! * **log_entries**: activity-log entries older than `activity_log_days`.
+//! * **log_entries**: activity-log entries older than `activity_log_days`;
+//!   restore and erase entries only after `audit_log_days`
+//!   ([`crate::activity::AUDIT_OPERATIONS`]).
 //! * **sweep** ([`crate::ops::sweep`]): the packs deleted and repacked, each
 //!   with its reason and bytes, decided over what the repository references
 //!   **after** the forgets and rewrites above (computed in memory,
@@ -278,7 +280,7 @@ pub fn plan(
         }
     }
     rewrite.sort_by_key(|r| r.id);
-    let mut log = repo.expired_activity(now, config.activity_log_days)?;
+    let mut log = repo.expired_activity(now, config.activity_log_days, config.audit_log_days)?;
     log.sort_by(|a, b| a.name().cmp(b.name()));
     let log_entries = log.iter().map(|e| e.name().to_string()).collect();
     let sweep_held_back = sweep_hold(&problems);

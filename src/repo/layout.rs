@@ -194,9 +194,14 @@ pub fn log_time(key: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Whether the log key names an entry of `operation` (judged by the key,
-/// without reading the entry).
+/// without reading the entry): the name ends `-{operation}-{random}.json`,
+/// so `restore` does not match a `restore-test` entry, nor a host named
+/// `db-restore`.
 pub fn log_key_is_of(key: &str, operation: &str) -> bool {
-    key.contains(&format!("-{operation}-"))
+    key.strip_suffix(".json")
+        .and_then(|k| k.rsplit_once('-'))
+        .and_then(|(rest, _random)| rest.strip_suffix(operation))
+        .is_some_and(|rest| rest.ends_with('-'))
 }
 
 #[cfg(test)]
@@ -256,6 +261,15 @@ mod tests {
         let key = log_key(&t, "h1", "prune", "0badf00d");
         assert_eq!(log_time(&key), Some(t));
         assert!(log_key_is_of(&key, "prune"));
+        let test = log_key(&t, "db-restore", "restore-test", "0badf00d");
+        assert!(log_key_is_of(&test, "restore-test"));
+        assert!(!log_key_is_of(&test, "restore"), "{test}");
+        let restore = log_key(&t, "db-restore", "snapshot", "0badf00d");
+        assert!(!log_key_is_of(&restore, "restore"));
+        assert!(log_key_is_of(
+            &log_key(&t, "h", "restore", "01234567"),
+            "restore"
+        ));
     }
 
     #[test]

@@ -3,15 +3,15 @@
 //! Object stores cannot append, and several hosts may write at once, so each
 //! entry ([`Activity`]) is its own object under a daily prefix (keys in
 //! [`crate::repo::layout`]): reading a day is one listing, and prune deletes
-//! the entries older than `activity_log_days`, judged by their keys without
-//! reading them. An entry that does not parse is skipped and reported
+//! the entries older than `activity_log_days` (restore and erase entries:
+//! `audit_log_days`), judged by their keys without reading them. An entry that does not parse is skipped and reported
 //! ([`Repository::read_activity_tolerant`]), never deleted early: it ages out
 //! like any other.
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::activity::{cutoff, parse_entry, Activity};
+use crate::activity::{cutoff, parse_entry, Activity, AUDIT_OPERATIONS};
 use crate::days::Days;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -30,6 +30,13 @@ impl LogEntryRef {
     pub fn name(&self) -> &str {
         &self.key
     }
+}
+
+/// Whether the log key names an audit entry (restore, erase).
+fn is_audit_key(key: &str) -> bool {
+    AUDIT_OPERATIONS
+        .iter()
+        .any(|op| layout::log_key_is_of(key, op))
 }
 
 impl Repository {
@@ -97,19 +104,25 @@ impl Repository {
             .then_some(read))
     }
 
-    /// The entries older than `keep_days` before `now` (judged by their keys).
+    /// The entries older than `keep_days` before `now`, and the audit
+    /// entries ([`AUDIT_OPERATIONS`]) older than `audit_days` (or `keep_days` if
+    /// longer); judged by their keys, without reading them.
     pub fn expired_activity(
         &self,
         now: DateTime<Utc>,
         keep_days: Days,
+        audit_days: Days,
     ) -> Result<Vec<LogEntryRef>> {
-        let Some(cutoff) = cutoff(now, keep_days) else {
-            return Ok(Vec::new());
-        };
+        let operational = cutoff(now, keep_days);
+        let audit = cutoff(now, audit_days.max(keep_days));
         Ok(self
             .list_activity()?
             .into_iter()
-            .filter(|e| layout::log_time(&e.key).is_some_and(|t| t < cutoff))
+            .filter(|e| {
+                let audited = is_audit_key(&e.key);
+                let limit = if audited { audit } else { operational };
+                limit.is_some_and(|c| layout::log_time(&e.key).is_some_and(|t| t < c))
+            })
             .collect())
     }
 

@@ -1,4 +1,4 @@
-//! Reading the activity log: `log`.
+//! Reading the activity log: `log`, filtered by day, operation and host.
 
 use super::Invocation;
 use crate::cli::args::LogArgs;
@@ -7,7 +7,11 @@ use crate::error::Result;
 
 pub(in crate::cli) fn log(inv: &Invocation, args: &LogArgs) -> Result<i32> {
     let repo = inv.open()?;
-    let (entries, problems) = repo.read_activity_tolerant(args.since, None)?;
+    let operation = args.operation.as_ref().map(|op| op.as_str());
+    let (mut entries, problems) = repo.read_activity_tolerant(args.since, operation)?;
+    if let Some(host) = &args.host {
+        entries.retain(|e| &e.host == host);
+    }
     crate::problems::warn(&problems);
     if inv.json {
         inv.print_json(&entries)?;

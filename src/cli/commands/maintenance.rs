@@ -18,7 +18,10 @@ pub(in crate::cli) fn prune(inv: &Invocation, args: &PruneArgs) -> Result<i32> {
         )));
     }
     let repo = inv.open()?;
-    let report = jobs::prune(&inv.context(&repo, args.at.now), args.dry_run)?;
+    let report = jobs::prune(
+        &inv.context_showing(&repo, args.at.now, "prune"),
+        args.dry_run,
+    )?;
     crate::problems::warn(&report.problems);
     if inv.json {
         inv.print_json(&report)?;
@@ -73,7 +76,7 @@ pub(in crate::cli) fn repair(inv: &Invocation) -> Result<i32> {
 /// Fails (after printing the report) when check found any problem.
 pub(in crate::cli) fn check(inv: &Invocation, args: &CheckArgs) -> Result<i32> {
     let repo = inv.open()?;
-    let report = jobs::check(&inv.context(&repo, None), args.read_data)?;
+    let report = jobs::check(&inv.context_showing(&repo, None, "check"), args.read_data)?;
     if inv.json {
         inv.print_json(&report)?;
     } else {

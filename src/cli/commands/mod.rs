@@ -19,6 +19,7 @@ use crate::cancel::Cancel;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::jobs::JobContext;
+use crate::progress::Progress;
 use crate::repo::Repository;
 
 /// What every command starts from: the loaded config and the output mode.
@@ -27,6 +28,8 @@ pub(super) struct Invocation {
     pub config: Config,
     /// `--json`: machine-readable output instead of text.
     pub json: bool,
+    /// `--quiet`: no progress line.
+    pub quiet: bool,
 }
 
 impl Invocation {
@@ -50,6 +53,21 @@ impl Invocation {
             as_of,
             cancel: Cancel::new(),
             metrics: None,
+            progress: Progress::hidden(),
+        }
+    }
+
+    /// The context of a command that shows progress as `what` on a terminal
+    /// (unless `--quiet`).
+    pub fn context_showing<'a>(
+        &'a self,
+        repo: &'a Repository,
+        as_of: Option<DateTime<Utc>>,
+        what: &str,
+    ) -> JobContext<'a> {
+        JobContext {
+            progress: Progress::on_stderr(what, self.quiet),
+            ..self.context(repo, as_of)
         }
     }
 

@@ -7,8 +7,8 @@ use crate::cli::output;
 use crate::error::{Error, Result};
 use crate::jobs::{self, RestoreOutcome, RestoreRequest};
 use crate::ops::restore::RestoreOptions;
-use crate::ops::restore_run::NoProgress;
 use crate::ops::restore_test::Rng;
+use crate::progress::Progress;
 
 pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i32> {
     let named = [&args.item, &args.glob, &args.tenant, &args.source];
@@ -25,6 +25,7 @@ pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i3
         .collect();
     let repo = inv.open()?;
     let host = args.host.clone().unwrap_or_else(|| inv.config.host.clone());
+    let progress = Progress::on_stderr("restore", inv.quiet);
     let request = RestoreRequest {
         item: args.item.as_deref(),
         glob: args.glob.as_deref(),
@@ -39,9 +40,11 @@ pub(in crate::cli) fn restore(inv: &Invocation, args: &RestoreArgs) -> Result<i3
         },
         force: args.force,
         reason: args.reason.clone(),
-        progress: &NoProgress,
+        progress: &progress,
     };
-    let outcome = jobs::restore(&inv.context(&repo, args.at.now), &request)?;
+    let outcome = jobs::restore(&inv.context(&repo, args.at.now), &request);
+    progress.clear();
+    let outcome = outcome?;
     if inv.json {
         inv.print_json(&outcome)?;
     } else {

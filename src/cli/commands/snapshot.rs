@@ -16,9 +16,11 @@ pub(in crate::cli) fn snapshot(inv: &Invocation, args: &SnapshotArgs) -> Result<
     let mut failures = 0;
     let options = SnapshotOptions {
         reread: args.reread,
+        ..SnapshotOptions::default()
     };
-    let ctx = inv.context(&repo, None);
+    let ctx = inv.context_showing(&repo, None, "snapshot");
     jobs::snapshot(&ctx, &sources, args.time, options, &mut |src, result| {
+        ctx.progress.clear();
         if let Ok(report) = &result {
             crate::problems::warn(&report.problems);
         }

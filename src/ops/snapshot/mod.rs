@@ -64,6 +64,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::live_index;
 use crate::problems::Problem;
+use crate::progress::Progress;
 use crate::repo::pack::{BlobKind, BlobRef};
 use crate::repo::store::Requests;
 use crate::repo::writer::{BlobWriter, Compress};
@@ -112,11 +113,13 @@ pub struct SnapshotReport {
     pub requests: Requests,
 }
 
-/// How a snapshot treats its parent's entries.
-#[derive(Clone, Copy, Debug, Default)]
+/// How a snapshot treats its parent's entries, and where it shows progress.
+#[derive(Clone, Debug, Default)]
 pub struct SnapshotOptions {
     /// Read every file again, even when its metadata matches the parent's.
     pub reread: bool,
+    /// Files and bytes read, of those to read (set by the job).
+    pub progress: Progress,
 }
 
 mod walk;
@@ -131,6 +134,7 @@ fn store_jobs(
     writer: &BlobWriter<'_>,
     warnings: &Mutex<Vec<String>>,
     cancel: &Cancel,
+    progress: &Progress,
 ) -> Result<Vec<Option<FileEntry>>> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -151,8 +155,9 @@ fn store_jobs(
                 let stored = open_seen(&job.path, job.seen)
                     .map_err(StoreFileError::Source)
                     .and_then(|file| {
-                        store_open_file(file, &job.path, job.entry.size, sizes, writer)
+                        store_open_file(file, &job.path, job.entry.size, sizes, writer, progress)
                     });
+                progress.advance(1, 0);
                 match stored {
                     Ok(content) => {
                         let entry = FileEntry {
@@ -164,6 +169,7 @@ fn store_jobs(
                         results.lock().unwrap()[i] = Some(entry);
                     }
                     Err(StoreFileError::Source(message)) => {
+                        let message = crate::escape::escaped(&message);
                         tracing::warn!("{message}");
                         warnings.lock().unwrap().push(message);
                     }
@@ -246,6 +252,8 @@ pub fn snapshot_source_with(
     let repo = lock.repo();
     let started = Instant::now();
     let requests_before = repo.requests();
+    let progress = &options.progress;
+    progress.phase(&format!("{}: walking", source.name), "files", 0, 0);
     let root_meta = std::fs::metadata(&source.path).map_err(|e| Error::NotFound {
         what: format!(
             "source {:?} directory {} ({e})",
@@ -310,7 +318,16 @@ pub fn snapshot_source_with(
     }
     let warnings = Mutex::new(warnings);
     let sizes = sizes_for(source.class);
-    let mut stored = store_jobs(&jobs, sizes, &writer, &warnings, cancel)?;
+    progress.phase(
+        &format!("{}: reading", source.name),
+        "files",
+        jobs.len() as u64,
+        jobs.iter()
+            .map(|j| j.entry.size)
+            .fold(0, u64::saturating_add),
+    );
+    let mut stored = store_jobs(&jobs, sizes, &writer, &warnings, cancel, progress)?;
+    progress.phase(&format!("{}: committing", source.name), "files", 0, 0);
     let mut summary = Summary {
         carried,
         expired,

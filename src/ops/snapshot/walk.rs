@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::cancel::Cancel;
 use crate::config::Source;
 use crate::error::{Error, Result};
+use crate::escape::Escaped;
 use crate::glob::{enter, selected};
 use crate::id::ObjectId;
 use crate::ops::live_index::relocate;
@@ -93,7 +94,9 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 }
 
 impl Walker<'_> {
+    /// A warning about the source: one line, names escaped.
     pub(super) fn warn(&mut self, message: String) {
+        let message = crate::escape::escaped(&message);
         tracing::warn!(source = %self.source.name, "{message}");
         self.warnings.push(message);
     }
@@ -242,7 +245,7 @@ impl Walker<'_> {
                             Some(_) => Why::Healed,
                         };
                         if why == Why::Healed {
-                            tracing::info!(path = %path.display(), "stored chunks lost: read again");
+                            tracing::info!(path = %Escaped(path.display()), "stored chunks lost: read again");
                         }
                         self.jobs.push(FileJob {
                             path,

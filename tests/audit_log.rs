@@ -1,0 +1,109 @@
+//! Restore (and erase) entries are kept for the audit after prune deletes
+//! the operational entries of the activity log: a prune after
+//! `activity_log_days` deletes snapshot, check and restore-test entries but
+//! keeps restore entries until `audit_log_days`.
+//!
+//! The entries are aged by moving their objects to an older day (the key
+//! carries the time prune judges them by), so the prune runs on the real
+//! clock, as an operator's would.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::{put, walk_files, World};
+
+/// Move every activity-log entry to `days` ago (its key and its time).
+fn age_log(w: &World, days: i64) {
+    let then = Utc::now() - Duration::days(days);
+    let day = w
+        .repo()
+        .join("log")
+        .join(then.format("%Y-%m-%d").to_string());
+    std::fs::create_dir_all(&day).unwrap();
+    let mut entries = Vec::new();
+    walk_files(&w.repo().join("log"), &mut |p| {
+        entries.push(p.to_path_buf())
+    });
+    for (i, old) in entries.iter().enumerate() {
+        let name = old.file_name().unwrap().to_str().unwrap();
+        // `HHMMSS.mmm-host-operation-random.json`: a new time, the rest kept.
+        let (_, rest) = name.split_once('-').unwrap();
+        let time = then + Duration::milliseconds(i as i64);
+        let new = day.join(format!("{}-{rest}", time.format("%H%M%S%.3f")));
+        let mut entry: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(old).unwrap()).unwrap();
+        entry["time"] = serde_json::json!(time);
+        std::fs::write(&new, format!("{entry}\n")).unwrap();
+        if old != &new {
+            std::fs::remove_file(old).unwrap();
+        }
+    }
+}
+
+/// Operations of the entries in the log, oldest first.
+fn operations(w: &World) -> Vec<String> {
+    w.activity()
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn world(header: &str) -> World {
+    let w = World::configured(header, &[("data", "client-data", "")], "");
+    put(&w.src(), "acme/a.txt", b"a");
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    w.ok(&["restore-test"]);
+    let to = w.path("out");
+    w.ok(&[
+        "restore",
+        "--item",
+        "acme/a.txt",
+        "--to",
+        to.to_str().unwrap(),
+        "--reason",
+        "ticket 7",
+    ]);
+    w
+}
+
+#[test]
+fn a_prune_past_activity_log_days_keeps_restore_entries() {
+    let w = world("activity_log_days = 30\n");
+    age_log(&w, 400);
+    assert_eq!(operations(&w), ["snapshot", "restore-test", "restore"]);
+    let report = w.json(&["prune"]);
+    assert_eq!(report["log_entries_deleted"], 2, "{report}");
+    let left = w.activity();
+    let ops: Vec<&str> = left
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["restore", "prune"]);
+    assert_eq!(left[0]["details"]["reason"], "ticket 7");
+}
+
+#[test]
+fn restore_entries_go_after_audit_log_days() {
+    let w = world("activity_log_days = 30\naudit_log_days = 60\n");
+    age_log(&w, 45);
+    w.ok(&["prune"]);
+    assert_eq!(operations(&w), ["restore", "prune"]);
+    age_log(&w, 100);
+    w.ok(&["prune"]);
+    assert_eq!(operations(&w), ["prune"], "the new prune's own entry");
+}
+
+#[test]
+fn audit_log_days_is_checked_like_the_other_day_counts() {
+    for bad in ["0", "36501", "-1"] {
+        let w = World::configured(&format!("audit_log_days = {bad}\n"), &[], "");
+        let out = w.offsite(&["config", "check"]);
+        let line = common::one_line_error(&out);
+        assert!(line.contains("audit_log_days"), "{line}");
+        assert_eq!(out.status.code(), Some(2));
+    }
+    let w = World::configured("", &[("data", "client-data", "")], "");
+    let shown = w.ok(&["config", "check"]);
+    assert!(shown.contains("audit_log_days = 3650"), "{shown}");
+}
