@@ -411,8 +411,9 @@ fn a_fifty_thousand_level_voice_parent_does_not_overflow_the_snapshot() {
 
 /// Review of issue 12: the commands that walk many trees (restore of a
 /// directory, a glob or a whole source; `find`, `find --history`, `ls -r`,
-/// `stats`) meet 5 000 nested levels (the limit is 4 096) with the depth verdict, a clean
-/// exit and nothing written: no stack overflow, no crash by signal.
+/// `stats`) meet 5 000 nested levels (the limit is 4 096) with the depth
+/// verdict, a clean exit and nothing written: no stack overflow, no crash
+/// by signal.
 #[test]
 fn five_thousand_nested_levels_for_find_ls_stats_and_restores_of_many_files() {
     const LEVELS: usize = 5_000;
