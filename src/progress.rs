@@ -183,14 +183,19 @@ impl Progress {
     }
 }
 
-/// A restore of many files: the files and bytes planned, then each file.
+/// A restore: the files and bytes planned, then bytes as they are written
+/// and each file as it is done.
 impl crate::ops::restore_run::RestoreProgress for Progress {
     fn planned(&self, files: u64, bytes: u64) {
         self.phase("writing", "files", files, bytes);
     }
 
-    fn file_done(&self, bytes: u64) {
-        self.advance(1, bytes);
+    fn bytes_written(&self, bytes: u64) {
+        self.advance(0, bytes);
+    }
+
+    fn file_done(&self) {
+        self.advance(1, 0);
     }
 }
 

@@ -192,6 +192,28 @@ fn progress_shows_on_a_terminal_only_and_never_with_quiet() {
     assert!(!String::from_utf8(out.stdout).unwrap().contains('\r'));
 }
 
+/// Regression: a single-file restore (a 1 GiB dump is one file) showed no
+/// progress; it now shows the file's bytes as they are written.
+#[test]
+fn a_single_file_restore_shows_progress_on_a_terminal() {
+    let w = World::new();
+    put(&w.src(), "acme/db/dump.sql", &Rng::new(3).bytes(300 * 1024));
+    w.ok(&["init"]);
+    w.ok(&["snapshot"]);
+    let to = w.path("restored");
+    let shown = on_terminal(
+        &w,
+        &format!("restore --item acme/db/dump.sql --to {}", to.display()),
+        &[],
+    );
+    assert!(
+        shown.contains("\x1b[?7lrestore: writing 0/1 files, 0 B/300.00 KiB"),
+        "{shown:?}"
+    );
+    let report = shown.find("restored ").expect("the report");
+    assert!(shown[..report].ends_with("\r\x1b[K"), "{shown:?}");
+}
+
 #[test]
 fn colour_only_on_a_terminal_and_not_with_no_color() {
     let (w, _socket) = hostile_world();

@@ -223,7 +223,7 @@ fn restore_unlogged(ctx: &JobContext<'_>, r: &RestoreRequest<'_>) -> Result<Rest
         if !r.force {
             restore_op::check_retention(ctx.config, &found, now)?;
         }
-        return restore_op::restore_item(ctx.repo, &found, &r.to, r.options)
+        return restore_op::restore_item(ctx.repo, &found, &r.to, r.options, r.progress)
             .map(RestoreOutcome::Item);
     }
     if plans.is_empty() {

@@ -34,6 +34,7 @@ use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::restore_dir::{Existing, TargetDir};
+use crate::ops::restore_run::RestoreProgress;
 use crate::problems::Problem;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
@@ -167,6 +168,7 @@ pub(super) fn write_verified(
     dir: &TargetDir,
     file_name: &str,
     options: RestoreOptions,
+    progress: &dyn RestoreProgress,
 ) -> Result<u64> {
     let target = dir.path().join(file_name);
     let tmp_name = format!(".offsite-{}.tmp", &ObjectId::random().to_hex()[..16]);
@@ -181,6 +183,7 @@ pub(super) fn write_verified(
             whole.update(&data);
             file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
             written += data.len() as u64;
+            progress.bytes_written(data.len() as u64);
             Ok(())
         })?;
         let digest = ObjectId(whole.finalize().into());
@@ -241,6 +244,7 @@ pub fn restore_item(
     found: &FoundItem,
     to: &Path,
     options: RestoreOptions,
+    progress: &dyn RestoreProgress,
 ) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let components = item_components(&found.path)?;
@@ -270,7 +274,9 @@ pub fn restore_item(
             )))
         }
     }
-    let bytes = write_verified(repo, &found.entry, &dir, file_name, options)?;
+    progress.planned(1, found.entry.size);
+    let bytes = write_verified(repo, &found.entry, &dir, file_name, options, progress)?;
+    progress.file_done();
     Ok(RestoreReport {
         item: found.path.clone(),
         source: found.source.clone(),

@@ -57,12 +57,15 @@ pub const MAX_WORKERS: usize = 8;
 const SAMPLES: usize = 30;
 
 /// Where a progress display hooks in (the restore itself prints nothing).
-/// Both are called from the writing threads.
+/// Called from the writing threads.
 pub trait RestoreProgress: Sync {
     /// Before anything is written: the files and bytes planned.
     fn planned(&self, _files: u64, _bytes: u64) {}
-    /// A file was written (`bytes` of it), kept, refused or failed (`0`).
-    fn file_done(&self, _bytes: u64) {}
+    /// Verified bytes were written to a file (chunk by chunk, so one large
+    /// file moves the display too).
+    fn bytes_written(&self, _bytes: u64) {}
+    /// A file is done: written, kept, refused or failed.
+    fn file_done(&self) {}
 }
 
 /// No progress display.
@@ -238,7 +241,7 @@ impl Shared<'_> {
                 s.files += 1;
                 s.bytes += bytes;
                 drop(s);
-                self.progress.file_done(bytes);
+                self.progress.file_done();
                 return;
             }
             Ok(Outcome::Kept(why)) => {
@@ -264,7 +267,7 @@ impl Shared<'_> {
             s.samples.push(sample);
         }
         drop(s);
-        self.progress.file_done(0);
+        self.progress.file_done();
     }
 }
 
@@ -293,7 +296,14 @@ fn restore_file(shared: &Shared<'_>, source: &str, file: &PlannedFile) -> Result
             )))
         }
     }
-    match write_verified(shared.repo, &file.entry, &dir, name, shared.options) {
+    match write_verified(
+        shared.repo,
+        &file.entry,
+        &dir,
+        name,
+        shared.options,
+        shared.progress,
+    ) {
         Ok(bytes) => Ok(Outcome::Written(bytes)),
         Err(Error::AlreadyExists { .. }) => Ok(Outcome::Kept(format!("{shown} exists, kept"))),
         Err(e) if is_object_damage(&e) => Ok(Outcome::Failed(format!("{shown}: {e}"))),

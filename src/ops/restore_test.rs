@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::operation::Outcome;
 use crate::ops::restore::{restore_item, FoundItem, RestoreOptions};
+use crate::ops::restore_run::NoProgress;
 use crate::repo::pack::BlobRef;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
@@ -190,7 +191,7 @@ fn attempt(
         problems: Vec::new(),
     };
     let dir = tempfile_dir()?;
-    let result = restore_item(repo, &found, &dir, RestoreOptions::default());
+    let result = restore_item(repo, &found, &dir, RestoreOptions::default(), &NoProgress);
     let _ = std::fs::remove_dir_all(&dir);
     report.bytes = result?.bytes;
     Ok(())
