@@ -298,7 +298,7 @@ fn names_with_control_characters_are_printed_escaped() {
     w.ok(&["snapshot"]);
     for out in [w.ok(&["find", "**"]), w.ok(&["ls", "-r"])] {
         assert!(!out.contains('\x1b'), "{out:?}");
-        assert!(out.contains("evil\\u{1b}[31mred.eml"), "{out}");
+        assert!(out.contains("evil\\x1b[31mred.eml"), "{out}");
     }
 }
 

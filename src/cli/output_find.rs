@@ -1,15 +1,13 @@
 //! Human-readable output of `ls`, `find` and `stats` (`--json` prints the
 //! reports as is). Names come from the repository, which is not trusted:
-//! every name is printed through [`escape`], so a file name cannot move the
+//! every name is printed through [`escaped`], so a file name cannot move the
 //! cursor or recolour the operator's terminal.
-//!
-//! [`escape`] is local until the shared escape helper of the terminal work
-//! lands; then it should call that one.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::output::human_bytes;
 use crate::error::Result;
+use crate::escape::escaped;
 use crate::ops::find::history::HistoryReport;
 use crate::ops::find::ls::LsReport;
 use crate::ops::find::FindReport;
@@ -17,22 +15,6 @@ use crate::ops::stats::{StatsReport, StatsRow};
 
 /// Restore lines shown under a `find` table at most (all with `--json`).
 const RESTORE_LINES: usize = 20;
-
-/// `s` with control characters escaped (`\n`, `\u{1b}`), the rest as is.
-pub fn escape(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
 
 /// `s` as one shell word: as is when it is plain, else in single quotes.
 fn shell_word(s: &str) -> String {
@@ -42,7 +24,7 @@ fn shell_word(s: &str) -> String {
     if plain {
         s.to_string()
     } else {
-        format!("'{}'", escape(&s.replace('\'', r"'\''")))
+        format!("'{}'", escaped(&s.replace('\'', r"'\''")))
     }
 }
 
@@ -51,20 +33,20 @@ fn seconds(t: &DateTime<Utc>) -> String {
 }
 
 fn opt(s: &Option<String>) -> String {
-    s.as_deref().map_or_else(|| "-".to_string(), escape)
+    s.as_deref().map_or_else(|| "-".to_string(), escaped)
 }
 
 pub fn ls(r: &LsReport) -> Result<()> {
     say!(
         "snapshot {} of {} (host {}) at {}{}",
         r.snapshot.short(),
-        escape(&r.source),
-        escape(&r.host),
+        escaped(&r.source),
+        escaped(&r.host),
         seconds(&r.time),
         if r.path.is_empty() {
             String::new()
         } else {
-            format!(": {}", escape(&r.path))
+            format!(": {}", escaped(&r.path))
         }
     );
     say!(
@@ -83,7 +65,7 @@ pub fn ls(r: &LsReport) -> Result<()> {
             seconds(&e.mtime),
             e.mode & 0o7777,
             opt(&e.tenant),
-            escape(&e.path),
+            escaped(&e.path),
             if e.kind == "dir" { "/" } else { "" }
         );
     }
@@ -122,13 +104,13 @@ pub fn find(r: &FindReport, this_host: &str) -> Result<()> {
             "{:<8} {:<20} {:<12} {:<10} {:<10} {:>10} {:<20} {:<3} {}",
             row.snapshot.short(),
             seconds(&row.snapshot_time),
-            escape(&row.host),
-            escape(&row.source),
+            escaped(&row.host),
+            escaped(&row.source),
             opt(&row.item.tenant),
             human_bytes(row.item.size),
             seconds(&row.mtime),
             if row.deleted { "yes" } else { "" },
-            escape(&row.item.path)
+            escaped(&row.item.path)
         );
     }
     say!(
@@ -156,7 +138,7 @@ pub fn history(r: &HistoryReport, this_host: &str) -> Result<()> {
     say!(
         "{} version(s) of {} in {} snapshot(s) ({} trees read)",
         r.versions.len(),
-        escape(&r.path),
+        escaped(&r.path),
         r.snapshots,
         r.trees_read
     );
@@ -167,8 +149,8 @@ pub fn history(r: &HistoryReport, this_host: &str) -> Result<()> {
             human_bytes(v.item.size),
             seconds(&v.mtime),
             opt(&v.item.tenant),
-            escape(&v.host),
-            escape(&v.source),
+            escaped(&v.host),
+            escaped(&v.source),
             v.snapshots.len()
         );
         for s in &v.snapshots {
@@ -222,12 +204,6 @@ pub fn stats(r: &StatsReport) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_are_escaped_and_the_rest_kept() {
-        assert_eq!(escape("plain é/ü.eml"), "plain é/ü.eml");
-        assert_eq!(escape("a\x1b[31mb\nc\u{9b}"), "a\\u{1b}[31mb\\nc\\u{9b}");
-    }
 
     #[test]
     fn shell_words_are_quoted_when_not_plain() {
