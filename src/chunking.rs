@@ -189,7 +189,12 @@ mod tests {
     fn a_vanished_file_is_a_source_warning_not_a_repository_failure() {
         let dir = tempfile::tempdir().unwrap();
         let location = crate::repo::Location::Local(dir.path().join("repo"));
-        let repo = crate::repo::Repository::init(&location, chrono::DateTime::UNIX_EPOCH).unwrap();
+        let repo = crate::repo::Repository::init(
+            &location,
+            chrono::DateTime::UNIX_EPOCH,
+            &crate::repo::MasterKey::generate(),
+        )
+        .unwrap();
         let writer = BlobWriter::new(&repo, crate::repo::index::Index::default());
         let err = store_file(
             &dir.path().join("gone"),

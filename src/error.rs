@@ -100,6 +100,18 @@ pub enum Error {
     /// A verification (`check`) found problems; each was reported already.
     #[error("{0}")]
     CheckFailed(String),
+    /// The repository's key is missing, wrong, or of another repository
+    /// (never a reason to change anything); the message says which.
+    #[error("{0}")]
+    Key(String),
+    /// An item belongs to a tenant whose key was destroyed (`offsite erase
+    /// --tenant`): it can never be read again, by design.
+    #[error("tenant {} was erased at {}: {}", Escaped(.tenant), .at.format("%Y-%m-%d %H:%M:%S UTC"), Escaped(.reason))]
+    Erased {
+        tenant: String,
+        at: chrono::DateTime<chrono::Utc>,
+        reason: String,
+    },
     /// Standard output cannot be written: usually its reader went away
     /// (`offsite log | head`), see [`Error::is_closed_pipe`].
     #[error("cannot write to standard output: {source}")]

@@ -13,7 +13,7 @@
 //!   (per-recording expiry), [`days`] (a bounded number of days),
 //!   [`glob`], [`tree`] and [`snapshot`] (metadata types), [`activity`]
 //!   (activity-log entries), [`operation`] (operation and outcome names),
-//!   [`id`] (SHA-256 ids), [`decompress`] (bounded zstd), [`problems`]
+//!   [`id`] (SHA-256 ids), [`crypto`] (AES-GCM, HKDF, HMAC from aws-lc-rs), [`decompress`] (bounded zstd), [`problems`]
 //!   (damaged objects skipped and reported), [`escape`] (names from outside
 //!   made safe to print), [`error`].
 //! * Storage: [`repo`], the one door to it: typed access by id
@@ -38,6 +38,7 @@ pub mod chunking;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod days;
 pub mod decompress;
 pub mod error;
@@ -47,6 +48,7 @@ pub mod glob;
 pub mod guard;
 pub mod id;
 pub mod jobs;
+pub mod keyfile;
 pub mod metrics;
 pub mod operation;
 pub mod ops;

@@ -15,8 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use offsite::repo::layout::pack_key;
-use offsite::repo::Location;
-use offsite::repo::Repository;
 use offsite::tree::Entry;
 
 const T1: &str = "2026-11-01T02:00:00Z";
@@ -352,7 +350,7 @@ fn agent_starts_with_an_unreadable_manifest_and_counts_it() {
 
 /// The tree of directory `name` in the root of the newest snapshot of `source`.
 fn subtree(w: &World, source: &str, name: &str) -> offsite::repo::pack::BlobRef {
-    let repo = Repository::open(&Location::Local(w.repo())).unwrap();
+    let repo = w.open_repo();
     let newest = repo
         .list_snapshots(Some("test-host"), Some(source))
         .unwrap()

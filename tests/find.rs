@@ -410,7 +410,7 @@ fn a_tree_at_the_same_place_in_two_sources_is_read_once() {
 
 #[test]
 fn a_snapshot_whose_trees_are_lost_is_a_problem_and_the_others_are_still_searched() {
-    use offsite::repo::{layout::pack_key, Location, Repository};
+    use offsite::repo::layout::pack_key;
     let w = World::new();
     put(&w.src(), "acme/emails/old.eml", b"old");
     w.ok(&["init"]);
@@ -418,7 +418,7 @@ fn a_snapshot_whose_trees_are_lost_is_a_problem_and_the_others_are_still_searche
     put(&w.src(), "acme/emails/new.eml", b"new");
     w.ok(&["snapshot", "--time", "2026-10-02T02:00:00Z"]);
     // Lose the pack holding the older snapshot's root tree.
-    let repo = Repository::open(&Location::Local(w.repo())).unwrap();
+    let repo = w.open_repo();
     let refs = repo.list_snapshots(None, None).unwrap();
     let older = repo.load_snapshot(&refs[1]).unwrap();
     let newer = repo.load_snapshot(&refs[0]).unwrap();

@@ -15,8 +15,6 @@ use std::os::unix::fs::PermissionsExt;
 use offsite::repo::index::Index;
 use offsite::repo::pack::{BlobKind, BlobRef};
 use offsite::repo::writer::{BlobWriter, Compress};
-use offsite::repo::Location;
-use offsite::repo::Repository;
 use offsite::snapshot::Snapshot;
 use offsite::tree::{DirEntry, Entry, FileEntry, Tree};
 
@@ -35,7 +33,7 @@ fn world() -> World {
 
 /// Forges snapshots from tree blobs built with the crate's own types.
 struct Forge {
-    repo: Repository,
+    repo: offsite::repo::Repository,
     /// The world's real snapshot, the model for forged manifests.
     base: Snapshot,
     /// `ok.txt` as backed up: its chunks are real, so content checks pass.
@@ -44,7 +42,7 @@ struct Forge {
 
 impl Forge {
     fn new(w: &World) -> Self {
-        let repo = Repository::open(&Location::Local(w.repo())).unwrap();
+        let repo = w.open_repo();
         let refs = repo.list_snapshots(None, None).unwrap();
         let base = repo.load_snapshot(&refs[0]).unwrap();
         let file = match repo.read_tree(&base.tree).unwrap().get("ok.txt") {

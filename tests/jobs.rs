@@ -11,7 +11,6 @@ use offsite::cancel::Cancel;
 use offsite::clock::ManualClock;
 use offsite::config::Config;
 use offsite::metrics::Metrics;
-use offsite::repo::Repository;
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -20,7 +19,7 @@ fn utc(s: &str) -> DateTime<Utc> {
 /// Run the agent's job `name` once on `w`'s repository with `clock`.
 fn agent_runs(w: &common::World, name: &str, clock: &ManualClock) {
     let config = Config::load(&w.config).unwrap();
-    let repo = Repository::open(&config.repository).unwrap();
+    let repo = offsite::keyfile::open(&config).unwrap();
     let metrics = Metrics::new();
     let job = jobs_from_config(&config)
         .into_iter()

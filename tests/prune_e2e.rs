@@ -121,7 +121,7 @@ fn activity_log_entries_older_than_30_days_are_pruned() {
     let now = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
-    let repo = offsite::repo::Repository::open(&offsite::repo::Location::Local(w.repo())).unwrap();
+    let repo = w.open_repo();
     for days in [45, 31, 30, 29, 10, 1] {
         let entry = offsite::activity::Activity {
             time: now - Duration::days(days) + Duration::minutes(1),

@@ -16,7 +16,6 @@ use offsite::cancel::Cancel;
 use offsite::clock::{Clock, ManualClock};
 use offsite::config::Config;
 use offsite::metrics::Metrics;
-use offsite::repo::Repository;
 
 fn job(name: &str, cron: &str) -> Job {
     Job {
@@ -208,7 +207,7 @@ fn live(
     unlock_at: DateTime<Utc>,
 ) -> Life {
     let config = Config::load(&w.config).unwrap();
-    let repo = Repository::open(&config.repository).unwrap();
+    let repo = offsite::keyfile::open(&config).unwrap();
     let metrics = Metrics::new();
     let state_path = w.path("state.json");
     let jobs = jobs_from_config(&config)

@@ -274,7 +274,7 @@ fn watch_signals(cancel: Cancel) -> Result<()> {
 pub fn run_from_cli(config: Config) -> Result<i32> {
     crate::guard::enforce(&config)?;
     crate::config::lint::warn(&crate::config::lint::lint(&config, SystemClock.now()));
-    let repo = Repository::open(&config.repository)?;
+    let repo = crate::keyfile::open(&config)?;
     let cancel = Cancel::new();
     watch_signals(cancel.clone())?;
     // Bound now (a bad address stops the start), served once the metrics are complete.

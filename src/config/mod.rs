@@ -129,6 +129,8 @@ pub struct Config {
     pub repository_url: String,
     pub repository: Location,
     pub repository_region: String,
+    /// `[repository] key_file` as written; see [`crate::keyfile::path`].
+    pub key_file: Option<PathBuf>,
     pub sources: Vec<Source>,
     pub default_voice_retention_days: Days,
     pub tenant_contracts: BTreeMap<String, Days>,
@@ -412,6 +414,7 @@ impl Config {
             repository_url: raw.repository.url.clone(),
             repository,
             repository_region,
+            key_file: raw.repository.key_file.clone(),
             sources,
             default_voice_retention_days,
             tenant_contracts,

@@ -86,6 +86,9 @@ pub struct RawRepository {
     pub path_style: Option<bool>,
     /// AWS shared-config profile for the credentials.
     pub profile: Option<String>,
+    /// The master key file (default: `offsite.key` in `$CREDENTIALS_DIRECTORY`
+    /// under systemd, else in `state_dir`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// One `[[source]]`.

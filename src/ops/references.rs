@@ -331,6 +331,7 @@ mod tests {
         let repo = Repository::init(
             &crate::repo::Location::Local(dir.path().join("r")),
             chrono::DateTime::UNIX_EPOCH,
+            &crate::repo::MasterKey::generate(),
         )
         .unwrap();
         let (r, s, a, b) = small_repo(&repo);
@@ -364,6 +365,7 @@ mod tests {
         let repo = Repository::init(
             &crate::repo::Location::Local(dir.path().join("r")),
             chrono::DateTime::UNIX_EPOCH,
+            &crate::repo::MasterKey::generate(),
         )
         .unwrap();
         let (r, _, a, _) = small_repo(&repo);

@@ -52,6 +52,7 @@
 
 pub mod blobs;
 pub mod index;
+pub mod keys;
 pub mod layout;
 pub mod lock;
 pub mod locked;
@@ -72,13 +73,16 @@ use crate::id::ObjectId;
 use store::Store;
 
 pub use blobs::TreeCache;
+pub use keys::MasterKey;
 pub use locked::{Exclusive, Shared};
 pub use packs::ListedPack;
 pub use snapshots::{LoadedSnapshot, SnapshotListing};
 pub use store::{Location, Requests};
 
 /// Repository format version.
-pub const REPO_VERSION: u32 = 1;
+pub const REPO_VERSION: u32 = 2;
+/// The encryption scheme of format 2 (see [`keys`] and [`crate::crypto`]).
+pub const ENCRYPTION: &str = "aes256gcm-hkdf-hmacsha256";
 
 /// The `config` object.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -86,7 +90,7 @@ pub struct RepoConfig {
     pub version: u32,
     pub id: ObjectId,
     pub created: DateTime<Utc>,
-    /// Encryption scheme of packs and metadata; `none` in version 1.
+    /// Encryption scheme of packs and metadata ([`ENCRYPTION`]).
     pub encryption: String,
 }
 
@@ -95,30 +99,48 @@ pub struct RepoConfig {
 pub struct Repository {
     store: Store,
     pub config: RepoConfig,
+    keys: std::sync::Arc<keys::Keys>,
 }
 
 impl Repository {
     /// Create a new repository, as created at `now`; refuses when one exists
     /// there already.
-    pub fn init(location: &Location, now: DateTime<Utc>) -> Result<Self> {
+    /// `master` becomes the key of epoch 1: whoever holds it (or a
+    /// passphrase envelope of it) can read the repository, nobody else.
+    pub fn init(location: &Location, now: DateTime<Utc>, master: &MasterKey) -> Result<Self> {
         let store = Store::connect(location, true)?;
+        let exists = || Error::AlreadyExists {
+            what: format!("a repository already exists at {}", store.describe()),
+        };
+        match store.get(layout::CONFIG) {
+            Err(Error::NotFound { .. }) => {}
+            Ok(_) => return Err(exists()),
+            Err(e) => return Err(e),
+        }
         let config = RepoConfig {
             version: REPO_VERSION,
             id: ObjectId::random(),
             created: now,
-            encryption: "none".into(),
+            encryption: ENCRYPTION.into(),
+        };
+        let keys = match keys::Keys::create(&store, config.id, master, now) {
+            Err(Error::AlreadyExists { .. }) => return Err(exists()),
+            other => other?,
         };
         let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
         match store.put_new(layout::CONFIG, Bytes::from(bytes)) {
-            Err(Error::AlreadyExists { .. }) => Err(Error::AlreadyExists {
-                what: format!("a repository already exists at {}", store.describe()),
+            Err(Error::AlreadyExists { .. }) => Err(exists()),
+            other => other.map(|()| Repository {
+                store,
+                config,
+                keys: std::sync::Arc::new(keys),
             }),
-            other => other.map(|()| Repository { store, config }),
         }
     }
 
     /// Open an existing repository.
-    pub fn open(location: &Location) -> Result<Self> {
+    /// Fails with one line ([`Error::Key`]) when `master` does not open it.
+    pub fn open(location: &Location, master: &MasterKey) -> Result<Self> {
         let store = Store::connect(location, false)?;
         let bytes = store.get(layout::CONFIG).map_err(|e| match e {
             Error::NotFound { .. } => Error::NotFound {
@@ -131,16 +153,68 @@ impl Repository {
         })?;
         let config: RepoConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt_by(layout::CONFIG, "does not parse", e))?;
-        if config.version != REPO_VERSION {
+        if config.version == 1 {
+            return Err(Error::Usage(format!(
+                "{} holds a repository of format 1 (unencrypted, offsite 0.1); this offsite \
+                 reads format {REPO_VERSION} only: init a new repository elsewhere",
+                store.describe()
+            )));
+        }
+        if config.version != REPO_VERSION || config.encryption != ENCRYPTION {
             return Err(Error::corrupt(
                 layout::CONFIG,
                 format!(
-                    "repository format {} is not supported (this offsite reads {REPO_VERSION})",
-                    config.version
+                    "repository format {} ({}) is not supported (this offsite reads {REPO_VERSION}, {ENCRYPTION})",
+                    config.version, config.encryption
                 ),
             ));
         }
-        Ok(Repository { store, config })
+        let keys = keys::Keys::open(&store, config.id, master)?;
+        Ok(Repository {
+            store,
+            config,
+            keys: std::sync::Arc::new(keys),
+        })
+    }
+
+    /// The repository's keys.
+    pub fn keys(&self) -> &keys::Keys {
+        &self.keys
+    }
+
+    /// The data key of `tenant` (`None`: the shared key) for reading. An
+    /// erased tenant is [`Error::Erased`], never "corrupt".
+    pub fn data_key(&self, tenant: Option<&str>) -> Result<std::sync::Arc<keys::DataKey>> {
+        let Some(tenant) = tenant else {
+            return Ok(self.keys.shared().clone());
+        };
+        match self.keys.tenant(&self.store, tenant)? {
+            keys::TenantKey::Live(k) => Ok(k),
+            keys::TenantKey::Erased { at, reason } => Err(Error::Erased {
+                tenant: tenant.to_string(),
+                at,
+                reason,
+            }),
+        }
+    }
+
+    /// The data key of `tenant` for writing: created on first use.
+    pub fn data_key_for_writing(
+        &self,
+        tenant: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<std::sync::Arc<keys::DataKey>> {
+        let Some(tenant) = tenant else {
+            return Ok(self.keys.shared().clone());
+        };
+        match self.keys.tenant_for_writing(&self.store, tenant, now)? {
+            keys::TenantKey::Live(k) => Ok(k),
+            keys::TenantKey::Erased { at, reason } => Err(Error::Erased {
+                tenant: tenant.to_string(),
+                at,
+                reason,
+            }),
+        }
     }
 
     /// Where the repository lives (its URL), for messages.

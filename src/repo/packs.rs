@@ -121,7 +121,12 @@ mod tests {
     fn foreign_keys_are_not_packs_or_index_files() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
-        let repo = Repository::init(&Location::Local(root.clone()), DateTime::UNIX_EPOCH).unwrap();
+        let repo = Repository::init(
+            &Location::Local(root.clone()),
+            DateTime::UNIX_EPOCH,
+            &crate::repo::MasterKey::generate(),
+        )
+        .unwrap();
         let id = ObjectId::hash(b"pack");
         repo.put_pack(&id, Bytes::from_static(b"bytes")).unwrap();
         let index = repo.write_index_file(Vec::new()).unwrap();

@@ -31,8 +31,9 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("src")).unwrap();
         let mut text = format!(
-            "host = \"test-host\"\nsource_region = \"eu-north-1\"\n{header}\n[repository]\nurl = \"file://{}\"\nregion = \"eu-central-1\"\n",
-            dir.path().join("repo").display()
+            "host = \"test-host\"\nsource_region = \"eu-north-1\"\n{header}\n[repository]\nurl = \"file://{}\"\nregion = \"eu-central-1\"\nkey_file = \"{}\"\n",
+            dir.path().join("repo").display(),
+            dir.path().join("offsite.key").display()
         );
         for (name, class, extra) in sources {
             text += &format!(
@@ -52,6 +53,12 @@ impl World {
 
     pub fn repo(&self) -> PathBuf {
         self.dir.path().join("repo")
+    }
+
+    /// The repository, opened in-process with the world's key file.
+    pub fn open_repo(&self) -> offsite::repo::Repository {
+        let config = offsite::config::Config::load(&self.config).expect("config loads");
+        offsite::keyfile::open(&config).expect("repository opens")
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -35,7 +35,7 @@ pub(super) struct Invocation {
 impl Invocation {
     /// The repository the config names, opened (not locked).
     pub fn open(&self) -> crate::error::Result<Repository> {
-        Repository::open(&self.config.repository)
+        crate::keyfile::open(&self.config)
     }
 
     /// The context of a one-shot command: the system clock, retention judged

@@ -9,7 +9,6 @@ use crate::cli::args::{Cli, CompletionsArgs, ConfigAction, ConfigCheckArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::config::lint;
 use crate::error::{Error, Result};
-use crate::repo::Repository;
 
 pub(in crate::cli) fn config(inv: &Invocation, action: &ConfigAction) -> Result<i32> {
     match action {
@@ -62,8 +61,15 @@ fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
 
 pub(in crate::cli) fn init(inv: &Invocation) -> Result<i32> {
     let guard = crate::guard::check(&inv.config)?;
-    let repo = Repository::init(&inv.config.repository, SystemClock.now())?;
+    let (repo, key) = crate::keyfile::init(&inv.config, SystemClock.now())?;
     crate::guard::warn(&guard);
+    if key.created {
+        tracing::warn!(
+            "created the repository's key at {}: WITHOUT THIS KEY (or a recovery passphrase, \
+             `offsite key add --passphrase`) THE BACKUPS CANNOT BE READ; keep a copy off this host",
+            key.path.display()
+        );
+    }
     if inv.json {
         inv.print_json(&serde_json::json!({"repository": repo.describe(), "id": repo.config.id}))?;
     } else {

@@ -1,0 +1,305 @@
+//! The master key file: where it is, how it is read and written.
+//!
+//! ```text
+//! offsite-key 2
+//! repository <64 hex digits, or "any" before init binds it>
+//! epoch <n>
+//! key <64 hex digits>
+//! ```
+//!
+//! Where: `[repository] key_file` when set; else `offsite.key` in
+//! `$CREDENTIALS_DIRECTORY` when systemd passes credentials
+//! (`LoadCredential=`); else `offsite.key` in `state_dir`. The file is opened
+//! without following a symlink and refused unless it is a regular file that
+//! only its owner can read: a key others can read is a key others have.
+//! Nothing here ever prints the key.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::crypto::Secret;
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::repo::MasterKey;
+
+/// The file name of the key in `$CREDENTIALS_DIRECTORY` and `state_dir`.
+pub const FILE_NAME: &str = "offsite.key";
+const HEADER: &str = "offsite-key 2";
+/// More than any key file holds: a bigger file is not one.
+const MAX_LEN: u64 = 4096;
+
+/// A key file's content.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    /// The repository it opens; `None` for a key made before `init`.
+    pub repository: Option<ObjectId>,
+    pub master: MasterKey,
+}
+
+/// Where the key file of `config` is (see the module docs).
+pub fn path(config: &Config) -> PathBuf {
+    if let Some(p) = &config.key_file {
+        return p.clone();
+    }
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if !dir.is_empty() => Path::new(&dir).join(FILE_NAME),
+        _ => config.state_dir.join(FILE_NAME),
+    }
+}
+
+impl KeyFile {
+    /// The text of the file.
+    pub fn to_text(&self) -> String {
+        let repo = self
+            .repository
+            .map(|r| r.to_hex())
+            .unwrap_or_else(|| "any".into());
+        format!(
+            "{HEADER}\nrepository {repo}\nepoch {}\nkey {}\n",
+            self.master.epoch,
+            hex::encode(self.master.secret.expose())
+        )
+    }
+
+    /// Parse the text of a key file; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let bad = |why: &str| Error::Key(format!("key file {}: {why}", path.display()));
+        let mut lines = text.lines();
+        if lines.next() != Some(HEADER) {
+            return Err(bad(
+                "not an offsite key file (first line must be \"offsite-key 2\")",
+            ));
+        }
+        let mut field = |name: &str| {
+            lines
+                .next()
+                .and_then(|l| l.strip_prefix(name))
+                .and_then(|l| l.strip_prefix(' '))
+                .map(str::to_string)
+                .ok_or_else(|| bad(&format!("line \"{name} …\" is missing")))
+        };
+        let repository = match field("repository")?.as_str() {
+            "any" => None,
+            hex_id => Some(hex_id.parse().map_err(|_| bad("repository is not an id"))?),
+        };
+        let epoch: u64 = field("epoch")?
+            .parse()
+            .ok()
+            .filter(|e| *e >= 1)
+            .ok_or_else(|| bad("epoch is not a number from 1"))?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(field("key")?, &mut key)
+            .map_err(|_| bad("key is not 64 hex digits"))?;
+        Ok(KeyFile {
+            repository,
+            master: MasterKey {
+                secret: Secret::from_bytes(key),
+                epoch,
+            },
+        })
+    }
+
+    /// Read the key file at `path`: a regular file, not a symlink, readable
+    /// by its owner only.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| {
+                Error::Key(match e.kind() {
+                    std::io::ErrorKind::NotFound => format!(
+                        "no key file at {}: the repository cannot be opened without its key \
+                         (set [repository] key_file, or restore the key from your recovery copy)",
+                        path.display()
+                    ),
+                    _ => format!("cannot read key file {}: {e}", path.display()),
+                })
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::Key(format!("key file {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(Error::Key(format!(
+                "key file {} is not a regular file",
+                path.display()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(Error::Key(format!(
+                "key file {} is readable by others (mode {:o}); run chmod 600 on it",
+                path.display(),
+                meta.mode() & 0o777
+            )));
+        }
+        let mut text = String::new();
+        file.take(MAX_LEN)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Key(format!("cannot read key file {}: {e}", path.display())))?;
+        KeyFile::parse(path, &text)
+    }
+
+    /// Write the key file at `path` (mode 0600), replacing any other file
+    /// atomically: written to a temporary name, synced, renamed.
+    pub fn store(&self, path: &Path) -> Result<()> {
+        let io = |e: std::io::Error| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("key.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+        file.write_all(self.to_text().as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+
+    /// Check that this key is for `repository`.
+    pub fn check_repository(&self, path: &Path, repository: ObjectId) -> Result<()> {
+        match self.repository {
+            Some(r) if r != repository => Err(Error::Key(format!(
+                "key file {} is for repository {}, this is repository {}",
+                path.display(),
+                r.short(),
+                repository.short()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Open the repository `config` names with its key file. When the
+/// repository moved to a newer key epoch (another host erased a tenant),
+/// the key file is replaced by the new key so the old one stops existing
+/// here; a key file that cannot be rewritten (a read-only credential) is
+/// a warning on every open until the operator replaces it.
+pub fn open(config: &Config) -> Result<crate::repo::Repository> {
+    let path = path(config);
+    let file = KeyFile::load(&path)?;
+    let repo = crate::repo::Repository::open(&config.repository, &file.master)?;
+    file.check_repository(&path, repo.config.id)?;
+    let current = repo.keys().master();
+    if current.epoch > file.master.epoch {
+        let newer = KeyFile {
+            repository: Some(repo.config.id),
+            master: current.clone(),
+        };
+        match newer.store(&path) {
+            Ok(()) => tracing::warn!(
+                "the repository's key moved to epoch {} (a tenant was erased); {} now holds the new key",
+                current.epoch,
+                path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "the repository's key moved to epoch {} but {} cannot be rewritten ({e}); \
+                 replace it with `offsite key export` from a host that has the new key",
+                current.epoch,
+                path.display()
+            ),
+        }
+    }
+    Ok(repo)
+}
+
+/// What `init` did with the key.
+#[derive(Debug)]
+pub struct InitKey {
+    pub path: PathBuf,
+    /// True when `init` made the key (false: it used one already there).
+    pub created: bool,
+}
+
+/// Create the repository `config` names and its key: a key file already at
+/// the key path is used if it is not bound to another repository; else a
+/// new key is written there (mode 0600) **before** the repository exists,
+/// so no repository is ever left without its key.
+pub fn init(
+    config: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(crate::repo::Repository, InitKey)> {
+    let path = path(config);
+    let (file, created) = match KeyFile::load(&path) {
+        Ok(f) => (f, false),
+        Err(_) if !path.exists() && std::fs::symlink_metadata(&path).is_err() => {
+            let f = KeyFile {
+                repository: None,
+                master: MasterKey::generate(),
+            };
+            f.store(&path)?;
+            (f, true)
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(r) = file.repository {
+        return Err(Error::Key(format!(
+            "key file {} already belongs to repository {}; move it away or set another [repository] key_file",
+            path.display(),
+            r.short()
+        )));
+    }
+    let repo = crate::repo::Repository::init(&config.repository, now, &file.master)?;
+    if created {
+        KeyFile {
+            repository: Some(repo.config.id),
+            master: file.master.clone(),
+        }
+        .store(&path)?;
+    }
+    Ok((repo, InitKey { path, created }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trips_and_refuses_other_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let kf = KeyFile {
+            repository: Some(ObjectId::hash(b"r")),
+            master: MasterKey::generate(),
+        };
+        kf.store(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = KeyFile::load(&path).unwrap();
+        assert_eq!(back.repository, kf.repository);
+        assert_eq!(back.master.secret, kf.master.secret);
+        for bad in [
+            "",
+            "offsite-key 1\n",
+            "offsite-key 2\nrepository x\nepoch 1\nkey 00\n",
+        ] {
+            assert!(
+                matches!(KeyFile::parse(&path, bad), Err(Error::Key(_))),
+                "{bad:?}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = KeyFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("readable by others"), "{err}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(KeyFile::load(&link).is_err());
+        let err = KeyFile::load(&dir.path().join("none"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no key file"), "{err}");
+        assert!(!err.contains(&hex::encode(kf.master.secret.expose())));
+    }
+}
