@@ -235,10 +235,11 @@ fn compare(work: &Path, src: &Path, gen: &Path, target: &Target) {
     std::fs::write(
         &config,
         format!(
-            "host = \"bench\"\nsource_region = \"eu-north-1\"\n[repository]\n{repository}\n\
+            "host = \"bench\"\nsource_region = \"eu-north-1\"\nstate_dir = \"{state}\"\n[repository]\n{repository}\n\
              [[source]]\nname = \"client-data\"\nclass = \"client-data\"\npath = \"{src}\"\ninclude = [\"*/db/**\", \"*/chats/**\", \"*/emails/**\"]\n\
              [[source]]\nname = \"voice\"\nclass = \"voice\"\npath = \"{src}\"\ninclude = [\"*/voice/**\"]\n",
-            src = src.display()
+            src = src.display(),
+            state = work.join("state").display(),
         ),
     )
     .unwrap();

@@ -189,7 +189,10 @@ mod tests {
         let key = Secret::from_bytes([7; 32]);
         assert_eq!(key.keyed_id(b"abc"), hmac_id(&key.hmac_key(), b"abc"));
         assert_ne!(key.keyed_id(b"abc"), key.keyed_id(b"abd"));
-        assert_ne!(key.keyed_id(b"abc"), Secret::from_bytes([8; 32]).keyed_id(b"abc"));
+        assert_ne!(
+            key.keyed_id(b"abc"),
+            Secret::from_bytes([8; 32]).keyed_id(b"abc")
+        );
     }
 
     #[test]

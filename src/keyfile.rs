@@ -245,6 +245,11 @@ pub fn init(
         Err(e) => return Err(e),
     };
     if let Some(r) = file.repository {
+        if crate::repo::Repository::open(&config.repository, &file.master).is_ok() {
+            return Err(Error::AlreadyExists {
+                what: format!("a repository already exists at {}", config.repository_url),
+            });
+        }
         return Err(Error::Key(format!(
             "key file {} already belongs to repository {}; move it away or set another [repository] key_file",
             path.display(),

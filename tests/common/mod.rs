@@ -363,8 +363,10 @@ impl World {
         let start = text.find("[repository]").unwrap();
         let end = text[start..].find("[[source]]").unwrap() + start;
         let repo = format!(
-            "[repository]\nurl = \"s3://{bucket}/offsite\"\nregion = \"{}\"\nendpoint = \"{}\"\n{repository_extra}\n",
-            env.region, env.endpoint
+            "[repository]\nurl = \"s3://{bucket}/offsite\"\nregion = \"{}\"\nendpoint = \"{}\"\nkey_file = \"{}\"\n{repository_extra}\n",
+            env.region,
+            env.endpoint,
+            w.path("offsite.key").display()
         );
         std::fs::write(
             &w.config,
