@@ -108,6 +108,10 @@ pub struct Snapshot {
     /// When prune last rewrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewritten_at: Option<DateTime<Utc>>,
+    /// The tenant whose key seals the root tree (a `fixed:` tenant rule),
+    /// copied into `tree.tenant` when the manifest is parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_tenant: Option<String>,
 }
 
 /// At most this many previous ids are kept: the original and the latest.
@@ -182,8 +186,9 @@ impl SnapshotRef {
         if ObjectId::hash(bytes) != self.id {
             return Err(Error::corrupt(&self.key, "manifest does not match its id"));
         }
-        let snap: Snapshot = serde_json::from_slice(bytes)
+        let mut snap: Snapshot = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt_by(&self.key, "manifest does not parse", e))?;
+        snap.tree.tenant = snap.tree_tenant.as_deref().map(Into::into);
         if snap.version != SNAPSHOT_VERSION {
             return Err(Error::corrupt(
                 &self.key,
@@ -268,10 +273,12 @@ mod tests {
                 length: 1,
                 raw_length: 1,
                 compression: Default::default(),
+                tenant: None,
             },
             summary: Summary::default(),
             previous_ids: Vec::new(),
             rewritten_at: None,
+            tree_tenant: None,
         }
     }
 

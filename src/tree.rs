@@ -95,6 +95,9 @@ pub struct DirEntry {
     pub name: String,
     pub mode: u32,
     pub mtime_ns: i64,
+    /// The tenant whose key seals `tree` (`None`: the shared key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub tree: BlobRef,
 }
 
@@ -113,10 +116,27 @@ impl Tree {
                 format!("tree blob {}: {detail}", blob.id),
             )
         };
-        let tree: Tree =
+        let mut tree: Tree =
             serde_json::from_slice(bytes).map_err(|e| corrupt(format!("does not parse: {e}")))?;
         tree.validate().map_err(corrupt)?;
+        tree.fill_tenants();
         Ok(tree)
+    }
+
+    /// Copy each entry's tenant into its blob references (not serialized
+    /// per reference, see [`BlobRef::tenant`]).
+    fn fill_tenants(&mut self) {
+        for entry in &mut self.entries {
+            match entry {
+                Entry::File(f) => {
+                    let tenant: Option<std::sync::Arc<str>> = f.tenant.as_deref().map(Into::into);
+                    for chunk in &mut f.chunks {
+                        chunk.tenant.clone_from(&tenant);
+                    }
+                }
+                Entry::Dir(d) => d.tree.tenant = d.tenant.as_deref().map(Into::into),
+            }
+        }
     }
 
     /// Every name safe, names strictly increasing, every location in range.
@@ -315,6 +335,7 @@ mod tests {
             length: 10,
             raw_length: 10,
             compression: Default::default(),
+            tenant: None,
         }
     }
 
@@ -337,6 +358,7 @@ mod tests {
             name: name.into(),
             mode: 0o40755,
             mtime_ns: 0,
+            tenant: None,
             tree: blob(n),
         })
     }
@@ -411,6 +433,7 @@ mod tests {
             name: "d".into(),
             mode: 0,
             mtime_ns: 0,
+            tenant: None,
             tree: far,
         });
         assert!(parse(vec![entry]).is_err());

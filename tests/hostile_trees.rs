@@ -66,6 +66,7 @@ impl Forge {
             name: name.to_string(),
             mode: 0o40755,
             mtime_ns: 0,
+            tenant: None,
             tree,
         })
     }

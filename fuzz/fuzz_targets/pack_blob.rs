@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Compression::None
         },
+        tenant: None,
     };
     let _ = decode_blob(stored, &blob);
 });

@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         length: data.len() as u32,
         raw_length: data.len() as u32,
         compression: Compression::None,
+        tenant: None,
     };
     let Ok(tree) = Tree::from_bytes(&blob, data) else {
         return;

@@ -310,6 +310,7 @@ mod tests {
                     name: "s".into(),
                     mode: 0o40755,
                     mtime_ns: 0,
+                    tenant: None,
                     tree: s.clone(),
                 }),
             ],

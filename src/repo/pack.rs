@@ -69,6 +69,12 @@ pub struct BlobRef {
     pub raw_length: u32,
     #[serde(default, skip_serializing_if = "is_uncompressed")]
     pub compression: Compression,
+    /// The tenant whose key seals the blob (`None`: the shared key). Not
+    /// serialized: trees record it once per entry ([`crate::tree::FileEntry::tenant`],
+    /// [`crate::tree::DirEntry::tenant`]), manifests for the root, the index
+    /// per pack; parsing fills it in ([`crate::tree::Tree::from_bytes`]).
+    #[serde(skip)]
+    pub tenant: Option<std::sync::Arc<str>>,
 }
 
 fn is_uncompressed(c: &Compression) -> bool {
@@ -85,6 +91,7 @@ impl BlobRef {
             length: blob.length,
             raw_length: blob.raw_length,
             compression: blob.compression,
+            tenant: None,
         }
     }
 
@@ -291,6 +298,7 @@ mod tests {
             length: 10,
             raw_length: 10,
             compression: Compression::None,
+            tenant: None,
         };
         assert_eq!(blob.range(), u64::MAX - 1..u64::MAX);
     }

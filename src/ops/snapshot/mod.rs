@@ -217,6 +217,7 @@ fn build_tree(
                     name: d.name,
                     mode: d.mode,
                     mtime_ns: d.mtime_ns,
+                    tenant: None,
                     tree: blob,
                 }));
             }
@@ -378,6 +379,7 @@ pub fn snapshot_source_with(
         summary: summary.clone(),
         previous_ids: Vec::new(),
         rewritten_at: None,
+        tree_tenant: None,
     };
     crate::ops::pack_presence::ensure_packs_exist(repo, &source.name, &snap.tree)?;
     let (id, _) = repo.save_snapshot(&snap)?;
