@@ -116,15 +116,16 @@ impl SealingKey {
         SealingKey(LessSafeKey::new(unbound))
     }
 
-    /// Append the sealed form of `plaintext` (ciphertext and tag) to `out`.
+    /// Append the sealed form of `plaintext` (ciphertext and tag) to `out`,
+    /// encrypting in place in `out` (no second copy of the plaintext).
     pub fn seal_into(&self, position: u64, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let mut tail = out.split_off(start);
-        self.0
-            .seal_in_place_append_tag(nonce(position), Aad::from(aad), &mut tail)
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(nonce(position), Aad::from(aad), &mut out[start..])
             .expect("AES-GCM seals any plaintext below 64 GiB");
-        out.append(&mut tail);
+        out.extend_from_slice(tag.as_ref());
     }
 
     /// The plaintext of `sealed`, or `None` when it does not authenticate

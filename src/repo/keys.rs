@@ -89,12 +89,29 @@ impl DataKey {
 
     /// Seal a whole object for `purpose` (fresh random salt).
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> Vec<u8> {
-        crypto::seal(&self.enc, purpose.as_bytes(), b"", plaintext)
+        self.seal_bound(purpose, b"", plaintext)
     }
 
     /// Open what [`DataKey::seal`] made; `key` names the object in the error.
     pub fn open(&self, purpose: &str, key: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-        crypto::open(&self.enc, purpose.as_bytes(), b"", sealed).ok_or_else(|| {
+        self.open_bound(purpose, b"", key, sealed)
+    }
+
+    /// Seal a whole object for `purpose`, bound to `context` (say, the id
+    /// of the pack a header belongs to: moved elsewhere, it fails to open).
+    pub fn seal_bound(&self, purpose: &str, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        crypto::seal(&self.enc, purpose.as_bytes(), context, plaintext)
+    }
+
+    /// Open what [`DataKey::seal_bound`] made with the same purpose and context.
+    pub fn open_bound(
+        &self,
+        purpose: &str,
+        context: &[u8],
+        key: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        crypto::open(&self.enc, purpose.as_bytes(), context, sealed).ok_or_else(|| {
             Error::corrupt(
                 key,
                 "does not authenticate (changed, damaged, or sealed under another key)",
