@@ -39,15 +39,17 @@
 //!
 //! Taken here only, by `JobContext::shared` and `JobContext::exclusive`
 //! (guards the operations require, [`crate::repo::locked`]): `snapshot` and
-//! `check` share the repository; `prune` (not `--dry-run`), `repair` and
-//! `rebuild-index` hold it alone. `restore`, `restore-test` and `unlock`
+//! `check` share the repository; `prune` (not `--dry-run`), `repair`,
+//! `rebuild-index` and `erase` (not `--dry-run`) hold it alone. `restore`, `restore-test` and `unlock`
 //! take none. The lock is released when the job returns, before its caller
 //! prints anything, except for `snapshot`, whose caller sees each source's
 //! report while the lock is held (see [`snapshot`]).
 
+mod erase;
 mod operator;
 mod scheduled;
 
+pub use erase::{erase_items, erase_tenant};
 pub use operator::{check, rebuild_index, repair, restore, unlock, RestoreOutcome, RestoreRequest};
 pub use scheduled::{prune, prune_summary, restore_test, snapshot};
 
