@@ -32,14 +32,15 @@ use crate::error::{Error, Result};
 use crate::glob::Pattern;
 use crate::id::ObjectId;
 use crate::keyfile::KeyFile;
-use crate::ops::rewrite::{replace_manifest, Moved, Rewriter};
+use crate::ops::rewrite::{replace_manifest, Leave, Moved, Rewriter};
 use crate::problems::{is_object_damage, Problem};
 use crate::repo::index::Index;
+use crate::repo::pack::BlobRef;
 use crate::repo::rotate::{self, ErasedTenant};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{Exclusive, Repository};
 use crate::snapshot::SnapshotRef;
-use crate::tree::{item_components, DirEntry, Entry, TreeWalk};
+use crate::tree::{item_components, DirEntry, Entry, FileEntry, TreeWalk};
 
 /// What `erase --tenant` did.
 #[derive(Serialize, Debug)]
@@ -188,10 +189,7 @@ fn leave<'a>(
     selection: &'a Selection,
     erased: &'a BTreeMap<String, ErasedTenant>,
 ) -> impl Fn(&str, &DirEntry) -> bool + 'a {
-    move |path, d| {
-        d.tenant.as_ref().is_some_and(|t| erased.contains_key(t))
-            || !selection.may_select_below(path)
-    }
+    move |path, d| is_erased(erased, d.tenant.as_ref()) || !selection.may_select_below(path)
 }
 
 /// The plan of an item erase: every selected file of every snapshot in scope.
@@ -205,11 +203,7 @@ pub fn plan_items(repo: &Repository, query: &ItemQuery) -> Result<ItemPlan> {
         ..ItemPlan::default()
     };
     for (r, snap) in &listing.readable {
-        if snap
-            .tree_tenant
-            .as_ref()
-            .is_some_and(|t| erased.contains_key(t))
-        {
+        if is_erased(&erased, snap.tree_tenant.as_ref()) {
             continue;
         }
         let found = match selected_in(repo, &snap.tree, &query.selection, &leave) {
@@ -244,11 +238,34 @@ pub fn plan_items(repo: &Repository, query: &ItemQuery) -> Result<ItemPlan> {
 /// The selected files below `root`: (path, tenant, size).
 fn selected_in(
     repo: &Repository,
-    root: &crate::repo::pack::BlobRef,
+    root: &BlobRef,
     selection: &Selection,
-    leave: &dyn Fn(&str, &DirEntry) -> bool,
+    leave: Leave<'_>,
 ) -> Result<Vec<(String, Option<String>, u64)>> {
     let mut out = Vec::new();
+    for_each_file_but(repo, root, leave, &mut |path, f| {
+        if selection.selects(&path) {
+            out.push((path, f.tenant.clone(), f.size));
+        }
+    })?;
+    Ok(out)
+}
+
+/// Is `tenant` one of the `erased`?
+pub fn is_erased(erased: &BTreeMap<String, ErasedTenant>, tenant: Option<&String>) -> bool {
+    tenant.is_some_and(|t| erased.contains_key(t))
+}
+
+/// Visit every file below the tree `root` with its path, depth first in
+/// name order, except below the directories `leave` picks: those are not
+/// read (an erased tenant's cannot be). Iterative and depth limited
+/// ([`TreeWalk`]).
+pub fn for_each_file_but(
+    repo: &Repository,
+    root: &BlobRef,
+    leave: Leave<'_>,
+    visit: &mut dyn FnMut(String, FileEntry),
+) -> Result<()> {
     let mut walk = TreeWalk::new(repo.read_tree(root)?);
     while let Some(entry) = walk.next_entry() {
         match entry {
@@ -257,15 +274,10 @@ fn selected_in(
                     walk.descend(&d, repo.read_tree(&d.tree)?)?;
                 }
             }
-            Entry::File(f) => {
-                let path = walk.path_of(&f.name);
-                if selection.selects(&path) {
-                    out.push((path, f.tenant.clone(), f.size));
-                }
-            }
+            Entry::File(f) => visit(walk.path_of(&f.name), f),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What `erase --item | --glob` did (its plan, executed).

@@ -42,8 +42,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::ops::erase::{for_each_file_but, is_erased};
 use crate::repo::rotate::{erased_tenants, ErasedTenant};
-use crate::tree::{Entry, TreeWalk};
+use crate::tree::DirEntry;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -212,23 +213,19 @@ fn expired_in(
     now: DateTime<Utc>,
     erased: &BTreeMap<String, ErasedTenant>,
 ) -> Result<Vec<ExpiredItem>> {
-    let gone = |t: &Option<String>| t.as_ref().is_some_and(|t| erased.contains_key(t));
     let mut out = Vec::new();
-    let mut walk = TreeWalk::new(repo.read_tree(&snap.tree)?);
-    while let Some(entry) = walk.next_entry() {
-        match entry {
-            Entry::Dir(d) if gone(&d.tenant) => {}
-            Entry::Dir(d) => walk.descend(&d, repo.read_tree(&d.tree)?)?,
-            Entry::File(f) if gone(&f.tenant) || !contracts.expired(&f, now) => {}
-            Entry::File(f) => out.push(ExpiredItem {
+    let leave = |_: &str, d: &DirEntry| is_erased(erased, d.tenant.as_ref());
+    for_each_file_but(repo, &snap.tree, &leave, &mut |path, f| {
+        if !is_erased(erased, f.tenant.as_ref()) && contracts.expired(&f, now) {
+            out.push(ExpiredItem {
                 source: snap.source.clone(),
-                path: walk.path_of(&f.name),
+                path,
                 tenant: f.tenant.clone(),
                 recorded_at: recorded_at(&f),
                 expires_at: contracts.expires_at(&f),
-            }),
+            });
         }
-    }
+    })?;
     out.sort();
     Ok(out)
 }
@@ -298,11 +295,7 @@ pub fn plan(
         .cloned()
         .collect();
     let erased = erased_tenants(repo)?;
-    let whole = |s: &Snapshot| {
-        s.tree_tenant
-            .as_ref()
-            .is_some_and(|t| erased.contains_key(t))
-    };
+    let whole = |s: &Snapshot| is_erased(&erased, s.tree_tenant.as_ref());
     let (erased_whole, kept): (Vec<LoadedSnapshot>, Vec<LoadedSnapshot>) = readable
         .into_iter()
         .filter(|(r, _)| !removed.contains(&r.id))
