@@ -400,3 +400,27 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(p, dest).unwrap();
     });
 }
+
+#[test]
+fn a_process_opened_before_the_erase_follows_it_when_it_takes_a_lock() {
+    let w = world();
+    two_snapshots(&w);
+    // An agent's handle, opened before the erase, with acme's key cached.
+    let repo = w.open_repo();
+    repo.data_key(Some("acme")).unwrap();
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    let clock = offsite::clock::SystemClock;
+    let lock = repo.shared("test-host", "snapshot", &clock).unwrap();
+    assert_eq!(repo.keys().master().epoch, 2);
+    assert!(matches!(
+        repo.data_key(Some("acme")),
+        Err(Error::Erased { .. })
+    ));
+    // Not re-created under the old key either.
+    assert!(matches!(
+        repo.data_key_for_writing(Some("acme"), chrono::Utc::now()),
+        Err(Error::Erased { .. })
+    ));
+    repo.data_key(Some("beta")).unwrap();
+    drop(lock);
+}

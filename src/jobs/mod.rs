@@ -88,15 +88,23 @@ impl<'a> JobContext<'a> {
 
     /// The shared repository lock for `operation` (one of the two places a
     /// job takes a lock).
+    /// Either lock follows a key rotation made meanwhile, and this host's
+    /// key file follows it too ([`crate::keyfile::adopt_current`]).
     fn shared(&self, operation: Operation) -> Result<Shared<'a>> {
-        self.repo
-            .shared(&self.config.host, operation.as_str(), self.clock)
+        let lock = self
+            .repo
+            .shared(&self.config.host, operation.as_str(), self.clock)?;
+        crate::keyfile::adopt_current(self.config, self.repo);
+        Ok(lock)
     }
 
     /// The exclusive repository lock for `operation`.
     fn exclusive(&self, operation: Operation) -> Result<Exclusive<'a>> {
-        self.repo
-            .exclusive(&self.config.host, operation.as_str(), self.clock)
+        let lock = self
+            .repo
+            .exclusive(&self.config.host, operation.as_str(), self.clock)?;
+        crate::keyfile::adopt_current(self.config, self.repo);
+        Ok(lock)
     }
 
     /// Log `result` of `operation` now: `ok` with `details` of the report

@@ -78,6 +78,7 @@ pub fn erase_tenant(
         }
         .store(key_file)?;
         crate::failpoint::hit("erase-after-key-file");
+        repo.follow_key_rotation()?;
     }
     let envelopes_deleted = if rotated.old_keys_left {
         rotate::drop_old_keys(lock, rotated.master.epoch)?

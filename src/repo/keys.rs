@@ -22,7 +22,7 @@
 //! tenant's wrap is replaced by a tombstone saying when and why.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -175,7 +175,8 @@ const SHARED: &str = "shared";
 #[derive(Debug)]
 pub struct Keys {
     repository: ObjectId,
-    master: MasterKey,
+    /// Replaced when another process rotates it ([`Keys::follow`]).
+    master: RwLock<MasterKey>,
     meta: Arc<DataKey>,
     shared: Arc<DataKey>,
     tenants: Mutex<HashMap<String, TenantKey>>,
@@ -283,7 +284,7 @@ impl Keys {
         store.put_new(&epoch_key(master.epoch), master.seal_json("epoch", &record))?;
         Ok(Keys {
             repository,
-            master: master.clone(),
+            master: RwLock::new(master.clone()),
             meta: Arc::new(DataKey::from_secret(&meta)),
             shared: Arc::new(DataKey::from_secret(&shared)),
             tenants: Mutex::new(HashMap::new()),
@@ -313,7 +314,7 @@ impl Keys {
         let shared = load_fixed(store, &current, SHARED)?;
         Ok(Keys {
             repository,
-            master: current,
+            master: RwLock::new(current),
             meta: Arc::new(DataKey::from_secret(&meta)),
             shared: Arc::new(DataKey::from_secret(&shared)),
             tenants: Mutex::new(HashMap::new()),
@@ -321,8 +322,31 @@ impl Keys {
     }
 
     /// The master key in use (newer than the one opened with after a rotation).
-    pub fn master(&self) -> &MasterKey {
-        &self.master
+    pub fn master(&self) -> MasterKey {
+        self.master
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Follow a rotation made since these keys were opened (another
+    /// process erased a tenant): the newer master key by its links, and the
+    /// tenant keys read again (an erased one is now a tombstone). The
+    /// metadata and shared keys are carried over unchanged by a rotation.
+    /// True when the master key changed.
+    pub(crate) fn follow(&self, store: &Store) -> Result<bool> {
+        let newest = newest_epoch(store)?;
+        let mut current = self.master();
+        if newest <= current.epoch {
+            return Ok(false);
+        }
+        while current.epoch < newest {
+            current = follow_link(store, &current)?;
+            verify_epoch(store, self.repository, &current)?;
+        }
+        *self.master.write().unwrap_or_else(|e| e.into_inner()) = current;
+        self.tenants.lock().unwrap().clear();
+        Ok(true)
     }
 
     /// The repository these keys belong to.
@@ -347,9 +371,10 @@ impl Keys {
         if let Some(k) = self.tenants.lock().unwrap().get(tenant) {
             return Ok(k.clone());
         }
-        let key = self.master.wrap_key("tenant", tenant);
+        let master = self.master();
+        let key = master.wrap_key("tenant", tenant);
         let loaded = match store.get(&key) {
-            Ok(bytes) => self.parse_wrap(&key, tenant, &bytes)?,
+            Ok(bytes) => self.parse_wrap(&master, &key, tenant, &bytes)?,
             Err(Error::NotFound { .. }) => {
                 return Err(Error::corrupt(
                     key,
@@ -379,12 +404,12 @@ impl Keys {
             Err(Error::Corrupt { .. }) => {}
             other => return other,
         }
-        let key = self.master.wrap_key("tenant", tenant);
+        let master = self.master();
+        let key = master.wrap_key("tenant", tenant);
         let secret = Secret::random();
         match store.put_new(
             &key,
-            self.master
-                .seal_json("wrap", &new_wrap(tenant, &secret, now)),
+            master.seal_json("wrap", &new_wrap(tenant, &secret, now)),
         ) {
             Ok(()) => {}
             Err(Error::AlreadyExists { .. }) => return self.tenant(store, tenant),
@@ -398,9 +423,14 @@ impl Keys {
         Ok(live)
     }
 
-    fn parse_wrap(&self, key: &str, tenant: &str, bytes: &[u8]) -> Result<TenantKey> {
-        let wrap: Wrap = self
-            .master
+    fn parse_wrap(
+        &self,
+        master: &MasterKey,
+        key: &str,
+        tenant: &str,
+        bytes: &[u8],
+    ) -> Result<TenantKey> {
+        let wrap: Wrap = master
             .open_json("wrap", key, bytes)?
             .ok_or_else(|| Error::corrupt(key, "tenant key does not authenticate"))?;
         match wrap {

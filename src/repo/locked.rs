@@ -5,7 +5,9 @@
 //! until it is dropped (the lock object is refreshed meanwhile and removed on
 //! drop). An operation that must not run beside a prune takes `&Shared`
 //! (snapshot, check); one that must run alone takes `&Exclusive` (prune,
-//! rebuild-index, repair). A guard dereferences to the [`Repository`], and an
+//! rebuild-index, repair). Taking either first follows a key rotation made
+//! since the repository was opened ([`Repository::follow_key_rotation`]).
+//! A guard dereferences to the [`Repository`], and an
 //! [`Exclusive`] dereferences to a [`Shared`], so it serves wherever a shared
 //! lock is required. A new caller cannot forget the lock:
 //!
@@ -79,6 +81,7 @@ impl Repository {
     /// exclusive lock is a conflict naming its holder.
     pub fn shared(&self, host: &str, operation: &str, clock: &dyn Clock) -> Result<Shared<'_>> {
         let lock = Lock::acquire(&self.store, host, LockKind::Shared, operation, clock.now())?;
+        self.follow_key_rotation()?;
         Ok(Shared {
             repo: self,
             _lock: lock,
@@ -100,6 +103,7 @@ impl Repository {
             operation,
             clock.now(),
         )?;
+        self.follow_key_rotation()?;
         Ok(Exclusive(Shared {
             repo: self,
             _lock: lock,

@@ -15,6 +15,8 @@
 //! * Formats: [`pack`] (packs), [`index`] (index files); typed access in
 //!   [`blobs`] (blobs and trees), [`packs`], [`snapshots`] (manifests),
 //!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer.
+//! * Keys: [`keys`] (master key per epoch, the data keys it wraps) and
+//!   [`rotate`] (a new epoch that erases a tenant, with its own commit order).
 //!
 //! # Format (version 1)
 //!
@@ -27,6 +29,7 @@
 //! | locks | JSON holder and kind (see [`lock`]) | by every writer, refreshed while held |
 //! | activity log | one JSON line per operation (see [`log`]) | after each operation |
 //! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
+//! | key objects (`keys/`) | epoch records, forward links, data-key wraps and tombstones (see [`keys`]) | `init`, a tenant's first use, `erase --tenant` ([`rotate`]: the old epoch's wraps and the passphrase envelopes are deleted after the new epoch commits) |
 //!
 //! Blobs are named by the SHA-256 of their content and stored once per
 //! repository. File content is cut by FastCDC (sizes per class of data, see

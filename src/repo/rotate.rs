@@ -111,7 +111,7 @@ fn read_wraps(store: &Store, master: &MasterKey) -> Result<Vec<Listed>> {
 /// The tenants erased in the repository's current epoch, by name.
 pub fn erased_tenants(repo: &Repository) -> Result<BTreeMap<String, ErasedTenant>> {
     let mut out = BTreeMap::new();
-    for l in read_wraps(&repo.store, repo.keys().master())? {
+    for l in read_wraps(&repo.store, &repo.keys().master())? {
         if let (
             "tenant",
             Wrap::Erased {
@@ -147,6 +147,16 @@ fn old_wraps(store: &Store, current: u64) -> Result<Vec<String>> {
         .collect())
 }
 
+impl Repository {
+    /// Follow a key rotation another process made since this one opened
+    /// the repository (see [`crate::repo::keys::Keys::follow`]); true when
+    /// the master key changed. Taking a lock does this, so a long-running
+    /// agent never writes under a key that was rotated away.
+    pub fn follow_key_rotation(&self) -> Result<bool> {
+        self.keys().follow(&self.store)
+    }
+}
+
 /// Steps 0–3 of the module docs: rotate to a new master key with `tenant`
 /// tombstoned (`reason`, at `now`). A tenant erased before is not rotated
 /// again: the result says when it was, and whether old keys are left.
@@ -158,7 +168,7 @@ pub fn erase_tenant(
 ) -> Result<Rotated> {
     let repo = lock.repo();
     let store = &repo.store;
-    let old = repo.keys().master();
+    let old = &repo.keys().master();
     let newest = keys::newest_epoch(store)?;
     if newest != old.epoch {
         return Err(Error::Conflict(format!(
