@@ -425,4 +425,69 @@ mod tests {
             .unwrap();
         assert_eq!(same.tree, r);
     }
+
+    #[test]
+    fn an_erased_tenants_directory_is_dropped_unread_by_the_graph_and_the_rewriter() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(
+            &crate::repo::Location::Local(dir.path().join("r")),
+            chrono::DateTime::UNIX_EPOCH,
+            &crate::repo::MasterKey::generate(),
+        )
+        .unwrap();
+        let w = BlobWriter::new(&repo, Index::default());
+        let b = w.store(BlobKind::Data, b"bbbb", Compress::Never).unwrap();
+        // acme's tree sits in a pack that does not exist: reading it fails.
+        let unreadable = BlobRef {
+            pack: ObjectId::hash(b"no such pack"),
+            ..b.clone()
+        };
+        let root = Tree {
+            entries: vec![
+                Entry::Dir(DirEntry {
+                    name: "acme".into(),
+                    mode: 0o40755,
+                    mtime_ns: 0,
+                    tenant: Some("acme".into()),
+                    tree: unreadable,
+                }),
+                file("b", &b),
+            ],
+        };
+        let r = w
+            .store(BlobKind::Tree, &root.to_bytes(), Compress::Try)
+            .unwrap();
+        w.finish().unwrap();
+        let none = BTreeMap::new();
+        let keep_all = |_: &FileEntry| false;
+        let drops = |erased| Drops {
+            expired: &keep_all,
+            erased,
+        };
+        assert!(TreeGraph::load(&repo, &[(r.clone(), false)], &drops(&none)).is_err());
+        let erased = BTreeMap::from([(
+            "acme".to_string(),
+            ErasedTenant {
+                at: chrono::DateTime::UNIX_EPOCH,
+                reason: "gone".into(),
+            },
+        )]);
+        let graph = TreeGraph::load(&repo, &[(r.clone(), false)], &drops(&erased)).unwrap();
+        assert!(graph.erased_below(0) && graph.drops_below(0));
+        let out = graph.outcome(&HashSet::new());
+        assert_eq!(out.rewritten, vec![true]);
+        let live: HashSet<Loc> = out.live.keys().copied().collect();
+        assert_eq!(live, HashSet::from([key(&b)]));
+
+        let writer = BlobWriter::new(&repo, Index::default());
+        let moved = Moved::new();
+        let new = Rewriter::new(&repo, &writer, &moved, |_, _| true)
+            .dropping_tenants(&erased)
+            .rewrite(&r)
+            .unwrap();
+        writer.finish().unwrap();
+        assert_eq!(new.dropped, 1);
+        let tree = repo.read_tree(&new.tree).unwrap();
+        assert_eq!(tree.entries, vec![file("b", &b)]);
+    }
 }
