@@ -144,6 +144,14 @@ fn erasing_a_tenant_destroys_its_key_and_prune_removes_its_data_everywhere() {
     let text = snap.to_string();
     assert!(text.contains("tenant acme was erased at"), "{text}");
     assert!(snap.to_string().contains(REASON));
+    let ls = w.json(&["ls", "latest"]);
+    let names: Vec<&str> = ls["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["beta", "top.txt"], "{ls}");
 
     // Prune: acme is gone from every snapshot, its space is freed.
     let before = w.repo_bytes();

@@ -98,6 +98,17 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 }
 
 impl Walker<'_> {
+    /// The erased tenant every file below the directory `parts` belongs
+    /// to, if any: the directory is left out unread.
+    fn erased_below(&self, parts: &[&str]) -> Option<String> {
+        let tenant = match &self.source.tenant {
+            crate::config::TenantRule::Component(n) if parts.len() >= *n => parts[n - 1],
+            crate::config::TenantRule::Fixed(name) => name.as_str(),
+            _ => return None,
+        };
+        self.erased.contains_key(tenant).then(|| tenant.to_string())
+    }
+
     /// One warning per erased tenant whose files were left out.
     pub(super) fn warn_erased(&mut self) {
         for (tenant, n) in std::mem::take(&mut self.skipped_erased) {
@@ -105,7 +116,7 @@ impl Walker<'_> {
                 continue;
             };
             let message = format!(
-                "tenant {tenant} was erased at {}: {n} item(s) of it not backed up ({})",
+                "tenant {tenant} was erased at {}: its files are not backed up ({n} file(s) or directories left out; {})",
                 e.at.format("%Y-%m-%d %H:%M:%S UTC"),
                 e.reason
             );
@@ -202,6 +213,11 @@ impl Walker<'_> {
             rel.push(name.clone());
             let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
             if meta.is_dir() {
+                if let Some(t) = self.erased_below(&parts) {
+                    *self.skipped_erased.entry(t).or_default() += 1;
+                    rel.pop();
+                    continue;
+                }
                 if !enter(&self.source.include, &parts) {
                     rel.pop();
                     continue;
