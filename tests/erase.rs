@@ -69,6 +69,15 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The `path` of each element of a JSON array.
+fn paths(rows: &serde_json::Value) -> Vec<&str> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect()
+}
+
 /// Every file below `dir` (relative paths), for comparing key directories.
 fn listing(dir: &Path) -> Vec<String> {
     relative_files(dir)
@@ -145,13 +154,7 @@ fn erasing_a_tenant_destroys_its_key_and_prune_removes_its_data_everywhere() {
     assert!(text.contains("tenant acme was erased at"), "{text}");
     assert!(snap.to_string().contains(REASON));
     let ls = w.json(&["ls", "latest"]);
-    let names: Vec<&str> = ls["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["beta", "top.txt"], "{ls}");
+    assert_eq!(paths(&ls["entries"]), ["beta", "top.txt"], "{ls}");
 
     // Prune: acme is gone from every snapshot, its space is freed.
     let before = w.repo_bytes();
@@ -267,14 +270,8 @@ fn erase_glob_removes_the_contact_lists_from_every_snapshot_and_nothing_else() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--dry-run"));
 
-    let dry = w.json(&[
-        "erase",
-        "--glob",
-        glob,
-        "--reason",
-        "anonymised",
-        "--dry-run",
-    ]);
+    let erase = |last: &str| w.json(&["erase", "--glob", glob, "--reason", "anonymised", last]);
+    let dry = erase("--dry-run");
     let planned = dry["items"].as_array().unwrap().clone();
     // Two lists in each of two snapshots.
     assert_eq!(planned.len(), 4, "{dry}");
@@ -283,7 +280,7 @@ fn erase_glob_removes_the_contact_lists_from_every_snapshot_and_nothing_else() {
         .all(|i| i["path"].as_str().unwrap().contains("/contacts/list-")));
     assert_eq!(w.json(&["find", glob])["rows"].as_array().unwrap().len(), 2);
 
-    let real = w.json(&["erase", "--glob", glob, "--reason", "anonymised", "--yes"]);
+    let real = erase("--yes");
     assert_eq!(real["items"].as_array().unwrap(), &planned);
     assert_eq!(real["dry_run"], false);
     assert!(w.json(&["find", glob, "--host", "all"])["rows"]
@@ -291,14 +288,7 @@ fn erase_glob_removes_the_contact_lists_from_every_snapshot_and_nothing_else() {
         .unwrap()
         .is_empty());
     // A second run finds nothing left.
-    let again = w.json(&[
-        "erase",
-        "--glob",
-        glob,
-        "--reason",
-        "anonymised",
-        "--dry-run",
-    ]);
+    let again = erase("--dry-run");
     assert!(again["items"].as_array().unwrap().is_empty());
 
     let expected: Vec<_> = everything
@@ -325,33 +315,25 @@ fn erase_glob_removes_the_contact_lists_from_every_snapshot_and_nothing_else() {
 fn erase_item_removes_one_directory_of_one_host_only() {
     let w = world();
     two_snapshots(&w);
-    let dry = w.json(&[
-        "erase",
-        "--item",
-        "beta/db",
-        "--host",
-        "test-host",
-        "--reason",
-        "deletion request",
-        "--dry-run",
-    ]);
-    let paths: Vec<&str> = dry["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, ["beta/db/dump.sql", "beta/db/dump.sql"]);
-    w.ok(&[
-        "erase",
-        "--item",
-        "beta/db",
-        "--host",
-        "test-host",
-        "--reason",
-        "deletion request",
-        "--yes",
-    ]);
+    let erase = |last: &str| {
+        let args = [
+            "erase",
+            "--item",
+            "beta/db",
+            "--host",
+            "test-host",
+            "--reason",
+            "deletion request",
+            last,
+        ];
+        w.json(&args)
+    };
+    let dry = erase("--dry-run");
+    assert_eq!(
+        paths(&dry["items"]),
+        ["beta/db/dump.sql", "beta/db/dump.sql"]
+    );
+    assert_eq!(erase("--yes")["items"], dry["items"]);
     assert!(w.json(&["find", "beta/db/**"])["rows"]
         .as_array()
         .unwrap()

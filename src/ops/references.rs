@@ -358,12 +358,8 @@ mod tests {
         (r, s, a, b)
     }
 
-    fn key(b: &BlobRef) -> Loc {
-        (b.pack, b.id)
-    }
-
-    #[test]
-    fn live_set_follows_the_rewrites_the_prune_will_commit() {
+    /// A new repository in a temporary directory (kept while the first lives).
+    fn scratch_repo() -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(
             &crate::repo::Location::Local(dir.path().join("r")),
@@ -371,6 +367,16 @@ mod tests {
             &crate::repo::MasterKey::generate(),
         )
         .unwrap();
+        (dir, repo)
+    }
+
+    fn key(b: &BlobRef) -> Loc {
+        (b.pack, b.id)
+    }
+
+    #[test]
+    fn live_set_follows_the_rewrites_the_prune_will_commit() {
+        let (_dir, repo) = scratch_repo();
         let (r, s, a, b) = small_repo(&repo);
         let expired = |f: &FileEntry| f.name == "b";
         let none = BTreeMap::new();
@@ -403,13 +409,7 @@ mod tests {
 
     #[test]
     fn a_rewrite_keeping_a_reference_into_a_pack_the_plan_deletes_stops() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(
-            &crate::repo::Location::Local(dir.path().join("r")),
-            chrono::DateTime::UNIX_EPOCH,
-            &crate::repo::MasterKey::generate(),
-        )
-        .unwrap();
+        let (_dir, repo) = scratch_repo();
         let (r, _, a, _) = small_repo(&repo);
         let writer = BlobWriter::new(&repo, Index::default());
         let moved = Moved::new();
@@ -428,13 +428,7 @@ mod tests {
 
     #[test]
     fn an_erased_tenants_directory_is_dropped_unread_by_the_graph_and_the_rewriter() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(
-            &crate::repo::Location::Local(dir.path().join("r")),
-            chrono::DateTime::UNIX_EPOCH,
-            &crate::repo::MasterKey::generate(),
-        )
-        .unwrap();
+        let (_dir, repo) = scratch_repo();
         let w = BlobWriter::new(&repo, Index::default());
         let b = w.store(BlobKind::Data, b"bbbb", Compress::Never).unwrap();
         // acme's tree sits in a pack that does not exist: reading it fails.
