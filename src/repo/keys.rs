@@ -329,24 +329,13 @@ impl Keys {
             .clone()
     }
 
-    /// Follow a rotation made since these keys were opened (another
-    /// process erased a tenant): the newer master key by its links, and the
-    /// tenant keys read again (an erased one is now a tombstone). The
-    /// metadata and shared keys are carried over unchanged by a rotation.
-    /// True when the master key changed.
-    pub(crate) fn follow(&self, store: &Store) -> Result<bool> {
-        let newest = newest_epoch(store)?;
-        let mut current = self.master();
-        if newest <= current.epoch {
-            return Ok(false);
-        }
-        while current.epoch < newest {
-            current = follow_link(store, &current)?;
-            verify_epoch(store, self.repository, &current)?;
-        }
-        *self.master.write().unwrap_or_else(|e| e.into_inner()) = current;
+    /// Use `master`, a newer epoch's key that opened its epoch record
+    /// (see `crate::repo::rotate`): tenant keys are read again (an erased
+    /// one is now a tombstone); the metadata and shared keys are carried
+    /// over unchanged by a rotation.
+    pub(crate) fn adopt(&self, master: MasterKey) {
+        *self.master.write().unwrap_or_else(|e| e.into_inner()) = master;
         self.tenants.lock().unwrap().clear();
-        Ok(true)
     }
 
     /// The repository these keys belong to.
@@ -466,7 +455,7 @@ pub(crate) fn newest_epoch(store: &Store) -> Result<u64> {
         })
 }
 
-fn verify_epoch(store: &Store, repository: ObjectId, master: &MasterKey) -> Result<()> {
+pub(crate) fn verify_epoch(store: &Store, repository: ObjectId, master: &MasterKey) -> Result<()> {
     let key = epoch_key(master.epoch);
     let bytes = store.get(&key)?;
     match master.open_json::<EpochRecord>("epoch", &key, &bytes)? {
@@ -485,7 +474,7 @@ fn verify_epoch(store: &Store, repository: ObjectId, master: &MasterKey) -> Resu
     }
 }
 
-fn follow_link(store: &Store, from: &MasterKey) -> Result<MasterKey> {
+pub(crate) fn follow_link(store: &Store, from: &MasterKey) -> Result<MasterKey> {
     let next = from.epoch + 1;
     let key = link_key(next);
     let bytes = store.get(&key)?;

@@ -149,11 +149,22 @@ fn old_wraps(store: &Store, current: u64) -> Result<Vec<String>> {
 
 impl Repository {
     /// Follow a key rotation another process made since this one opened
-    /// the repository (see [`crate::repo::keys::Keys::follow`]); true when
-    /// the master key changed. Taking a lock does this, so a long-running
-    /// agent never writes under a key that was rotated away.
+    /// the repository; true when the master key changed (its tenant keys
+    /// are read again: an erased one is a tombstone now). Taking a lock
+    /// does this, so a long-running agent never writes under a key that was
+    /// rotated away.
     pub fn follow_key_rotation(&self) -> Result<bool> {
-        self.keys().follow(&self.store)
+        let newest = keys::newest_epoch(&self.store)?;
+        let mut current = self.keys().master();
+        if newest <= current.epoch {
+            return Ok(false);
+        }
+        while current.epoch < newest {
+            current = keys::follow_link(&self.store, &current)?;
+            keys::verify_epoch(&self.store, self.config.id, &current)?;
+        }
+        self.keys().adopt(current);
+        Ok(true)
     }
 }
 
