@@ -363,8 +363,19 @@ fn a_crash_at_any_step_of_the_rotation_leaves_a_repository_that_opens() {
         w.ok(&["unlock", "--force"]);
         restore_same(&w, "beta/db/dump.sql", &noise(2, 50_000));
         w.ok(&["check", "--read-data"]);
-        // Running the erase again finishes the job.
-        w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+        // Running the erase again finishes the job: a rotation that died
+        // before its commit point is redone (its leftovers replaced), one
+        // that committed is only cleaned up.
+        let again = w.json(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+        let committed = !matches!(point, "erase-after-wraps" | "erase-after-link");
+        assert_eq!(again["rotated"], !committed, "{point}: {again}");
+        assert_eq!(again["epoch"], 2, "{point}");
+        // meta, shared, acme (a tombstone), beta: no leftover of the crash.
+        assert_eq!(
+            listing(&w.repo().join("keys/tenants/0000000002")).len(),
+            4,
+            "{point}"
+        );
         assert!(
             matches!(erased_in_process(&w), Error::Erased { .. }),
             "{point}"

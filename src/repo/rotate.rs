@@ -19,11 +19,12 @@
 //!
 //! The repository opens with M_e or M' after a crash at any step: before
 //! the commit point nothing of epoch e changed; after it, M_e follows the
-//! link. A crash in step 5 leaves old wraps behind: running the erase again
-//! finds the tenant erased and finishes step 5 ([`Rotated::old_keys_left`]).
-//! Other hosts follow the link on their next open and rewrite their own key
-//! file (`crate::keyfile::open`); once all did, M_e exists nowhere, and an
-//! old bucket version of `keys/` opens nothing.
+//! link. A crash after the commit point leaves the old wraps behind:
+//! running the erase again finds the tenant erased and finishes step 5
+//! ([`Rotated::old_keys_left`]). Other processes follow the link on their
+//! next open or lock ([`Repository::follow_key_rotation`]) and rewrite their
+//! own key file (`crate::keyfile`); once every host did, M_e exists nowhere,
+//! and an old bucket version of `keys/` opens nothing.
 //!
 //! [`erased_tenants`] reads the tombstones of the current epoch: prune drops
 //! these tenants from every snapshot, restore-test and snapshot skip them.
