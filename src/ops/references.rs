@@ -427,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn an_erased_tenants_directory_is_dropped_unread_by_the_graph_and_the_rewriter() {
+    fn an_erased_tenants_directory_is_left_unread_by_the_graph_the_rewriter_and_find() {
         let (_dir, repo) = scratch_repo();
         let w = BlobWriter::new(&repo, Index::default());
         let b = w.store(BlobKind::Data, b"bbbb", Compress::Never).unwrap();
@@ -483,5 +483,14 @@ mod tests {
         assert_eq!(new.dropped, 1);
         let tree = repo.read_tree(&new.tree).unwrap();
         assert_eq!(tree.entries, vec![file("b", &b)]);
+
+        use crate::ops::find::walk::{MatchWalker, Seen};
+        let all = crate::glob::Pattern::parse("**").unwrap();
+        let mut find = MatchWalker::new(&repo, all.clone());
+        assert!(find.matches(&r, &mut Seen::new()).is_err());
+        let mut find = MatchWalker::new(&repo, all).skipping(erased.clone());
+        let found = find.matches(&r, &mut Seen::new()).unwrap();
+        let paths: Vec<&str> = found.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["b"]);
     }
 }
