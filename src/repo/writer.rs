@@ -283,7 +283,7 @@ impl<'r> BlobWriter<'r> {
     }
 
     /// The key of `tenant` (created on first use), once per tenant.
-    pub fn key_for(&self, tenant: Option<&str>) -> Result<(Option<Arc<str>>, Arc<DataKey>)> {
+    fn key_for(&self, tenant: Option<&str>) -> Result<(Option<Arc<str>>, Arc<DataKey>)> {
         let Some(name) = tenant else {
             return Ok((None, self.repo.keys().shared().clone()));
         };
@@ -297,11 +297,6 @@ impl<'r> BlobWriter<'r> {
             .unwrap()
             .insert(name.to_string(), (shared.clone(), key.clone()));
         Ok((Some(shared), key))
-    }
-
-    /// The keyed id `raw` has (or would have) as a blob of `tenant`.
-    pub fn id_of(&self, tenant: Option<&str>, raw: &[u8]) -> Result<ObjectId> {
-        Ok(self.key_for(tenant)?.1.id_of(raw))
     }
 
     /// Store one blob of `tenant` (or find it stored already); returns where
@@ -460,5 +455,60 @@ impl<'r> BlobWriter<'r> {
         }
         let written = std::mem::take(&mut *self.written.lock().unwrap());
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Six tenants' blobs interleaved: never more than [`MAX_OPEN_PACKS`]
+    /// packs open, every pack holds one tenant's blobs, and each reads back
+    /// under its tenant's key only.
+    #[test]
+    fn packs_hold_one_tenant_each_and_few_are_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::repo::Location::Local(dir.path().join("repo"));
+        let now = DateTime::UNIX_EPOCH;
+        let repo = Repository::init(&location, now, &crate::repo::MasterKey::generate()).unwrap();
+        let writer = BlobWriter::new(&repo, Index::default(), now);
+        let tenants = [None, Some("a"), Some("b"), Some("c"), Some("d"), Some("e")];
+        let mut stored = Vec::new();
+        for round in 0..5u8 {
+            for (i, tenant) in tenants.iter().enumerate() {
+                let raw = vec![round * 16 + i as u8; 1000 + i];
+                let blob = writer
+                    .store(*tenant, BlobKind::Data, &raw, Compress::Never)
+                    .unwrap();
+                assert_eq!(blob.tenant.as_deref(), *tenant);
+                assert!(writer.data_packs.lock().unwrap().len() <= MAX_OPEN_PACKS);
+                stored.push((blob, raw));
+            }
+        }
+        let again = writer
+            .store(Some("a"), BlobKind::Data, &stored[1].1, Compress::Never)
+            .unwrap();
+        assert_eq!(again, stored[1].0, "deduplicated within the tenant");
+        let packs = writer.finish().unwrap();
+        for pack in &packs {
+            let of_pack: Vec<_> = stored.iter().filter(|(b, _)| b.pack == pack.id).collect();
+            assert_eq!(of_pack.len(), pack.blobs.len());
+            assert!(of_pack
+                .iter()
+                .all(|(b, _)| b.tenant.as_deref() == pack.tenant.as_deref()));
+        }
+        for (blob, raw) in &stored {
+            assert_eq!(&repo.read_blob(blob).unwrap(), raw);
+            let foreign = BlobRef {
+                tenant: if blob.tenant.is_some() {
+                    None
+                } else {
+                    Some("a".into())
+                },
+                ..blob.clone()
+            };
+            let err = repo.read_blob(&foreign).unwrap_err().to_string();
+            assert!(err.contains("does not authenticate"), "{err}");
+        }
     }
 }

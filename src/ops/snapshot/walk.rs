@@ -120,6 +120,9 @@ impl Walker<'_> {
     ) -> Result<Option<Tree>> {
         match self.trees.read_tree(blob) {
             Ok(tree) => Ok(Some(tree)),
+            // Nobody can read an erased tenant's listing, by design: not
+            // damage, its files (if any are left) are simply read again.
+            Err(Error::Erased { .. }) => Ok(None),
             Err(e) if is_object_damage(&e) => {
                 if carrying {
                     self.warn(format!("{}: the previous snapshot's listing is lost ({e}); recordings carried below it are lost", rel.join("/")));
