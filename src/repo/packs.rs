@@ -208,6 +208,48 @@ mod tests {
     use super::*;
     use crate::repo::Location;
 
+    /// A pack of an erased tenant: its header still opens (metadata key),
+    /// the verdict says erased (not damaged), and its blobs read as erased.
+    #[test]
+    fn an_erased_tenants_pack_is_erased_not_damaged() {
+        use crate::repo::keys::Wrap;
+        use crate::repo::pack::BlobKind;
+        use crate::repo::writer::{BlobWriter, Compress};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let location = Location::Local(root.clone());
+        let master = crate::repo::MasterKey::generate();
+        let repo = Repository::init(&location, DateTime::UNIX_EPOCH, &master).unwrap();
+        let writer = BlobWriter::new(&repo, Default::default(), DateTime::UNIX_EPOCH);
+        let blob = writer
+            .store(Some("gone"), BlobKind::Data, b"old data", Compress::Never)
+            .unwrap();
+        let packs = writer.finish().unwrap();
+        let bytes = repo.read_pack(&blob.pack).unwrap();
+        assert!(matches!(
+            repo.verify_pack(blob.pack, &bytes).unwrap(),
+            PackVerdict::Whole(_)
+        ));
+        let tombstone = Wrap::Erased {
+            name: "gone".into(),
+            erased_at: DateTime::UNIX_EPOCH,
+            reason: "contract ended".into(),
+        };
+        let wrap = root.join(master.wrap_key("tenant", "gone"));
+        std::fs::write(wrap, master.seal_json("wrap", &tombstone)).unwrap();
+        let repo = Repository::open(&location, &master).unwrap();
+        match repo.verify_pack(blob.pack, &bytes).unwrap() {
+            PackVerdict::Erased { pack, tenant } => {
+                assert_eq!(tenant, "gone");
+                assert_eq!(pack, packs[0]);
+            }
+            other => panic!("not erased: {other:?}"),
+        }
+        assert!(matches!(repo.read_blob(&blob), Err(Error::Erased { .. })));
+        let header = repo.read_pack_header(&blob.pack, bytes.len() as u64);
+        assert_eq!(header.unwrap().tenant.as_deref(), Some("gone"));
+    }
+
     /// Keys of another shape under the packs' and index files' prefixes
     /// (written by whoever writes the bucket) are neither listed nor touched.
     #[test]
