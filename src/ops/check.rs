@@ -364,3 +364,98 @@ fn damage(
     let present: HashSet<ObjectId> = checker.present.keys().copied().collect();
     damaged_snapshots(checker.repo, &present, &bad)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::index::Index;
+    use crate::repo::keys::Wrap;
+    use crate::repo::pack::BlobKind;
+    use crate::repo::writer::{BlobWriter, Compress};
+    use crate::repo::{Location, MasterKey};
+    use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
+    use crate::tree::DirEntry;
+    use chrono::DateTime;
+
+    fn file(name: &str, tenant: Option<&str>, content: &[u8], chunk: BlobRef) -> Entry {
+        Entry::File(FileEntry {
+            name: name.into(),
+            size: content.len() as u64,
+            mtime_ns: 0,
+            mode: 0o100644,
+            inode: 0,
+            tenant: tenant.map(String::from),
+            sha256: ObjectId::hash(content),
+            chunks: vec![chunk],
+            carried: false,
+        })
+    }
+
+    /// A snapshot with a file of tenant `gone` (below `gone/`) and one of no
+    /// tenant; then `gone`'s key is replaced by a tombstone. `check
+    /// --read-data` is clean and says what it could not verify.
+    #[test]
+    fn an_erased_tenant_is_not_verifiable_and_not_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let location = Location::Local(root.clone());
+        let master = MasterKey::generate();
+        let t0 = DateTime::UNIX_EPOCH;
+        let repo = Repository::init(&location, t0, &master).unwrap();
+        let w = BlobWriter::new(&repo, Index::default(), t0);
+        let store = |tenant, kind, bytes: &[u8]| w.store(tenant, kind, bytes, Compress::Never);
+        let old = store(Some("gone"), BlobKind::Data, b"old data").unwrap();
+        let sub = Tree {
+            entries: vec![file("a", Some("gone"), b"old data", old)],
+        };
+        let sub = store(Some("gone"), BlobKind::Tree, &sub.to_bytes()).unwrap();
+        let kept = store(None, BlobKind::Data, b"kept").unwrap();
+        let top = Tree {
+            entries: vec![
+                Entry::Dir(DirEntry {
+                    name: "gone".into(),
+                    mode: 0o40755,
+                    mtime_ns: 0,
+                    tenant: Some("gone".into()),
+                    tree: sub,
+                }),
+                file("k", None, b"kept", kept),
+            ],
+        };
+        let top = store(None, BlobKind::Tree, &top.to_bytes()).unwrap();
+        repo.write_index_file(w.finish().unwrap()).unwrap();
+        let snap = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: t0,
+            host: "h1".into(),
+            source: "data".into(),
+            class: crate::config::SourceClass::ClientData,
+            path: "/src".into(),
+            parent: None,
+            tree: top,
+            summary: Summary::default(),
+            previous_ids: Vec::new(),
+            rewritten_at: None,
+            tree_tenant: None,
+        };
+        repo.save_snapshot(&snap).unwrap();
+        let tombstone = Wrap::Erased {
+            name: "gone".into(),
+            erased_at: t0,
+            reason: "contract ended".into(),
+        };
+        let wrap = root.join(master.wrap_key("tenant", "gone"));
+        std::fs::write(wrap, master.seal_json("wrap", &tombstone)).unwrap();
+
+        let repo = Repository::open(&location, &master).unwrap();
+        let clock = crate::clock::ManualClock::new(t0);
+        let lock = repo.shared("h1", "check", &clock).unwrap();
+        let report = check(&lock, true).unwrap();
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert_eq!(
+            report.not_verifiable.iter().collect::<Vec<_>>(),
+            ["tenant gone erased"]
+        );
+        assert_eq!(report.files_verified, 1, "the other tenant's file is read");
+    }
+}
