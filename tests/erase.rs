@@ -190,7 +190,6 @@ fn erasing_a_tenant_destroys_its_key_and_prune_removes_its_data_everywhere() {
 }
 
 #[test]
-#[ignore = "needs per-tenant blob encryption (the blobs part of issue 11): un-ignore when it lands"]
 fn restoring_an_erased_tenants_item_says_when_and_why() {
     let w = world();
     two_snapshots(&w);

@@ -319,7 +319,7 @@ pub fn erase_items(
     }
     let erased = rotate::erased_tenants(repo)?;
     let leave = leave(&query.selection, &erased);
-    let writer = BlobWriter::new(repo, Index::default());
+    let writer = BlobWriter::new(repo, Index::default(), wall);
     let moved = Moved::new();
     let mut rewriter = Rewriter::new(repo, &writer, &moved, |path, _| {
         !query.selection.selects(path)

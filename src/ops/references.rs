@@ -433,8 +433,10 @@ mod tests {
     #[test]
     fn an_erased_tenants_directory_is_left_unread_by_the_graph_the_rewriter_and_find() {
         let (_dir, repo) = scratch_repo();
-        let w = BlobWriter::new(&repo, Index::default());
-        let b = w.store(BlobKind::Data, b"bbbb", Compress::Never).unwrap();
+        let w = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let b = w
+            .store(None, BlobKind::Data, b"bbbb", Compress::Never)
+            .unwrap();
         // acme's tree sits in a pack that does not exist: reading it fails.
         let unreadable = BlobRef {
             pack: ObjectId::hash(b"no such pack"),
@@ -453,7 +455,7 @@ mod tests {
             ],
         };
         let r = w
-            .store(BlobKind::Tree, &root.to_bytes(), Compress::Try)
+            .store(None, BlobKind::Tree, &root.to_bytes(), Compress::Try)
             .unwrap();
         w.finish().unwrap();
         let none = BTreeMap::new();
@@ -477,7 +479,7 @@ mod tests {
         let live: HashSet<Loc> = out.live.keys().copied().collect();
         assert_eq!(live, HashSet::from([key(&b)]));
 
-        let writer = BlobWriter::new(&repo, Index::default());
+        let writer = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
         let moved = Moved::new();
         let new = Rewriter::new(&repo, &writer, &moved, |_, _| true)
             .dropping_tenants(&erased)
