@@ -103,12 +103,8 @@ impl Walker<'_> {
     /// The erased tenant every file below the directory `parts` belongs
     /// to, if any: the directory is left out unread.
     fn erased_below(&self, parts: &[&str]) -> Option<String> {
-        let tenant = match &self.source.tenant {
-            crate::config::TenantRule::Component(n) if parts.len() >= *n => parts[n - 1],
-            crate::config::TenantRule::Fixed(name) => name.as_str(),
-            _ => return None,
-        };
-        self.erased.contains_key(tenant).then(|| tenant.to_string())
+        let tenant = self.source.tenant.tenant_of_dir(parts)?;
+        self.erased.contains_key(&tenant).then_some(tenant)
     }
 
     /// One warning per erased tenant whose files were left out.
