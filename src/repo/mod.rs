@@ -51,6 +51,7 @@
 //! [`crate::problems`]).
 
 pub mod blobs;
+pub mod envelopes;
 pub mod index;
 pub mod keys;
 pub mod layout;
