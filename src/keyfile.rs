@@ -236,7 +236,17 @@ pub fn open(config: &Config) -> Result<crate::repo::Repository> {
         }
     }
     let file = KeyFile::load(&path)?;
-    let repo = crate::repo::Repository::open(&config.repository, &file.master)?;
+    let repo = match crate::repo::Repository::open(&config.repository, &file.master) {
+        Ok(repo) => repo,
+        Err(Error::Key(wrong)) => {
+            // Name both repositories when the key file says it is another's.
+            if let Ok(id) = crate::repo::Repository::stored_id(&config.repository) {
+                file.check_repository(&path, id)?;
+            }
+            return Err(Error::Key(wrong));
+        }
+        Err(e) => return Err(e),
+    };
     file.check_repository(&path, repo.config.id)?;
     let current = repo.keys().master();
     if current.epoch > file.master.epoch {
@@ -351,7 +361,16 @@ pub fn init(
             r.short()
         )));
     }
-    let repo = crate::repo::Repository::init(&config.repository, now, &file.master)?;
+    let repo = match crate::repo::Repository::init(&config.repository, now, &file.master) {
+        Ok(repo) => repo,
+        Err(e) => {
+            if created {
+                // Never used: leave no stray key that looks like this repository's.
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(e);
+        }
+    };
     if created {
         KeyFile {
             repository: Some(repo.config.id),

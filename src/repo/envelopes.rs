@@ -274,18 +274,33 @@ pub(crate) fn add(
 /// an error naming it (a hostile or damaged envelope is never skipped
 /// silently, and never deleted).
 pub(crate) fn list(store: &Store) -> Result<Vec<Envelope>> {
-    let mut out = Vec::new();
+    let (envelopes, mut refused) = list_tolerant(store)?;
+    match refused.is_empty() {
+        true => Ok(envelopes),
+        false => Err(refused.swap_remove(0)),
+    }
+}
+
+/// Every envelope that parses (oldest first), and the errors of those
+/// that do not: recovery tries the good ones even when one is damaged.
+fn list_tolerant(store: &Store) -> Result<(Vec<Envelope>, Vec<Error>)> {
+    let (mut out, mut refused) = (Vec::new(), Vec::new());
     for (key, size) in store.list(PREFIX)? {
         if parse_key(&key).is_none() {
             continue;
         }
-        if size > MAX_LEN as u64 {
-            return Err(Error::corrupt(&key, "key envelope is too large"));
+        let parsed = if size > MAX_LEN as u64 {
+            Err(Error::corrupt(&key, "key envelope is too large"))
+        } else {
+            store.get(&key).and_then(|b| Envelope::parse(&key, &b))
+        };
+        match parsed {
+            Ok(e) => out.push(e),
+            Err(e) => refused.push(e),
         }
-        out.push(Envelope::parse(&key, &store.get(&key)?)?);
     }
     out.sort_by(|a, b| (a.info.created, &a.id).cmp(&(b.info.created, &b.id)));
-    Ok(out)
+    Ok((out, refused))
 }
 
 /// Delete the envelope `id`; an unknown id is [`Error::NotFound`].
@@ -302,36 +317,39 @@ pub(crate) fn remove(store: &Store, id: &str) -> Result<()> {
 
 /// The master key that `passphrase` opens among the envelopes of the
 /// newest epoch `newest`, with the repository it names. Wrong passphrase:
-/// one [`Error::Key`] line.
+/// one [`Error::Key`] line; when none opens and one was refused (damaged or
+/// hostile parameters), that refusal, naming the envelope.
 pub(crate) fn recover(
     store: &Store,
     newest: u64,
     passphrase: &[u8],
 ) -> Result<(ObjectId, MasterKey)> {
-    let envelopes = list(store)?;
+    let (envelopes, mut refused) = list_tolerant(store)?;
     let current: Vec<&Envelope> = envelopes
         .iter()
         .filter(|e| e.info.epoch == newest)
         .collect();
-    if current.is_empty() {
-        return Err(Error::Key(if envelopes.is_empty() {
-            "the repository has no key envelope (`offsite key add` makes one); nothing was changed"
-                .into()
-        } else {
-            format!(
-                "no key envelope of the repository's current key (epoch {newest}): the existing ones \
-                 are stale since a tenant was erased; nothing was changed"
-            )
-        }));
-    }
-    for envelope in current {
-        if let Some(found) = envelope.open(passphrase)? {
-            return Ok(found);
+    for envelope in &current {
+        match envelope.open(passphrase) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e) => refused.push(e),
         }
     }
-    Err(Error::Key(
-        "no key envelope opens with this passphrase (nothing was changed)".into(),
-    ))
+    if !refused.is_empty() {
+        return Err(refused.swap_remove(0));
+    }
+    Err(Error::Key(if !current.is_empty() {
+        "no key envelope opens with this passphrase (nothing was changed)".into()
+    } else if envelopes.is_empty() {
+        "the repository has no key envelope (`offsite key add` makes one); nothing was changed"
+            .into()
+    } else {
+        format!(
+            "no key envelope of the repository's current key (epoch {newest}): the existing ones \
+             are stale since a tenant was erased; nothing was changed"
+        )
+    }))
 }
 
 impl Repository {

@@ -178,6 +178,16 @@ impl Repository {
         })
     }
 
+    /// The id in the `config` object at `location`, read without a key:
+    /// to say which repository a key file that does not open it is for.
+    pub fn stored_id(location: &Location) -> Result<ObjectId> {
+        let store = Store::connect(location, false)?;
+        let bytes = store.get(layout::CONFIG)?;
+        let config: RepoConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt_by(layout::CONFIG, "does not parse", e))?;
+        Ok(config.id)
+    }
+
     /// The repository's keys.
     pub fn keys(&self) -> &keys::Keys {
         &self.keys
