@@ -13,6 +13,12 @@
 //! without following a symlink and refused unless it is a regular file that
 //! only its owner can read: a key others can read is a key others have.
 //! Nothing here ever prints the key.
+//!
+//! Without a key file, a passphrase opens the repository through an
+//! envelope ([`crate::repo::envelopes`]): `offsite key recover` writes the
+//! key file back; `OFFSITE_PASSPHRASE_FILE` ([`PASSPHRASE_ENV`]) opens it for
+//! one command without writing anything. Copies are written with
+//! [`KeyFile::store_new`], which never replaces a key.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -17,7 +17,7 @@
 //! it (say "laptop of the on-call", never the passphrase's hint).
 //!
 //! The parameters come from the bucket, which a hostile writer controls, so
-//! they are capped before any work is done ([`Kdf::checked`]): at most 1 GiB
+//! they are capped before any work is done: at most 1 GiB
 //! of memory, 64 passes and 16 lanes; below 8 MiB or one pass is refused as
 //! too weak. An envelope seals one epoch's key: after a rotation (an erased
 //! tenant) it opens nothing newer, and `key list` calls it stale.

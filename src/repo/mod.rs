@@ -15,6 +15,8 @@
 //! * Formats: [`pack`] (packs), [`index`] (index files); typed access in
 //!   [`blobs`] (blobs and trees), [`packs`], [`snapshots`] (manifests),
 //!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer.
+//! * Keys: [`keys`] (master key epochs, data keys), [`envelopes`]
+//!   (passphrase copies of the master key).
 //!
 //! # Format (version 1)
 //!
@@ -27,6 +29,7 @@
 //! | locks | JSON holder and kind (see [`lock`]) | by every writer, refreshed while held |
 //! | activity log | one JSON line per operation (see [`log`]) | after each operation |
 //! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
+//! | key envelopes (`keys/envelopes/<id>`) | plaintext JSON: label, epoch, Argon2id parameters; the master key sealed under Argon2id(passphrase) (see [`envelopes`]) | by `key add`, create-only; deleted only by `key remove` |
 //!
 //! Blobs are named by the SHA-256 of their content and stored once per
 //! repository. File content is cut by FastCDC (sizes per class of data, see
@@ -43,7 +46,8 @@
 //! | 3. manifest (create-only) | snapshot | a complete snapshot |
 //!
 //! A manifest is only ever written after everything it references, so every
-//! listed snapshot is complete. Nothing but prune deletes objects, and it
+//! listed snapshot is complete. Nothing but prune deletes objects (and `key
+//! remove` the one envelope it names), and it
 //! never deletes because a read failed; `repair` only moves a pack whose
 //! bytes do not verify to quarantine (see [`crate::ops::repair`]). `check`
 //! and `restore` only read. A manifest that cannot be read is skipped and
