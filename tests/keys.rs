@@ -354,3 +354,52 @@ fn config_check_shows_the_key_path_and_state_never_the_key() {
         "{json}"
     );
 }
+
+/// `offsite key add` under a pseudo-terminal (util-linux `script`), the
+/// passphrase typed twice.
+fn add_on_a_terminal(w: &World, typed: &str) -> Output {
+    use std::io::Write as _;
+    let command = format!(
+        "{} --config {} key add --label typed",
+        env!("CARGO_BIN_EXE_offsite"),
+        w.config.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_passphrase_is_typed_twice_on_a_terminal_and_never_read_from_a_pipe_unasked() {
+    let w = world();
+    let out = w.offsite(&["key", "add"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(one_line_error(&out).contains("--passphrase-file"));
+
+    let out = add_on_a_terminal(&w, "first-phrase\nother-phrase\n");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("differ"),
+        "{out:?}"
+    );
+    assert_eq!(w.json(&["key", "list"])["envelopes"], serde_json::json!([]));
+
+    let out = add_on_a_terminal(&w, "typed-phrase\ntyped-phrase\n");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("new passphrase:"));
+    std::fs::remove_file(key_path(&w)).unwrap();
+    let phrase = passphrase_file(&w, "phrase", "typed-phrase");
+    w.ok(&["key", "recover", "--passphrase-file", &phrase]);
+    w.ok(&["check", "--read-data"]);
+}

@@ -306,13 +306,17 @@ fn list_tolerant(store: &Store) -> Result<(Vec<Envelope>, Vec<Error>)> {
 /// Delete the envelope `id`; an unknown id is [`Error::NotFound`].
 pub(crate) fn remove(store: &Store, id: &str) -> Result<()> {
     let key = object_key(id);
-    let known = parse_key(&key).is_some() && store.list(PREFIX)?.iter().any(|(k, _)| *k == key);
-    if !known {
-        return Err(Error::NotFound {
-            what: format!("key envelope {id} (see `offsite key list`)"),
-        });
+    let unknown = || Error::NotFound {
+        what: format!("key envelope {id} (see `offsite key list`)"),
+    };
+    if parse_key(&key).is_none() {
+        return Err(unknown());
     }
-    store.delete(&key)
+    match store.size(&key) {
+        Ok(_) => store.delete(&key),
+        Err(Error::NotFound { .. }) => Err(unknown()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The master key that `passphrase` opens among the envelopes of the

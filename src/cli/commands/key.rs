@@ -19,6 +19,8 @@ use crate::repo::Repository;
 
 /// Shorter passphrases are refused for new envelopes.
 const MIN_PASSPHRASE: usize = 8;
+/// A label is a note, not a document (and everyone who reads the bucket reads it).
+const MAX_LABEL: usize = 200;
 
 pub(in crate::cli) fn key(inv: &Invocation, action: &KeyAction) -> Result<i32> {
     match action {
@@ -31,6 +33,11 @@ pub(in crate::cli) fn key(inv: &Invocation, action: &KeyAction) -> Result<i32> {
 }
 
 fn add(inv: &Invocation, args: &KeyAddArgs) -> Result<i32> {
+    if args.label.len() > MAX_LABEL {
+        return Err(Error::Usage(format!(
+            "--label: at most {MAX_LABEL} bytes (it is stored readable in the bucket)"
+        )));
+    }
     let repo = inv.open()?;
     let phrase = match &args.passphrase_file {
         Some(file) => keyfile::read_passphrase(file)?,
@@ -218,7 +225,7 @@ fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
     let saved = rustix::termios::tcgetattr(&tty).map_err(termios_err)?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
-    rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Flush, &quiet)
+    rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Now, &quiet)
         .map_err(termios_err)?;
     let mut line = Zeroizing::new(String::new());
     let read = (&tty)
