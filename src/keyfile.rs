@@ -152,59 +152,48 @@ impl KeyFile {
     /// Write the key file at `path` (mode 0600), replacing any other file
     /// atomically: written to a temporary name, synced, renamed.
     pub fn store(&self, path: &Path) -> Result<()> {
-        let io = |e: std::io::Error| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
+        let io = |e: std::io::Error| Error::io(path, e);
         let tmp = path.with_extension("key.tmp");
         let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
-        file.write_all(self.to_text().as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        self.write_new(&tmp).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
     }
 
     /// Write a new key file at `path` (mode 0600); refuses when anything
     /// is there already (`key export`, `key recover`: never replace a key).
     pub fn store_new(&self, path: &Path) -> Result<()> {
-        let io = |e: std::io::Error| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        self.write_new(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                what: format!(
+                    "{} exists already: a key file is never overwritten; move it away first",
+                    path.display()
+                ),
+            },
+            _ => Error::io(path, e),
+        })
+    }
+
+    /// Create `at` (and its directory), owner-only, never through a
+    /// symlink, never over an existing file; write and sync the key. A
+    /// file left half-written is removed.
+    fn write_new(&self, at: &Path) -> std::io::Result<()> {
+        if let Some(dir) = at.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
         }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
-                    what: format!(
-                        "{} exists already: a key file is never overwritten; move it away first",
-                        path.display()
-                    ),
-                },
-                _ => io(e),
-            })?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
-        file.write_all(self.to_text().as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)
+            .open(at)?;
+        let written = file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| file.write_all(self.to_text().as_bytes()))
+            .and_then(|()| file.sync_all());
+        if written.is_err() {
+            let _ = std::fs::remove_file(at);
+        }
+        written
     }
 
     /// Check that this key is for `repository`.
