@@ -310,6 +310,19 @@ fn removing_the_last_envelope_warns_and_unknown_ids_are_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("only way"), "{stderr}");
     assert_eq!(w.json(&["key", "list"])["envelopes"], serde_json::json!([]));
+    let logged: Vec<(String, String)> = w
+        .activity()
+        .iter()
+        .filter(|e| e["operation"] == "key")
+        .map(|e| {
+            let d = &e["details"];
+            (
+                d["action"].as_str().unwrap().into(),
+                d["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(logged, [("add".into(), id.clone()), ("remove".into(), id)]);
     std::fs::remove_file(key_path(&w)).unwrap();
     let line = one_line_error(&w.offsite(&["key", "recover", "--passphrase-file", &phrase]));
     assert!(line.contains("no key envelope"), "{line}");

@@ -10,6 +10,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use super::Invocation;
+use crate::activity::{self, Activity, Operation, Outcome};
 use crate::cli::args::{KeyAction, KeyAddArgs, KeyExportArgs, KeyRecoverArgs, KeyRemoveArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -50,6 +51,11 @@ fn add(inv: &Invocation, args: &KeyAddArgs) -> Result<i32> {
     }
     let id = repo.add_envelope(&phrase, &args.label, SystemClock.now())?;
     let epoch = repo.keys().master().epoch;
+    record(
+        inv,
+        &repo,
+        serde_json::json!({"action": "add", "id": id, "label": args.label, "epoch": epoch}),
+    );
     if inv.json {
         inv.print_json(&serde_json::json!({"id": id, "label": args.label, "epoch": epoch}))?;
     } else {
@@ -118,6 +124,11 @@ fn list(inv: &Invocation) -> Result<i32> {
 fn remove(inv: &Invocation, args: &KeyRemoveArgs) -> Result<i32> {
     let repo = inv.open()?;
     repo.remove_envelope(&args.id)?;
+    record(
+        inv,
+        &repo,
+        serde_json::json!({"action": "remove", "id": args.id}),
+    );
     let current = repo.keys().master().epoch;
     let left = repo
         .envelopes()?
@@ -150,6 +161,11 @@ fn export(inv: &Invocation, args: &KeyExportArgs) -> Result<i32> {
         master: repo.keys().master().clone(),
     };
     copy.store_new(&args.file)?;
+    record(
+        inv,
+        &repo,
+        serde_json::json!({"action": "export", "file": args.file, "epoch": copy.master.epoch}),
+    );
     if inv.json {
         inv.print_json(&serde_json::json!({"file": args.file, "epoch": copy.master.epoch}))?;
     } else {
@@ -184,6 +200,11 @@ fn recover(inv: &Invocation, args: &KeyRecoverArgs) -> Result<i32> {
         master: repo.keys().master().clone(),
     };
     file.store_new(&path)?;
+    record(
+        inv,
+        &repo,
+        serde_json::json!({"action": "recover", "key_file": path, "epoch": file.master.epoch}),
+    );
     if inv.json {
         inv.print_json(&serde_json::json!({"key_file": path, "epoch": file.master.epoch}))?;
     } else {
@@ -195,6 +216,18 @@ fn recover(inv: &Invocation, args: &KeyRecoverArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Log a change to the key's copies (what and where, never a secret).
+fn record(inv: &Invocation, repo: &Repository, details: serde_json::Value) {
+    let entry = Activity {
+        time: SystemClock.now(),
+        host: inv.config.host.clone(),
+        operation: Operation::Key,
+        outcome: Outcome::Ok,
+        details,
+    };
+    activity::log(repo, &entry);
 }
 
 /// A new passphrase, typed twice on the terminal.
