@@ -416,3 +416,25 @@ fn a_passphrase_is_typed_twice_on_a_terminal_and_never_read_from_a_pipe_unasked(
     w.ok(&["key", "recover", "--passphrase-file", &phrase]);
     w.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn envelopes_work_on_an_s3_bucket_too() {
+    let bucket = common::new_bucket("keys");
+    let w = World::s3(&bucket, "");
+    put(&w.src(), "acme/db/dump.sql", b"INSERT INTO t VALUES (1);\n");
+    w.ok(&["init"]);
+    w.ok(&["snapshot", "--source", "data"]);
+    let phrase = passphrase_file(&w, "phrase", PASSPHRASE);
+    let first = w.json(&["key", "add", "--passphrase-file", &phrase, "--label", "a"]);
+    w.ok(&["key", "add", "--passphrase-file", &phrase, "--label", "b"]);
+    w.ok(&["key", "remove", first["id"].as_str().unwrap()]);
+    let listed = w.json(&["key", "list"]);
+    assert_eq!(listed["envelopes"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["envelopes"][0]["label"], "b");
+    let hex = key_hex(&w);
+    std::fs::remove_file(key_path(&w)).unwrap();
+    w.ok(&["key", "recover", "--passphrase-file", &phrase]);
+    assert_eq!(key_hex(&w), hex);
+    let shown = w.ok(&["ls", "acme/db"]);
+    assert!(shown.contains("dump.sql"), "{shown}");
+}
