@@ -101,6 +101,8 @@ fn without_the_key_every_command_is_one_line_and_changes_nothing() {
         vec!["unlock"],
         vec!["key", "list"],
         vec!["key", "export", "/dev/null/x"],
+        vec!["key", "add", "--passphrase-file", "/dev/null"],
+        vec!["key", "remove", "00000000000000000000000000000000"],
     ];
     for args in commands {
         let out = w.offsite(&args);

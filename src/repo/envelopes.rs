@@ -388,17 +388,17 @@ impl Repository {
     /// epoch), read before the repository can be opened; checked against
     /// the repository's config by opening it.
     pub fn open_with_passphrase(location: &Location, passphrase: &[u8]) -> Result<Self> {
+        let expected = Repository::stored_id(location)?;
         let store = Store::connect(location, false)?;
         let newest = keys::newest_epoch(&store)?;
         let (id, master) = recover(&store, newest, passphrase)?;
-        let repo = Repository::open(location, &master)?;
-        if repo.config.id != id {
+        if id != expected {
             return Err(Error::corrupt(
                 PREFIX,
                 "a key envelope names another repository",
             ));
         }
-        Ok(repo)
+        Repository::open(location, &master)
     }
 }
 

@@ -186,7 +186,12 @@ impl Repository {
     /// to say which repository a key file that does not open it is for.
     pub fn stored_id(location: &Location) -> Result<ObjectId> {
         let store = Store::connect(location, false)?;
-        let bytes = store.get(layout::CONFIG)?;
+        let bytes = store.get(layout::CONFIG).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound {
+                what: format!("repository at {}", store.describe()),
+            },
+            other => other,
+        })?;
         let config: RepoConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt_by(layout::CONFIG, "does not parse", e))?;
         Ok(config.id)
