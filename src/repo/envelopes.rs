@@ -467,6 +467,36 @@ mod tests {
     }
 
     #[test]
+    fn recovery_tries_the_newest_epoch_only_and_says_why_nothing_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Location::Local(dir.path().to_path_buf()), true).unwrap();
+        let repo = ObjectId::hash(b"repo");
+        let err = recover(&store, 1, b"pw").unwrap_err().to_string();
+        assert!(err.contains("has no key envelope"), "{err}");
+        let old = MasterKey::generate();
+        add(&store, repo, &old, b"pw", "old", Utc::now()).unwrap();
+        let err = recover(&store, 2, b"pw").unwrap_err().to_string();
+        assert!(err.contains("stale"), "{err}");
+        let new = MasterKey {
+            epoch: 2,
+            ..MasterKey::generate()
+        };
+        add(&store, repo, &new, b"other", "new", Utc::now()).unwrap();
+        let err = recover(&store, 2, b"pw").unwrap_err().to_string();
+        assert!(err.contains("no key envelope opens"), "{err}");
+        let (r, m) = recover(&store, 2, b"other").unwrap();
+        assert_eq!((r, m.epoch, &m.secret), (repo, 2, &new.secret));
+        let listed = list(&store).unwrap();
+        assert_eq!(listed.len(), 2);
+        remove(&store, &listed[0].id).unwrap();
+        assert!(matches!(
+            remove(&store, &listed[0].id),
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(list(&store).unwrap().len(), 1);
+    }
+
+    #[test]
     fn only_exact_envelope_keys_parse() {
         assert!(parse_key(&format!("{PREFIX}{}", "ab".repeat(16))).is_some());
         for bad in [
