@@ -191,7 +191,7 @@ impl Envelope {
             key: hex::encode(master.secret.expose()),
         };
         let json = Zeroizing::new(serde_json::to_vec(&content).expect("envelope serializes"));
-        drop(Zeroizing::new(content.key));
+        drop(Zeroizing::new(content.key)); // wipes the key's hex copy
         let sealed = crypto::seal(&kek, PURPOSE, &aad(&info), &json);
         let stored = Stored {
             info,
@@ -201,7 +201,7 @@ impl Envelope {
         Ok((id, Bytes::from(bytes)))
     }
 
-    /// Parse a stored envelope; `None` only for keys that are not envelopes.
+    /// Parse a stored envelope (the plaintext fields only; nothing is opened).
     fn parse(key: &str, bytes: &[u8]) -> Result<Self> {
         let id = parse_key(key).ok_or_else(|| Error::corrupt(key, "not an envelope key"))?;
         if bytes.len() > MAX_LEN {
@@ -237,8 +237,9 @@ impl Envelope {
             return Ok(None);
         };
         let json = Zeroizing::new(json);
+        // No parser message in the error: it could quote the key.
         let content: Content = serde_json::from_slice(&json)
-            .map_err(|e| Error::corrupt_by(&key, "key envelope's content does not parse", e))?;
+            .map_err(|_| Error::corrupt(&key, "key envelope's content does not parse"))?;
         let hex_key = Zeroizing::new(content.key);
         let mut secret = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(hex_key.as_bytes(), secret.as_mut())
