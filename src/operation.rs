@@ -25,6 +25,8 @@ pub enum Operation {
     Unlock,
     /// `offsite erase`: a tenant's key destroyed, or items removed.
     Erase,
+    /// A change to the key's copies (`offsite key add|remove|export|recover`).
+    Key,
     /// A name this version does not know: an entry written by a newer
     /// version (the log is shared by every host) reads back as it was.
     Other(String),
@@ -32,7 +34,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation this version knows.
-    pub const KNOWN: [Operation; 9] = [
+    pub const KNOWN: [Operation; 10] = [
         Operation::Snapshot,
         Operation::Prune,
         Operation::RestoreTest,
@@ -42,6 +44,7 @@ impl Operation {
         Operation::RebuildIndex,
         Operation::Unlock,
         Operation::Erase,
+        Operation::Key,
     ];
 
     /// The spelling in logs, lock objects and metric labels.
@@ -56,6 +59,7 @@ impl Operation {
             Operation::RebuildIndex => "rebuild-index",
             Operation::Unlock => "unlock",
             Operation::Erase => "erase",
+            Operation::Key => "key",
             Operation::Other(name) => name,
         }
     }
@@ -139,6 +143,7 @@ mod tests {
             "rebuild-index",
             "unlock",
             "erase",
+            "key",
         ];
         assert_eq!(Operation::KNOWN.len(), expected.len());
         for (op, name) in Operation::KNOWN.iter().zip(expected) {

@@ -40,8 +40,6 @@ use crate::repo::keys::{self, epoch_key, link_key, wraps_prefix, EpochRecord, Ma
 use crate::repo::store::Store;
 use crate::repo::{Exclusive, Repository};
 
-/// Where the passphrase envelopes of the master key live (each holds M_e).
-const ENVELOPES: &str = "keys/envelopes/";
 /// Every epoch's wraps are below this.
 const TENANTS: &str = "keys/tenants/";
 
@@ -269,7 +267,7 @@ pub fn erase_tenant(
 /// went. Call only once the key file holds the master key of `current`.
 pub fn drop_old_keys(lock: &Exclusive<'_>, current: u64) -> Result<usize> {
     let store = &lock.repo().store;
-    let envelopes = store.list(ENVELOPES)?;
+    let envelopes = store.list(crate::repo::envelopes::PREFIX)?;
     for (key, _) in &envelopes {
         store.delete(key)?;
     }

@@ -6,6 +6,7 @@
 
 pub(super) mod erase;
 pub(super) mod find;
+pub(super) mod key;
 pub(super) mod log;
 pub(super) mod maintenance;
 pub(super) mod restore;
