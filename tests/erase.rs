@@ -424,3 +424,26 @@ fn a_process_opened_before_the_erase_follows_it_when_it_takes_a_lock() {
     repo.data_key(Some("beta")).unwrap();
     drop(lock);
 }
+
+/// A `key add` that opened the repository before an erase on another host
+/// (a passphrase typed slowly) must not leave an envelope of the old key
+/// behind: with it and an old bucket version, the erased key opens again.
+#[test]
+fn an_envelope_added_by_a_process_opened_before_the_erase_holds_the_new_key() {
+    let w = world();
+    two_snapshots(&w);
+    let repo = w.open_repo();
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    let _ = repo.add_envelope(b"a long recovery phrase", "late", chrono::Utc::now());
+    let epochs: Vec<u64> = w
+        .open_repo()
+        .envelopes()
+        .unwrap()
+        .iter()
+        .map(|e| e.info.epoch)
+        .collect();
+    assert!(
+        epochs.iter().all(|&e| e == 2),
+        "envelopes of epochs {epochs:?}"
+    );
+}

@@ -360,20 +360,27 @@ pub(crate) fn recover(
 
 impl Repository {
     /// Add a passphrase envelope of the current master key; returns its id.
+    /// A rotation made since this process opened the repository is
+    /// followed first, and one committed while the envelope was written
+    /// (its erase deleted the envelopes before ours landed) removes ours
+    /// again: an envelope of an old key would reopen an erased tenant.
     pub fn add_envelope(
         &self,
         passphrase: &[u8],
         label: &str,
         now: DateTime<Utc>,
     ) -> Result<String> {
-        add(
-            &self.store,
-            self.config.id,
-            &self.keys.master(),
-            passphrase,
-            label,
-            now,
-        )
+        self.follow_key_rotation()?;
+        let master = self.keys.master();
+        let id = add(&self.store, self.config.id, &master, passphrase, label, now)?;
+        if keys::newest_epoch(&self.store)? != master.epoch {
+            self.store.delete(&object_key(&id))?;
+            return Err(Error::Conflict(
+                "the repository's key was rotated (a tenant erased) while the envelope was                  written; it was removed again: run the command again"
+                    .into(),
+            ));
+        }
+        Ok(id)
     }
 
     /// Every passphrase envelope, oldest first.
