@@ -447,3 +447,24 @@ fn an_envelope_added_by_a_process_opened_before_the_erase_holds_the_new_key() {
         "envelopes of epochs {epochs:?}"
     );
 }
+
+/// Wraps under the epoch's prefix that this key does not open (what an
+/// `init` that lost the race to another host's, or crashed before its
+/// epoch record, leaves behind) are nobody's tombstones: snapshots, find
+/// and prune go on, and none of them takes a tenant for erased.
+#[test]
+fn wraps_of_another_key_in_the_epoch_stop_nothing() {
+    let w = world();
+    two_snapshots(&w);
+    let other = World::new();
+    other.ok(&["init"]);
+    copy_dir(
+        &other.repo().join("keys/tenants/0000000001"),
+        &w.repo().join("keys/tenants/0000000001"),
+    );
+    w.ok(&["snapshot"]);
+    w.ok(&["find", "**/list-*.csv", "--host", "all"]);
+    w.ok(&["prune"]);
+    restore_same(&w, "beta/db/dump.sql", &noise(3, 50_000));
+    restore_same(&w, "acme/contacts/list-1.csv", b"anna;+46 70 111\n");
+}

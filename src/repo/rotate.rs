@@ -89,28 +89,44 @@ fn wrap_name(wrap: &Wrap) -> &str {
 fn read_wraps(store: &Store, master: &MasterKey) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     for (key, _) in store.list(&wraps_prefix(master.epoch))? {
-        let bytes = store.get(&key)?;
-        let wrap: Wrap = master
-            .open_json("wrap", &key, &bytes)?
-            .ok_or_else(|| Error::corrupt(&key, "key wrap does not authenticate"))?;
-        let name = wrap_name(&wrap).to_string();
-        let namespace = ["key", "tenant"]
-            .into_iter()
-            .find(|ns| master.wrap_key(ns, &name) == key)
-            .ok_or_else(|| Error::corrupt(&key, "key wrap is filed under another name"))?;
-        out.push(Listed {
-            namespace,
-            name,
-            wrap,
-        });
+        out.push(read_wrap(store, master, &key)?);
     }
     Ok(out)
 }
 
-/// The tenants erased in the repository's current epoch, by name.
+fn read_wrap(store: &Store, master: &MasterKey, key: &str) -> Result<Listed> {
+    let bytes = store.get(key)?;
+    let wrap: Wrap = master
+        .open_json("wrap", key, &bytes)?
+        .ok_or_else(|| Error::corrupt(key, "key wrap does not authenticate"))?;
+    let name = wrap_name(&wrap).to_string();
+    let namespace = ["key", "tenant"]
+        .into_iter()
+        .find(|ns| master.wrap_key(ns, &name) == key)
+        .ok_or_else(|| Error::corrupt(key, "key wrap is filed under another name"))?;
+    Ok(Listed {
+        namespace,
+        name,
+        wrap,
+    })
+}
+
+/// The tenants erased in the repository's current epoch, by name. A wrap
+/// that does not open (left by an `init` that lost a race or crashed, or
+/// damaged) is no tombstone: warned about and passed over, so it stops
+/// no snapshot or prune (a rotation still refuses it, [`read_wraps`]).
 pub fn erased_tenants(repo: &Repository) -> Result<BTreeMap<String, ErasedTenant>> {
     let mut out = BTreeMap::new();
-    for l in read_wraps(&repo.store, &repo.keys().master())? {
+    let master = repo.keys().master();
+    for (key, _) in repo.store.list(&wraps_prefix(master.epoch))? {
+        let l = match read_wrap(&repo.store, &master, &key) {
+            Ok(l) => l,
+            Err(e @ Error::Corrupt { .. }) => {
+                tracing::warn!("{e}: not read as a tombstone");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if let (
             "tenant",
             Wrap::Erased {
