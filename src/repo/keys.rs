@@ -272,9 +272,10 @@ impl Keys {
     ) -> Result<Self> {
         let meta = Secret::random();
         let shared = Secret::random();
-        for (ns, secret) in [(META, &meta), (SHARED, &shared)] {
+        let wraps = [META, SHARED].map(|ns| master.wrap_key("key", ns));
+        for (key, (ns, secret)) in wraps.iter().zip([(META, &meta), (SHARED, &shared)]) {
             let wrap = new_wrap(ns, secret, now);
-            store.put_new(&master.wrap_key("key", ns), master.seal_json("wrap", &wrap))?;
+            store.put_new(key, master.seal_json("wrap", &wrap))?;
         }
         let record = EpochRecord {
             repository,
@@ -282,7 +283,15 @@ impl Keys {
             created: now,
             reason: "init".into(),
         };
-        store.put_new(&epoch_key(master.epoch), master.seal_json("epoch", &record))?;
+        if let Err(e) = store.put_new(&epoch_key(master.epoch), master.seal_json("epoch", &record))
+        {
+            // Another init won the race: our wraps open with no key that
+            // will ever exist, and would sit among its epoch's wraps.
+            for key in &wraps {
+                let _ = store.delete(key);
+            }
+            return Err(e);
+        }
         Ok(Keys {
             repository,
             master: RwLock::new(master.clone()),
@@ -496,5 +505,35 @@ fn load_fixed(store: &Store, master: &MasterKey, name: &str) -> Result<Secret> {
             name: n, key: k, ..
         }) if n == name => secret_of(&key, &k),
         _ => Err(Error::corrupt(key, "repository key does not authenticate")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Location;
+
+    /// Two `init`s racing on one bucket: the loser's wraps do not stay
+    /// among the winner's.
+    #[test]
+    fn an_init_that_loses_the_race_leaves_no_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Location::Local(dir.path().to_path_buf()), true).unwrap();
+        let now = DateTime::UNIX_EPOCH;
+        let winner = MasterKey::generate();
+        Keys::create(&store, ObjectId::hash(b"a"), &winner, now).unwrap();
+        let loser = MasterKey::generate();
+        let err = Keys::create(&store, ObjectId::hash(b"b"), &loser, now).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+        let mut left: Vec<String> = store
+            .list(&wraps_prefix(1))
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        left.sort();
+        let mut expected = [META, SHARED].map(|ns| winner.wrap_key("key", ns)).to_vec();
+        expected.sort();
+        assert_eq!(left, expected);
     }
 }
