@@ -468,3 +468,30 @@ fn wraps_of_another_key_in_the_epoch_stop_nothing() {
     restore_same(&w, "beta/db/dump.sql", &noise(3, 50_000));
     restore_same(&w, "acme/contacts/list-1.csv", b"anna;+46 70 111\n");
 }
+
+/// Finishing an erasure left half done (old wraps still there) deletes the
+/// envelopes of the old key, never the recovery passphrase added since
+/// for the new one.
+#[test]
+fn finishing_an_erase_keeps_envelopes_of_the_new_key() {
+    let w = world();
+    two_snapshots(&w);
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    let repo = w.open_repo();
+    repo.add_envelope(b"a long recovery phrase", "new", chrono::Utc::now())
+        .unwrap();
+    // An old wrap left behind by a crash in the last step.
+    let old = w.repo().join("keys/tenants/0000000001");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("00".repeat(16)), b"left over").unwrap();
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    assert!(listing(&old).is_empty(), "old wraps finished off");
+    let left: Vec<u64> = w
+        .open_repo()
+        .envelopes()
+        .unwrap()
+        .iter()
+        .map(|e| e.info.epoch)
+        .collect();
+    assert_eq!(left, [2], "the new key's envelope is kept");
+}

@@ -35,7 +35,7 @@ use crate::repo::store::Store;
 use crate::repo::{Location, Repository};
 
 /// Where envelopes live: the one place that spells their keys (an
-/// erase deletes every one, [`crate::repo::rotate`]).
+/// erase deletes those of older keys, [`older_than`]).
 pub(crate) const PREFIX: &str = "keys/envelopes/";
 const VERSION: u32 = 1;
 const PURPOSE: &[u8] = b"offsite2/envelope";
@@ -303,6 +303,27 @@ fn list_tolerant(store: &Store) -> Result<(Vec<Envelope>, Vec<Error>)> {
     }
     out.sort_by(|a, b| (a.info.created, &a.id).cmp(&(b.info.created, &b.id)));
     Ok((out, refused))
+}
+
+/// The objects below [`PREFIX`] that may hold a key older than epoch
+/// `current`: every one but the envelopes sealed for `current` or later
+/// (the recovery passphrase added after an erase), which an erase that
+/// is finished off later must not delete.
+pub(crate) fn older_than(store: &Store, current: u64) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (key, size) in store.list(PREFIX)? {
+        let current_one = parse_key(&key).is_some()
+            && size <= MAX_LEN as u64
+            && match store.get(&key) {
+                Ok(bytes) => Envelope::parse(&key, &bytes).is_ok_and(|e| e.info.epoch >= current),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+        if !current_one {
+            out.push(key);
+        }
+    }
+    Ok(out)
 }
 
 /// Delete the envelope `id`; an unknown id is [`Error::NotFound`].

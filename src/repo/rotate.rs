@@ -278,13 +278,14 @@ pub fn erase_tenant(
     })
 }
 
-/// Step 5: delete the passphrase envelopes (each holds an old master key)
-/// and every wrap of an epoch before `current`. Returns how many envelopes
-/// went. Call only once the key file holds the master key of `current`.
+/// Step 5: delete the passphrase envelopes of older keys (each holds an
+/// old master key; one sealed for `current` since is kept) and every wrap
+/// of an epoch before `current`. Returns how many envelopes went. Call
+/// only once the key file holds the master key of `current`.
 pub fn drop_old_keys(lock: &Exclusive<'_>, current: u64) -> Result<usize> {
     let store = &lock.repo().store;
-    let envelopes = store.list(crate::repo::envelopes::PREFIX)?;
-    for (key, _) in &envelopes {
+    let envelopes = crate::repo::envelopes::older_than(store, current)?;
+    for key in &envelopes {
         store.delete(key)?;
     }
     crate::failpoint::hit("erase-after-envelopes");
