@@ -495,3 +495,35 @@ fn finishing_an_erase_keeps_envelopes_of_the_new_key() {
         .collect();
     assert_eq!(left, [2], "the new key's envelope is kept");
 }
+
+/// A damaged key wrap is damage of the key, not of the tenant's packs:
+/// `repair` keeps every pack (quarantining them would take the tenant's
+/// history out of every snapshot), and once the wrap is back all restores.
+#[test]
+fn a_damaged_tenant_key_quarantines_none_of_its_packs() {
+    let w = world();
+    let wraps = w.repo().join("keys/tenants/0000000001");
+    let before = listing(&wraps);
+    w.open_repo()
+        .data_key_for_writing(Some("beta"), chrono::Utc::now())
+        .unwrap();
+    let beta: Vec<String> = listing(&wraps)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    let beta = wraps.join(&beta[0]);
+    two_snapshots(&w);
+    let packs = w.packs();
+    let good = std::fs::read(&beta).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 1;
+    std::fs::write(&beta, &bad).unwrap();
+    let out = w.offsite(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tenant key does not authenticate"));
+    let _ = w.offsite(&["repair"]);
+    assert_eq!(w.packs(), packs, "no pack moved");
+    std::fs::write(&beta, &good).unwrap();
+    restore_same(&w, "beta/db/dump.sql", &noise(3, 50_000));
+    w.ok(&["check", "--read-data"]);
+}

@@ -332,6 +332,9 @@ fn verify_packs(checker: &mut Checker<'_>, progress: &Progress) -> Result<()> {
         match repo.verify_pack(id, &bytes)? {
             PackVerdict::Whole(_) => {}
             PackVerdict::Erased { tenant, .. } => checker.erased(&tenant),
+            PackVerdict::Unverifiable { reason, .. } => {
+                checker.problem(format!("pack {}: {reason}", pack_key(&id)))
+            }
             PackVerdict::Damaged { reason, .. } => {
                 let key = pack_key(&id);
                 match reason.contains(&key) {

@@ -113,6 +113,10 @@ pub fn repair(lock: &Exclusive, now: chrono::DateTime<chrono::Utc>) -> Result<Re
         report.packs_checked += 1;
         match repo.verify_pack(*id, &bytes)? {
             PackVerdict::Whole(pack) | PackVerdict::Erased { pack, .. } => whole.push(pack),
+            PackVerdict::Unverifiable { pack, reason } => {
+                tracing::error!(pack = %key, "not verifiable: {reason}; kept");
+                whole.push(pack);
+            }
             PackVerdict::Damaged { reason, good, lost } => {
                 tracing::error!(pack = %key, "damaged: {reason}; quarantined");
                 for (kind, location, stored) in &good {

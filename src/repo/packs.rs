@@ -25,6 +25,10 @@ pub enum PackVerdict {
     /// The header opens but the pack's tenant was erased: its blobs cannot be
     /// read by anyone, by design. Not damage.
     Erased { pack: IndexedPack, tenant: String },
+    /// The header opens but the key of the pack's tenant cannot be loaded
+    /// (its wrap is damaged or missing): the key is damaged, not the pack,
+    /// which is never quarantined for it. `reason` names the key object.
+    Unverifiable { pack: IndexedPack, reason: String },
     /// Damaged: why, the blobs that still verify (with their decrypted
     /// stored form, to salvage), and how many do not.
     Damaged {
@@ -137,10 +141,9 @@ impl Repository {
             Ok(k) => k,
             Err(Error::Erased { tenant, .. }) => return Ok(PackVerdict::Erased { pack, tenant }),
             Err(e @ Error::Corrupt { .. }) => {
-                return Ok(PackVerdict::Damaged {
+                return Ok(PackVerdict::Unverifiable {
+                    pack,
                     reason: e.to_string(),
-                    good: Vec::new(),
-                    lost: pack.blobs.len(),
                 })
             }
             Err(e) => return Err(e),
