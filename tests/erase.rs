@@ -527,3 +527,16 @@ fn a_damaged_tenant_key_quarantines_none_of_its_packs() {
     restore_same(&w, "beta/db/dump.sql", &noise(3, 50_000));
     w.ok(&["check", "--read-data"]);
 }
+
+/// `repair` between the erase and the next prune: the erased tenant's
+/// directories are not damage, and they do not stop the report.
+#[test]
+fn repair_after_an_erase_passes_over_the_erased_tenant() {
+    let w = world();
+    two_snapshots(&w);
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    let packs = w.packs();
+    w.ok(&["repair"]);
+    assert_eq!(w.packs(), packs, "no pack moved");
+    restore_same(&w, "beta/db/dump.sql", &noise(3, 50_000));
+}

@@ -80,6 +80,12 @@ impl Finder<'_> {
             match self.trees.read_tree(blob) {
                 Ok(t) => Some(t),
                 Err(Error::NotFound { .. } | Error::Corrupt { .. }) => None,
+                // Unreadable by design, not damaged (prune drops it).
+                Err(Error::Erased { .. }) => {
+                    let none = Rc::new(Vec::new());
+                    self.memo.insert(blob.id, none.clone());
+                    return Ok(none);
+                }
                 Err(e) => return Err(e),
             }
         };
