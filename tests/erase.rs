@@ -540,3 +540,47 @@ fn repair_after_an_erase_passes_over_the_erased_tenant() {
     assert_eq!(w.packs(), packs, "no pack moved");
     restore_same(&w, "beta/db/dump.sql", &noise(3, 50_000));
 }
+
+/// Between the erase and the next prune, a whole source (or a glob over
+/// every tenant) still restores every other tenant's files, byte for
+/// byte, and says once that the erased tenant's are not restored.
+#[test]
+fn a_whole_source_restores_after_an_erase_without_the_tenant() {
+    let w = world();
+    two_snapshots(&w);
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    let to = w.path("whole");
+    let out = w.offsite(&["restore", "--source", "data", "--to", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tenant acme was erased"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        relative_files(&to),
+        ["beta/contacts/list-2.csv", "beta/db/dump.sql", "top.txt"]
+    );
+    assert_eq!(
+        std::fs::read(to.join("beta/db/dump.sql")).unwrap(),
+        noise(3, 50_000)
+    );
+    let to = w.path("glob");
+    w.ok(&[
+        "restore",
+        "--glob",
+        "*/contacts/*",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(relative_files(&to), ["beta/contacts/list-2.csv"]);
+    // Asked for by name, the tenant says it was erased.
+    let to = w.path("acme");
+    let out = w.offsite(&["restore", "--tenant", "acme", "--to", to.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("tenant acme was erased"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -137,6 +137,7 @@ fn plan_snapshot(
         filter,
         known: HashMap::new(),
         plan: TreePlan::default(),
+        erased: Default::default(),
     };
     let start = match &filter.selection {
         Selection::Path {
@@ -206,9 +207,29 @@ struct Walk<'f> {
     /// Every directory seen, so a selected file's parents can be planned.
     known: HashMap<Vec<String>, PlannedDir>,
     plan: TreePlan,
+    /// Erased tenants whose directories were left out.
+    erased: std::collections::BTreeSet<String>,
 }
 
 impl Walk<'_> {
+    /// A directory below the start that cannot be read because its tenant
+    /// was erased is left out (said once per tenant), so a whole source or
+    /// a glob still restores every other tenant's files; asked for by
+    /// `--tenant`, or any other error, it stops the restore.
+    fn erased_dir(&mut self, path: &[String], e: Error) -> Result<()> {
+        match &e {
+            Error::Erased { tenant, .. } if self.filter.tenant.as_ref() != Some(tenant) => {
+                self.plan.dirs.remove(path);
+                if self.erased.insert(tenant.clone()) {
+                    let e = crate::escape::escaped(&e.to_string());
+                    tracing::warn!("{e}: its files are not restored");
+                }
+                Ok(())
+            }
+            _ => Err(e),
+        }
+    }
+
     /// Plan the directory `path` and every directory above it (each known).
     fn need(&mut self, path: &[String]) {
         let mut path = path.to_vec();
@@ -272,7 +293,10 @@ impl Walk<'_> {
                             self.need(&path);
                         }
                         if enter {
-                            stack.push((path, cache.read_tree(&d.tree)?));
+                            match cache.read_tree(&d.tree) {
+                                Ok(tree) => stack.push((path, tree)),
+                                Err(e) => self.erased_dir(&path, e)?,
+                            }
                         }
                     }
                 }
