@@ -584,3 +584,16 @@ fn a_whole_source_restores_after_an_erase_without_the_tenant() {
         stderr(&out)
     );
 }
+
+/// `stats` between the erase and the next prune counts every other
+/// tenant and passes over the erased one's directories.
+#[test]
+fn stats_after_an_erase_count_the_other_tenants() {
+    let w = world();
+    two_snapshots(&w);
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    let out = w.offsite(&["--json", "stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"beta\""), "{text}");
+}

@@ -36,7 +36,7 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
 use crate::repo::pack::BlobRef;
@@ -124,6 +124,7 @@ pub fn stats(repo: &Repository) -> Result<StatsReport> {
                     }
                 }
                 Err(e) if is_object_damage(&e) => report.problems.push(Problem::new(&r.key, &e)),
+                Err(Error::Erased { .. }) => {} // wholly an erased tenant's
                 Err(e) => return Err(e),
             }
         }
@@ -235,7 +236,13 @@ impl Counter<'_> {
                         continue;
                     }
                     check_depth(stack.len(), &d.tree)?;
-                    let frame = self.open(owner, &d.tree)?;
+                    let frame = match self.open(owner, &d.tree) {
+                        Ok(frame) => frame,
+                        // Nobody can read an erased tenant's directory (the
+                        // next prune drops it): not counted, not damage.
+                        Err(Error::Erased { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
                     stack.push(frame);
                 }
                 None => {
