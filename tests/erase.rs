@@ -583,6 +583,15 @@ fn a_whole_source_restores_after_an_erase_without_the_tenant() {
         "{}",
         stderr(&out)
     );
+    // Another tenant asked for by name: nothing to say about acme.
+    let to = w.path("beta");
+    let out = w.offsite(&["restore", "--tenant", "beta", "--to", to.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("acme"), "{}", stderr(&out));
+    assert_eq!(
+        relative_files(&to),
+        ["beta/contacts/list-2.csv", "beta/db/dump.sql"]
+    );
 }
 
 /// `stats` between the erase and the next prune counts every other
@@ -596,4 +605,26 @@ fn stats_after_an_erase_count_the_other_tenants() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"beta\""), "{text}");
+}
+
+/// `ls -r` between the erase and the next prune lists the erased tenant's
+/// directory without entering it, and everything else.
+#[test]
+fn a_recursive_listing_after_an_erase_lists_the_other_tenants() {
+    let w = world();
+    two_snapshots(&w);
+    w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
+    let out = w.offsite(&["ls", "-r"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tenant acme was erased"),
+        "{}",
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("beta/db/dump.sql"), "{text}");
+    assert!(
+        text.contains("acme/") && !text.contains("acme/db"),
+        "{text}"
+    );
 }

@@ -220,7 +220,7 @@ impl Walk<'_> {
         match &e {
             Error::Erased { tenant, .. } if self.filter.tenant.as_ref() != Some(tenant) => {
                 self.plan.dirs.remove(path);
-                if self.erased.insert(tenant.clone()) {
+                if self.filter.tenant.is_none() && self.erased.insert(tenant.clone()) {
                     let e = crate::escape::escaped(&e.to_string());
                     tracing::warn!("{e}: its files are not restored");
                 }

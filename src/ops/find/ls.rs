@@ -99,11 +99,25 @@ pub fn ls(repo: &Repository, request: &LsRequest<'_>) -> Result<LsReport> {
         format!("{shown}/")
     };
     let mut walk = TreeWalk::new(tree);
+    let mut erased = std::collections::BTreeSet::new();
     while let Some(e) = walk.next_entry() {
         let path = format!("{prefix}{}", walk.path_of(e.name()));
         entries.push(entry(&path, &e));
         if let (Entry::Dir(d), true) = (&e, request.recursive) {
-            walk.descend(d, repo.read_tree(&d.tree)?)?;
+            match repo.read_tree(&d.tree) {
+                Ok(below) => walk.descend(d, below)?,
+                // Listed, not entered: nobody can read an erased tenant's
+                // directory (said once per tenant).
+                Err(e @ Error::Erased { .. }) => {
+                    if let Error::Erased { tenant, .. } = &e {
+                        if erased.insert(tenant.clone()) {
+                            let e = crate::escape::escaped(&e.to_string());
+                            tracing::warn!("{e}: its directories are not listed");
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             trees_read += 1;
         }
     }
