@@ -413,15 +413,22 @@ impl Metrics {
             }
         }
         problems.extend(repo.unreadable_index_files()?);
-        let (prunes, unreadable) =
-            repo.read_activity_tolerant(None, Some(Operation::Prune.as_str()))?;
+        // One read of the log (the operation is inside each sealed entry).
+        let (entries, unreadable) = repo.read_activity_tolerant(None, None)?;
         problems.extend(unreadable);
-        let (restore_tests, unreadable) =
-            repo.read_activity_tolerant(None, Some(Operation::RestoreTest.as_str()))?;
-        problems.extend(unreadable);
+        let of = |op: Operation| -> Vec<activity::Activity> {
+            let name = op.as_str();
+            entries
+                .iter()
+                .filter(|e| e.operation.as_str() == name)
+                .cloned()
+                .collect()
+        };
+        let (prunes, restore_tests) = (of(Operation::Prune), of(Operation::RestoreTest));
+        let own_tag = crate::snapshot::host_tag(repo.keys().meta(), &config.host);
         self.record_problems(
             &[
-                Rechecked::SnapshotsOf(&config.host),
+                Rechecked::SnapshotsOf(&own_tag),
                 Rechecked::All(ObjectKind::Index),
                 Rechecked::All(ObjectKind::Log),
             ],
@@ -469,7 +476,8 @@ impl Metrics {
 pub enum Rechecked<'a> {
     /// Every object of a kind.
     All(ObjectKind),
-    /// The snapshot manifests of one host.
+    /// The snapshot manifests of one host, by its tag
+    /// ([`crate::snapshot::host_tag`]).
     SnapshotsOf(&'a str),
 }
 

@@ -59,6 +59,7 @@ pub mod locked;
 pub mod log;
 pub mod pack;
 pub mod packs;
+pub(crate) mod parallel;
 pub mod s3;
 pub mod snapshots;
 pub mod store;
