@@ -117,3 +117,32 @@ fn audit_log_days_is_checked_like_the_other_day_counts() {
     let shown = w.ok(&["config", "check"]);
     assert!(shown.contains("audit_log_days = 3650"), "{shown}");
 }
+
+/// Plant an entry that does not open, `days` ago; returns its path.
+fn unreadable_entry(w: &World, days: i64) -> std::path::PathBuf {
+    let then = Utc::now() - Duration::days(days);
+    let name = format!(
+        "{}/{}-feedfacefeedface",
+        then.format("%Y-%m-%d"),
+        then.format("%H%M%S%.3f")
+    );
+    let path = w.repo().join("log").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"not a sealed entry").unwrap();
+    path
+}
+
+#[test]
+fn an_unreadable_entry_is_kept_until_audit_log_days() {
+    let w = world("activity_log_days = 30\naudit_log_days = 60\n");
+    age_log(&w, 45);
+    let recent = unreadable_entry(&w, 45);
+    let report = w.json(&["prune"]);
+    assert_eq!(report["log_entries_deleted"], 2, "{report}");
+    assert!(recent.exists(), "it might be a restore entry: kept");
+    assert_eq!(operations(&w), ["restore", "prune"]);
+    let old = unreadable_entry(&w, 100);
+    w.ok(&["prune"]);
+    assert!(!old.exists(), "past audit_log_days, whatever it was");
+    assert!(recent.exists());
+}

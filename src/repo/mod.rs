@@ -14,18 +14,19 @@
 //!   [`locked`]: the repository lock.
 //! * Formats: [`pack`] (packs), [`index`] (index files); typed access in
 //!   [`blobs`] (blobs and trees), [`packs`], [`snapshots`] (manifests),
-//!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer.
+//!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer;
+//!   [`parallel`]: reading many small objects at once.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! | object (key in [`layout`]) | content | written |
 //! |---|---|---|
 //! | config | JSON [`RepoConfig`]: format version, repository id, encryption scheme (`none`) | once, create-only, by `init` |
 //! | packs | blobs + self-describing header (see [`pack`]) | by snapshot (and prune), never modified |
-//! | index files | zstd JSON list of packs and their blobs (see [`index`]) | after the packs it lists |
-//! | snapshot manifests | JSON manifest (see [`crate::snapshot`]); `id` = SHA-256 of the bytes | last, create-only |
-//! | locks | JSON holder and kind (see [`lock`]) | by every writer, refreshed while held |
-//! | activity log | one JSON line per operation (see [`log`]) | after each operation |
+//! | index files | zstd JSON list of packs and their blobs (see [`index`]), sealed (metadata key); `id` = SHA-256 of the sealed bytes | after the packs it lists |
+//! | snapshot manifests | JSON manifest (see [`crate::snapshot`]), sealed (metadata key, bound to its key); `id` = SHA-256 of the sealed bytes; keyed by host and source tags | last, create-only |
+//! | locks | JSON holder and kind (see [`lock`]), sealed (metadata key, bound to its key) | by every writer, refreshed while held |
+//! | activity log | one JSON line per operation (see [`log`]), sealed (metadata key, bound to its key); keyed by time only | after each operation |
 //! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
 //!
 //! Blobs are named by the SHA-256 of their content and stored once per
