@@ -442,6 +442,12 @@ fn verify_epoch(store: &Store, repository: ObjectId, master: &MasterKey) -> Resu
     match master.open_json::<EpochRecord>("epoch", &key, &bytes)? {
         Some(r) if r.repository == repository && r.epoch == master.epoch => Ok(()),
         Some(_) => Err(Error::corrupt(key, "epoch record is of another repository")),
+        // The record does not open: a wrong key, or a damaged record. The
+        // metadata key's wrap tells them apart (it opens with the right key).
+        None if load_fixed(store, master, META).is_ok() => Err(Error::corrupt(
+            key,
+            "epoch record does not authenticate under a key that opens the rest",
+        )),
         None => Err(Error::Key(
             "the key does not open this repository (wrong key file or passphrase; nothing was changed)"
                 .into(),
