@@ -403,6 +403,30 @@ mod tests {
     }
 
     #[test]
+    fn an_object_sealed_for_another_purpose_does_not_open_as_a_manifest() {
+        let meta = meta();
+        let (listed, _) = manifest(b"x").seal(&meta);
+        let stem = layout::snapshot_key_stem(&listed.key).unwrap();
+        let json = manifest(b"x").to_bytes();
+        for purpose in [
+            crate::repo::index::INDEX_PURPOSE,
+            crate::repo::log::LOG_PURPOSE,
+        ] {
+            let other = meta.seal_bound(purpose, stem.as_bytes(), &json);
+            let id = ObjectId::hash(&other);
+            let key = layout::snapshot_key(&listed.host_tag, &listed.source_tag, &listed.time, &id);
+            let err = SnapshotRef::parse(&key)
+                .unwrap()
+                .decode(&meta, &other)
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("does not authenticate"),
+                "{purpose}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_manifest_under_another_hosts_tags_is_corrupt() {
         let meta = meta();
         let (listed, sealed) = manifest(b"x").seal(&meta);

@@ -465,6 +465,19 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_opens_only_under_its_own_key_and_name() {
+        let meta = DataKey::from_secret(&crate::crypto::Secret::random());
+        let sealed = lock_bytes(&meta, "locks/a", &info("h1", 7, own_space()));
+        let opened = open_lock(&meta, "locks/a", &sealed).unwrap();
+        assert_eq!((opened.host.as_str(), opened.pid), ("h1", 7));
+        assert!(open_lock(&meta, "locks/b", &sealed).is_err(), "moved");
+        let other = DataKey::from_secret(&crate::crypto::Secret::random());
+        let err = open_lock(&other, "locks/a", &sealed).unwrap_err();
+        assert!(err.to_string().contains("locks/a"), "{err}");
+        assert!(!sealed.windows(5).any(|w| w == b"prune"), "sealed");
+    }
+
+    #[test]
     fn a_dead_pid_counts_only_in_the_same_host_boot_and_pid_namespace() {
         let here = ProcessSpace {
             boot_id: Some("boot-a".into()),
