@@ -287,7 +287,6 @@ pub fn plan(
         .filter(|(_, r)| removed.contains(&r.id))
         .map(|(_, r)| (*r).clone())
         .collect();
-    drop((own, unreadable_own));
     let kept: Vec<LoadedSnapshot> = readable
         .into_iter()
         .filter(|(r, _)| !removed.contains(&r.id))
