@@ -102,20 +102,31 @@ fn fill(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 /// as over the whole file, and no chunk is copied before it is stored.
 pub fn store_file(
     path: &Path,
+    tenant: Option<&str>,
     size_hint: u64,
     sizes: ChunkSizes,
     writer: &BlobWriter<'_>,
 ) -> Result<StoredContent, StoreFileError> {
     let file =
         File::open(path).map_err(|e| StoreFileError::Source(format!("{}: {e}", path.display())))?;
-    store_open_file(file, path, size_hint, sizes, writer, &Progress::hidden())
+    store_open_file(
+        file,
+        path,
+        tenant,
+        size_hint,
+        sizes,
+        writer,
+        &Progress::hidden(),
+    )
 }
 
 /// [`store_file`] for a file the caller opened (and vetted) already; `path`
 /// only names it in warnings; each chunk's bytes are counted on `progress`.
+/// Chunks are stored under `tenant`'s key (the file's tenant).
 pub fn store_open_file(
     mut file: File,
     path: &Path,
+    tenant: Option<&str>,
     size_hint: u64,
     sizes: ChunkSizes,
     writer: &BlobWriter<'_>,
@@ -157,7 +168,7 @@ pub fn store_open_file(
                 whole.update(data);
                 bytes_read += length as u64;
                 let blob = writer
-                    .store(BlobKind::Data, data, mode)
+                    .store(tenant, BlobKind::Data, data, mode)
                     .map_err(StoreFileError::Repository)?;
                 // One incompressible first chunk (audio, archives): stop trying.
                 if chunks.is_empty() && blob.compression == Compression::None {
@@ -195,9 +206,14 @@ mod tests {
             &crate::repo::MasterKey::generate(),
         )
         .unwrap();
-        let writer = BlobWriter::new(&repo, crate::repo::index::Index::default());
+        let writer = BlobWriter::new(
+            &repo,
+            crate::repo::index::Index::default(),
+            chrono::DateTime::UNIX_EPOCH,
+        );
         let err = store_file(
             &dir.path().join("gone"),
+            None,
             0,
             sizes_for(SourceClass::ClientData),
             &writer,

@@ -1,7 +1,9 @@
-//! SHA-256 object identifiers.
+//! 32-byte object identifiers.
 //!
-//! Blobs are named by the SHA-256 of their (uncompressed) content; the same type
-//! names packs, index files and snapshots. Serialized as 64 lowercase hex digits.
+//! Blobs are named by the keyed HMAC-SHA-256 of their (uncompressed) content
+//! under their tenant's key ([`crate::repo::keys::DataKey::id_of`]); the same
+//! type names packs (random), index files and snapshots, and holds a file's
+//! whole-content SHA-256. Serialized as 64 lowercase hex digits.
 
 use std::fmt;
 use std::str::FromStr;

@@ -9,8 +9,10 @@
 //!
 //! # Trees come from an untrusted bucket
 //!
-//! Whoever can write the bucket can write a tree blob with valid hashes, so
-//! every tree is checked in one place, [`Tree::from_bytes`], before anything
+//! Tree blobs are sealed under their directory's tenant key (see
+//! [`crate::repo::pack`]), so a bucket writer without the key cannot forge
+//! one; a host that holds the key (compromised, or running a buggy version)
+//! still can, so every tree is checked in one place, [`Tree::from_bytes`], before anything
 //! uses it (restore, restore-test, check and prune all read trees through
 //! it and see the same verdict): each name must be a safe single path
 //! component ([`check_name`]: not empty, not `.` or `..`, no `/`, no NUL, at

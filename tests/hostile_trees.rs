@@ -77,10 +77,11 @@ impl Forge {
         &self,
         build: impl FnOnce(&mut dyn FnMut(Vec<Entry>) -> BlobRef) -> BlobRef,
     ) -> BlobRef {
-        let writer = BlobWriter::new(&self.repo, Index::default());
+        let writer = BlobWriter::new(&self.repo, Index::default(), self.base.time);
         let root = build(&mut |entries| {
             writer
                 .store(
+                    None,
                     BlobKind::Tree,
                     &Tree { entries }.to_bytes(),
                     Compress::Never,

@@ -1,9 +1,14 @@
 //! One stored blob and the location that describes it. Input: a compression
 //! byte (odd: zstd), the declared raw length (u32 LE), then the stored bytes.
+//! Sealed bytes from the fuzzer never authenticate, so the decrypted form
+//! goes to `decode_stored` directly (decompression, length and id checks),
+//! and the same bytes to `decode_blob` as sealed ones, under a fixed key.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use offsite::id::ObjectId;
-use offsite::repo::pack::{decode_blob, BlobRef, Compression};
+use offsite::crypto::Secret;
+use offsite::repo::keys::DataKey;
+use offsite::repo::pack::{decode_blob, decode_stored, BlobRef, Compression};
 
 fuzz_target!(|data: &[u8]| {
     let _ = offsite_fuzz::ALLOCATION_LIMIT;
@@ -13,9 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((raw_length, stored)) = rest.split_first_chunk::<4>() else {
         return;
     };
+    let key = DataKey::from_secret(&Secret::from_bytes([7; 32]));
     let blob = BlobRef {
-        // The hash of the stored bytes: uncompressed blobs reach the end.
-        id: ObjectId::hash(stored),
+        // The keyed id of the stored bytes: uncompressed blobs reach the end.
+        id: key.id_of(stored),
         pack: ObjectId::hash(b"pack"),
         offset: 0,
         length: stored.len() as u32,
@@ -27,5 +33,6 @@ fuzz_target!(|data: &[u8]| {
         },
         tenant: None,
     };
-    let _ = decode_blob(stored, &blob);
+    let _ = decode_blob(stored, &blob, &key);
+    let _ = decode_stored(stored.to_vec(), &blob, &key);
 });

@@ -210,6 +210,9 @@ pub fn check(r: &CheckReport, read_data: bool) -> Result<()> {
             human_bytes(r.bytes_verified)
         );
     }
+    for n in &r.not_verifiable {
+        say!("not verifiable: {n} (its data cannot be read by anyone, by design)");
+    }
     for p in &r.problems {
         say!("problem: {}", Escaped(p));
     }

@@ -95,6 +95,20 @@ impl TenantRule {
             TenantRule::Fixed(name) => Some(name.clone()),
         }
     }
+
+    /// The tenant of the directory at `components` (empty: the source's
+    /// root): the one every item below it would have, so its listing can be
+    /// sealed under that tenant's key. `None` when items below it may belong
+    /// to several tenants (or to none).
+    pub fn tenant_of_dir(&self, components: &[&str]) -> Option<String> {
+        match self {
+            TenantRule::Component(n) if *n >= 1 && components.len() >= *n => {
+                Some(components[n - 1].to_string())
+            }
+            TenantRule::Component(_) | TenantRule::None => None,
+            TenantRule::Fixed(name) => Some(name.clone()),
+        }
+    }
 }
 
 /// A validated source.

@@ -37,7 +37,7 @@ pub fn check(ctx: &JobContext<'_>, read_data: bool) -> Result<CheckReport> {
 /// exclusive lock, logged with its counts.
 pub fn repair(ctx: &JobContext<'_>) -> Result<RepairReport> {
     let lock = ctx.exclusive(Operation::Repair)?;
-    let result = repair_op::repair(&lock);
+    let result = repair_op::repair(&lock, ctx.clock.now());
     ctx.record(Operation::Repair, &result, |r| {
         serde_json::json!({"packs_checked": r.packs_checked, "quarantined": r.quarantined.len(), "damaged_snapshots": r.damaged.len()})
     });

@@ -198,7 +198,7 @@ fn rewrite(
     let contracts = config.contracts();
     // Not deduplicated against the repository: new trees go to new packs,
     // as the plan assumes (see crate::ops::references).
-    let writer = BlobWriter::new(repo, Index::default());
+    let writer = BlobWriter::new(repo, Index::default(), wall);
     let moved = sweep::copy_live(repo, &plan.sweep, &writer)?;
     let mut voice =
         Rewriter::new(repo, &writer, &moved, |f| !contracts.expired(f, now)).guard(&going);

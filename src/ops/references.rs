@@ -294,14 +294,18 @@ mod tests {
 
     /// root/{b (expires), s/a}: returns (root, s, a's chunk, b's chunk).
     fn small_repo(repo: &Repository) -> (BlobRef, BlobRef, BlobRef, BlobRef) {
-        let w = BlobWriter::new(repo, Index::default());
-        let a = w.store(BlobKind::Data, b"aaaa", Compress::Never).unwrap();
-        let b = w.store(BlobKind::Data, b"bbbb", Compress::Never).unwrap();
+        let w = BlobWriter::new(repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let a = w
+            .store(None, BlobKind::Data, b"aaaa", Compress::Never)
+            .unwrap();
+        let b = w
+            .store(None, BlobKind::Data, b"bbbb", Compress::Never)
+            .unwrap();
         let sub = Tree {
             entries: vec![file("a", &a)],
         };
         let s = w
-            .store(BlobKind::Tree, &sub.to_bytes(), Compress::Try)
+            .store(None, BlobKind::Tree, &sub.to_bytes(), Compress::Try)
             .unwrap();
         let root = Tree {
             entries: vec![
@@ -316,7 +320,7 @@ mod tests {
             ],
         };
         let r = w
-            .store(BlobKind::Tree, &root.to_bytes(), Compress::Try)
+            .store(None, BlobKind::Tree, &root.to_bytes(), Compress::Try)
             .unwrap();
         w.finish().unwrap();
         (r, s, a, b)
@@ -370,7 +374,7 @@ mod tests {
         )
         .unwrap();
         let (r, _, a, _) = small_repo(&repo);
-        let writer = BlobWriter::new(&repo, Index::default());
+        let writer = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
         let moved = Moved::new();
         let going = HashSet::from([a.pack]);
         let err = Rewriter::new(&repo, &writer, &moved, |_| true)

@@ -24,16 +24,15 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
 use crate::ops::rebuild_index::remove_old_index_files;
-use crate::repo::index::{Index, IndexedPack};
+use crate::repo::index::Index;
 use crate::repo::layout::{index_key, pack_key};
-use crate::repo::pack::{decode_blob, header_of, BlobKind, BlobRef};
+use crate::repo::packs::PackVerdict;
 use crate::repo::writer::BlobWriter;
 use crate::repo::{Exclusive, Repository};
 
@@ -64,55 +63,6 @@ pub struct RepairReport {
     pub damaged: Vec<SnapshotDamage>,
 }
 
-/// A pack's verdict after reading it whole.
-enum Verdict {
-    Whole(IndexedPack),
-    /// Damaged: why, and the blobs that still verify with their stored bytes.
-    Damaged(String, Vec<(BlobKind, BlobRef, Bytes)>, usize),
-}
-
-fn verify_pack(id: ObjectId, bytes: &Bytes) -> Verdict {
-    let key = &pack_key(&id);
-    let header = match header_of(key, bytes) {
-        Ok(h) => h,
-        Err(e) => return Verdict::Damaged(e.to_string(), Vec::new(), 0),
-    };
-    let mut good = Vec::new();
-    let mut first_error = None;
-    for blob in &header.blobs {
-        let location = BlobRef::new(id, blob);
-        let range = location.range();
-        let stored = usize::try_from(range.start)
-            .ok()
-            .zip(usize::try_from(range.end).ok())
-            .and_then(|(start, end)| bytes.get(start..end).map(|_| bytes.slice(start..end)));
-        let checked = match stored {
-            Some(s) => decode_blob(&s, &location).map(|_| s),
-            None => Err(Error::corrupt(
-                key,
-                format!("blob {} lies beyond the pack", blob.id),
-            )),
-        };
-        match checked {
-            Ok(s) => good.push((blob.kind, location, s)),
-            Err(e) => {
-                first_error.get_or_insert(e.to_string());
-            }
-        }
-    }
-    match first_error {
-        None => Verdict::Whole(IndexedPack {
-            id,
-            size: bytes.len() as u64,
-            blobs: header.blobs,
-        }),
-        Some(reason) => {
-            let lost = header.blobs.len() - good.len();
-            Verdict::Damaged(reason, good, lost)
-        }
-    }
-}
-
 /// Indexed packs that are not in the store (unreadable index files are
 /// skipped: they are replaced anyway).
 fn missing_indexed(
@@ -139,7 +89,10 @@ fn missing_indexed(
 
 /// Verify every pack, quarantine the damaged ones, rebuild the index, and
 /// report what each snapshot has lost.
-pub fn repair(lock: &Exclusive) -> Result<RepairReport> {
+/// Salvaged blobs are sealed again into new packs of their tenant; a
+/// tenant key those need is recorded as created at `now`. A pack of an
+/// erased tenant is not damaged: it stays (prune removes it).
+pub fn repair(lock: &Exclusive, now: chrono::DateTime<chrono::Utc>) -> Result<RepairReport> {
     let repo = lock.repo();
     let old = repo.list_index_files()?;
     let listed = repo.list_packs()?;
@@ -148,7 +101,7 @@ pub fn repair(lock: &Exclusive) -> Result<RepairReport> {
         missing_packs: missing_indexed(repo, &old, &present),
         ..RepairReport::default()
     };
-    let salvage = BlobWriter::new(repo, Index::default());
+    let salvage = BlobWriter::new(repo, Index::default(), now);
     let mut whole = Vec::new();
     for (id, _) in &listed {
         let key = pack_key(id);
@@ -158,9 +111,9 @@ pub fn repair(lock: &Exclusive) -> Result<RepairReport> {
             Err(e) => return Err(e),
         };
         report.packs_checked += 1;
-        match verify_pack(*id, &bytes) {
-            Verdict::Whole(pack) => whole.push(pack),
-            Verdict::Damaged(reason, good, lost) => {
+        match repo.verify_pack(*id, &bytes)? {
+            PackVerdict::Whole(pack) | PackVerdict::Erased { pack, .. } => whole.push(pack),
+            PackVerdict::Damaged { reason, good, lost } => {
                 tracing::error!(pack = %key, "damaged: {reason}; quarantined");
                 for (kind, location, stored) in &good {
                     salvage.store_copy(*kind, location, stored)?;

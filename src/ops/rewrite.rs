@@ -140,13 +140,18 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
         }
     }
 
-    /// Store the rewritten tree of `frame` (unless nothing changed) and memoize.
+    /// Store the rewritten tree of `frame` (unless nothing changed) and
+    /// memoize; sealed under its directory's tenant key, as the old one was.
     fn finish(&mut self, frame: Frame) -> Result<Rewritten> {
         let result = if frame.new == frame.old {
             self.relocate(&frame.tree)?
         } else {
-            self.writer
-                .store(BlobKind::Tree, &frame.new.to_bytes(), Compress::Try)?
+            self.writer.store(
+                frame.tree.tenant.as_deref(),
+                BlobKind::Tree,
+                &frame.new.to_bytes(),
+                Compress::Try,
+            )?
         };
         let done = Rewritten {
             tree: result,

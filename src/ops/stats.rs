@@ -13,8 +13,10 @@
 //!   compression), each blob counted **once**, for the first (source, tenant)
 //!   that references it in this order: groups by (host, source) name,
 //!   within a group oldest snapshot first, within a snapshot files in path
-//!   order. So data shared by two tenants is billed to the one that brought
-//!   it first, and the figures never add up to more than the packs hold.
+//!   order. Blobs are deduplicated within a tenant only (each tenant's are
+//!   sealed and named under its own key), so data shared by two sources of
+//!   one tenant is billed to the one that brought it first, and the figures
+//!   never add up to more than the packs hold.
 //!   Tree blobs (directory metadata) count for their source with no tenant.
 //! * **share**: stored bytes over the repository's pack bytes. What no kept
 //!   snapshot references (pack headers, data a prune has yet to collect) is

@@ -44,7 +44,7 @@ use crate::ops::references::{Loc, Outcome, TreeGraph};
 use crate::ops::rewrite::Moved;
 use crate::repo::index::IndexedPack;
 use crate::repo::layout::pack_key;
-use crate::repo::pack::{decode_blob, BlobRef};
+use crate::repo::pack::{decode_stored, open_blob, BlobRef};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{ListedPack, Repository};
 
@@ -284,27 +284,41 @@ pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
 
 /// Step two: copy the blobs referenced afterwards out of the packs to
 /// repack into `writer`, each verified first (a read error stops the prune
-/// before anything is deleted because of it). Returns where each went.
+/// before anything is deleted because of it) and sealed again into a new
+/// pack of the same tenant. Returns where each went.
 pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Result<Moved> {
     let mut moved: Moved = HashMap::new();
     for r in &plan.repack {
         let key = pack_key(&r.pack);
         let bytes = repo.read_pack(&r.pack)?;
-        let blobs = plan.index.get(&r.pack).map(|p| p.blobs.as_slice());
-        for blob in blobs.unwrap_or_default() {
+        let Some(pack) = plan.index.get(&r.pack) else {
+            continue;
+        };
+        let tenant: Option<std::sync::Arc<str>> = pack.tenant.as_deref().map(Into::into);
+        let mut keys = None;
+        for blob in &pack.blobs {
             if !plan.live.contains(&(r.pack, blob.id)) {
                 continue;
             }
-            let location = BlobRef::new(r.pack, blob);
-            let stored = bytes
+            let (data_key, seal) = match &keys {
+                Some(k) => k,
+                None => {
+                    let k = repo.data_key(pack.tenant.as_deref())?;
+                    let seal = k.pack_key(&r.pack);
+                    keys.insert((k, seal))
+                }
+            };
+            let location = BlobRef::new(r.pack, blob, tenant.as_ref());
+            let sealed = bytes
                 .get(location.offset as usize..location.range().end as usize)
                 .ok_or_else(|| {
                     crate::Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
                 })?;
-            decode_blob(stored, &location)?;
+            let stored = open_blob(sealed, &location, seal)?;
+            decode_stored(stored.clone(), &location, data_key)?;
             moved.insert(
                 (r.pack, blob.id),
-                writer.store_copy(blob.kind, &location, stored)?,
+                writer.store_copy(blob.kind, &location, &stored)?,
             );
         }
     }

@@ -2,6 +2,10 @@
 //!
 //! A blob is read by its location ([`BlobRef`]: pack, offset, length), so a
 //! single-item restore needs only the trees on its path, never the index.
+//! The key is the one of the blob's tenant ([`BlobRef::tenant`], filled in
+//! from the tree entry that names it): an erased tenant's blob fails with
+//! [`Error::Erased`], a blob that does not authenticate or does not match
+//! its keyed id with [`Error::Corrupt`] naming its pack (see [`crate::repo::pack`]).
 
 use std::collections::HashMap;
 
@@ -10,7 +14,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repo::layout::pack_key;
-use crate::repo::pack::{decode_blob, BlobRef};
+use crate::repo::pack::{decode_blob, decode_blob_with, BlobRef};
 use crate::repo::Repository;
 use crate::tree::{check_depth, Entry, FileEntry, Tree, TreeWalk};
 
@@ -56,21 +60,24 @@ impl<'r> TreeCache<'r> {
                     format!("blob {} lies beyond the pack", blob.id),
                 )
             })?;
-        Tree::from_bytes(blob, &decode_blob(stored, blob)?)
+        let key = self.repo.data_key(blob.tenant.as_deref())?;
+        Tree::from_bytes(blob, &decode_blob(stored, blob, &key)?)
     }
 }
 
 impl Repository {
     /// Read one blob and verify it.
     pub fn read_blob(&self, blob: &BlobRef) -> Result<Vec<u8>> {
+        let key = self.data_key(blob.tenant.as_deref())?;
         let stored = self.read_pack_range(&blob.pack, blob.range())?;
-        decode_blob(&stored, blob)
+        decode_blob(&stored, blob, &key)
     }
 
     /// Read `blobs` in order, verified, handing each to `sink`. Runs of blobs
     /// that lie back to back in one pack (as a file's chunks usually do) are
     /// fetched with one ranged read of up to 16 MiB, so restoring a file
-    /// costs about one request per pack it touches, not one per chunk.
+    /// costs about one request per pack it touches, not one per chunk, and
+    /// one pack subkey derivation per run.
     pub fn read_blobs(
         &self,
         blobs: &[BlobRef],
@@ -83,16 +90,20 @@ impl Repository {
             let mut end = i + 1;
             while end < blobs.len()
                 && blobs[end].pack == first.pack
+                && blobs[end].tenant == first.tenant
                 && blobs[end].offset == blobs[end - 1].range().end
                 && blobs[end].range().end - first.offset <= MAX_SPAN
             {
                 end += 1;
             }
+            let key = self.data_key(first.tenant.as_deref())?;
+            let seal = key.pack_key(&first.pack);
             let span = first.offset..blobs[end - 1].range().end;
             let bytes = self.read_pack_range(&first.pack, span.clone())?;
             for blob in &blobs[i..end] {
                 let at = (blob.offset - span.start) as usize;
-                sink(decode_blob(&bytes[at..at + blob.length as usize], blob)?)?;
+                let sealed = &bytes[at..at + blob.length as usize];
+                sink(decode_blob_with(sealed, blob, &seal, &key)?)?;
             }
             i = end;
         }

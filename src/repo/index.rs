@@ -36,6 +36,9 @@ pub const INDEX_PURPOSE: &str = "offsite2/index";
 pub struct IndexedPack {
     pub id: ObjectId,
     pub size: u64,
+    /// Whose key seals the pack's blobs (`None`: the shared key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub blobs: Vec<PackedBlob>,
 }
 
@@ -65,10 +68,11 @@ impl Index {
     /// Merge one pack.
     pub fn add_pack(&mut self, pack: &IndexedPack) {
         self.packs.insert(pack.id, pack.size);
+        let tenant: Option<std::sync::Arc<str>> = pack.tenant.as_deref().map(Into::into);
         for blob in &pack.blobs {
             self.blobs
                 .entry(blob.id)
-                .or_insert_with(|| BlobRef::new(pack.id, blob));
+                .or_insert_with(|| BlobRef::new(pack.id, blob, tenant.as_ref()));
         }
     }
 }

@@ -67,7 +67,8 @@ impl std::fmt::Debug for DataKey {
 }
 
 impl DataKey {
-    pub(crate) fn from_secret(secret: &Secret) -> Self {
+    /// The data key whose secret is `secret` (a fixed one in tests and fuzz targets).
+    pub fn from_secret(secret: &Secret) -> Self {
         let mut key_id = [0u8; 16];
         key_id.copy_from_slice(&secret.derive(b"", b"offsite2/key-id").expose()[..16]);
         DataKey {

@@ -22,15 +22,16 @@
 //! | object (key in [`layout`]) | content | written |
 //! |---|---|---|
 //! | config | JSON [`RepoConfig`]: format version, repository id, encryption scheme (`none`) | once, create-only, by `init` |
-//! | packs | blobs + self-describing header (see [`pack`]) | by snapshot (and prune), never modified |
+//! | packs | blobs of one tenant, each AES-256-GCM under the tenant's key (shared key when none), + header sealed under the metadata key (see [`pack`]) | by snapshot (and prune), never modified |
 //! | index files | zstd JSON list of packs and their blobs (see [`index`]), sealed (metadata key); `id` = SHA-256 of the sealed bytes | after the packs it lists |
 //! | snapshot manifests | JSON manifest (see [`crate::snapshot`]), sealed (metadata key, bound to its key); `id` = SHA-256 of the sealed bytes; keyed by host and source tags | last, create-only |
 //! | locks | JSON holder and kind (see [`lock`]), sealed (metadata key, bound to its key) | by every writer, refreshed while held |
 //! | activity log | one JSON line per operation (see [`log`]), sealed (metadata key, bound to its key); keyed by time only | after each operation |
 //! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
 //!
-//! Blobs are named by the SHA-256 of their content and stored once per
-//! repository. File content is cut by FastCDC (sizes per class of data, see
+//! Blobs are named by their keyed id (HMAC-SHA-256 under their tenant's key,
+//! see [`keys`]) and stored once per tenant: the same content in two tenants
+//! is two unrelated blobs. File content is cut by FastCDC (sizes per class of data, see
 //! [`crate::chunking`]) and compressed with zstd where it pays. Directory trees
 //! are blobs too (see [`crate::tree`]) and record the pack location of every
 //! chunk, so reading one item needs only the trees on its path.

@@ -1,4 +1,4 @@
-//! Packs: immutable objects that hold many blobs and describe themselves.
+//! Packs: immutable objects that hold many blobs, sealed, and describe themselves.
 //!
 //! A snapshot of 100 000 small e-mails must not cost 100 000 PUT requests, so
 //! blobs (file chunks and directory trees) are appended to a pack buffer of a
@@ -6,25 +6,49 @@
 //! the index can always be rebuilt from the packs alone:
 //!
 //! ```text
-//! blob 0 | blob 1 | … | header (zstd JSON) | header length (u32 LE) | "OFFPACK1"
+//! blob 0 | blob 1 | … | sealed header | header length (u32 LE) | "OFFPACK2"
 //! ```
 //!
-//! The header is `{"version":1,"encryption":"none","blobs":[PackedBlob…]}`.
+//! * **One key per pack.** A pack holds blobs of one tenant only (`None`: the
+//!   shared key), so erasing a tenant's key makes whole packs unreadable and
+//!   prune can drop them by their header alone. Each blob is
+//!   `key.pack_key(pack_id).seal_into(offset, aad, stored)`: AES-256-GCM under
+//!   a subkey derived for this pack, the nonce is the blob's offset (unique
+//!   in the pack, so a (key, nonce) pair never repeats), and
+//!   `aad = "offsite2/blob" ‖ compression u8 ‖ raw_length u32 LE`. Blobs are
+//!   compressed before they are sealed; [`BlobRef::length`] includes the
+//!   16-byte tag.
+//! * **Header.** `{"version":2,"tenant":<name or null>,"blobs":[PackedBlob…]}`,
+//!   zstd-compressed, then sealed under the metadata key bound to the pack
+//!   id ([`crate::repo::keys::DataKey::seal_bound`], purpose `pack-header`):
+//!   readable without any tenant key (prune, check and rebuild-index work for
+//!   erased tenants too), and a header moved to another pack fails to open.
+//! * **Reading** a blob ([`decode_blob`]): decrypt (a failure is
+//!   [`Error::Corrupt`] naming the pack and blob: "does not authenticate"),
+//!   decompress (bounded), check the length, then re-compute the keyed id of
+//!   the content: AES-GCM is not key-committing, the keyed id is.
+//!
 //! A pack is named by a random id chosen when it is opened (trees record where
-//! each blob lives, so the name must be known before the pack is complete);
-//! integrity comes from the blobs' own SHA-256 names, checked on every read.
+//! each blob lives, so the name must be known before the pack is complete).
+//! What the bucket still shows: pack sizes and count, and when each was written.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::{SealingKey, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::keys::DataKey;
 use crate::repo::layout::pack_key;
 
 /// Pack format version written in every header.
-pub const PACK_VERSION: u32 = 1;
-const MAGIC: &[u8; 8] = b"OFFPACK1";
+pub const PACK_VERSION: u32 = 2;
+const MAGIC: &[u8; 8] = b"OFFPACK2";
 /// Bytes after the header: its length and the magic.
 pub const TRAILER_LEN: u64 = 12;
+/// What the metadata key seals a pack header for.
+const HEADER_PURPOSE: &str = "pack-header";
 
 /// How a blob's bytes are stored.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -82,8 +106,8 @@ fn is_uncompressed(c: &Compression) -> bool {
 }
 
 impl BlobRef {
-    /// The location of `blob` inside `pack`.
-    pub fn new(pack: ObjectId, blob: &PackedBlob) -> Self {
+    /// The location of `blob` inside `pack`, sealed under `tenant`'s key.
+    pub fn new(pack: ObjectId, blob: &PackedBlob, tenant: Option<&Arc<str>>) -> Self {
         BlobRef {
             id: blob.id,
             pack,
@@ -91,7 +115,7 @@ impl BlobRef {
             length: blob.length,
             raw_length: blob.raw_length,
             compression: blob.compression,
-            tenant: None,
+            tenant: tenant.cloned(),
         }
     }
 
@@ -102,34 +126,50 @@ impl BlobRef {
     }
 }
 
-/// The self-description at the end of every pack.
+/// The self-description at the end of every pack (sealed, see the module docs).
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct PackHeader {
     pub version: u32,
-    pub encryption: String,
+    /// Whose key seals every blob of the pack (`None`: the shared key).
+    pub tenant: Option<String>,
     pub blobs: Vec<PackedBlob>,
 }
 
-/// A pack being filled.
+/// A pack being filled with the blobs of one tenant.
 pub struct PackBuilder {
     id: ObjectId,
     buf: Vec<u8>,
     blobs: Vec<PackedBlob>,
+    tenant: Option<Arc<str>>,
+    /// This pack's subkey, derived once.
+    seal: SealingKey,
+}
+
+/// The associated data of a blob: what its reference says about it that
+/// decryption must confirm.
+fn blob_aad(compression: Compression, raw_length: u32) -> [u8; 18] {
+    let mut aad = [0u8; 18];
+    aad[..13].copy_from_slice(b"offsite2/blob");
+    aad[13] = match compression {
+        Compression::None => 0,
+        Compression::Zstd => 1,
+    };
+    aad[14..].copy_from_slice(&raw_length.to_le_bytes());
+    aad
 }
 
 impl PackBuilder {
-    /// An empty pack with a fresh id.
-    pub fn new(capacity: usize) -> Self {
-        Self::with_buffer(Vec::with_capacity(capacity))
-    }
-
-    /// An empty pack with a fresh id, filling `buf` (which is cleared).
-    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+    /// An empty pack with a fresh id for the blobs of `tenant` (sealed under
+    /// `key`, that tenant's key), filling `buf` (which is cleared).
+    pub fn new(mut buf: Vec<u8>, tenant: Option<Arc<str>>, key: &DataKey) -> Self {
         buf.clear();
+        let id = ObjectId::random();
         PackBuilder {
-            id: ObjectId::random(),
+            seal: key.pack_key(&id),
+            id,
             buf,
             blobs: Vec::new(),
+            tenant,
         }
     }
 
@@ -143,7 +183,13 @@ impl PackBuilder {
         self.blobs.is_empty()
     }
 
-    /// Append a blob whose stored form is `stored`; returns its location.
+    /// The tenant whose blobs this pack holds.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// Seal and append a blob whose stored (maybe compressed) form is
+    /// `stored`; returns its location.
     pub fn add(
         &mut self,
         id: ObjectId,
@@ -152,34 +198,40 @@ impl PackBuilder {
         raw_length: usize,
         compression: Compression,
     ) -> BlobRef {
+        let raw_length = raw_length as u32;
+        let offset = self.buf.len() as u64;
+        let aad = blob_aad(compression, raw_length);
+        self.seal.seal_into(offset, &aad, stored, &mut self.buf);
         let blob = PackedBlob {
             id,
             kind,
-            offset: self.buf.len() as u64,
-            length: stored.len() as u32,
-            raw_length: raw_length as u32,
+            offset,
+            length: (stored.len() + TAG_LEN) as u32,
+            raw_length,
             compression,
         };
-        self.buf.extend_from_slice(stored);
-        let location = BlobRef::new(self.id, &blob);
+        let location = BlobRef::new(self.id, &blob, self.tenant.as_ref());
         self.blobs.push(blob);
         location
     }
 
-    /// Close the pack: returns its id, its bytes (header appended) and its blobs.
-    pub fn finish(mut self) -> (ObjectId, Vec<u8>, Vec<PackedBlob>) {
+    /// Close the pack, sealing its header under `meta` (the metadata key):
+    /// returns its id, its bytes and its header. Consuming: an id (and so a
+    /// pack subkey) is never used for a second pack.
+    pub fn finish(mut self, meta: &DataKey) -> (ObjectId, Vec<u8>, PackHeader) {
         let header = PackHeader {
             version: PACK_VERSION,
-            encryption: "none".into(),
+            tenant: self.tenant.as_deref().map(String::from),
             blobs: self.blobs,
         };
         let json = serde_json::to_vec(&header).expect("pack header serializes");
         let packed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
-        self.buf.extend_from_slice(&packed);
+        let sealed = meta.seal_bound(HEADER_PURPOSE, &self.id.0, &packed);
+        self.buf.extend_from_slice(&sealed);
         self.buf
-            .extend_from_slice(&(packed.len() as u32).to_le_bytes());
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(MAGIC);
-        (self.id, self.buf, header.blobs)
+        (self.id, self.buf, header)
     }
 }
 
@@ -194,10 +246,12 @@ pub fn parse_trailer(key: &str, trailer: &[u8]) -> Result<u64> {
     )))
 }
 
-/// Parse a pack header read from the pack `key`.
-pub fn parse_header(key: &str, packed: &[u8]) -> Result<PackHeader> {
+/// Open and parse the sealed header of the pack `pack` (`meta`: the metadata key).
+pub fn parse_header(pack: &ObjectId, sealed: &[u8], meta: &DataKey) -> Result<PackHeader> {
+    let key = &pack_key(pack);
+    let packed = meta.open_bound(HEADER_PURPOSE, &pack.0, key, sealed)?;
     let json =
-        crate::decompress::decompress_at_most(packed, crate::decompress::json_limit(packed.len()))
+        crate::decompress::decompress_at_most(&packed, crate::decompress::json_limit(packed.len()))
             .map_err(|e| Error::corrupt_by(key, "pack header does not decompress", e))?;
     let header: PackHeader = serde_json::from_slice(&json)
         .map_err(|e| Error::corrupt_by(key, "pack header does not parse", e))?;
@@ -211,33 +265,54 @@ pub fn parse_header(key: &str, packed: &[u8]) -> Result<PackHeader> {
 }
 
 /// Parse a whole pack's header from its bytes.
-pub fn header_of(key: &str, pack: &[u8]) -> Result<PackHeader> {
-    let total = pack.len() as u64;
+pub fn header_of(pack: &ObjectId, bytes: &[u8], meta: &DataKey) -> Result<PackHeader> {
+    let key = &pack_key(pack);
+    let total = bytes.len() as u64;
     if total < TRAILER_LEN {
         return Err(Error::corrupt(key, "pack is shorter than its trailer"));
     }
-    let header_len = parse_trailer(key, &pack[(total - TRAILER_LEN) as usize..])?;
+    let header_len = parse_trailer(key, &bytes[(total - TRAILER_LEN) as usize..])?;
     let start = total
         .checked_sub(TRAILER_LEN + header_len)
         .ok_or_else(|| Error::corrupt(key, "pack header length exceeds the pack"))?;
-    parse_header(key, &pack[start as usize..(total - TRAILER_LEN) as usize])
+    parse_header(
+        pack,
+        &bytes[start as usize..(total - TRAILER_LEN) as usize],
+        meta,
+    )
 }
 
-/// Turn a blob's stored bytes back into its content, checking length and hash.
-/// Errors name the pack the bytes came from.
-pub fn decode_blob(stored: &[u8], blob: &BlobRef) -> Result<Vec<u8>> {
-    let key = pack_key(&blob.pack);
+/// Decrypt a blob's sealed bytes with its pack's subkey (`seal`, from
+/// [`DataKey::pack_key`]): its stored (maybe compressed) form, authenticated
+/// but not yet checked against its id (see [`decode_stored`]).
+pub fn open_blob(sealed: &[u8], blob: &BlobRef, seal: &SealingKey) -> Result<Vec<u8>> {
+    let aad = blob_aad(blob.compression, blob.raw_length);
+    seal.open(blob.offset, &aad, sealed).ok_or_else(|| {
+        Error::corrupt(
+            pack_key(&blob.pack),
+            format!(
+                "blob {} does not authenticate (changed, moved, or sealed under another key)",
+                blob.id
+            ),
+        )
+    })
+}
+
+/// Turn a blob's decrypted stored form back into its content, checking its
+/// length and its keyed id under `key`. Errors name the pack.
+pub fn decode_stored(stored: Vec<u8>, blob: &BlobRef, key: &DataKey) -> Result<Vec<u8>> {
+    let pack = pack_key(&blob.pack);
     let raw = match blob.compression {
-        Compression::None => stored.to_vec(),
+        Compression::None => stored,
         Compression::Zstd => {
-            crate::decompress::decompress_at_most(stored, u64::from(blob.raw_length)).map_err(
-                |e| Error::corrupt_by(&key, &format!("blob {} does not decompress", blob.id), e),
+            crate::decompress::decompress_at_most(&stored, u64::from(blob.raw_length)).map_err(
+                |e| Error::corrupt_by(&pack, &format!("blob {} does not decompress", blob.id), e),
             )?
         }
     };
     if raw.len() != blob.raw_length as usize {
         return Err(Error::corrupt(
-            &key,
+            &pack,
             format!(
                 "blob {} has {} bytes, expected {}",
                 blob.id,
@@ -246,47 +321,115 @@ pub fn decode_blob(stored: &[u8], blob: &BlobRef) -> Result<Vec<u8>> {
             ),
         ));
     }
-    if ObjectId::hash(&raw) != blob.id {
+    if key.id_of(&raw) != blob.id {
         return Err(Error::corrupt(
-            &key,
-            format!("blob {} does not match its SHA-256", blob.id),
+            &pack,
+            format!("blob {} does not match its keyed id", blob.id),
         ));
     }
     Ok(raw)
 }
 
+/// Decrypt and verify one blob read from its pack with the pack's subkey
+/// `seal`, derived once per pack from `key` (the blob's tenant key).
+pub fn decode_blob_with(
+    sealed: &[u8],
+    blob: &BlobRef,
+    seal: &SealingKey,
+    key: &DataKey,
+) -> Result<Vec<u8>> {
+    decode_stored(open_blob(sealed, blob, seal)?, blob, key)
+}
+
+/// Decrypt and verify one blob under `key`, its tenant's key.
+pub fn decode_blob(sealed: &[u8], blob: &BlobRef, key: &DataKey) -> Result<Vec<u8>> {
+    decode_blob_with(sealed, blob, &key.pack_key(&blob.pack), key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Secret;
+
+    fn keys() -> (DataKey, DataKey) {
+        (
+            DataKey::from_secret(&Secret::from_bytes([1; 32])),
+            DataKey::from_secret(&Secret::from_bytes([2; 32])),
+        )
+    }
+
+    fn read(bytes: &[u8], blob: &BlobRef, key: &DataKey) -> Result<Vec<u8>> {
+        decode_blob(
+            &bytes[blob.offset as usize..][..blob.length as usize],
+            blob,
+            key,
+        )
+    }
 
     #[test]
     fn pack_round_trip_reads_blobs_and_header() {
-        let mut pack = PackBuilder::new(1024);
-        let a = b"hello world".to_vec();
+        let (data, meta) = keys();
+        let mut pack = PackBuilder::new(Vec::new(), Some("acme".into()), &data);
+        let a = b"hello world, a marker: PLAINTEXT-MARKER".to_vec();
         let b = vec![7u8; 5000];
         let b_packed = zstd::bulk::compress(&b, 3).unwrap();
         let ra = pack.add(
-            ObjectId::hash(&a),
+            data.id_of(&a),
             BlobKind::Data,
             &a,
             a.len(),
             Compression::None,
         );
         let rb = pack.add(
-            ObjectId::hash(&b),
+            data.id_of(&b),
             BlobKind::Tree,
             &b_packed,
             b.len(),
             Compression::Zstd,
         );
-        let (id, bytes, blobs) = pack.finish();
+        let (id, bytes, header) = pack.finish(&meta);
         assert_eq!(ra.pack, id);
-        let header = header_of("p", &bytes).unwrap();
-        assert_eq!(header.blobs, blobs);
-        let got_a = decode_blob(&bytes[ra.offset as usize..][..ra.length as usize], &ra).unwrap();
-        let got_b = decode_blob(&bytes[rb.offset as usize..][..rb.length as usize], &rb).unwrap();
-        assert_eq!(got_a, a);
-        assert_eq!(got_b, b);
+        assert_eq!(ra.tenant.as_deref(), Some("acme"));
+        assert_eq!(ra.length as usize, a.len() + TAG_LEN);
+        let parsed = header_of(&id, &bytes, &meta).unwrap();
+        assert_eq!(parsed.blobs, header.blobs);
+        assert_eq!(parsed.tenant.as_deref(), Some("acme"));
+        assert_eq!(read(&bytes, &ra, &data).unwrap(), a);
+        assert_eq!(read(&bytes, &rb, &data).unwrap(), b);
+        for secret in [&b"PLAINTEXT-MARKER"[..], b"acme", b"\"blobs\""] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{} visible",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_key_wrong_place_and_foreign_header_are_corrupt() {
+        let (data, meta) = keys();
+        let mut one = PackBuilder::new(Vec::new(), None, &data);
+        let a = b"first".to_vec();
+        let ra = one.add(
+            data.id_of(&a),
+            BlobKind::Data,
+            &a,
+            a.len(),
+            Compression::None,
+        );
+        let (id, bytes, _) = one.finish(&meta);
+        let err = read(&bytes, &ra, &meta).unwrap_err().to_string();
+        assert!(err.contains("does not authenticate"), "{err}");
+        assert!(err.contains(&pack_key(&id)), "{err}");
+        // The same bytes read as if they were elsewhere in the pack.
+        let mut moved = ra.clone();
+        moved.offset += 1;
+        let sealed = &bytes[..ra.length as usize];
+        assert!(decode_blob(sealed, &moved, &data).is_err());
+        // Its header does not open as another pack's.
+        let other = ObjectId::random();
+        assert!(header_of(&other, &bytes, &meta).is_err());
+        assert!(header_of(&id, &bytes, &data).is_err());
     }
 
     #[test]
@@ -305,44 +448,58 @@ mod tests {
 
     #[test]
     fn header_of_many_tiny_blobs_stays_under_the_expansion_limit() {
-        let mut pack = PackBuilder::new(1 << 20);
+        let (data, meta) = keys();
+        let mut pack = PackBuilder::new(Vec::new(), None, &data);
         for i in 0u32..50_000 {
-            let data = i.to_le_bytes();
+            let bytes = i.to_le_bytes();
             pack.add(
-                ObjectId::hash(&data),
+                data.id_of(&bytes),
                 BlobKind::Data,
-                &data,
+                &bytes,
                 4,
                 Compression::None,
             );
         }
-        let (_, bytes, blobs) = pack.finish();
-        assert_eq!(header_of("p", &bytes).unwrap().blobs, blobs);
+        let (id, bytes, header) = pack.finish(&meta);
+        assert_eq!(header_of(&id, &bytes, &meta).unwrap().blobs, header.blobs);
     }
 
     #[test]
     fn header_bomb_is_refused_before_it_expands() {
-        // 64 MiB of zeros in about 2 KiB: far beyond any real header's ratio.
+        // 64 MiB of zeros in about 2 KiB, sealed correctly: far beyond any
+        // real header's ratio.
+        let (_, meta) = keys();
+        let id = ObjectId::random();
         let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
-        let err = parse_header("a pack", &bomb).unwrap_err().to_string();
+        let sealed = meta.seal_bound(HEADER_PURPOSE, &id.0, &bomb);
+        let err = parse_header(&id, &sealed, &meta).unwrap_err().to_string();
         assert!(err.contains("does not decompress"), "{err}");
         assert!(err.contains("more than"), "{err}");
     }
 
     #[test]
-    fn flipped_byte_is_named_corrupt() {
-        let mut pack = PackBuilder::new(64);
+    fn every_flipped_byte_is_named_corrupt() {
+        let (data, meta) = keys();
+        let mut pack = PackBuilder::new(Vec::new(), None, &data);
         let a = b"some bytes".to_vec();
         let ra = pack.add(
-            ObjectId::hash(&a),
+            data.id_of(&a),
             BlobKind::Data,
             &a,
             a.len(),
             Compression::None,
         );
-        let (_, mut bytes, _) = pack.finish();
-        bytes[0] ^= 1;
-        let err = decode_blob(&bytes[..ra.length as usize], &ra).unwrap_err();
-        assert!(err.to_string().contains(&pack_key(&ra.pack)), "{err}");
+        let (id, bytes, _) = pack.finish(&meta);
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            let blob_ok = read(&bad, &ra, &data).is_ok();
+            let header_ok = header_of(&id, &bad, &meta).is_ok();
+            assert!(!(blob_ok && header_ok), "byte {i} flipped unnoticed");
+            if i < ra.length as usize {
+                let err = read(&bad, &ra, &data).unwrap_err();
+                assert!(err.to_string().contains(&pack_key(&id)), "{err}");
+            }
+        }
     }
 }

@@ -11,8 +11,28 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repo::index::IndexedPack;
 use crate::repo::layout::{self, pack_key, ObjectKind};
-use crate::repo::pack::{parse_header, parse_trailer, TRAILER_LEN};
+use crate::repo::pack::{
+    decode_stored, header_of, open_blob, parse_header, parse_trailer, BlobKind, BlobRef,
+    TRAILER_LEN,
+};
 use crate::repo::Repository;
+
+/// A whole pack read back and verified ([`Repository::verify_pack`]).
+#[derive(Debug)]
+pub enum PackVerdict {
+    /// The header opens and every blob authenticates and matches its id.
+    Whole(IndexedPack),
+    /// The header opens but the pack's tenant was erased: its blobs cannot be
+    /// read by anyone, by design. Not damage.
+    Erased { pack: IndexedPack, tenant: String },
+    /// Damaged: why, the blobs that still verify (with their decrypted
+    /// stored form, to salvage), and how many do not.
+    Damaged {
+        reason: String,
+        good: Vec<(BlobKind, BlobRef, Vec<u8>)>,
+        lost: usize,
+    },
+}
 
 /// One pack of a listing with the store's last-modified time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +90,8 @@ impl Repository {
     }
 
     /// A pack's header with two ranged reads (trailer, then header), as the
-    /// index lists it; `size` is the pack's size from a listing.
+    /// index lists it; `size` is the pack's size from a listing. Opened with
+    /// the metadata key only: readable for an erased tenant's pack too.
     pub fn read_pack_header(&self, id: &ObjectId, size: u64) -> Result<IndexedPack> {
         let key = pack_key(id);
         if size < TRAILER_LEN {
@@ -81,11 +102,83 @@ impl Repository {
         let start = (size - TRAILER_LEN)
             .checked_sub(header_len)
             .ok_or_else(|| Error::corrupt(&key, "pack header length exceeds the pack"))?;
-        let header = parse_header(&key, &self.read_pack_range(id, start..size - TRAILER_LEN)?)?;
+        let sealed = self.read_pack_range(id, start..size - TRAILER_LEN)?;
+        let header = parse_header(id, &sealed, self.keys().meta())?;
         Ok(IndexedPack {
             id: *id,
             size,
+            tenant: header.tenant,
             blobs: header.blobs,
+        })
+    }
+
+    /// Verify the whole pack `id` read as `bytes`: its sealed header (under
+    /// the metadata key), then every blob under the key of the header's
+    /// tenant. Errors only when the store fails (loading a tenant key).
+    pub fn verify_pack(&self, id: ObjectId, bytes: &[u8]) -> Result<PackVerdict> {
+        let key = &pack_key(&id);
+        let header = match header_of(&id, bytes, self.keys().meta()) {
+            Ok(h) => h,
+            Err(e) => {
+                return Ok(PackVerdict::Damaged {
+                    reason: e.to_string(),
+                    good: Vec::new(),
+                    lost: 0,
+                })
+            }
+        };
+        let pack = IndexedPack {
+            id,
+            size: bytes.len() as u64,
+            tenant: header.tenant,
+            blobs: header.blobs,
+        };
+        let data_key = match self.data_key(pack.tenant.as_deref()) {
+            Ok(k) => k,
+            Err(Error::Erased { tenant, .. }) => return Ok(PackVerdict::Erased { pack, tenant }),
+            Err(e @ Error::Corrupt { .. }) => {
+                return Ok(PackVerdict::Damaged {
+                    reason: e.to_string(),
+                    good: Vec::new(),
+                    lost: pack.blobs.len(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let seal = data_key.pack_key(&id);
+        let tenant: Option<std::sync::Arc<str>> = pack.tenant.as_deref().map(Into::into);
+        let mut good = Vec::new();
+        let mut first_error = None;
+        for blob in &pack.blobs {
+            let location = BlobRef::new(id, blob, tenant.as_ref());
+            let range = location.range();
+            let sealed = usize::try_from(range.start)
+                .ok()
+                .zip(usize::try_from(range.end).ok())
+                .and_then(|(start, end)| bytes.get(start..end));
+            let checked = match sealed {
+                Some(s) => open_blob(s, &location, &seal).and_then(|stored| {
+                    decode_stored(stored.clone(), &location, &data_key).map(|_| stored)
+                }),
+                None => Err(Error::corrupt(
+                    key,
+                    format!("blob {} lies beyond the pack", blob.id),
+                )),
+            };
+            match checked {
+                Ok(stored) => good.push((blob.kind, location, stored)),
+                Err(e) => {
+                    first_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        Ok(match first_error {
+            None => PackVerdict::Whole(pack),
+            Some(reason) => PackVerdict::Damaged {
+                reason,
+                lost: pack.blobs.len() - good.len(),
+                good,
+            },
         })
     }
 
@@ -114,6 +207,48 @@ impl Repository {
 mod tests {
     use super::*;
     use crate::repo::Location;
+
+    /// A pack of an erased tenant: its header still opens (metadata key),
+    /// the verdict says erased (not damaged), and its blobs read as erased.
+    #[test]
+    fn an_erased_tenants_pack_is_erased_not_damaged() {
+        use crate::repo::keys::Wrap;
+        use crate::repo::pack::BlobKind;
+        use crate::repo::writer::{BlobWriter, Compress};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let location = Location::Local(root.clone());
+        let master = crate::repo::MasterKey::generate();
+        let repo = Repository::init(&location, DateTime::UNIX_EPOCH, &master).unwrap();
+        let writer = BlobWriter::new(&repo, Default::default(), DateTime::UNIX_EPOCH);
+        let blob = writer
+            .store(Some("gone"), BlobKind::Data, b"old data", Compress::Never)
+            .unwrap();
+        let packs = writer.finish().unwrap();
+        let bytes = repo.read_pack(&blob.pack).unwrap();
+        assert!(matches!(
+            repo.verify_pack(blob.pack, &bytes).unwrap(),
+            PackVerdict::Whole(_)
+        ));
+        let tombstone = Wrap::Erased {
+            name: "gone".into(),
+            erased_at: DateTime::UNIX_EPOCH,
+            reason: "contract ended".into(),
+        };
+        let wrap = root.join(master.wrap_key("tenant", "gone"));
+        std::fs::write(wrap, master.seal_json("wrap", &tombstone)).unwrap();
+        let repo = Repository::open(&location, &master).unwrap();
+        match repo.verify_pack(blob.pack, &bytes).unwrap() {
+            PackVerdict::Erased { pack, tenant } => {
+                assert_eq!(tenant, "gone");
+                assert_eq!(pack, packs[0]);
+            }
+            other => panic!("not erased: {other:?}"),
+        }
+        assert!(matches!(repo.read_blob(&blob), Err(Error::Erased { .. })));
+        let header = repo.read_pack_header(&blob.pack, bytes.len() as u64);
+        assert_eq!(header.unwrap().tenant.as_deref(), Some("gone"));
+    }
 
     /// Keys of another shape under the packs' and index files' prefixes
     /// (written by whoever writes the bucket) are neither listed nor touched.

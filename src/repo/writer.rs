@@ -1,9 +1,12 @@
 //! Writing blobs: deduplication, compression and pack filling.
 //!
-//! One `BlobWriter` serves all worker threads of a snapshot. A blob whose id
-//! the repository (or this run) already has is not stored again. New blobs
-//! are compressed with zstd when that pays, appended to the open data or tree
-//! pack, and a pack that reaches the target size is written out at once: by
+//! One `BlobWriter` serves all worker threads of a snapshot. A blob is named
+//! by its keyed id under its tenant's key (see [`crate::repo::keys`]), and a
+//! blob whose id the repository (or this run) already has is not stored
+//! again: dedup works within a tenant, never across. New blobs are compressed
+//! with zstd when that pays, sealed into the open pack of their (tenant, kind)
+//! (a pack holds one tenant's blobs, see [`crate::repo::pack`]), and a pack
+//! that reaches the target size is written out at once: by
 //! the thread that filled it on a local store, by a few background upload
 //! threads (bounded queue) on a remote one, so workers do not wait on network
 //! latency. `finish` writes the last packs and returns what the
@@ -15,11 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repo::index::{Index, IndexedPack};
+use crate::repo::keys::DataKey;
 use crate::repo::pack::{BlobKind, BlobRef, Compression, PackBuilder};
 use crate::repo::Repository;
 use std::sync::atomic::AtomicBool;
@@ -93,6 +98,13 @@ impl Drop for RecycledBuffer {
     }
 }
 
+/// Open packs per kind (data, trees). Each tenant fills its own pack, so a
+/// snapshot that goes from tenant to tenant has several open at once; each
+/// open data pack is a buffer of up to 8 MiB, so their number bounds the
+/// writer's memory. When another tenant needs a pack and this many are
+/// open, the fullest one is written out first.
+const MAX_OPEN_PACKS: usize = 4;
+
 fn pays(raw_len: usize, packed_len: usize) -> bool {
     packed_len * 10 < raw_len * 9
 }
@@ -100,9 +112,13 @@ fn pays(raw_len: usize, packed_len: usize) -> bool {
 /// Shared sink for the blobs of one operation.
 pub struct BlobWriter<'r> {
     repo: &'r Repository,
+    /// When a tenant key created by this writer is recorded as created.
+    now: DateTime<Utc>,
     known: Mutex<HashMap<ObjectId, BlobRef>>,
-    data_pack: Mutex<PackBuilder>,
-    tree_pack: Mutex<PackBuilder>,
+    /// Keys of the tenants seen so far (the shared key is `repo`'s).
+    tenants: Mutex<HashMap<String, TenantKey>>,
+    data_packs: Mutex<Vec<PackBuilder>>,
+    tree_packs: Mutex<Vec<PackBuilder>>,
     written: Arc<Mutex<Vec<IndexedPack>>>,
     added: AtomicU64,
     cancel: Option<Cancel>,
@@ -199,6 +215,19 @@ impl Uploader {
     }
 }
 
+/// A tenant's name (shared by every reference to its blobs) and key.
+type TenantKey = (Arc<str>, Arc<DataKey>);
+
+/// One blob on its way into a pack: content id, stored form, and what the
+/// pack header records about it.
+struct Blob<'a> {
+    id: ObjectId,
+    kind: BlobKind,
+    stored: &'a [u8],
+    raw_length: usize,
+    compression: Compression,
+}
+
 impl<'r> BlobWriter<'r> {
     /// Forget that the repository holds `id` (its stored copy is damaged),
     /// so the next `store` of that content writes it again.
@@ -209,13 +238,16 @@ impl<'r> BlobWriter<'r> {
             .remove(id);
     }
 
-    /// A writer that deduplicates against `index`.
-    pub fn new(repo: &'r Repository, index: Index) -> Self {
+    /// A writer that deduplicates against `index`; a tenant key it has to
+    /// create is recorded as created at `now`.
+    pub fn new(repo: &'r Repository, index: Index, now: DateTime<Utc>) -> Self {
         BlobWriter {
             repo,
+            now,
             known: Mutex::new(index.blobs),
-            data_pack: Mutex::new(PackBuilder::with_buffer(take_buffer())),
-            tree_pack: Mutex::new(PackBuilder::new(1 << 20)),
+            tenants: Mutex::default(),
+            data_packs: Mutex::default(),
+            tree_packs: Mutex::default(),
             written: Arc::default(),
             added: AtomicU64::new(0),
             cancel: None,
@@ -250,12 +282,37 @@ impl<'r> BlobWriter<'r> {
         self.known.lock().unwrap().get(id).cloned()
     }
 
-    /// Store one blob (or find it stored already); returns where it lives.
-    pub fn store(&self, kind: BlobKind, raw: &[u8], mode: Compress) -> Result<BlobRef> {
+    /// The key of `tenant` (created on first use), once per tenant.
+    fn key_for(&self, tenant: Option<&str>) -> Result<(Option<Arc<str>>, Arc<DataKey>)> {
+        let Some(name) = tenant else {
+            return Ok((None, self.repo.keys().shared().clone()));
+        };
+        if let Some((n, k)) = self.tenants.lock().unwrap().get(name) {
+            return Ok((Some(n.clone()), k.clone()));
+        }
+        let key = self.repo.data_key_for_writing(Some(name), self.now)?;
+        let shared: Arc<str> = name.into();
+        self.tenants
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), (shared.clone(), key.clone()));
+        Ok((Some(shared), key))
+    }
+
+    /// Store one blob of `tenant` (or find it stored already); returns where
+    /// it lives.
+    pub fn store(
+        &self,
+        tenant: Option<&str>,
+        kind: BlobKind,
+        raw: &[u8],
+        mode: Compress,
+    ) -> Result<BlobRef> {
         if let Some(cancel) = &self.cancel {
             cancel.check()?;
         }
-        let id = ObjectId::hash(raw);
+        let (tenant, key) = self.key_for(tenant)?;
+        let id = key.id_of(raw);
         if let Some(found) = self.known.lock().unwrap().get(&id) {
             return Ok(found.clone());
         }
@@ -272,51 +329,91 @@ impl<'r> BlobWriter<'r> {
             Some(p) => (p.as_slice(), Compression::Zstd),
             None => (raw, Compression::None),
         };
-        let slot = match kind {
-            BlobKind::Data => &self.data_pack,
-            BlobKind::Tree => &self.tree_pack,
+        let blob = Blob {
+            id,
+            kind,
+            stored,
+            raw_length: raw.len(),
+            compression,
         };
-        let (location, full) = {
-            let mut pack = slot.lock().unwrap();
-            let mut known = self.known.lock().unwrap();
-            if let Some(found) = known.get(&id) {
-                return Ok(found.clone());
-            }
-            // Close the pack before it would pass the target, so its buffer never grows.
-            let full = (!pack.is_empty() && pack.len() + stored.len() > PACK_TARGET)
-                .then(|| std::mem::replace(&mut *pack, PackBuilder::with_buffer(take_buffer())));
-            let location = pack.add(id, kind, stored, raw.len(), compression);
-            known.insert(id, location.clone());
-            drop(known);
-            self.added.fetch_add(stored.len() as u64, Ordering::Relaxed);
-            (location, full)
-        };
-        if let Some(pack) = full {
-            self.write_pack(pack)?;
-        }
-        Ok(location)
+        self.append(tenant, &key, blob, true)
     }
 
-    /// Store a blob already in its stored form (copied out of another pack,
-    /// verified by the caller), without compressing it again.
+    /// Store a blob already in its stored form (decrypted out of another
+    /// pack and verified by the caller), sealed again into a pack of the
+    /// same tenant, without compressing it again.
     pub fn store_copy(&self, kind: BlobKind, blob: &BlobRef, stored: &[u8]) -> Result<BlobRef> {
-        let slot = match kind {
-            BlobKind::Data => &self.data_pack,
-            BlobKind::Tree => &self.tree_pack,
+        let (tenant, key) = self.key_for(blob.tenant.as_deref())?;
+        let copy = Blob {
+            id: blob.id,
+            kind,
+            stored,
+            raw_length: blob.raw_length as usize,
+            compression: blob.compression,
+        };
+        self.append(tenant, &key, copy, false)
+    }
+
+    /// Seal `blob` into the open pack of (`tenant`, kind), opening one (and
+    /// writing out the fullest when [`MAX_OPEN_PACKS`] are open) or closing
+    /// a pack that would pass the target first. With `dedup`, a blob some
+    /// other thread stored meanwhile is not stored twice.
+    fn append(
+        &self,
+        tenant: Option<Arc<str>>,
+        key: &DataKey,
+        blob: Blob<'_>,
+        dedup: bool,
+    ) -> Result<BlobRef> {
+        let slot = match blob.kind {
+            BlobKind::Data => &self.data_packs,
+            BlobKind::Tree => &self.tree_packs,
+        };
+        let fresh = |tenant: Option<Arc<str>>| {
+            let buf = match blob.kind {
+                BlobKind::Data => take_buffer(),
+                BlobKind::Tree => Vec::with_capacity(1 << 20),
+            };
+            PackBuilder::new(buf, tenant, key)
         };
         let (location, full) = {
-            let mut pack = slot.lock().unwrap();
-            let full = (!pack.is_empty() && pack.len() + stored.len() > PACK_TARGET)
-                .then(|| std::mem::replace(&mut *pack, PackBuilder::with_buffer(take_buffer())));
-            let location = pack.add(
+            let mut packs = slot.lock().unwrap();
+            let mut known = self.known.lock().unwrap();
+            if dedup {
+                if let Some(found) = known.get(&blob.id) {
+                    return Ok(found.clone());
+                }
+            }
+            let mut full = None;
+            let at = match packs.iter().position(|p| p.tenant() == tenant.as_deref()) {
+                Some(at) => {
+                    // Close the pack before it would pass the target, so its buffer never grows.
+                    let pack = &mut packs[at];
+                    if !pack.is_empty() && pack.len() + blob.stored.len() > PACK_TARGET {
+                        full = Some(std::mem::replace(pack, fresh(tenant.clone())));
+                    }
+                    at
+                }
+                None => {
+                    if packs.len() >= MAX_OPEN_PACKS {
+                        let fullest = (0..packs.len()).max_by_key(|&i| packs[i].len());
+                        full = fullest.map(|i| packs.swap_remove(i));
+                    }
+                    packs.push(fresh(tenant.clone()));
+                    packs.len() - 1
+                }
+            };
+            let location = packs[at].add(
                 blob.id,
-                kind,
-                stored,
-                blob.raw_length as usize,
+                blob.kind,
+                blob.stored,
+                blob.raw_length,
                 blob.compression,
             );
-            self.known.lock().unwrap().insert(blob.id, location.clone());
-            self.added.fetch_add(stored.len() as u64, Ordering::Relaxed);
+            known.insert(blob.id, location.clone());
+            drop(known);
+            self.added
+                .fetch_add(location.length as u64, Ordering::Relaxed);
             (location, full)
         };
         if let Some(pack) = full {
@@ -326,11 +423,16 @@ impl<'r> BlobWriter<'r> {
     }
 
     fn write_pack(&self, pack: PackBuilder) -> Result<()> {
-        let (id, bytes, blobs) = pack.finish();
+        let (id, bytes, header) = pack.finish(self.repo.keys().meta());
         let size = bytes.len() as u64;
         let (bytes, pack) = (
             Bytes::from_owner(RecycledBuffer(bytes)),
-            IndexedPack { id, size, blobs },
+            IndexedPack {
+                id,
+                size,
+                tenant: header.tenant,
+                blobs: header.blobs,
+            },
         );
         if let Some(uploader) = &self.uploader {
             return uploader.send(bytes, pack);
@@ -342,12 +444,9 @@ impl<'r> BlobWriter<'r> {
 
     /// Write the packs still open; returns every pack this writer wrote.
     pub fn finish(mut self) -> Result<Vec<IndexedPack>> {
-        for slot in [&self.data_pack, &self.tree_pack] {
-            let pack = std::mem::replace(
-                &mut *slot.lock().unwrap(),
-                PackBuilder::with_buffer(Vec::new()),
-            );
-            if !pack.is_empty() {
+        for slot in [&self.data_packs, &self.tree_packs] {
+            let open = std::mem::take(&mut *slot.lock().unwrap());
+            for pack in open.into_iter().filter(|p| !p.is_empty()) {
                 self.write_pack(pack)?;
             }
         }
@@ -356,5 +455,60 @@ impl<'r> BlobWriter<'r> {
         }
         let written = std::mem::take(&mut *self.written.lock().unwrap());
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Six tenants' blobs interleaved: never more than [`MAX_OPEN_PACKS`]
+    /// packs open, every pack holds one tenant's blobs, and each reads back
+    /// under its tenant's key only.
+    #[test]
+    fn packs_hold_one_tenant_each_and_few_are_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::repo::Location::Local(dir.path().join("repo"));
+        let now = DateTime::UNIX_EPOCH;
+        let repo = Repository::init(&location, now, &crate::repo::MasterKey::generate()).unwrap();
+        let writer = BlobWriter::new(&repo, Index::default(), now);
+        let tenants = [None, Some("a"), Some("b"), Some("c"), Some("d"), Some("e")];
+        let mut stored = Vec::new();
+        for round in 0..5u8 {
+            for (i, tenant) in tenants.iter().enumerate() {
+                let raw = vec![round * 16 + i as u8; 1000 + i];
+                let blob = writer
+                    .store(*tenant, BlobKind::Data, &raw, Compress::Never)
+                    .unwrap();
+                assert_eq!(blob.tenant.as_deref(), *tenant);
+                assert!(writer.data_packs.lock().unwrap().len() <= MAX_OPEN_PACKS);
+                stored.push((blob, raw));
+            }
+        }
+        let again = writer
+            .store(Some("a"), BlobKind::Data, &stored[1].1, Compress::Never)
+            .unwrap();
+        assert_eq!(again, stored[1].0, "deduplicated within the tenant");
+        let packs = writer.finish().unwrap();
+        for pack in &packs {
+            let of_pack: Vec<_> = stored.iter().filter(|(b, _)| b.pack == pack.id).collect();
+            assert_eq!(of_pack.len(), pack.blobs.len());
+            assert!(of_pack
+                .iter()
+                .all(|(b, _)| b.tenant.as_deref() == pack.tenant.as_deref()));
+        }
+        for (blob, raw) in &stored {
+            assert_eq!(&repo.read_blob(blob).unwrap(), raw);
+            let foreign = BlobRef {
+                tenant: if blob.tenant.is_some() {
+                    None
+                } else {
+                    Some("a".into())
+                },
+                ..blob.clone()
+            };
+            let err = repo.read_blob(&foreign).unwrap_err().to_string();
+            assert!(err.contains("does not authenticate"), "{err}");
+        }
     }
 }

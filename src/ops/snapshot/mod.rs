@@ -155,7 +155,16 @@ fn store_jobs(
                 let stored = open_seen(&job.path, job.seen)
                     .map_err(StoreFileError::Source)
                     .and_then(|file| {
-                        store_open_file(file, &job.path, job.entry.size, sizes, writer, progress)
+                        let tenant = job.entry.tenant.as_deref();
+                        store_open_file(
+                            file,
+                            &job.path,
+                            tenant,
+                            job.entry.size,
+                            sizes,
+                            writer,
+                            progress,
+                        )
                     });
                 progress.advance(1, 0);
                 match stored {
@@ -187,8 +196,10 @@ fn store_jobs(
     Ok(results.into_inner().unwrap())
 }
 
-/// Turn walked nodes into tree blobs, bottom-up; returns the tree's location.
+/// Turn walked nodes into tree blobs, bottom-up, each sealed under its
+/// directory's tenant key (`tenant`); returns the tree's location.
 fn build_tree(
+    tenant: Option<&str>,
     nodes: Vec<Node>,
     stored: &mut [Option<FileEntry>],
     writer: &BlobWriter<'_>,
@@ -212,19 +223,19 @@ fn build_tree(
             }
             Node::Dir(d) => {
                 summary.dirs += 1;
-                let blob = build_tree(d.entries, stored, writer, summary)?;
+                let blob = build_tree(d.tenant.as_deref(), d.entries, stored, writer, summary)?;
                 tree.entries.push(Entry::Dir(DirEntry {
                     name: d.name,
                     mode: d.mode,
                     mtime_ns: d.mtime_ns,
-                    tenant: None,
+                    tenant: d.tenant,
                     tree: blob,
                 }));
             }
         }
     }
     tree.sort();
-    writer.store(BlobKind::Tree, &tree.to_bytes(), Compress::Try)
+    writer.store(tenant, BlobKind::Tree, &tree.to_bytes(), Compress::Try)
 }
 
 /// Snapshot `source` into the locked repository as taken at `time` by `host`.
@@ -274,7 +285,7 @@ pub fn snapshot_source_with(
     let (parent_ref, parent) = parent.unzip();
     let live = live_index::load(repo)?;
     problems.extend(live.problems);
-    let writer = BlobWriter::new(repo, live.index).with_cancel(cancel);
+    let writer = BlobWriter::new(repo, live.index, time).with_cancel(cancel);
     let mut walker = Walker {
         trees: TreeCache::new(repo),
         writer: &writer,
@@ -349,7 +360,14 @@ pub fn snapshot_source_with(
             }
         }
     }
-    let root = build_tree(nodes, &mut stored, &writer, &mut summary)?;
+    let tree_tenant = source.tenant.tenant_of_dir(&[]);
+    let root = build_tree(
+        tree_tenant.as_deref(),
+        nodes,
+        &mut stored,
+        &writer,
+        &mut summary,
+    )?;
     let bytes_added = writer.bytes_added();
     let mut packs = writer.finish()?;
     packs.extend(live.adopted);
@@ -379,7 +397,7 @@ pub fn snapshot_source_with(
         summary: summary.clone(),
         previous_ids: Vec::new(),
         rewritten_at: None,
-        tree_tenant: None,
+        tree_tenant,
     };
     crate::ops::pack_presence::ensure_packs_exist(repo, &source.name, &snap.tree)?;
     let (id, _) = repo.save_snapshot(&snap)?;

@@ -50,6 +50,8 @@ pub(super) struct DirNode {
     pub(super) name: String,
     pub(super) mode: u32,
     pub(super) mtime_ns: i64,
+    /// Whose key seals its tree ([`crate::config::TenantRule::tenant_of_dir`]).
+    pub(super) tenant: Option<String>,
     pub(super) entries: Vec<Node>,
 }
 
@@ -118,6 +120,9 @@ impl Walker<'_> {
     ) -> Result<Option<Tree>> {
         match self.trees.read_tree(blob) {
             Ok(tree) => Ok(Some(tree)),
+            // Nobody can read an erased tenant's listing, by design: not
+            // damage, its files (if any are left) are simply read again.
+            Err(Error::Erased { .. }) => Ok(None),
             Err(e) if is_object_damage(&e) => {
                 if carrying {
                     self.warn(format!("{}: the previous snapshot's listing is lost ({e}); recordings carried below it are lost", rel.join("/")));
@@ -194,10 +199,12 @@ impl Walker<'_> {
                 let entries = self.walk(&path, rel, sub_parent)?;
                 let filtering = !self.source.include.is_empty() || !self.source.exclude.is_empty();
                 if !(filtering && entries.is_empty()) {
+                    let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
                     nodes.push(Node::Dir(DirNode {
                         name,
                         mode: meta.mode(),
                         mtime_ns: mtime_ns(&meta),
+                        tenant: self.source.tenant.tenant_of_dir(&parts),
                         entries,
                     }));
                 }
@@ -223,10 +230,13 @@ impl Walker<'_> {
                         Some(Entry::File(f)) => Some(f),
                         _ => None,
                     };
+                    // A file now of another tenant is read again: its
+                    // chunks are sealed under the old tenant's key.
                     let same = old.is_some_and(|f| {
                         f.size == entry.size
                             && f.mtime_ns == entry.mtime_ns
                             && f.inode == entry.inode
+                            && f.tenant == entry.tenant
                     });
                     let reused = old
                         .filter(|_| same && !self.reread)
@@ -304,6 +314,7 @@ impl Walker<'_> {
                     }
                 }
                 Entry::Dir(d) if enter(&self.source.include, &parts) => {
+                    let tenant = self.source.tenant.tenant_of_dir(&parts);
                     if rel.len() > MAX_TREE_DEPTH {
                         // Only a forged parent nests this deep; it also
                         // bounds this recursion.
@@ -325,6 +336,7 @@ impl Walker<'_> {
                             name: d.name,
                             mode: d.mode,
                             mtime_ns: d.mtime_ns,
+                            tenant,
                             entries,
                         }));
                     }
