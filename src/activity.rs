@@ -1,5 +1,5 @@
 //! The activity log: every operation, kept in the repository for 30 days;
-//! restores and erasures for the audit, ten years.
+//! restores, erasures and changes to the key's copies for the audit, ten years.
 //!
 //! This is the entry type and how entries are made; storing, listing and
 //! expiring them is the repository's ([`crate::repo::log`]): one sealed JSON line
@@ -22,8 +22,9 @@ use crate::repo::Repository;
 
 /// The operations whose entries are kept for the audit (`erase` is the name
 /// reserved for deleting a client's data on request; no version writes it
-/// yet, and an entry of it from a newer one is kept as well).
-pub const AUDIT_OPERATIONS: [&str; 2] = ["restore", "erase"];
+/// yet, and an entry of it from a newer one is kept as well; `key`: who
+/// added, removed, exported or recovered a copy of the key).
+pub const AUDIT_OPERATIONS: [&str; 3] = ["restore", "erase", "key"];
 
 /// One logged operation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -13,10 +13,18 @@
 //! without following a symlink and refused unless it is a regular file that
 //! only its owner can read: a key others can read is a key others have.
 //! Nothing here ever prints the key.
+//!
+//! Without a key file, a passphrase opens the repository through an
+//! envelope ([`crate::repo::envelopes`]): `offsite key recover` writes the
+//! key file back; `OFFSITE_PASSPHRASE_FILE` ([`PASSPHRASE_ENV`]) opens it for
+//! one command without writing anything. Copies are written with
+//! [`KeyFile::store_new`], which never replaces a key.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::crypto::Secret;
@@ -144,28 +152,48 @@ impl KeyFile {
     /// Write the key file at `path` (mode 0600), replacing any other file
     /// atomically: written to a temporary name, synced, renamed.
     pub fn store(&self, path: &Path) -> Result<()> {
-        let io = |e: std::io::Error| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
+        let io = |e: std::io::Error| Error::io(path, e);
         let tmp = path.with_extension("key.tmp");
         let _ = std::fs::remove_file(&tmp);
+        self.write_new(&tmp).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Write a new key file at `path` (mode 0600); refuses when anything
+    /// is there already (`key export`, `key recover`: never replace a key).
+    pub fn store_new(&self, path: &Path) -> Result<()> {
+        self.write_new(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                what: format!(
+                    "{} exists already: a key file is never overwritten; move it away first",
+                    path.display()
+                ),
+            },
+            _ => Error::io(path, e),
+        })
+    }
+
+    /// Create `at` (and its directory), owner-only, never through a
+    /// symlink, never over an existing file; write and sync the key. A
+    /// file left half-written is removed.
+    fn write_new(&self, at: &Path) -> std::io::Result<()> {
+        if let Some(dir) = at.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
-        file.write_all(self.to_text().as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+            .open(at)?;
+        let written = file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| file.write_all(self.to_text().as_bytes()))
+            .and_then(|()| file.sync_all());
+        if written.is_err() {
+            let _ = std::fs::remove_file(at);
+        }
+        written
     }
 
     /// Check that this key is for `repository`.
@@ -187,10 +215,33 @@ impl KeyFile {
 /// the key file is replaced by the new key so the old one stops existing
 /// here; a key file that cannot be rewritten (a read-only credential) is
 /// a warning on every open until the operator replaces it.
+///
+/// Without a key file, when `OFFSITE_PASSPHRASE_FILE` names a file, the
+/// repository is opened through a passphrase envelope for this one command
+/// and no key file is written (a one-off read from an operator's laptop).
 pub fn open(config: &Config) -> Result<crate::repo::Repository> {
     let path = path(config);
+    if let (Some(phrase_file), Err(e)) = (
+        std::env::var_os(PASSPHRASE_ENV).filter(|v| !v.is_empty()),
+        std::fs::symlink_metadata(&path),
+    ) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            let phrase = read_passphrase(Path::new(&phrase_file))?;
+            return crate::repo::Repository::open_with_passphrase(&config.repository, &phrase);
+        }
+    }
     let file = KeyFile::load(&path)?;
-    let repo = crate::repo::Repository::open(&config.repository, &file.master)?;
+    let repo = match crate::repo::Repository::open(&config.repository, &file.master) {
+        Ok(repo) => repo,
+        Err(Error::Key(wrong)) => {
+            // Name both repositories when the key file says it is another's.
+            if let Ok(id) = crate::repo::Repository::stored_id(&config.repository) {
+                file.check_repository(&path, id)?;
+            }
+            return Err(Error::Key(wrong));
+        }
+        Err(e) => return Err(e),
+    };
     file.check_repository(&path, repo.config.id)?;
     let current = repo.keys().master();
     if current.epoch > file.master.epoch {
@@ -213,6 +264,55 @@ pub fn open(config: &Config) -> Result<crate::repo::Repository> {
         }
     }
     Ok(repo)
+}
+
+/// The environment variable naming a passphrase file, used when there is
+/// no key file (see [`open`]).
+pub const PASSPHRASE_ENV: &str = "OFFSITE_PASSPHRASE_FILE";
+/// Longer than any passphrase anyone types.
+const MAX_PASSPHRASE: u64 = 4096;
+
+/// Read a passphrase from `file` (`-`: standard input): its first line,
+/// without the line end. Empty is refused.
+pub fn read_passphrase(file: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let named = || {
+        if file == Path::new("-") {
+            "standard input".to_string()
+        } else {
+            format!("passphrase file {}", file.display())
+        }
+    };
+    let mut text = Zeroizing::new(Vec::new());
+    let read = if file == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_PASSPHRASE)
+            .read_to_end(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(MAX_PASSPHRASE).read_to_end(&mut text))
+    };
+    read.map_err(|e| Error::Key(format!("cannot read {}: {e}", named())))?;
+    let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(Error::Key(format!(
+            "{} holds no passphrase (its first line is empty)",
+            named()
+        )));
+    }
+    Ok(Zeroizing::new(line.to_vec()))
+}
+
+/// What `config check` says about the key file: never its content.
+pub fn describe_state(path: &Path) -> &'static str {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        Err(_) => "unreadable",
+        Ok(m) if m.file_type().is_symlink() => "a symlink (refused)",
+        Ok(m) if !m.is_file() => "not a regular file (refused)",
+        Ok(m) if m.mode() & 0o077 != 0 => "readable by others (refused; chmod 600)",
+        Ok(_) => "present, mode owner-only",
+    }
 }
 
 /// What `init` did with the key.
@@ -256,7 +356,16 @@ pub fn init(
             r.short()
         )));
     }
-    let repo = crate::repo::Repository::init(&config.repository, now, &file.master)?;
+    let repo = match crate::repo::Repository::init(&config.repository, now, &file.master) {
+        Ok(repo) => repo,
+        Err(e) => {
+            if created {
+                // Never used: leave no stray key that looks like this repository's.
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(e);
+        }
+    };
     if created {
         KeyFile {
             repository: Some(repo.config.id),

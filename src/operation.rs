@@ -23,6 +23,8 @@ pub enum Operation {
     Repair,
     RebuildIndex,
     Unlock,
+    /// A change to the key's copies (`offsite key add|remove|export|recover`).
+    Key,
     /// A name this version does not know: an entry written by a newer
     /// version (the log is shared by every host) reads back as it was.
     Other(String),
@@ -30,7 +32,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation this version knows.
-    pub const KNOWN: [Operation; 8] = [
+    pub const KNOWN: [Operation; 9] = [
         Operation::Snapshot,
         Operation::Prune,
         Operation::RestoreTest,
@@ -39,6 +41,7 @@ impl Operation {
         Operation::Repair,
         Operation::RebuildIndex,
         Operation::Unlock,
+        Operation::Key,
     ];
 
     /// The spelling in logs, lock objects and metric labels.
@@ -52,6 +55,7 @@ impl Operation {
             Operation::Repair => "repair",
             Operation::RebuildIndex => "rebuild-index",
             Operation::Unlock => "unlock",
+            Operation::Key => "key",
             Operation::Other(name) => name,
         }
     }
@@ -134,6 +138,7 @@ mod tests {
             "repair",
             "rebuild-index",
             "unlock",
+            "key",
         ];
         assert_eq!(Operation::KNOWN.len(), expected.len());
         for (op, name) in Operation::KNOWN.iter().zip(expected) {

@@ -254,6 +254,8 @@ fn shipped_unit_and_alert_rules_verify() {
         unit.contains("Type=notify")
             && unit.contains("WatchdogSec=")
             && unit.contains("ProtectSystem=strict")
+            && unit.contains("LoadCredential=offsite.key:/etc/offsite/offsite.key")
+            && unit.contains("LimitCORE=0")
     );
     std::fs::write(dir.path().join("offsite.service"), unit).unwrap();
     let out = Command::new(&analyze)

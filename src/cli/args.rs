@@ -62,6 +62,11 @@ pub enum Command {
     Find(FindArgs),
     /// Items, logical bytes and stored bytes per source and per tenant, over every kept snapshot.
     Stats,
+    /// Manage the repository key: passphrase envelopes, exported copies, recovery.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(hide = true)]
     Completions(CompletionsArgs),
@@ -246,6 +251,49 @@ pub struct ConfigCheckArgs {
     /// Fail (exit 2) when there is any misconfiguration warning.
     #[arg(long)]
     pub strict: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyAction {
+    /// Add a passphrase envelope of the key to the repository (a recovery copy).
+    Add(KeyAddArgs),
+    /// Show the key file and every passphrase envelope.
+    List,
+    /// Delete a passphrase envelope.
+    Remove(KeyRemoveArgs),
+    /// Write a copy of the key file (mode 0600) for another host or a safe.
+    Export(KeyExportArgs),
+    /// Write the missing key file from a passphrase envelope (a rebuilt host).
+    Recover(KeyRecoverArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeyAddArgs {
+    /// Read the passphrase from the first line of FILE (`-`: standard input); default: prompt on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// A note shown by `key list`; NOT secret (stored readable in the bucket).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub label: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyRemoveArgs {
+    /// The envelope's id, as `offsite key list` shows it.
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyExportArgs {
+    /// Where to write the copy (refused if it exists).
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyRecoverArgs {
+    /// Read the passphrase from the first line of FILE (`-`: standard input); default: prompt on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

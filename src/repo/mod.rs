@@ -16,6 +16,8 @@
 //!   [`blobs`] (blobs and trees), [`packs`], [`snapshots`] (manifests),
 //!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer;
 //!   [`parallel`]: reading many small objects at once.
+//! * Keys: [`keys`] (master key epochs, data keys), [`envelopes`]
+//!   (passphrase copies of the master key).
 //!
 //! # Format (version 2)
 //!
@@ -28,6 +30,7 @@
 //! | locks | JSON holder and kind (see [`lock`]), sealed (metadata key, bound to its key) | by every writer, refreshed while held |
 //! | activity log | one JSON line per operation (see [`log`]), sealed (metadata key, bound to its key); keyed by time only | after each operation |
 //! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
+//! | key envelopes (`keys/envelopes/<id>`) | plaintext JSON: label, epoch, Argon2id parameters; the master key sealed under Argon2id(passphrase) (see [`envelopes`]) | by `key add`, create-only; deleted only by `key remove` |
 //!
 //! Blobs are named by their keyed id (HMAC-SHA-256 under their tenant's key,
 //! see [`keys`]) and stored once per tenant: the same content in two tenants
@@ -45,7 +48,8 @@
 //! | 3. manifest (create-only) | snapshot | a complete snapshot |
 //!
 //! A manifest is only ever written after everything it references, so every
-//! listed snapshot is complete. Nothing but prune deletes objects, and it
+//! listed snapshot is complete. Nothing but prune deletes objects (and `key
+//! remove` the one envelope it names), and it
 //! never deletes because a read failed; `repair` only moves a pack whose
 //! bytes do not verify to quarantine (see [`crate::ops::repair`]). `check`
 //! and `restore` only read. A manifest that cannot be read is skipped and
@@ -53,6 +57,7 @@
 //! [`crate::problems`]).
 
 pub mod blobs;
+pub mod envelopes;
 pub mod index;
 pub mod keys;
 pub mod layout;
@@ -178,6 +183,21 @@ impl Repository {
             config,
             keys: std::sync::Arc::new(keys),
         })
+    }
+
+    /// The id in the `config` object at `location`, read without a key:
+    /// to say which repository a key file that does not open it is for.
+    pub fn stored_id(location: &Location) -> Result<ObjectId> {
+        let store = Store::connect(location, false)?;
+        let bytes = store.get(layout::CONFIG).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound {
+                what: format!("repository at {}", store.describe()),
+            },
+            other => other,
+        })?;
+        let config: RepoConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt_by(layout::CONFIG, "does not parse", e))?;
+        Ok(config.id)
     }
 
     /// The repository's keys.

@@ -5,6 +5,7 @@
 //! new function and one line in [`super::run`]'s dispatch.
 
 pub(super) mod find;
+pub(super) mod key;
 pub(super) mod log;
 pub(super) mod maintenance;
 pub(super) mod restore;

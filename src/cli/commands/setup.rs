@@ -24,11 +24,17 @@ fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
     let warnings = lint::lint(&inv.config, SystemClock.now());
     lint::warn(&warnings);
     crate::guard::warn(&guard);
+    let key_path = crate::keyfile::path(&inv.config);
+    let key_state = crate::keyfile::describe_state(&key_path);
     if inv.json {
         let mut value = serde_json::to_value(&inv.config.effective)
             .map_err(|e| Error::config("file", e.to_string()))?;
         if let Some(object) = value.as_object_mut() {
             object.insert("warnings".into(), serde_json::json!(warnings));
+            object.insert(
+                "key_file".into(),
+                serde_json::json!({"path": key_path, "state": key_state}),
+            );
         }
         inv.print_json(&value)?;
     } else {
@@ -44,9 +50,10 @@ fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
             n => format!("; {n} warning(s) on stderr"),
         };
         say!(
-            "# {}: valid; repository region {} ({how}){warned}\n{text}",
+            "# {}: valid; repository region {} ({how}){warned}\n# key file: {} ({key_state})\n{text}",
             inv.config_path.display(),
-            guard.region
+            guard.region,
+            key_path.display()
         );
     }
     let verified: Vec<&lint::ConfigWarning> = warnings.iter().filter(|w| w.verified).collect();
@@ -66,17 +73,30 @@ pub(in crate::cli) fn init(inv: &Invocation) -> Result<i32> {
     if key.created {
         tracing::warn!(
             "created the repository's key at {}: WITHOUT THIS KEY (or a recovery passphrase, \
-             `offsite key add --passphrase`) THE BACKUPS CANNOT BE READ; keep a copy off this host",
+             `offsite key add --passphrase-file FILE`) THE BACKUPS CANNOT BE READ; keep a copy \
+             off this host",
             key.path.display()
         );
     }
     if inv.json {
-        inv.print_json(&serde_json::json!({"repository": repo.describe(), "id": repo.config.id}))?;
+        inv.print_json(&serde_json::json!({
+            "repository": repo.describe(),
+            "id": repo.config.id,
+            "key_file": key.path,
+            "key_created": key.created,
+        }))?;
     } else {
         say!(
-            "created repository {} at {}",
+            "created repository {} at {}\nkey file: {} ({}); for a recovery copy: \
+             offsite key add --passphrase-file FILE",
             repo.config.id.short(),
-            repo.describe()
+            repo.describe(),
+            key.path.display(),
+            if key.created {
+                "created now"
+            } else {
+                "already there"
+            }
         );
     }
     Ok(0)
