@@ -20,10 +20,9 @@ use crate::error::{Error, Result};
 pub use crate::operation::{Operation, Outcome};
 use crate::repo::Repository;
 
-/// The operations whose entries are kept for the audit (`erase` is the name
-/// reserved for deleting a client's data on request; no version writes it
-/// yet, and an entry of it from a newer one is kept as well; `key`: who
-/// added, removed, exported or recovered a copy of the key).
+/// The operations whose entries are kept for the audit (`erase`: a
+/// tenant's key destroyed or items removed on request, [`crate::ops::erase`];
+/// `key`: who added, removed, exported or recovered a copy of the key).
 pub const AUDIT_OPERATIONS: [&str; 3] = ["restore", "erase", "key"];
 
 /// One logged operation.

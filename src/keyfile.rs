@@ -243,13 +243,31 @@ pub fn open(config: &Config) -> Result<crate::repo::Repository> {
         Err(e) => return Err(e),
     };
     file.check_repository(&path, repo.config.id)?;
+    adopt(&path, &file, &repo);
+    Ok(repo)
+}
+
+/// A process that followed a rotation while it ran (the agent, see
+/// [`crate::repo::Repository::follow_key_rotation`]) replaces its key file
+/// the same way [`open`] does.
+pub fn adopt_current(config: &Config, repo: &crate::repo::Repository) {
+    let path = path(config);
+    match KeyFile::load(&path) {
+        Ok(file) => adopt(&path, &file, repo),
+        Err(e) => tracing::debug!("key file not compared with the repository's key: {e}"),
+    }
+}
+
+/// Replace the key file `file` at `path` by the repository's current
+/// master key when that is newer (a warning when it cannot be written).
+fn adopt(path: &Path, file: &KeyFile, repo: &crate::repo::Repository) {
     let current = repo.keys().master();
     if current.epoch > file.master.epoch {
         let newer = KeyFile {
             repository: Some(repo.config.id),
             master: current.clone(),
         };
-        match newer.store(&path) {
+        match newer.store(path) {
             Ok(()) => tracing::warn!(
                 "the repository's key moved to epoch {} (a tenant was erased); {} now holds the new key",
                 current.epoch,
@@ -263,7 +281,6 @@ pub fn open(config: &Config) -> Result<crate::repo::Repository> {
             ),
         }
     }
-    Ok(repo)
 }
 
 /// The environment variable naming a passphrase file, used when there is

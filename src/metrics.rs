@@ -19,6 +19,7 @@
 //! * Everything that can happen is there from the start: every counter
 //!   (`offsite_job_failures_total` for every scheduled job,
 //!   `offsite_restore_test_runs_total` for both results,
+//!   `offsite_erasures_total` for both kinds,
 //!   `offsite_snapshot_stored_bytes_total` for every configured source,
 //!   `offsite_s3_requests_total` for every kind) starts at 0, so `increase()`
 //!   sees the first failure; `offsite_snapshot_last_success_timestamp_seconds`
@@ -26,6 +27,11 @@
 //!   fire for it; `offsite_job_scheduled_since_timestamp_seconds` (kept in
 //!   the state file, so a restart does not reset it) gives the rules their
 //!   day-one grace, for a fresh install as for a source added later.
+//! * Erasures are operator commands, never agent jobs: the agent counts
+//!   the successful `erase` entries of the activity log (every host's) when
+//!   it starts, so `offsite_erasures_total{kind="tenant"|"item"}` says how
+//!   many the repository has seen; one made while the agent runs shows after
+//!   its next start.
 //! * No label is called `job` or `instance`: Prometheus' own target labels
 //!   would rename (`exported_job`) or hide them. A job is named by
 //!   `operation` (the [`Operation`] spelling) and, for a snapshot, `source`.
@@ -56,6 +62,9 @@ mod classic;
 pub use classic::to_classic_text;
 
 type Labels = Vec<(String, String)>;
+
+/// The `kind` label of `offsite_erasures_total`.
+const ERASURE_KINDS: [&str; 2] = ["tenant", "item"];
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn label(key: &str, value: &str) -> Labels {
@@ -99,6 +108,7 @@ pub struct Metrics {
     restore_test_duration: Optional,
     restore_test_bytes: Optional,
     restore_test_runs: Family<Labels, Counter>,
+    erasures: Family<Labels, Counter>,
     agent_start: Optional,
     job_failures: Family<Labels, Counter>,
     job_consecutive_failures: Family<Labels, Gauge>,
@@ -135,6 +145,7 @@ impl Metrics {
             restore_test_duration: Optional::default(),
             restore_test_bytes: Optional::default(),
             restore_test_runs: Family::default(),
+            erasures: Family::default(),
             agent_start: Optional::default(),
             job_failures: Family::default(),
             job_consecutive_failures: Family::default(),
@@ -218,6 +229,11 @@ impl Metrics {
             m.restore_test_runs.clone(),
         );
         registry.register(
+            "offsite_erasures",
+            "Erasures in the activity log at agent start, by kind (tenant: a key destroyed; item: items removed)",
+            m.erasures.clone(),
+        );
+        registry.register(
             "offsite_job_failures",
             "Failed runs of the agent's scheduled jobs, by operation (and source)",
             m.job_failures.clone(),
@@ -259,6 +275,9 @@ impl Metrics {
             let _ = m
                 .restore_test_runs
                 .get_or_create(&label("result", result.as_str()));
+        }
+        for kind in ERASURE_KINDS {
+            let _ = m.erasures.get_or_create(&label("kind", kind));
         }
         for (op, _) in crate::repo::store::Requests::default().by_op() {
             let _ = m.store_requests.get_or_create(&label("op", op));
@@ -347,6 +366,18 @@ impl Metrics {
         }
     }
 
+    /// Count the successful erasures among activity-log `entries` (a
+    /// repeated tenant erase that changed nothing is not one).
+    fn count_erasures(&self, entries: &[activity::Activity]) {
+        for e in entries.iter().filter(|e| e.outcome.is_ok()) {
+            let kind = e.details.get("kind").and_then(|k| k.as_str());
+            let repeat = e.details.get("rotated") == Some(&serde_json::Value::Bool(false));
+            if let Some(kind) = kind.filter(|k| ERASURE_KINDS.contains(k) && !repeat) {
+                self.erasures.get_or_create(&label("kind", kind)).inc();
+            }
+        }
+    }
+
     /// Add the requests a job sent.
     pub fn record_requests(&self, requests: &crate::repo::store::Requests) {
         for (op, n) in requests.by_op() {
@@ -425,6 +456,7 @@ impl Metrics {
                 .collect()
         };
         let (prunes, restore_tests) = (of(Operation::Prune), of(Operation::RestoreTest));
+        self.count_erasures(&of(Operation::Erase));
         let own_tag = crate::snapshot::host_tag(repo.keys().meta(), &config.host);
         self.record_problems(
             &[

@@ -23,6 +23,8 @@ pub enum Operation {
     Repair,
     RebuildIndex,
     Unlock,
+    /// `offsite erase`: a tenant's key destroyed, or items removed.
+    Erase,
     /// A change to the key's copies (`offsite key add|remove|export|recover`).
     Key,
     /// A name this version does not know: an entry written by a newer
@@ -32,7 +34,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation this version knows.
-    pub const KNOWN: [Operation; 9] = [
+    pub const KNOWN: [Operation; 10] = [
         Operation::Snapshot,
         Operation::Prune,
         Operation::RestoreTest,
@@ -41,6 +43,7 @@ impl Operation {
         Operation::Repair,
         Operation::RebuildIndex,
         Operation::Unlock,
+        Operation::Erase,
         Operation::Key,
     ];
 
@@ -55,6 +58,7 @@ impl Operation {
             Operation::Repair => "repair",
             Operation::RebuildIndex => "rebuild-index",
             Operation::Unlock => "unlock",
+            Operation::Erase => "erase",
             Operation::Key => "key",
             Operation::Other(name) => name,
         }
@@ -138,6 +142,7 @@ mod tests {
             "repair",
             "rebuild-index",
             "unlock",
+            "erase",
             "key",
         ];
         assert_eq!(Operation::KNOWN.len(), expected.len());

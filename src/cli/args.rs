@@ -62,6 +62,8 @@ pub enum Command {
     Find(FindArgs),
     /// Items, logical bytes and stored bytes per source and per tenant, over every kept snapshot.
     Stats,
+    /// Erase a tenant (its key is destroyed) or items from every snapshot of every host.
+    Erase(EraseArgs),
     /// Manage the repository key: passphrase envelopes, exported copies, recovery.
     Key {
         #[command(subcommand)]
@@ -238,6 +240,35 @@ pub struct FindArgs {
     /// Only items an older snapshot holds that are gone from the newest (or only carried there).
     #[arg(long)]
     pub deleted: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").args(["tenant", "item", "glob"]).required(true).multiple(false)))]
+pub struct EraseArgs {
+    /// Destroy this tenant's key: none of its items can be read again; the next prune removes them.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A file or a directory (everything below it), relative to its source.
+    #[arg(long, value_name = "PATH")]
+    pub item: Option<String>,
+    /// Every file whose path (relative to its source) matches, e.g. '*/contacts/list-*.csv'.
+    #[arg(long, value_name = "PATTERN")]
+    pub glob: Option<String>,
+    /// Only this source's snapshots (default: every source).
+    #[arg(long, conflicts_with = "tenant")]
+    pub source: Option<String>,
+    /// Only this host's snapshots (default: `all`, every host).
+    #[arg(long, conflicts_with = "tenant")]
+    pub host: Option<String>,
+    /// Why (recorded in the activity log, and shown when an erased tenant's item is asked for).
+    #[arg(long, required = true)]
+    pub reason: String,
+    /// List exactly what would be removed, change nothing.
+    #[arg(long, conflicts_with = "tenant")]
+    pub dry_run: bool,
+    /// Really do it (nothing is erased without it).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub yes: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -85,6 +85,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Ls(args) => commands::find::ls(&inv, args),
         Command::Find(args) => commands::find::find(&inv, args),
         Command::Stats => commands::find::stats(&inv),
+        Command::Erase(args) => commands::erase::erase(&inv, args),
         Command::Key { action } => commands::key::key(&inv, action),
         Command::Completions(_) | Command::Man => {
             unreachable!("handled before the config is loaded")

@@ -39,15 +39,17 @@
 //!
 //! Taken here only, by `JobContext::shared` and `JobContext::exclusive`
 //! (guards the operations require, [`crate::repo::locked`]): `snapshot` and
-//! `check` share the repository; `prune` (not `--dry-run`), `repair` and
-//! `rebuild-index` hold it alone. `restore`, `restore-test` and `unlock`
+//! `check` share the repository; `prune` (not `--dry-run`), `repair`,
+//! `rebuild-index` and `erase` (not `--dry-run`) hold it alone. `restore`, `restore-test` and `unlock`
 //! take none. The lock is released when the job returns, before its caller
 //! prints anything, except for `snapshot`, whose caller sees each source's
 //! report while the lock is held (see [`snapshot`]).
 
+mod erase;
 mod operator;
 mod scheduled;
 
+pub use erase::{erase_items, erase_tenant};
 pub use operator::{check, rebuild_index, repair, restore, unlock, RestoreOutcome, RestoreRequest};
 pub use scheduled::{prune, prune_summary, restore_test, snapshot};
 
@@ -86,15 +88,23 @@ impl<'a> JobContext<'a> {
 
     /// The shared repository lock for `operation` (one of the two places a
     /// job takes a lock).
+    /// Either lock follows a key rotation made meanwhile, and this host's
+    /// key file follows it too ([`crate::keyfile::adopt_current`]).
     fn shared(&self, operation: Operation) -> Result<Shared<'a>> {
-        self.repo
-            .shared(&self.config.host, operation.as_str(), self.clock)
+        let lock = self
+            .repo
+            .shared(&self.config.host, operation.as_str(), self.clock)?;
+        crate::keyfile::adopt_current(self.config, self.repo);
+        Ok(lock)
     }
 
     /// The exclusive repository lock for `operation`.
     fn exclusive(&self, operation: Operation) -> Result<Exclusive<'a>> {
-        self.repo
-            .exclusive(&self.config.host, operation.as_str(), self.clock)
+        let lock = self
+            .repo
+            .exclusive(&self.config.host, operation.as_str(), self.clock)?;
+        crate::keyfile::adopt_current(self.config, self.repo);
+        Ok(lock)
     }
 
     /// Log `result` of `operation` now: `ok` with `details` of the report

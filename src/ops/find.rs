@@ -91,7 +91,8 @@ pub fn find(repo: &Repository, scope: Scope<'_>, query: &FindQuery) -> Result<Fi
         problems: listing.problems(),
         ..FindReport::default()
     };
-    let mut walker = MatchWalker::new(repo, query.pattern.clone());
+    let mut walker = MatchWalker::new(repo, query.pattern.clone())
+        .skipping(crate::repo::rotate::erased_tenants(repo)?);
     for group in groups(listing.readable) {
         let mut rows: BTreeMap<(String, ObjectId), FindRow> = BTreeMap::new();
         let mut present: Option<HashSet<String>> = None;

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod damage;
+pub mod erase;
 pub mod find;
 pub mod live_index;
 pub mod pack_presence;

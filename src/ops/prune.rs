@@ -5,15 +5,15 @@
 //! `--dry-run` prints it, and the real run computes it the same way and then
 //! executes exactly that plan, step by step, deciding nothing new:
 //!
-//! 1. **Forget**: delete the manifests of forgotten snapshots and the older
-//!    copies of rewritten ones.
+//! 1. **Forget**: delete the manifests of forgotten snapshots, of snapshots
+//!    wholly of an erased tenant, and the older copies of rewritten ones.
 //! 2. **Reclaim**: write one index without the unreferenced packs (no kept
 //!    snapshot references them), delete the other index files, then those
 //!    packs. Nothing else is written before, so a full store gets space back.
 //! 3. **Rewrite**, one pass for both reasons a tree changes: copy the live
 //!    blobs out of the packs to repack (each verified), rewrite the voice
-//!    snapshots without their expired recordings and the snapshots whose
-//!    blobs moved, write the new packs and an index file for them, then each
+//!    snapshots without their expired recordings, every snapshot without
+//!    the items of erased tenants, and the snapshots whose blobs moved, write the new packs and an index file for them, then each
 //!    new manifest before its old one is deleted. One pass, not a voice pass
 //!    followed by a repack pass: a second pass would rewrite the first one's
 //!    new trees again and leave them behind in packs no plan could name
@@ -157,6 +157,10 @@ fn execute(
         repo.delete_snapshot(r)?;
         progress.advance(1, 0);
     }
+    for r in &plan.steps.erased_whole {
+        tracing::info!(snapshot = %r.id.short(), "deleting a snapshot wholly of an erased tenant");
+        repo.delete_snapshot(r)?;
+    }
     for d in &plan.delete_duplicates {
         tracing::info!(duplicate = %d.id.short(), kept = %d.kept.short(), "deleting an older copy of a rewritten snapshot");
         repo.delete_snapshot(&d.manifest)?;
@@ -200,9 +204,12 @@ fn rewrite(
     // as the plan assumes (see crate::ops::references).
     let writer = BlobWriter::new(repo, Index::default(), wall);
     let moved = sweep::copy_live(repo, &plan.sweep, &writer)?;
-    let mut voice =
-        Rewriter::new(repo, &writer, &moved, |f| !contracts.expired(f, now)).guard(&going);
-    let mut plain = Rewriter::new(repo, &writer, &moved, |_| true).guard(&going);
+    let mut voice = Rewriter::new(repo, &writer, &moved, |_, f| !contracts.expired(f, now))
+        .guard(&going)
+        .dropping_tenants(&plan.erased_tenants);
+    let mut plain = Rewriter::new(repo, &writer, &moved, |_, _| true)
+        .guard(&going)
+        .dropping_tenants(&plan.erased_tenants);
     let mut replacements = Vec::new();
     for (r, snap) in &plan.steps.kept {
         let planned = plan.rewrites(&r.id);

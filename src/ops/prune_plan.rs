@@ -19,6 +19,11 @@
 //!   ([`crate::voice`]), with the items each loses.
 //! * **repoint**: other kept snapshots that get a new manifest only because
 //!   blobs they reference move out of repacked packs.
+//! * **erase**: the snapshots of every host that hold files or directories
+//!   of an erased tenant (`erased_tenants`, [`crate::ops::erase`]): rewritten
+//!   without them (their trees are never read: the key is gone), or deleted
+//!   when the whole snapshot is the tenant's (`whole`). Their packs are then
+//!   unreferenced and swept like any other.
 //! * **log_entries**: activity-log entries older than `activity_log_days`;
 //!   restore and erase entries only after `audit_log_days`
 //!   ([`crate::activity::AUDIT_OPERATIONS`]).
@@ -37,13 +42,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::ops::erase::{for_each_file_but, is_erased};
+use crate::repo::rotate::{erased_tenants, ErasedTenant};
+use crate::tree::DirEntry;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, SourceClass};
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::ops::references::TreeGraph;
+use crate::ops::references::{Drops, TreeGraph};
 use crate::ops::sweep::{self, SweepPlan};
 use crate::problems::Problem;
 use crate::repo::log::LogEntryRef;
@@ -90,6 +99,17 @@ pub struct Repoint {
     pub time: DateTime<Utc>,
 }
 
+/// A snapshot that loses an erased tenant's items.
+#[derive(Serialize, Debug, Clone)]
+pub struct ErasedFrom {
+    pub id: ObjectId,
+    pub host: String,
+    pub source: String,
+    pub time: DateTime<Utc>,
+    /// The whole snapshot is the tenant's: it is deleted.
+    pub whole: bool,
+}
+
 /// Everything one prune does (see the module docs).
 #[derive(Serialize, Debug, Clone, Default)]
 pub struct PrunePlan {
@@ -101,6 +121,9 @@ pub struct PrunePlan {
     pub delete_duplicates: Vec<Duplicate>,
     pub rewrite: Vec<VoiceRewrite>,
     pub repoint: Vec<Repoint>,
+    /// Tenants erased (`offsite erase --tenant`), and the snapshots they leave.
+    pub erased_tenants: BTreeMap<String, ErasedTenant>,
+    pub erase: Vec<ErasedFrom>,
     pub log_entries: Vec<String>,
     pub sweep: SweepPlan,
     /// Manifests and index files that cannot be read (see [`crate::problems`]).
@@ -121,6 +144,8 @@ pub(crate) struct Steps {
     pub log: Vec<LogEntryRef>,
     /// Every snapshot that stays (all hosts), with its manifest.
     pub kept: Vec<LoadedSnapshot>,
+    /// Snapshots wholly of an erased tenant (all hosts): deleted.
+    pub erased_whole: Vec<SnapshotRef>,
 }
 
 impl PrunePlan {
@@ -138,7 +163,9 @@ impl PrunePlan {
 
     /// Is `id` a snapshot the plan gives a new manifest?
     pub fn rewrites(&self, id: &ObjectId) -> bool {
-        self.rewrite.iter().any(|r| r.id == *id) || self.repoint.iter().any(|r| r.id == *id)
+        self.rewrite.iter().any(|r| r.id == *id)
+            || self.repoint.iter().any(|r| r.id == *id)
+            || self.erase.iter().any(|r| r.id == *id && !r.whole)
     }
 }
 
@@ -179,16 +206,20 @@ fn decide(config: &Config, refs: &[Own]) -> Vec<SnapshotDecision> {
     out
 }
 
-/// The expired items of one snapshot, with their paths, sorted.
+/// The expired items of one snapshot, with their paths, sorted. Items of
+/// erased tenants are not listed (they go anyway) and their directories
+/// not read.
 fn expired_in(
     repo: &Repository,
     snap: &Snapshot,
     contracts: &Contracts,
     now: DateTime<Utc>,
+    erased: &BTreeMap<String, ErasedTenant>,
 ) -> Result<Vec<ExpiredItem>> {
     let mut out = Vec::new();
-    repo.for_each_file(&snap.tree, &mut |path, f| {
-        if contracts.expired(&f, now) {
+    let leave = |_: &str, d: &DirEntry| is_erased(erased, d.tenant.as_ref());
+    for_each_file_but(repo, &snap.tree, &leave, &mut |path, f| {
+        if !is_erased(erased, f.tenant.as_ref()) && contracts.expired(&f, now) {
             out.push(ExpiredItem {
                 source: snap.source.clone(),
                 path,
@@ -287,13 +318,25 @@ pub fn plan(
         .filter(|(_, r)| removed.contains(&r.id))
         .map(|(_, r)| (*r).clone())
         .collect();
-    let kept: Vec<LoadedSnapshot> = readable
+    let erased = erased_tenants(repo)?;
+    let whole = |s: &Snapshot| is_erased(&erased, s.tree_tenant.as_ref());
+    let (erased_whole, kept): (Vec<LoadedSnapshot>, Vec<LoadedSnapshot>) = readable
         .into_iter()
         .filter(|(r, _)| !removed.contains(&r.id))
+        .partition(|(_, s)| whole(s));
+    let mut erase: Vec<ErasedFrom> = erased_whole
+        .iter()
+        .map(|(r, snap)| ErasedFrom {
+            id: r.id,
+            host: snap.host.clone(),
+            source: snap.source.clone(),
+            time: r.time,
+            whole: true,
+        })
         .collect();
     let mut rewrite = Vec::new();
     for (r, snap) in kept.iter().filter(|(_, s)| is_voice(config, s)) {
-        let expired = expired_in(repo, snap, &contracts, now)?;
+        let expired = expired_in(repo, snap, &contracts, now, &erased)?;
         if !expired.is_empty() {
             rewrite.push(VoiceRewrite {
                 id: r.id,
@@ -323,9 +366,22 @@ pub fn plan(
             .map(|(_, s)| (s.tree.clone(), is_voice(config, s)))
             .collect();
         let expired = |f: &FileEntry| contracts.expired(f, now);
-        let graph = TreeGraph::load(repo, &roots, &expired)?;
+        let drops = Drops {
+            expired: &expired,
+            erased: &erased,
+        };
+        let graph = TreeGraph::load(repo, &roots, &drops)?;
         let (sweep, outcome) = sweep::plan(repo, &graph, wall)?;
         for (i, (r, snap)) in kept.iter().enumerate() {
+            if graph.erased_below(i) {
+                erase.push(ErasedFrom {
+                    id: r.id,
+                    host: snap.host.clone(),
+                    source: snap.source.clone(),
+                    time: r.time,
+                    whole: false,
+                });
+            }
             if outcome.rewritten[i] && !graph.drops_below(i) {
                 plan.repoint.push(Repoint {
                     id: r.id,
@@ -337,7 +393,15 @@ pub fn plan(
         plan.repoint.sort_by_key(|r| r.id);
         plan.sweep = sweep;
     }
+    erase.sort_by_key(|e| e.id);
+    plan.erase = erase;
+    plan.erased_tenants = erased;
     plan.sweep_held_back = sweep_held_back;
-    plan.steps = Steps { forget, kept, log };
+    plan.steps = Steps {
+        forget,
+        kept,
+        log,
+        erased_whole: erased_whole.into_iter().map(|(r, _)| r).collect(),
+    };
     Ok(plan)
 }

@@ -13,7 +13,8 @@
 //! of packs that go away ([`TreeGraph::outcome`]):
 //!
 //! * which trees the rewrite pass changes (exactly the rule of
-//!   [`crate::ops::rewrite::Rewriter`]: a tree changes when it drops a file,
+//!   [`crate::ops::rewrite::Rewriter`]: a tree changes when it drops a file
+//!   or the directory of an erased tenant (never read: its key is gone),
 //!   when one of its kept chunks or subtrees moves, or when a subtree
 //!   changes; a directory emptied by dropped files is dropped);
 //! * the blobs referenced afterwards: every chunk of every kept file, and
@@ -23,11 +24,12 @@
 //!
 //! Trees are keyed by location (pack, blob), as the rewriter memoizes them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::repo::pack::BlobRef;
+use crate::repo::rotate::ErasedTenant;
 use crate::repo::{Repository, TreeCache};
 use crate::tree::{check_depth, Entry, FileEntry, Tree};
 
@@ -39,11 +41,12 @@ pub type Loc = (ObjectId, ObjectId);
 pub struct TreeGraph {
     nodes: Vec<Node>,
     roots: Vec<Root>,
-    /// Per node: the voice filter drops something below it.
-    voice_changed: Vec<bool>,
-    /// Per node: the voice filter empties it (it drops files and keeps
-    /// nothing), so its parent leaves it out.
-    voice_omitted: Vec<bool>,
+    /// Per context (0: erased tenants only, 1: with the voice filter too)
+    /// and node: the filter drops something below it.
+    filtered: [Vec<bool>; 2],
+    /// Per context and node: the filter empties it (it drops something and
+    /// keeps nothing), so its parent leaves it out.
+    omitted: [Vec<bool>; 2],
 }
 
 /// One snapshot's root tree.
@@ -58,12 +61,22 @@ struct Node {
     blob: (Loc, u32),
     dirs: Vec<usize>,
     files: Vec<FileRefs>,
+    /// Directories of erased tenants: dropped unread in every context.
+    erased_dirs: usize,
 }
 
 struct FileRefs {
     chunks: Vec<(Loc, u32)>,
     /// Dropped from voice snapshots: its backup copy expired.
     expired: bool,
+    /// Dropped everywhere: its tenant was erased.
+    erased: bool,
+}
+
+impl FileRefs {
+    fn dropped(&self, voice: bool) -> bool {
+        self.erased || (voice && self.expired)
+    }
 }
 
 /// What the rewrite pass does when the packs in `going` go away.
@@ -86,16 +99,26 @@ struct Frame {
     tree: Tree,
     next: usize,
     dirs: Vec<usize>,
+    erased_dirs: usize,
+}
+
+/// What is dropped: files the voice filter drops (`expired`, in voice
+/// snapshots), and everything of the `erased` tenants (in every snapshot).
+pub struct Drops<'a> {
+    pub expired: &'a dyn Fn(&FileEntry) -> bool,
+    pub erased: &'a BTreeMap<String, ErasedTenant>,
+}
+
+impl Drops<'_> {
+    fn erased(&self, tenant: Option<&String>) -> bool {
+        tenant.is_some_and(|t| self.erased.contains_key(t))
+    }
 }
 
 impl TreeGraph {
     /// Load the trees below `roots` (each with whether the voice filter
-    /// applies to it); `expired` says which files the voice filter drops.
-    pub fn load(
-        repo: &Repository,
-        roots: &[(BlobRef, bool)],
-        expired: &dyn Fn(&FileEntry) -> bool,
-    ) -> Result<Self> {
+    /// applies to it); `drops` says which files and directories go.
+    pub fn load(repo: &Repository, roots: &[(BlobRef, bool)], drops: &Drops<'_>) -> Result<Self> {
         let mut cache = TreeCache::new(repo);
         let mut known: HashMap<Loc, usize> = HashMap::new();
         let mut nodes: Vec<Node> = Vec::new();
@@ -103,28 +126,31 @@ impl TreeGraph {
         for (root, voice) in roots {
             let node = match known.get(&(root.pack, root.id)) {
                 Some(&i) => i,
-                None => add(&mut cache, root, &mut known, &mut nodes, expired)?,
+                None => add(&mut cache, root, &mut known, &mut nodes, drops)?,
             };
             out.push(Root {
                 node,
                 voice: *voice,
             });
         }
-        let mut voice_changed = vec![false; nodes.len()];
-        let mut voice_omitted = vec![false; nodes.len()];
-        // Children come first, so one pass in order sees them decided.
-        for (i, n) in nodes.iter().enumerate() {
-            let kept_dirs = n.dirs.iter().filter(|&&c| !voice_omitted[c]).count();
-            let kept_files = n.files.iter().filter(|f| !f.expired).count();
-            voice_changed[i] =
-                kept_files < n.files.len() || n.dirs.iter().any(|&c| voice_changed[c]);
-            voice_omitted[i] = voice_changed[i] && kept_dirs == 0 && kept_files == 0;
+        let mut filtered = [vec![false; nodes.len()], vec![false; nodes.len()]];
+        let mut omitted = [vec![false; nodes.len()], vec![false; nodes.len()]];
+        for (ctx, voice) in [(0, false), (1, true)] {
+            // Children come first, so one pass in order sees them decided.
+            for (i, n) in nodes.iter().enumerate() {
+                let kept_dirs = n.dirs.iter().filter(|&&c| !omitted[ctx][c]).count();
+                let kept_files = n.files.iter().filter(|f| !f.dropped(voice)).count();
+                filtered[ctx][i] = kept_files < n.files.len()
+                    || n.erased_dirs > 0
+                    || n.dirs.iter().any(|&c| filtered[ctx][c]);
+                omitted[ctx][i] = filtered[ctx][i] && kept_dirs == 0 && kept_files == 0;
+            }
         }
         Ok(TreeGraph {
             nodes,
             roots: out,
-            voice_changed,
-            voice_omitted,
+            filtered,
+            omitted,
         })
     }
 
@@ -140,10 +166,16 @@ impl TreeGraph {
         packs
     }
 
-    /// Does the voice filter drop anything from the snapshot of root `i`?
+    /// Does the voice filter or an erasure drop anything from the snapshot
+    /// of root `i`?
     pub fn drops_below(&self, i: usize) -> bool {
         let r = self.roots[i];
-        r.voice && self.voice_changed[r.node]
+        self.filtered[usize::from(r.voice)][r.node]
+    }
+
+    /// Does an erased tenant drop anything from the snapshot of root `i`?
+    pub fn erased_below(&self, i: usize) -> bool {
+        self.filtered[0][self.roots[i].node]
     }
 
     /// What the rewrite pass does when the packs in `going` go away.
@@ -153,9 +185,9 @@ impl TreeGraph {
         let mut changed = [vec![false; self.nodes.len()], vec![false; self.nodes.len()]];
         for (i, n) in self.nodes.iter().enumerate() {
             for (ctx, voice) in [(0, false), (1, true)] {
-                let kept_file = |f: &&FileRefs| !(voice && f.expired);
-                let kept_dir = |c: &&usize| !(voice && self.voice_omitted[**c]);
-                changed[ctx][i] = (voice && self.voice_changed[i])
+                let kept_file = |f: &&FileRefs| !f.dropped(voice);
+                let kept_dir = |c: &&usize| !self.omitted[ctx][**c];
+                changed[ctx][i] = self.filtered[ctx][i]
                     || n.files
                         .iter()
                         .filter(kept_file)
@@ -181,14 +213,10 @@ impl TreeGraph {
                 if !changed[ctx][i] {
                     live.insert(n.blob.0, n.blob.1);
                 }
-                for f in n.files.iter().filter(|f| !(root.voice && f.expired)) {
+                for f in n.files.iter().filter(|f| !f.dropped(root.voice)) {
                     live.extend(f.chunks.iter().copied());
                 }
-                stack.extend(
-                    n.dirs
-                        .iter()
-                        .filter(|&&c| !(root.voice && self.voice_omitted[c])),
-                );
+                stack.extend(n.dirs.iter().filter(|&&c| !self.omitted[ctx][c]));
             }
         }
         Outcome { live, rewritten }
@@ -202,13 +230,14 @@ fn add(
     root: &BlobRef,
     known: &mut HashMap<Loc, usize>,
     nodes: &mut Vec<Node>,
-    expired: &dyn Fn(&FileEntry) -> bool,
+    drops: &Drops<'_>,
 ) -> Result<usize> {
     let mut stack = vec![Frame {
         blob: root.clone(),
         tree: cache.read_tree(root)?,
         next: 0,
         dirs: Vec::new(),
+        erased_dirs: 0,
     }];
     while let Some(top) = stack.last_mut() {
         let next_dir = top.tree.entries[top.next..]
@@ -220,6 +249,10 @@ fn add(
                 let Entry::Dir(d) = &top.tree.entries[at] else {
                     continue;
                 };
+                if drops.erased(d.tenant.as_ref()) {
+                    top.erased_dirs += 1;
+                    continue;
+                }
                 if let Some(&i) = known.get(&(d.tree.pack, d.tree.id)) {
                     top.dirs.push(i);
                     continue;
@@ -232,6 +265,7 @@ fn add(
                     tree,
                     next: 0,
                     dirs: Vec::new(),
+                    erased_dirs: 0,
                 });
             }
             None => {
@@ -243,7 +277,8 @@ fn add(
                     .filter_map(|e| match e {
                         Entry::File(f) => Some(FileRefs {
                             chunks: f.chunks.iter().map(loc).collect(),
-                            expired: expired(f),
+                            expired: (drops.expired)(f),
+                            erased: drops.erased(f.tenant.as_ref()),
                         }),
                         Entry::Dir(_) => None,
                     })
@@ -253,6 +288,7 @@ fn add(
                     blob: loc(&frame.blob),
                     dirs: frame.dirs,
                     files,
+                    erased_dirs: frame.erased_dirs,
                 });
                 known.insert((frame.blob.pack, frame.blob.id), i);
                 match stack.last_mut() {
@@ -326,12 +362,8 @@ mod tests {
         (r, s, a, b)
     }
 
-    fn key(b: &BlobRef) -> Loc {
-        (b.pack, b.id)
-    }
-
-    #[test]
-    fn live_set_follows_the_rewrites_the_prune_will_commit() {
+    /// A new repository in a temporary directory (kept while the first lives).
+    fn scratch_repo() -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(
             &crate::repo::Location::Local(dir.path().join("r")),
@@ -339,8 +371,23 @@ mod tests {
             &crate::repo::MasterKey::generate(),
         )
         .unwrap();
+        (dir, repo)
+    }
+
+    fn key(b: &BlobRef) -> Loc {
+        (b.pack, b.id)
+    }
+
+    #[test]
+    fn live_set_follows_the_rewrites_the_prune_will_commit() {
+        let (_dir, repo) = scratch_repo();
         let (r, s, a, b) = small_repo(&repo);
         let expired = |f: &FileEntry| f.name == "b";
+        let none = BTreeMap::new();
+        let expired = Drops {
+            expired: &expired,
+            erased: &none,
+        };
         let graph =
             TreeGraph::load(&repo, &[(r.clone(), true), (r.clone(), false)], &expired).unwrap();
         assert!(graph.drops_below(0) && !graph.drops_below(1));
@@ -366,26 +413,90 @@ mod tests {
 
     #[test]
     fn a_rewrite_keeping_a_reference_into_a_pack_the_plan_deletes_stops() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(
-            &crate::repo::Location::Local(dir.path().join("r")),
-            chrono::DateTime::UNIX_EPOCH,
-            &crate::repo::MasterKey::generate(),
-        )
-        .unwrap();
+        let (_dir, repo) = scratch_repo();
         let (r, _, a, _) = small_repo(&repo);
         let writer = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
         let moved = Moved::new();
         let going = HashSet::from([a.pack]);
-        let err = Rewriter::new(&repo, &writer, &moved, |_| true)
+        let err = Rewriter::new(&repo, &writer, &moved, |_, _| true)
             .guard(&going)
             .rewrite(&r)
             .unwrap_err();
         assert!(matches!(err, crate::Error::Conflict(_)), "{err}");
         // Without the guard the same rewrite keeps the reference unchanged.
-        let same = Rewriter::new(&repo, &writer, &moved, |_| true)
+        let same = Rewriter::new(&repo, &writer, &moved, |_, _| true)
             .rewrite(&r)
             .unwrap();
         assert_eq!(same.tree, r);
+    }
+
+    #[test]
+    fn an_erased_tenants_directory_is_left_unread_by_the_graph_the_rewriter_and_find() {
+        let (_dir, repo) = scratch_repo();
+        let w = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let b = w
+            .store(None, BlobKind::Data, b"bbbb", Compress::Never)
+            .unwrap();
+        // acme's tree sits in a pack that does not exist: reading it fails.
+        let unreadable = BlobRef {
+            pack: ObjectId::hash(b"no such pack"),
+            ..b.clone()
+        };
+        let root = Tree {
+            entries: vec![
+                Entry::Dir(DirEntry {
+                    name: "acme".into(),
+                    mode: 0o40755,
+                    mtime_ns: 0,
+                    tenant: Some("acme".into()),
+                    tree: unreadable,
+                }),
+                file("b", &b),
+            ],
+        };
+        let r = w
+            .store(None, BlobKind::Tree, &root.to_bytes(), Compress::Try)
+            .unwrap();
+        w.finish().unwrap();
+        let none = BTreeMap::new();
+        let keep_all = |_: &FileEntry| false;
+        let drops = |erased| Drops {
+            expired: &keep_all,
+            erased,
+        };
+        assert!(TreeGraph::load(&repo, &[(r.clone(), false)], &drops(&none)).is_err());
+        let erased = BTreeMap::from([(
+            "acme".to_string(),
+            ErasedTenant {
+                at: chrono::DateTime::UNIX_EPOCH,
+                reason: "gone".into(),
+            },
+        )]);
+        let graph = TreeGraph::load(&repo, &[(r.clone(), false)], &drops(&erased)).unwrap();
+        assert!(graph.erased_below(0) && graph.drops_below(0));
+        let out = graph.outcome(&HashSet::new());
+        assert_eq!(out.rewritten, vec![true]);
+        let live: HashSet<Loc> = out.live.keys().copied().collect();
+        assert_eq!(live, HashSet::from([key(&b)]));
+
+        let writer = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let moved = Moved::new();
+        let new = Rewriter::new(&repo, &writer, &moved, |_, _| true)
+            .dropping_tenants(&erased)
+            .rewrite(&r)
+            .unwrap();
+        writer.finish().unwrap();
+        assert_eq!(new.dropped, 1);
+        let tree = repo.read_tree(&new.tree).unwrap();
+        assert_eq!(tree.entries, vec![file("b", &b)]);
+
+        use crate::ops::find::walk::{MatchWalker, Seen};
+        let all = crate::glob::Pattern::parse("**").unwrap();
+        let mut find = MatchWalker::new(&repo, all.clone());
+        assert!(find.matches(&r, &mut Seen::new()).is_err());
+        let mut find = MatchWalker::new(&repo, all).skipping(erased.clone());
+        let found = find.matches(&r, &mut Seen::new()).unwrap();
+        let paths: Vec<&str> = found.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["b"]);
     }
 }

@@ -10,7 +10,9 @@
 //! (carried-forward voice recordings included), each uniformly, so over many
 //! runs every source, tenant and snapshot age is exercised rather than only the
 //! biggest tenant or the newest snapshot. The random source is seeded on
-//! request, so a run can be repeated exactly.
+//! request, so a run can be repeated exactly. Erased tenants
+//! ([`crate::ops::erase`]) are never chosen: their items cannot be read, by
+//! design, until the next prune removes them.
 //!
 //! A failure is a result, not an error: the report says `failed`, names the
 //! object that failed, and is logged; nothing is ever deleted because of it.
@@ -25,12 +27,14 @@ use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::operation::Outcome;
+use crate::ops::erase::{for_each_file_but, is_erased};
 use crate::ops::restore::{restore_item, FoundItem, RestoreOptions};
 use crate::ops::restore_run::NoProgress;
 use crate::repo::pack::BlobRef;
+use crate::repo::rotate::{erased_tenants, ErasedTenant};
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
-use crate::tree::FileEntry;
+use crate::tree::{DirEntry, FileEntry};
 
 /// The outcome of one restore test.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -95,15 +99,18 @@ impl Rng {
     }
 }
 
-/// Files of a snapshot (up to `max_bytes`) grouped by tenant, with their paths.
+/// Files of a snapshot (up to `max_bytes`) grouped by tenant, with their
+/// paths; the erased tenants' left out (their directories unread).
 fn items_by_tenant(
     repo: &Repository,
     tree: &BlobRef,
     max_bytes: Option<u64>,
+    erased: &BTreeMap<String, ErasedTenant>,
 ) -> Result<BTreeMap<String, Vec<(String, FileEntry)>>> {
     let mut out: BTreeMap<String, Vec<(String, FileEntry)>> = BTreeMap::new();
-    repo.for_each_file(tree, &mut |path, f| {
-        if max_bytes.is_none_or(|m| f.size <= m) {
+    let leave = |_: &str, d: &DirEntry| is_erased(erased, d.tenant.as_ref());
+    for_each_file_but(repo, tree, &leave, &mut |path, f| {
+        if max_bytes.is_none_or(|m| f.size <= m) && !is_erased(erased, f.tenant.as_ref()) {
             out.entry(f.tenant.clone().unwrap_or_default())
                 .or_default()
                 .push((path, f));
@@ -166,10 +173,16 @@ fn attempt(
     }
     let (source, snaps) = &candidates[rng.below(candidates.len())];
     report.source = Some(source.name.clone());
-    let (snap_ref, snap) = pick_readable_snapshot(repo, snaps, rng)?;
+    let erased = erased_tenants(repo)?;
+    let (snap_ref, snap) = pick_readable_snapshot(repo, snaps, rng, &erased)?;
     report.snapshot = Some(snap_ref.id);
     report.snapshot_time = Some(snap_ref.time);
-    let by_tenant = items_by_tenant(repo, &snap.tree, config.restore_test_max_item_bytes)?;
+    let by_tenant = items_by_tenant(
+        repo,
+        &snap.tree,
+        config.restore_test_max_item_bytes,
+        &erased,
+    )?;
     if by_tenant.is_empty() {
         return Err(Error::NotFound {
             what: format!("an item to test in snapshot {}", snap_ref.id.short()),
@@ -201,16 +214,19 @@ fn attempt(
 /// A manifest that cannot be read is reported by `check`, `snapshots` and the
 /// `offsite_repository_problems` metric; here it is skipped (with a warning),
 /// so one damaged manifest does not fail every restore test that draws it.
+/// A snapshot wholly of an erased tenant is skipped too.
 fn pick_readable_snapshot<'s>(
     repo: &Repository,
     snaps: &'s [SnapshotRef],
     rng: &mut Rng,
+    erased: &BTreeMap<String, ErasedTenant>,
 ) -> Result<(&'s SnapshotRef, crate::snapshot::Snapshot)> {
     let mut left: Vec<&SnapshotRef> = snaps.iter().collect();
     let mut last_problem = None;
     while !left.is_empty() {
         let snap_ref = left.swap_remove(rng.below(left.len()));
         match repo.load_snapshot(snap_ref) {
+            Ok(snap) if is_erased(erased, snap.tree_tenant.as_ref()) => {}
             Ok(snap) => return Ok((snap_ref, snap)),
             Err(e) if crate::problems::is_object_damage(&e) => {
                 tracing::warn!(manifest = %snap_ref.key, error = %e, "restore test skips an unreadable manifest");

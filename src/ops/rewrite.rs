@@ -14,8 +14,14 @@
 //! A rewriter may be given the packs a prune plan deletes ([`Rewriter::guard`]):
 //! a kept reference into one of them that was not moved out is an error, so a
 //! plan that missed a reference stops the prune before anything is deleted.
+//!
+//! It may also be given erased tenants ([`Rewriter::dropping_tenants`], see
+//! [`crate::ops::erase`]): their files and their directories are dropped
+//! without reading them (an erased tenant's trees cannot be read), and a
+//! filter that judges paths ([`Rewriter::by_path`], `erase --glob`) memoizes
+//! a tree per (location, place), since one tree can sit at two paths.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::Result;
 use crate::id::ObjectId;
@@ -28,17 +34,29 @@ use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree};
 /// Blobs copied out of packs that will be deleted: (old pack, blob) → new location.
 pub type Moved = HashMap<(ObjectId, ObjectId), BlobRef>;
 
+/// A tree's memo key: its location, and its place when the filter judges paths.
+type MemoKey = (ObjectId, ObjectId, String);
+
+/// Picks directories to leave as they are, unread: (path, entry) → leave?
+pub type Leave<'a> = &'a dyn Fn(&str, &DirEntry) -> bool;
+
 /// Rewrites trees with a file filter and a moved-blob map.
-pub struct Rewriter<'a, 'r, F: FnMut(&FileEntry) -> bool> {
+pub struct Rewriter<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> {
     repo: &'a Repository,
     writer: &'a BlobWriter<'r>,
     moved: &'a Moved,
-    /// Keep a file? (false drops it)
+    /// Keep the file at this path (relative to the source)? (false drops it)
     keep: F,
-    /// Rewritten trees by their old location (pack, blob).
-    memo: HashMap<(ObjectId, ObjectId), Rewritten>,
+    /// Rewritten trees by their old location (pack, blob) and place.
+    memo: HashMap<MemoKey, Rewritten>,
     /// Packs that go away: a kept reference into one must have been moved.
     going: Option<&'a HashSet<ObjectId>>,
+    /// Tenants whose files and directories are dropped unread.
+    erased: Option<&'a BTreeMap<String, crate::repo::rotate::ErasedTenant>>,
+    /// The filter judges paths: memoize per place.
+    by_path: bool,
+    /// Directories left as they are, unread (path, entry).
+    leave: Option<Leave<'a>>,
 }
 
 /// A rewritten tree.
@@ -52,7 +70,7 @@ pub struct Rewritten {
     pub empty: bool,
 }
 
-impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
+impl<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> Rewriter<'a, 'r, F> {
     pub fn new(
         repo: &'a Repository,
         writer: &'a BlobWriter<'r>,
@@ -66,7 +84,42 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
             keep,
             memo: HashMap::new(),
             going: None,
+            erased: None,
+            by_path: false,
+            leave: None,
         }
+    }
+
+    /// Leave the directories `leave` picks as they are, without reading
+    /// them (`erase --item` touches only the trees on its path).
+    pub fn leaving(mut self, leave: Leave<'a>) -> Self {
+        self.leave = Some(leave);
+        self
+    }
+
+    /// Drop every file and directory of the tenants in `erased`.
+    pub fn dropping_tenants(
+        mut self,
+        erased: &'a BTreeMap<String, crate::repo::rotate::ErasedTenant>,
+    ) -> Self {
+        self.erased = Some(erased);
+        self
+    }
+
+    /// The filter judges paths, not only entries: a tree is rewritten once
+    /// per place it sits at.
+    pub fn by_path(mut self) -> Self {
+        self.by_path = true;
+        self
+    }
+
+    fn erased(&self, tenant: Option<&String>) -> bool {
+        matches!((self.erased, tenant), (Some(e), Some(t)) if e.contains_key(t))
+    }
+
+    fn memo_key(&self, blob: &BlobRef, place: &str) -> MemoKey {
+        let place = if self.by_path { place } else { "" };
+        (blob.pack, blob.id, place.to_string())
     }
 
     /// Refuse (with [`crate::Error::Conflict`]) to keep a reference into one
@@ -94,16 +147,17 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
     /// dropped too. Iterative and depth limited (see [`crate::tree`]): the
     /// directories above the one being rewritten wait on an explicit stack.
     pub fn rewrite(&mut self, root: &BlobRef) -> Result<Rewritten> {
-        if let Some(done) = self.memo.get(&(root.pack, root.id)) {
+        if let Some(done) = self.memo.get(&self.memo_key(root, "")) {
             return Ok(done.clone());
         }
         // Each parent with the entry of the directory being rewritten below it.
         let mut parents: Vec<(Frame, DirEntry)> = Vec::new();
-        let mut current = Frame::new(root.clone(), self.repo.read_tree(root)?);
+        let mut current = Frame::new(root.clone(), String::new(), self.repo.read_tree(root)?);
         loop {
             match current.next_entry() {
                 Some(Entry::File(f)) => {
-                    if (self.keep)(&f) {
+                    let path = current.path_of(&f.name);
+                    if !self.erased(f.tenant.as_ref()) && (self.keep)(&path, &f) {
                         let chunks = f
                             .chunks
                             .iter()
@@ -118,14 +172,27 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
                         current.dropped_bytes += f.size;
                     }
                 }
-                Some(Entry::Dir(d)) => match self.memo.get(&(d.tree.pack, d.tree.id)) {
-                    Some(done) => current.add_dir(d, done.clone()),
-                    None => {
-                        check_depth(parents.len() + 1, &d.tree)?;
-                        let child = Frame::new(d.tree.clone(), self.repo.read_tree(&d.tree)?);
-                        parents.push((std::mem::replace(&mut current, child), d));
+                Some(Entry::Dir(d)) if self.erased(d.tenant.as_ref()) => {
+                    // Unread: counted as one dropped item of unknown size.
+                    current.dropped += 1;
+                }
+                Some(Entry::Dir(d)) => {
+                    let path = current.path_of(&d.name);
+                    if self.leave.is_some_and(|leave| leave(&path, &d)) {
+                        let tree = self.relocate(&d.tree)?;
+                        current.new.entries.push(Entry::Dir(DirEntry { tree, ..d }));
+                        continue;
                     }
-                },
+                    match self.memo.get(&self.memo_key(&d.tree, &path)) {
+                        Some(done) => current.add_dir(d, done.clone()),
+                        None => {
+                            check_depth(parents.len() + 1, &d.tree)?;
+                            let tree = self.repo.read_tree(&d.tree)?;
+                            let child = Frame::new(d.tree.clone(), path, tree);
+                            parents.push((std::mem::replace(&mut current, child), d));
+                        }
+                    }
+                }
                 None => {
                     let done = self.finish(current)?;
                     match parents.pop() {
@@ -159,8 +226,8 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
             dropped_bytes: frame.dropped_bytes,
             empty: frame.new.entries.is_empty(),
         };
-        self.memo
-            .insert((frame.tree.pack, frame.tree.id), done.clone());
+        let key = self.memo_key(&frame.tree, &frame.path);
+        self.memo.insert(key, done.clone());
         Ok(done)
     }
 }
@@ -169,6 +236,8 @@ impl<'a, 'r, F: FnMut(&FileEntry) -> bool> Rewriter<'a, 'r, F> {
 /// new entries so far.
 struct Frame {
     tree: BlobRef,
+    /// The directory's path relative to the source ("" for the root).
+    path: String,
     old: Tree,
     next: usize,
     new: Tree,
@@ -177,14 +246,24 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(tree: BlobRef, old: Tree) -> Self {
+    fn new(tree: BlobRef, path: String, old: Tree) -> Self {
         Frame {
             tree,
+            path,
             old,
             next: 0,
             new: Tree::default(),
             dropped: 0,
             dropped_bytes: 0,
+        }
+    }
+
+    /// The path of the entry `name` in this directory.
+    fn path_of(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.path)
         }
     }
 

@@ -34,8 +34,9 @@ use crate::repo::keys::{self, MasterKey};
 use crate::repo::store::Store;
 use crate::repo::{Location, Repository};
 
-/// Where envelopes live: the one place that spells their keys.
-const PREFIX: &str = "keys/envelopes/";
+/// Where envelopes live: the one place that spells their keys (an
+/// erase deletes every one, [`crate::repo::rotate`]).
+pub(crate) const PREFIX: &str = "keys/envelopes/";
 const VERSION: u32 = 1;
 const PURPOSE: &[u8] = b"offsite2/envelope";
 /// An envelope is a few hundred bytes; anything much bigger is not one.
@@ -368,7 +369,7 @@ impl Repository {
         add(
             &self.store,
             self.config.id,
-            self.keys.master(),
+            &self.keys.master(),
             passphrase,
             label,
             now,

@@ -22,7 +22,7 @@
 //! tenant's wrap is replaced by a tombstone saying when and why.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -176,7 +176,8 @@ const SHARED: &str = "shared";
 #[derive(Debug)]
 pub struct Keys {
     repository: ObjectId,
-    master: MasterKey,
+    /// Replaced when another process rotates it ([`Keys::follow`]).
+    master: RwLock<MasterKey>,
     meta: Arc<DataKey>,
     shared: Arc<DataKey>,
     tenants: Mutex<HashMap<String, TenantKey>>,
@@ -284,7 +285,7 @@ impl Keys {
         store.put_new(&epoch_key(master.epoch), master.seal_json("epoch", &record))?;
         Ok(Keys {
             repository,
-            master: master.clone(),
+            master: RwLock::new(master.clone()),
             meta: Arc::new(DataKey::from_secret(&meta)),
             shared: Arc::new(DataKey::from_secret(&shared)),
             tenants: Mutex::new(HashMap::new()),
@@ -314,7 +315,7 @@ impl Keys {
         let shared = load_fixed(store, &current, SHARED)?;
         Ok(Keys {
             repository,
-            master: current,
+            master: RwLock::new(current),
             meta: Arc::new(DataKey::from_secret(&meta)),
             shared: Arc::new(DataKey::from_secret(&shared)),
             tenants: Mutex::new(HashMap::new()),
@@ -322,8 +323,20 @@ impl Keys {
     }
 
     /// The master key in use (newer than the one opened with after a rotation).
-    pub fn master(&self) -> &MasterKey {
-        &self.master
+    pub fn master(&self) -> MasterKey {
+        self.master
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Use `master`, a newer epoch's key that opened its epoch record
+    /// (see `crate::repo::rotate`): tenant keys are read again (an erased
+    /// one is now a tombstone); the metadata and shared keys are carried
+    /// over unchanged by a rotation.
+    pub(crate) fn adopt(&self, master: MasterKey) {
+        *self.master.write().unwrap_or_else(|e| e.into_inner()) = master;
+        self.tenants.lock().unwrap().clear();
     }
 
     /// The repository these keys belong to.
@@ -348,9 +361,10 @@ impl Keys {
         if let Some(k) = self.tenants.lock().unwrap().get(tenant) {
             return Ok(k.clone());
         }
-        let key = self.master.wrap_key("tenant", tenant);
+        let master = self.master();
+        let key = master.wrap_key("tenant", tenant);
         let loaded = match store.get(&key) {
-            Ok(bytes) => self.parse_wrap(&key, tenant, &bytes)?,
+            Ok(bytes) => self.parse_wrap(&master, &key, tenant, &bytes)?,
             Err(Error::NotFound { .. }) => {
                 return Err(Error::corrupt(
                     key,
@@ -380,12 +394,12 @@ impl Keys {
             Err(Error::Corrupt { .. }) => {}
             other => return other,
         }
-        let key = self.master.wrap_key("tenant", tenant);
+        let master = self.master();
+        let key = master.wrap_key("tenant", tenant);
         let secret = Secret::random();
         match store.put_new(
             &key,
-            self.master
-                .seal_json("wrap", &new_wrap(tenant, &secret, now)),
+            master.seal_json("wrap", &new_wrap(tenant, &secret, now)),
         ) {
             Ok(()) => {}
             Err(Error::AlreadyExists { .. }) => return self.tenant(store, tenant),
@@ -399,9 +413,14 @@ impl Keys {
         Ok(live)
     }
 
-    fn parse_wrap(&self, key: &str, tenant: &str, bytes: &[u8]) -> Result<TenantKey> {
-        let wrap: Wrap = self
-            .master
+    fn parse_wrap(
+        &self,
+        master: &MasterKey,
+        key: &str,
+        tenant: &str,
+        bytes: &[u8],
+    ) -> Result<TenantKey> {
+        let wrap: Wrap = master
             .open_json("wrap", key, bytes)?
             .ok_or_else(|| Error::corrupt(key, "tenant key does not authenticate"))?;
         match wrap {
@@ -437,7 +456,7 @@ pub(crate) fn newest_epoch(store: &Store) -> Result<u64> {
         })
 }
 
-fn verify_epoch(store: &Store, repository: ObjectId, master: &MasterKey) -> Result<()> {
+pub(crate) fn verify_epoch(store: &Store, repository: ObjectId, master: &MasterKey) -> Result<()> {
     let key = epoch_key(master.epoch);
     let bytes = store.get(&key)?;
     match master.open_json::<EpochRecord>("epoch", &key, &bytes)? {
@@ -456,7 +475,7 @@ fn verify_epoch(store: &Store, repository: ObjectId, master: &MasterKey) -> Resu
     }
 }
 
-fn follow_link(store: &Store, from: &MasterKey) -> Result<MasterKey> {
+pub(crate) fn follow_link(store: &Store, from: &MasterKey) -> Result<MasterKey> {
     let next = from.epoch + 1;
     let key = link_key(next);
     let bytes = store.get(&key)?;

@@ -5,7 +5,9 @@
 //! until it is dropped (the lock object is refreshed meanwhile and removed on
 //! drop). An operation that must not run beside a prune takes `&Shared`
 //! (snapshot, check); one that must run alone takes `&Exclusive` (prune,
-//! rebuild-index, repair). A guard dereferences to the [`Repository`], and an
+//! rebuild-index, repair). Taking either first follows a key rotation made
+//! since the repository was opened ([`Repository::follow_key_rotation`]).
+//! A guard dereferences to the [`Repository`], and an
 //! [`Exclusive`] dereferences to a [`Shared`], so it serves wherever a shared
 //! lock is required. A new caller cannot forget the lock:
 //!
@@ -86,6 +88,7 @@ impl Repository {
             operation,
             clock.now(),
         )?;
+        self.follow_key_rotation()?;
         Ok(Shared {
             repo: self,
             _lock: lock,
@@ -108,6 +111,7 @@ impl Repository {
             operation,
             clock.now(),
         )?;
+        self.follow_key_rotation()?;
         Ok(Exclusive(Shared {
             repo: self,
             _lock: lock,

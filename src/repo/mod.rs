@@ -17,7 +17,8 @@
 //!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer;
 //!   [`parallel`]: reading many small objects at once.
 //! * Keys: [`keys`] (master key epochs, data keys), [`envelopes`]
-//!   (passphrase copies of the master key).
+//!   (passphrase copies of the master key) and [`rotate`] (a new epoch that
+//!   erases a tenant, with its own commit order).
 //!
 //! # Format (version 2)
 //!
@@ -30,7 +31,8 @@
 //! | locks | JSON holder and kind (see [`lock`]), sealed (metadata key, bound to its key) | by every writer, refreshed while held |
 //! | activity log | one JSON line per operation (see [`log`]), sealed (metadata key, bound to its key); keyed by time only | after each operation |
 //! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
-//! | key envelopes (`keys/envelopes/<id>`) | plaintext JSON: label, epoch, Argon2id parameters; the master key sealed under Argon2id(passphrase) (see [`envelopes`]) | by `key add`, create-only; deleted only by `key remove` |
+//! | key objects (`keys/`) | epoch records, forward links, data-key wraps and tombstones (see [`keys`]) | `init`, a tenant's first use, `erase --tenant` ([`rotate`]: the old epoch's wraps and the passphrase envelopes are deleted after the new epoch commits) |
+//! | key envelopes (`keys/envelopes/<id>`) | plaintext JSON: label, epoch, Argon2id parameters; the master key sealed under Argon2id(passphrase) (see [`envelopes`]) | by `key add`, create-only; deleted by `key remove`, and every one by `erase --tenant` (each holds the old master key) |
 //!
 //! Blobs are named by their keyed id (HMAC-SHA-256 under their tenant's key,
 //! see [`keys`]) and stored once per tenant: the same content in two tenants
@@ -67,6 +69,7 @@ pub mod log;
 pub mod pack;
 pub mod packs;
 pub(crate) mod parallel;
+pub mod rotate;
 pub mod s3;
 pub mod snapshots;
 pub mod store;

@@ -4,6 +4,7 @@
 //! the repository, reading the log), one file a group, so a new command is a
 //! new function and one line in [`super::run`]'s dispatch.
 
+pub(super) mod erase;
 pub(super) mod find;
 pub(super) mod key;
 pub(super) mod log;

@@ -54,6 +54,7 @@ pub fn details(e: &Activity) -> String {
         Operation::RestoreTest => restore_test(d),
         Operation::Prune => prune(d),
         Operation::Check => check(d),
+        Operation::Erase => erase(d),
         _ => Vec::new(),
     };
     match d.get("error").and_then(Value::as_str) {
@@ -62,6 +63,16 @@ pub fn details(e: &Activity) -> String {
         _ => {}
     }
     parts.join(", ")
+}
+
+fn erase(d: &Value) -> Vec<String> {
+    let mut parts = field(d, "tenant", "tenant");
+    parts.extend(field(d, "selection", "items"));
+    if let Some(items) = d.get("items").and_then(Value::as_array) {
+        parts.push(format!("{} removed", items.len()));
+    }
+    parts.extend(field(d, "reason", "reason"));
+    parts
 }
 
 fn snapshot(d: &Value) -> Vec<String> {

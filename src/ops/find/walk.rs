@@ -99,6 +99,8 @@ pub struct MatchWalker<'r> {
     memo: HashMap<(ObjectId, String), Vec<Item>>,
     memo_items: usize,
     trees_read: u64,
+    /// Tenants whose directories are not entered (their key is erased).
+    erased: std::collections::BTreeMap<String, crate::repo::rotate::ErasedTenant>,
 }
 
 impl<'r> MatchWalker<'r> {
@@ -109,7 +111,18 @@ impl<'r> MatchWalker<'r> {
             memo: HashMap::new(),
             memo_items: 0,
             trees_read: 0,
+            erased: Default::default(),
         }
+    }
+
+    /// Do not enter the directories of the `erased` tenants: their trees
+    /// cannot be read (until prune removes them, `find` shows the rest).
+    pub fn skipping(
+        mut self,
+        erased: std::collections::BTreeMap<String, crate::repo::rotate::ErasedTenant>,
+    ) -> Self {
+        self.erased = erased;
+        self
     }
 
     /// Tree blobs read from the repository so far.
@@ -163,7 +176,11 @@ impl<'r> MatchWalker<'r> {
                     let mut dir = top.dir.clone();
                     dir.push(d.name);
                     let parts: Vec<&str> = dir.iter().map(String::as_str).collect();
-                    if !self.pattern.may_match_below(&parts) {
+                    let erased = d
+                        .tenant
+                        .as_ref()
+                        .is_some_and(|t| self.erased.contains_key(t));
+                    if erased || !self.pattern.may_match_below(&parts) {
                         continue;
                     }
                     let key = (d.tree.id, parts.join("/"));

@@ -301,6 +301,8 @@ pub fn snapshot_source_with(
         lost: 0,
         unreadable_trees: Vec::new(),
         problems: Vec::new(),
+        erased: crate::repo::rotate::erased_tenants(repo)?,
+        skipped_erased: Default::default(),
     };
     for w in live.warnings {
         walker.warn(w);
@@ -310,6 +312,7 @@ pub fn snapshot_source_with(
         None => None,
     };
     let nodes = walker.walk(&source.path, &mut Vec::new(), parent_tree)?;
+    walker.warn_erased();
     let Walker {
         jobs,
         warnings,

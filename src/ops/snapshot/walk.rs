@@ -83,6 +83,10 @@ pub(super) struct Walker<'a> {
     /// Trees of the parent that could not be read (their files are read again).
     pub(super) unreadable_trees: Vec<ObjectId>,
     pub(super) problems: Vec<Problem>,
+    /// Erased tenants ([`crate::ops::erase`]): their files are left out,
+    /// counted per tenant here.
+    pub(super) erased: std::collections::BTreeMap<String, crate::repo::rotate::ErasedTenant>,
+    pub(super) skipped_erased: std::collections::BTreeMap<String, u64>,
 }
 
 /// The mtime in nanoseconds, clamped to what an `i64` holds (1677..2262):
@@ -96,6 +100,28 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 }
 
 impl Walker<'_> {
+    /// The erased tenant every file below the directory `parts` belongs
+    /// to, if any: the directory is left out unread.
+    fn erased_below(&self, parts: &[&str]) -> Option<String> {
+        let tenant = self.source.tenant.tenant_of_dir(parts)?;
+        self.erased.contains_key(&tenant).then_some(tenant)
+    }
+
+    /// One warning per erased tenant whose files were left out.
+    pub(super) fn warn_erased(&mut self) {
+        for (tenant, n) in std::mem::take(&mut self.skipped_erased) {
+            let Some(e) = self.erased.get(&tenant) else {
+                continue;
+            };
+            let message = format!(
+                "tenant {tenant} was erased at {}: its files are not backed up ({n} file(s) or directories left out; {})",
+                e.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                e.reason
+            );
+            self.warn(message);
+        }
+    }
+
     /// A warning about the source: one line, names escaped.
     pub(super) fn warn(&mut self, message: String) {
         let message = crate::escape::escaped(&message);
@@ -188,6 +214,11 @@ impl Walker<'_> {
             rel.push(name.clone());
             let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
             if meta.is_dir() {
+                if let Some(t) = self.erased_below(&parts) {
+                    *self.skipped_erased.entry(t).or_default() += 1;
+                    rel.pop();
+                    continue;
+                }
                 if !enter(&self.source.include, &parts) {
                     rel.pop();
                     continue;
@@ -221,6 +252,15 @@ impl Walker<'_> {
                         sha256: ObjectId::default(),
                         chunks: Vec::new(),
                     };
+                    if let Some(t) = entry
+                        .tenant
+                        .as_ref()
+                        .filter(|t| self.erased.contains_key(*t))
+                    {
+                        *self.skipped_erased.entry(t.clone()).or_default() += 1;
+                        rel.pop();
+                        continue;
+                    }
                     if self.contracts.is_some_and(|c| c.expired(&entry, self.time)) {
                         self.expired += 1;
                         rel.pop();
