@@ -2,7 +2,7 @@
 //! restores, erasures and changes to the key's copies for the audit, ten years.
 //!
 //! This is the entry type and how entries are made; storing, listing and
-//! expiring them is the repository's ([`crate::repo::log`]): one JSON line
+//! expiring them is the repository's ([`crate::repo::log`]): one sealed JSON line
 //! per object under a daily prefix, read back tolerantly (an entry that does
 //! not parse is skipped with a warning by `offsite log` and the agent's
 //! start-up read-back, never deleted early), and deleted by prune after

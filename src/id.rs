@@ -22,25 +22,11 @@ impl ObjectId {
     }
 
     /// A fresh random identifier (for packs, which are named before their
-    /// content is complete).
+    /// content is complete). From the operating system's random generator,
+    /// never a fallback: a pack id salts the key its blobs are sealed with,
+    /// so two packs of one tenant must never share one.
     pub fn random() -> Self {
-        use std::io::Read;
-        let mut bytes = [0u8; 32];
-        let filled = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .is_ok();
-        if !filled {
-            // Fall back to hashing process-unique inputs; still unique per call.
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let seed = format!("{}:{nanos}:{n}", std::process::id());
-            return ObjectId::hash(seed.as_bytes());
-        }
-        ObjectId(bytes)
+        ObjectId(crate::crypto::random())
     }
 
     /// Lowercase hex form.

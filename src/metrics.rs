@@ -444,19 +444,23 @@ impl Metrics {
             }
         }
         problems.extend(repo.unreadable_index_files()?);
-        let (prunes, unreadable) =
-            repo.read_activity_tolerant(None, Some(Operation::Prune.as_str()))?;
+        // One read of the log (the operation is inside each sealed entry).
+        let (entries, unreadable) = repo.read_activity_tolerant(None, None)?;
         problems.extend(unreadable);
-        let (restore_tests, unreadable) =
-            repo.read_activity_tolerant(None, Some(Operation::RestoreTest.as_str()))?;
-        problems.extend(unreadable);
-        let (erasures, unreadable) =
-            repo.read_activity_tolerant(None, Some(Operation::Erase.as_str()))?;
-        problems.extend(unreadable);
-        self.count_erasures(&erasures);
+        let of = |op: Operation| -> Vec<activity::Activity> {
+            let name = op.as_str();
+            entries
+                .iter()
+                .filter(|e| e.operation.as_str() == name)
+                .cloned()
+                .collect()
+        };
+        let (prunes, restore_tests) = (of(Operation::Prune), of(Operation::RestoreTest));
+        self.count_erasures(&of(Operation::Erase));
+        let own_tag = crate::snapshot::host_tag(repo.keys().meta(), &config.host);
         self.record_problems(
             &[
-                Rechecked::SnapshotsOf(&config.host),
+                Rechecked::SnapshotsOf(&own_tag),
                 Rechecked::All(ObjectKind::Index),
                 Rechecked::All(ObjectKind::Log),
             ],
@@ -504,7 +508,8 @@ impl Metrics {
 pub enum Rechecked<'a> {
     /// Every object of a kind.
     All(ObjectKind),
-    /// The snapshot manifests of one host.
+    /// The snapshot manifests of one host, by its tag
+    /// ([`crate::snapshot::host_tag`]).
     SnapshotsOf(&'a str),
 }
 

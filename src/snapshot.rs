@@ -1,13 +1,21 @@
 //! Snapshot manifests: the last object a snapshot writes.
 //!
-//! A manifest names the root tree and records who, what and when. Its id is
-//! the SHA-256 of its bytes; its key sorts by host, source and time, so a
-//! listing alone orders the snapshots of a group and a restore reads only the
-//! manifests it needs:
+//! A manifest names the root tree and records who, what and when. It is
+//! JSON sealed under the metadata key (purpose [`MANIFEST_PURPOSE`], bound to
+//! its key without the id); its id is the SHA-256 of the stored (sealed)
+//! bytes. Its key sorts by host, source and time, so a listing alone orders
+//! the snapshots of a group and a restore reads only the manifests it needs,
+//! but names them by tags (keyed hashes under the metadata key, see
+//! [`host_tag`], [`source_tag`]), never by name:
 //!
 //! ```text
-//! snapshots/<host>/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<id>
+//! snapshots/<htag>/<stag>/<YYYYMMDDTHHMMSS.mmmZ>-<id>
 //! ```
+//!
+//! A listing therefore knows the tags but not the names: a [`SnapshotRef`]
+//! carries the tags, and the names come from the manifest, which must hash to
+//! the tags of its key ([`SnapshotRef::decode`]): a manifest moved under
+//! another host's prefix is corrupt, not believed.
 //!
 //! It is written create-only after every pack and the index it depends on, so
 //! a manifest that exists always describes a complete snapshot.
@@ -30,7 +38,23 @@ use serde::{Deserialize, Serialize};
 use crate::config::SourceClass;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::keys::DataKey;
+use crate::repo::layout;
 use crate::repo::pack::BlobRef;
+
+/// What manifests are sealed for (an object sealed for another purpose
+/// does not open as a manifest).
+pub const MANIFEST_PURPOSE: &str = "offsite2/manifest";
+
+/// The tag of `host` in manifest keys.
+pub fn host_tag(meta: &DataKey, host: &str) -> String {
+    meta.tag(&format!("host\0{host}"))
+}
+
+/// The tag of `source` of `host` in manifest keys.
+pub fn source_tag(meta: &DataKey, host: &str, source: &str) -> String {
+    meta.tag(&format!("source\0{host}\0{source}"))
+}
 
 /// Manifest format version.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -146,57 +170,93 @@ impl Snapshot {
         next
     }
 
-    /// Serialize; the id is the hash of these bytes.
+    /// Serialize (the plaintext that is sealed).
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("manifest serializes")
     }
 
-    /// The object key for a manifest with these bytes.
-    pub fn key(&self, id: &ObjectId) -> String {
-        crate::repo::layout::snapshot_key(&self.host, &self.source, &self.time, id)
+    /// Seal under the metadata key: how a listing will show the manifest,
+    /// and the bytes to store under its key.
+    pub fn seal(&self, meta: &DataKey) -> (SnapshotRef, Vec<u8>) {
+        let (host_tag, source_tag) = (
+            host_tag(meta, &self.host),
+            source_tag(meta, &self.host, &self.source),
+        );
+        let stem = layout::snapshot_stem(&host_tag, &source_tag, &self.time);
+        let sealed = meta.seal_bound(MANIFEST_PURPOSE, stem.as_bytes(), &self.to_bytes());
+        let id = ObjectId::hash(&sealed);
+        let key = layout::snapshot_key(&host_tag, &source_tag, &self.time, &id);
+        let listed = SnapshotRef {
+            key,
+            id,
+            time: self.time,
+            host_tag,
+            source_tag,
+        };
+        (listed, sealed)
     }
 }
 
-/// A snapshot as a listing shows it, before its manifest is read.
+/// A snapshot as a listing shows it, before its manifest is read: its key,
+/// id and time, and the tags of its host and source (the names are only in
+/// the manifest).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotRef {
     pub key: String,
     pub id: ObjectId,
-    pub host: String,
-    pub source: String,
     pub time: DateTime<Utc>,
+    pub host_tag: String,
+    pub source_tag: String,
 }
 
 impl SnapshotRef {
     /// Parse a manifest key (see [`crate::repo::layout`]); keys of another
     /// shape are not snapshots.
     pub fn parse(key: &str) -> Option<Self> {
-        let parsed = crate::repo::layout::parse_snapshot_key(key)?;
+        let parsed = layout::parse_snapshot_key(key)?;
         Some(SnapshotRef {
             key: key.to_string(),
             id: parsed.id,
-            host: parsed.host,
-            source: parsed.source,
             time: parsed.time,
+            host_tag: parsed.host_tag,
+            source_tag: parsed.source_tag,
         })
     }
 
-    /// Parse manifest bytes read from this key, checking that they hash to its id.
-    pub fn decode(&self, bytes: &[u8]) -> Result<Snapshot> {
-        if ObjectId::hash(bytes) != self.id {
+    /// Open and parse the manifest bytes read from this key: they must hash
+    /// to its id, authenticate under `meta` for this key, and name a host
+    /// and source whose tags are the key's.
+    pub fn decode(&self, meta: &DataKey, stored: &[u8]) -> Result<Snapshot> {
+        if ObjectId::hash(stored) != self.id {
             return Err(Error::corrupt(&self.key, "manifest does not match its id"));
         }
-        let mut snap: Snapshot = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt_by(&self.key, "manifest does not parse", e))?;
-        snap.tree.tenant = snap.tree_tenant.as_deref().map(Into::into);
-        if snap.version != SNAPSHOT_VERSION {
+        let stem = layout::snapshot_key_stem(&self.key).unwrap_or_default();
+        let json = meta.open_bound(MANIFEST_PURPOSE, stem.as_bytes(), &self.key, stored)?;
+        let snap = parse_manifest(&self.key, &json)?;
+        if host_tag(meta, &snap.host) != self.host_tag
+            || source_tag(meta, &snap.host, &snap.source) != self.source_tag
+        {
             return Err(Error::corrupt(
                 &self.key,
-                format!("unsupported manifest version {}", snap.version),
+                "manifest names another host or source than its key",
             ));
         }
         Ok(snap)
     }
+}
+
+/// Parse an opened manifest of the object `key` (pure: the fuzz target's entry).
+pub fn parse_manifest(key: &str, json: &[u8]) -> Result<Snapshot> {
+    let mut snap: Snapshot = serde_json::from_slice(json)
+        .map_err(|e| Error::corrupt_by(key, "manifest does not parse", e))?;
+    snap.tree.tenant = snap.tree_tenant.as_deref().map(Into::into);
+    if snap.version != SNAPSHOT_VERSION {
+        return Err(Error::corrupt(
+            key,
+            format!("unsupported manifest version {}", snap.version),
+        ));
+    }
+    Ok(snap)
 }
 
 /// An older copy of a logical snapshot that a newer rewrite replaces.
@@ -225,7 +285,7 @@ pub fn split_duplicates(
     };
     let mut best: HashMap<Group, usize> = HashMap::new();
     let group_of = |(r, s): &(SnapshotRef, Snapshot)| -> Group {
-        (r.host.clone(), r.source.clone(), r.time, s.logical_id(r.id))
+        (s.host.clone(), s.source.clone(), r.time, s.logical_id(r.id))
     };
     for (i, item) in all.iter().enumerate() {
         let slot = best.entry(group_of(item)).or_insert(i);
@@ -282,9 +342,12 @@ mod tests {
         }
     }
 
+    fn meta() -> DataKey {
+        DataKey::from_secret(&crate::crypto::Secret::random())
+    }
+
     fn stored(snap: Snapshot) -> (SnapshotRef, Snapshot) {
-        let id = ObjectId::hash(&snap.to_bytes());
-        (SnapshotRef::parse(&snap.key(&id)).unwrap(), snap)
+        (snap.seal(&meta()).0, snap)
     }
 
     #[test]
@@ -321,17 +384,68 @@ mod tests {
     }
 
     #[test]
-    fn key_round_trips_through_listing() {
-        let id = ObjectId::hash(b"x");
-        let time = DateTime::parse_from_rfc3339("2026-11-27T02:00:00Z")
+    fn sealed_manifest_round_trips_through_listing_and_names_no_name() {
+        let meta = meta();
+        let snap = manifest(b"x");
+        let (listed, sealed) = snap.seal(&meta);
+        let r = SnapshotRef::parse(&listed.key).unwrap();
+        assert_eq!(r, listed);
+        assert_eq!(r.decode(&meta, &sealed).unwrap(), snap);
+        for name in ["h1", "data", "/src"] {
+            assert!(!r.key.contains(name), "{}", r.key);
+            assert!(!sealed.windows(name.len()).any(|w| w == name.as_bytes()));
+        }
+        let err = r.decode(&super::tests::meta(), &sealed).unwrap_err();
+        assert!(err.to_string().contains("does not authenticate"), "{err}");
+        let mut flipped = sealed.clone();
+        flipped[0] ^= 1;
+        assert!(r.decode(&meta, &flipped).is_err());
+    }
+
+    #[test]
+    fn an_object_sealed_for_another_purpose_does_not_open_as_a_manifest() {
+        let meta = meta();
+        let (listed, _) = manifest(b"x").seal(&meta);
+        let stem = layout::snapshot_key_stem(&listed.key).unwrap();
+        let json = manifest(b"x").to_bytes();
+        for purpose in [
+            crate::repo::index::INDEX_PURPOSE,
+            crate::repo::log::LOG_PURPOSE,
+        ] {
+            let other = meta.seal_bound(purpose, stem.as_bytes(), &json);
+            let id = ObjectId::hash(&other);
+            let key = layout::snapshot_key(&listed.host_tag, &listed.source_tag, &listed.time, &id);
+            let err = SnapshotRef::parse(&key)
+                .unwrap()
+                .decode(&meta, &other)
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("does not authenticate"),
+                "{purpose}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_manifest_under_another_hosts_tags_is_corrupt() {
+        let meta = meta();
+        let (listed, sealed) = manifest(b"x").seal(&meta);
+        let other = host_tag(&meta, "h2");
+        let moved = SnapshotRef::parse(&listed.key.replacen(&listed.host_tag, &other, 1)).unwrap();
+        assert!(moved.decode(&meta, &sealed).is_err());
+        // Even sealed for the other key (a forger with the key but a wrong name):
+        let stem = layout::snapshot_key_stem(&moved.key).unwrap();
+        let forged = meta.seal_bound(
+            MANIFEST_PURPOSE,
+            stem.as_bytes(),
+            &manifest(b"x").to_bytes(),
+        );
+        let id = ObjectId::hash(&forged);
+        let key = layout::snapshot_key(&other, &moved.source_tag, &moved.time, &id);
+        let err = SnapshotRef::parse(&key)
             .unwrap()
-            .with_timezone(&Utc);
-        let key = crate::repo::layout::snapshot_key("h1", "client-data", &time, &id);
-        let r = SnapshotRef::parse(&key).unwrap();
-        assert_eq!(r.id, id);
-        assert_eq!(r.host, "h1");
-        assert_eq!(r.source, "client-data");
-        assert_eq!(r.time.to_rfc3339(), "2026-11-27T02:00:00+00:00");
-        assert!(SnapshotRef::parse(&format!("{key}/x")).is_none());
+            .decode(&meta, &forged)
+            .unwrap_err();
+        assert!(err.to_string().contains("another host"), "{err}");
     }
 }

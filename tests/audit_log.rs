@@ -12,7 +12,8 @@ mod common;
 use chrono::{Duration, Utc};
 use common::{put, walk_files, World};
 
-/// Move every activity-log entry to `days` ago (its key and its time).
+/// Move every activity-log entry to `days` ago (its key and its time): the
+/// entries are sealed, bound to their keys, so through the crate.
 fn age_log(w: &World, days: i64) {
     let then = Utc::now() - Duration::days(days);
     let day = w
@@ -24,16 +25,25 @@ fn age_log(w: &World, days: i64) {
     walk_files(&w.repo().join("log"), &mut |p| {
         entries.push(p.to_path_buf())
     });
+    let repo = w.open_repo();
+    let key = |p: &std::path::Path| {
+        p.strip_prefix(w.repo())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
     for (i, old) in entries.iter().enumerate() {
         let name = old.file_name().unwrap().to_str().unwrap();
-        // `HHMMSS.mmm-host-operation-random.json`: a new time, the rest kept.
+        // `HHMMSS.mmm-random`: a new time, the rest kept.
         let (_, rest) = name.split_once('-').unwrap();
         let time = then + Duration::milliseconds(i as i64);
         let new = day.join(format!("{}-{rest}", time.format("%H%M%S%.3f")));
         let mut entry: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(old).unwrap()).unwrap();
+            serde_json::from_slice(&repo.read_activity_plaintext(&key(old)).unwrap()).unwrap();
         entry["time"] = serde_json::json!(time);
-        std::fs::write(&new, format!("{entry}\n")).unwrap();
+        repo.write_activity_plaintext(&key(&new), format!("{entry}\n").as_bytes())
+            .unwrap();
         if old != &new {
             std::fs::remove_file(old).unwrap();
         }
@@ -106,4 +116,33 @@ fn audit_log_days_is_checked_like_the_other_day_counts() {
     let w = World::configured("", &[("data", "client-data", "")], "");
     let shown = w.ok(&["config", "check"]);
     assert!(shown.contains("audit_log_days = 3650"), "{shown}");
+}
+
+/// Plant an entry that does not open, `days` ago; returns its path.
+fn unreadable_entry(w: &World, days: i64) -> std::path::PathBuf {
+    let then = Utc::now() - Duration::days(days);
+    let name = format!(
+        "{}/{}-feedfacefeedface",
+        then.format("%Y-%m-%d"),
+        then.format("%H%M%S%.3f")
+    );
+    let path = w.repo().join("log").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"not a sealed entry").unwrap();
+    path
+}
+
+#[test]
+fn an_unreadable_entry_is_kept_until_audit_log_days() {
+    let w = world("activity_log_days = 30\naudit_log_days = 60\n");
+    age_log(&w, 45);
+    let recent = unreadable_entry(&w, 45);
+    let report = w.json(&["prune"]);
+    assert_eq!(report["log_entries_deleted"], 2, "{report}");
+    assert!(recent.exists(), "it might be a restore entry: kept");
+    assert_eq!(operations(&w), ["restore", "prune"]);
+    let old = unreadable_entry(&w, 100);
+    w.ok(&["prune"]);
+    assert!(!old.exists(), "past audit_log_days, whatever it was");
+    assert!(recent.exists());
 }

@@ -70,14 +70,15 @@ fn missing_pack_is_named_and_nothing_else_is_deleted() {
 #[test]
 fn corrupt_manifest_is_named() {
     let (w, _) = world_with_one_data_pack();
-    let mut manifest = None;
-    walk_files(&w.repo().join("snapshots"), &mut |p| {
-        manifest = Some(p.to_path_buf())
-    });
-    let manifest = manifest.unwrap();
-    let mut text = std::fs::read_to_string(&manifest).unwrap();
-    text = text.replacen("\"items\"", "\"itemz\"", 1);
-    std::fs::write(&manifest, text).unwrap();
+    // The manifest is sealed: edit its plaintext through the crate and seal
+    // it back under the same key.
+    let repo = w.open_repo();
+    let manifest = repo.list_snapshots(None, None).unwrap().remove(0);
+    let text = String::from_utf8(repo.read_manifest_plaintext(&manifest).unwrap()).unwrap();
+    assert!(text.contains("\"items\""));
+    let text = text.replacen("\"items\"", "\"itemz\"", 1);
+    repo.write_manifest_plaintext(&manifest, text.as_bytes())
+        .unwrap();
     let out = w.offsite(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -59,14 +59,15 @@ fn three_snapshots(w: &World) -> Vec<Vec<u8>> {
     versions
 }
 
-/// The manifest files of `source`, oldest first (keys sort by time).
+/// The manifest files of `source`, oldest first (keys name hosts and
+/// sources by tags, so the crate lists them).
 fn manifests(w: &World, source: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    walk_files(
-        &w.repo().join("snapshots").join("test-host").join(source),
-        &mut |p| out.push(p.to_path_buf()),
-    );
-    out
+    let mut refs = w
+        .open_repo()
+        .list_snapshots(Some("test-host"), Some(source))
+        .unwrap();
+    refs.reverse();
+    refs.iter().map(|r| w.repo().join(&r.key)).collect()
 }
 
 fn key_of(w: &World, path: &Path) -> String {
@@ -464,9 +465,12 @@ fn unparseable_activity_log_entry_is_skipped_with_a_warning() {
         .unwrap()
         .unwrap()
         .path();
-    let bad = day.join("235959.999-test-host-restore-test-0badf00d.json");
-    std::fs::write(&bad, b"{\"time\": not json\n").unwrap();
+    // Sealed like every entry (the damage is in what it says, not in the seal).
+    let bad = day.join("235959.999-0badf00d0badf00d");
     let bad_key = key_of(&w, &bad);
+    w.open_repo()
+        .write_activity_plaintext(&bad_key, b"{\"time\": not json\n")
+        .unwrap();
 
     let out = w.offsite(&["--json", "log"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -208,7 +208,10 @@ fn write_lock(w: &World, name: &str, time: chrono::DateTime<chrono::Utc>) -> Pat
         "time": time.to_rfc3339(),
     });
     let key = format!("locks/{}", name.repeat(32));
-    put(&w.repo(), &key, info.to_string().as_bytes());
+    // Sealed as a lock is, through the crate.
+    w.open_repo()
+        .write_lock_plaintext(&key, info.to_string().as_bytes())
+        .unwrap();
     w.repo().join(key)
 }
 
@@ -359,19 +362,20 @@ fn a_duplicate_manifest_is_counted_once_by_keep_last_and_cleaned() {
     // original leaves: same snapshot, new id, the old id in its history.
     let ids = snapshot_ids(&w);
     let oldest = ids[2].clone();
-    let dir = w.repo().join("snapshots/test-host/data");
-    let name = relative_files(&dir)
+    // (Manifests are sealed: the copy is made through the crate.)
+    let repo = w.open_repo();
+    let original = repo
+        .list_snapshots(Some("test-host"), Some("data"))
+        .unwrap()
         .into_iter()
-        .find(|n| n.ends_with(&oldest))
+        .find(|r| r.id.to_hex() == oldest)
         .unwrap();
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(&name)).unwrap()).unwrap();
-    manifest["previous_ids"] = serde_json::json!([oldest]);
-    manifest["rewritten_at"] = serde_json::json!("2026-11-20T03:00:00Z");
-    let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
-    let copy = offsite::id::ObjectId::hash(&bytes).to_hex();
-    let stamp = name.split('-').next().unwrap();
-    std::fs::write(dir.join(format!("{stamp}-{copy}")), &bytes).unwrap();
+    let mut manifest = repo.load_snapshot(&original).unwrap();
+    manifest.previous_ids = vec![original.id];
+    manifest.rewritten_at = Some("2026-11-20T03:00:00Z".parse().unwrap());
+    let (copy, saved) = repo.save_snapshot(&manifest).unwrap();
+    let copy = copy.to_hex();
+    assert_eq!(saved.time, original.time, "same snapshot, new id");
     assert_eq!(snapshot_ids(&w).len(), 4);
 
     let plan = w.json(&["prune", "--dry-run"]);

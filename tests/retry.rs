@@ -269,11 +269,13 @@ fn a_snapshot_locked_out_by_another_host_is_retried_and_a_restart_keeps_the_retr
         "host": "other-host", "pid": 4242, "kind": "exclusive", "operation": "prune",
         "time": Utc::now().to_rfc3339(),
     });
-    common::put(
-        &w.repo(),
-        &format!("locks/{}", "ab".repeat(32)),
-        lock.to_string().as_bytes(),
-    );
+    // Sealed as a lock is, through the crate.
+    w.open_repo()
+        .write_lock_plaintext(
+            &format!("locks/{}", "ab".repeat(32)),
+            lock.to_string().as_bytes(),
+        )
+        .unwrap();
     let at = |m: i64| utc("2026-06-01T02:00:00Z") + Duration::minutes(m);
     let never = at(100_000);
 

@@ -1,4 +1,4 @@
-//! An index file (zstd JSON) as stored, then merged into an in-memory index.
+//! An index file (zstd JSON) as opened, then merged into an in-memory index.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use offsite::repo::index::{decode_index_file, Index};

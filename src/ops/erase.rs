@@ -221,8 +221,8 @@ pub fn plan_items(repo: &Repository, query: &ItemQuery) -> Result<ItemPlan> {
         plan.refs.push(r.clone());
         plan.items
             .extend(found.into_iter().map(|(path, tenant, size)| ErasedItem {
-                host: r.host.clone(),
-                source: r.source.clone(),
+                host: snap.host.clone(),
+                source: snap.source.clone(),
                 snapshot: r.id,
                 snapshot_time: r.time,
                 path,

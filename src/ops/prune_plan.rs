@@ -58,7 +58,7 @@ use crate::problems::Problem;
 use crate::repo::log::LogEntryRef;
 use crate::repo::{LoadedSnapshot, Repository};
 use crate::retention::{apply, Decision};
-use crate::snapshot::{split_duplicates, Duplicate, Snapshot, SnapshotRef};
+use crate::snapshot::{host_tag, source_tag, split_duplicates, Duplicate, Snapshot, SnapshotRef};
 use crate::tree::FileEntry;
 use crate::voice::{recorded_at, Contracts};
 
@@ -169,12 +169,15 @@ impl PrunePlan {
     }
 }
 
+/// One of this host's snapshots with the name of its source.
+type Own<'a> = (String, &'a SnapshotRef);
+
 /// Decide per group of this host's snapshots.
-fn decide(config: &Config, refs: &[SnapshotRef]) -> Vec<SnapshotDecision> {
+fn decide(config: &Config, refs: &[Own]) -> Vec<SnapshotDecision> {
     let mut groups: BTreeMap<&str, Vec<(ObjectId, DateTime<Utc>)>> = BTreeMap::new();
-    for r in refs {
+    for (source, r) in refs {
         groups
-            .entry(r.source.as_str())
+            .entry(source.as_str())
             .or_default()
             .push((r.id, r.time));
     }
@@ -232,12 +235,12 @@ fn expired_in(
 
 /// A source with a manifest that cannot be read forgets nothing: retention
 /// cannot be judged over snapshots it cannot see.
-fn hold_damaged_groups(decisions: &mut [SnapshotDecision], unreadable: &[&SnapshotRef]) {
+fn hold_damaged_groups(decisions: &mut [SnapshotDecision], unreadable: &[Own]) {
     for d in decisions.iter_mut() {
-        if unreadable.iter().any(|r| r.id == d.id) {
+        if unreadable.iter().any(|(_, r)| r.id == d.id) {
             d.keep = true;
             d.reasons = vec!["manifest unreadable".into()];
-        } else if !d.keep && unreadable.iter().any(|r| r.source == d.source) {
+        } else if !d.keep && unreadable.iter().any(|(source, _)| *source == d.source) {
             d.keep = true;
             d.reasons = vec!["held: a manifest of this source is unreadable".into()];
         }
@@ -253,6 +256,39 @@ pub fn sweep_hold(problems: &[Problem]) -> Option<String> {
         problems.len(),
         first.object
     ))
+}
+
+/// This host's snapshots whose manifests read, and those whose manifests do
+/// not: known only by the tags of their key, so named by the configured
+/// source with that tag (or, for a source no longer configured, by the tag).
+fn own_snapshots<'a>(
+    repo: &Repository,
+    config: &Config,
+    readable: &'a [LoadedSnapshot],
+    unreadable: &'a [(SnapshotRef, Problem)],
+) -> (Vec<Own<'a>>, Vec<Own<'a>>) {
+    let meta = repo.keys().meta();
+    let host = host_tag(meta, &config.host);
+    let unreadable: Vec<Own> = unreadable
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.host_tag == host)
+        .map(|r| {
+            let name = config
+                .sources
+                .iter()
+                .find(|s| source_tag(meta, &config.host, &s.name) == r.source_tag)
+                .map_or_else(|| format!("(source {})", r.source_tag), |s| s.name.clone());
+            (name, r)
+        })
+        .collect();
+    let own = readable
+        .iter()
+        .filter(|(_, s)| s.host == config.host)
+        .map(|(r, s)| (s.source.clone(), r))
+        .chain(unreadable.iter().cloned())
+        .collect();
+    (own, unreadable)
 }
 
 /// Is `snap` one of this host's voice snapshots (the ones expiry rewrites)?
@@ -273,26 +309,14 @@ pub fn plan(
     let mut problems = listing.problems();
     problems.extend(repo.unreadable_index_files()?);
     let (readable, duplicates) = split_duplicates(listing.readable);
-    let unreadable_own: Vec<&SnapshotRef> = listing
-        .unreadable
-        .iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.host == config.host)
-        .collect();
-    let own: Vec<SnapshotRef> = readable
-        .iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.host == config.host)
-        .chain(unreadable_own.iter().copied())
-        .cloned()
-        .collect();
+    let (own, unreadable_own) = own_snapshots(repo, config, &readable, &listing.unreadable);
     let mut decisions = decide(config, &own);
     hold_damaged_groups(&mut decisions, &unreadable_own);
     let removed: HashSet<ObjectId> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
     let forget = own
         .iter()
-        .filter(|r| removed.contains(&r.id))
-        .cloned()
+        .filter(|(_, r)| removed.contains(&r.id))
+        .map(|(_, r)| (*r).clone())
         .collect();
     let erased = erased_tenants(repo)?;
     let whole = |s: &Snapshot| is_erased(&erased, s.tree_tenant.as_ref());
@@ -302,10 +326,10 @@ pub fn plan(
         .partition(|(_, s)| whole(s));
     let mut erase: Vec<ErasedFrom> = erased_whole
         .iter()
-        .map(|(r, _)| ErasedFrom {
+        .map(|(r, snap)| ErasedFrom {
             id: r.id,
-            host: r.host.clone(),
-            source: r.source.clone(),
+            host: snap.host.clone(),
+            source: snap.source.clone(),
             time: r.time,
             whole: true,
         })
@@ -316,7 +340,7 @@ pub fn plan(
         if !expired.is_empty() {
             rewrite.push(VoiceRewrite {
                 id: r.id,
-                source: r.source.clone(),
+                source: snap.source.clone(),
                 time: r.time,
                 expired,
             });
@@ -348,12 +372,12 @@ pub fn plan(
         };
         let graph = TreeGraph::load(repo, &roots, &drops)?;
         let (sweep, outcome) = sweep::plan(repo, &graph, wall)?;
-        for (i, (r, _)) in kept.iter().enumerate() {
+        for (i, (r, snap)) in kept.iter().enumerate() {
             if graph.erased_below(i) {
                 erase.push(ErasedFrom {
                     id: r.id,
-                    host: r.host.clone(),
-                    source: r.source.clone(),
+                    host: snap.host.clone(),
+                    source: snap.source.clone(),
                     time: r.time,
                     whole: false,
                 });
@@ -361,7 +385,7 @@ pub fn plan(
             if outcome.rewritten[i] && !graph.drops_below(i) {
                 plan.repoint.push(Repoint {
                     id: r.id,
-                    source: r.source.clone(),
+                    source: snap.source.clone(),
                     time: r.time,
                 });
             }

@@ -54,14 +54,14 @@ pub fn newest_holding<T>(
         skipped: Vec::new(),
     };
     let mut selected_somewhere = false;
-    let mut listed: Vec<Vec<SnapshotRef>> = Vec::new();
+    let mut listed: Vec<(&str, Vec<SnapshotRef>)> = Vec::new();
     for source in sources {
         let snaps = repo.list_snapshots(Some(host), Some(source))?;
         let candidates: Vec<SnapshotRef> = match selector {
             Some(sel) => match select(repo, &snaps, sel)? {
                 Some(one) => vec![one],
                 None => {
-                    listed.push(snaps);
+                    listed.push((source, snaps));
                     continue;
                 }
             },
@@ -120,13 +120,13 @@ pub fn no_snapshots(host: &str, sources: &[&str]) -> Error {
 }
 
 /// "no snapshot X in source S on host H; the newest is …", or "there are no
-/// snapshots of …" (see the module docs). `listed` holds each source's
+/// snapshots of …" (see the module docs). `listed` holds sources with their
 /// snapshots, newest first.
 fn no_such_snapshot(
     host: &str,
     sources: &[&str],
     selector: &str,
-    listed: &[Vec<SnapshotRef>],
+    listed: &[(&str, Vec<SnapshotRef>)],
 ) -> Error {
     let of = match sources {
         [one] => format!("source {one} on host {host}"),
@@ -134,17 +134,17 @@ fn no_such_snapshot(
     };
     let newest = listed
         .iter()
-        .filter_map(|snaps| snaps.first())
-        .max_by_key(|s| s.time);
+        .filter_map(|(source, snaps)| snaps.first().map(|s| (source, s)))
+        .max_by_key(|(_, s)| s.time);
     Error::NoSuchSnapshot(match newest {
         None => format!("there are no snapshots of {of}"),
-        Some(s) => format!(
+        Some((source, s)) => format!(
             "no snapshot {} in {of}; the newest is {} ({}{})",
             selector.escape_debug(),
             s.id.short(),
             s.time.format("%Y-%m-%d %H:%M:%S UTC"),
             if sources.len() > 1 {
-                format!(", source {}", s.source)
+                format!(", source {source}")
             } else {
                 String::new()
             }
@@ -158,32 +158,33 @@ mod tests {
     use crate::id::ObjectId;
     use chrono::TimeZone;
 
-    fn snap(source: &str, day: u32, byte: u8) -> SnapshotRef {
-        SnapshotRef {
+    fn snap(source: &str, day: u32, byte: u8) -> (&str, Vec<SnapshotRef>) {
+        let one = SnapshotRef {
             key: String::new(),
             id: ObjectId([byte; 32]),
-            host: "h".into(),
-            source: source.into(),
+            host_tag: String::new(),
+            source_tag: String::new(),
             time: chrono::Utc
                 .with_ymd_and_hms(2026, 11, day, 2, 0, 0)
                 .unwrap(),
-        }
+        };
+        (source, vec![one])
     }
 
     #[test]
     fn a_missing_snapshot_names_the_newest_one() {
-        let one = no_such_snapshot("h", &["data"], "beef", &[vec![snap("data", 3, 0xab)]]);
+        let one = no_such_snapshot("h", &["data"], "beef", &[snap("data", 3, 0xab)]);
         assert_eq!(
             one.to_string(),
             "no snapshot beef in source data on host h; the newest is abababab (2026-11-03 02:00:00 UTC)"
         );
-        let listed = [vec![snap("data", 3, 0xab)], vec![snap("voice", 5, 0xcd)]];
+        let listed = [snap("data", 3, 0xab), snap("voice", 5, 0xcd)];
         let two = no_such_snapshot("h", &["data", "voice"], "beef", &listed);
         assert_eq!(
             two.to_string(),
             "no snapshot beef in sources data, voice on host h; the newest is cdcdcdcd (2026-11-05 02:00:00 UTC, source voice)"
         );
-        let none = no_such_snapshot("h", &["data"], "latest", &[vec![]]);
+        let none = no_such_snapshot("h", &["data"], "latest", &[("data", vec![])]);
         assert_eq!(
             none.to_string(),
             "there are no snapshots of source data on host h"

@@ -306,7 +306,7 @@ pub fn replace_manifest(
     snap.summary.items = snap.summary.items.saturating_sub(new.dropped);
     snap.summary.bytes = snap.summary.bytes.saturating_sub(new.dropped_bytes);
     let id = repo.replace_snapshot(old_ref, &snap)?;
-    tracing::info!(old = %old_ref.id.short(), new = %id.short(), source = %old_ref.source, "snapshot rewritten");
+    tracing::info!(old = %old_ref.id.short(), new = %id.short(), source = %crate::escape::escaped(&old.source), "snapshot rewritten");
     Ok(id)
 }
 

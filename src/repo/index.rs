@@ -3,7 +3,8 @@
 //! Index files are written by a snapshot after its packs and before its
 //! manifest; each lists the packs that run wrote with their blobs (exactly the
 //! packs' own headers), so the index can be rebuilt from the packs. Stored as
-//! zstd-compressed JSON named by the SHA-256 of the stored bytes. A snapshot
+//! zstd-compressed JSON sealed under the metadata key (purpose
+//! [`INDEX_PURPOSE`]), named by the SHA-256 of the stored (sealed) bytes. A snapshot
 //! loads the whole index to deduplicate; a single-item restore never needs it,
 //! because trees carry each chunk's location.
 //!
@@ -26,6 +27,9 @@ use crate::repo::Repository;
 
 /// Index format version.
 pub const INDEX_VERSION: u32 = 1;
+
+/// What index files are sealed for.
+pub const INDEX_PURPOSE: &str = "offsite2/index";
 
 /// One pack as an index file lists it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -97,7 +101,12 @@ impl Repository {
     /// Read and parse one index file.
     pub fn read_index_file(&self, id: &ObjectId) -> Result<IndexFile> {
         let key = index_key(id);
-        decode_index_file(&key, &self.store.get(&key)?)
+        let stored = self.store.get(&key)?;
+        if ObjectId::hash(&stored) != *id {
+            return Err(Error::corrupt(&key, "index file does not match its id"));
+        }
+        let opened = self.keys.meta().open(INDEX_PURPOSE, &key, &stored)?;
+        decode_index_file(&key, &opened)
     }
 
     /// Read every index file; the first that cannot be read fails.
@@ -156,7 +165,8 @@ impl Repository {
             packs,
         };
         let json = serde_json::to_vec(&file).expect("index serializes");
-        let stored = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+        let packed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+        let stored = self.keys.meta().seal(INDEX_PURPOSE, &packed);
         let id = ObjectId::hash(&stored);
         self.store.put(&index_key(&id), Bytes::from(stored))?;
         Ok(id)
@@ -168,7 +178,8 @@ impl Repository {
     }
 }
 
-/// Parse the stored bytes of the index file `key` (pure: the fuzz target's entry).
+/// Parse the opened bytes (zstd JSON) of the index file `key` (pure: the
+/// fuzz target's entry).
 pub fn decode_index_file(key: &str, stored: &[u8]) -> Result<IndexFile> {
     let json =
         crate::decompress::decompress_at_most(stored, crate::decompress::json_limit(stored.len()))

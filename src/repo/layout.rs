@@ -5,15 +5,23 @@
 //! | [`ObjectKind::Config`] | `config` |
 //! | [`ObjectKind::Pack`] | `packs/<hh>/<id>` (`hh`: the id's first two hex digits) |
 //! | [`ObjectKind::Index`] | `index/<id>` (SHA-256 of the stored bytes) |
-//! | [`ObjectKind::Snapshot`] | `snapshots/<host>/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<id>` |
+//! | [`ObjectKind::Snapshot`] | `snapshots/<htag>/<stag>/<YYYYMMDDTHHMMSS.mmmZ>-<id>` |
 //! | [`ObjectKind::Lock`] | `locks/<id>` (random) |
-//! | [`ObjectKind::Log`] | `log/<YYYY-MM-DD>/<HHMMSS.mmm>-<host>-<operation>-<random>.json` |
+//! | [`ObjectKind::Log`] | `log/<YYYY-MM-DD>/<HHMMSS.mmm>-<random>` |
 //! | [`ObjectKind::Quarantine`] | `quarantine/packs/<hh>/<id>` |
 //!
 //! Builders turn typed values into keys; parsers take keys from a listing,
 //! which whoever writes the bucket controls, and return `None` for anything
 //! not of the exact shape (never panic). A key that does not parse is not an
 //! object of that kind and is left alone.
+//!
+//! No key names a host, source, tenant or operation: the manifest keys carry
+//! *tags* instead (`htag`, `stag`: keyed hashes of the names under the
+//! metadata key, see [`crate::repo::snapshots`]), so one host's (or one
+//! source's) manifests are still one prefix listing, but only a holder of the
+//! key can tell which names they stand for. What keys still show: the kind of
+//! each object, the time of each snapshot and log entry, how many there are of
+//! each, and which manifests share a host and source.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
@@ -115,27 +123,52 @@ pub fn lock_key(id: &ObjectId) -> String {
 /// The parts of a manifest key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotKey {
-    pub host: String,
-    pub source: String,
+    /// The tag of the host (32 hex digits).
+    pub host_tag: String,
+    /// The tag of the source (32 hex digits).
+    pub source_tag: String,
     pub time: DateTime<Utc>,
     pub id: ObjectId,
 }
 
-/// `snapshots/<host>/<source>/<time>-<id>`.
-pub fn snapshot_key(host: &str, source: &str, time: &DateTime<Utc>, id: &ObjectId) -> String {
+/// `snapshots/<htag>/<stag>/<time>`: the key of a manifest without its id
+/// (what its seal is bound to).
+pub fn snapshot_stem(host_tag: &str, source_tag: &str, time: &DateTime<Utc>) -> String {
     format!(
-        "{SNAPSHOTS}/{host}/{source}/{}-{id}",
+        "{SNAPSHOTS}/{host_tag}/{source_tag}/{}",
         time.format(SNAPSHOT_TIME)
     )
 }
 
-/// The listing prefix of the manifests of `host` (and `source`), or of all.
-pub(crate) fn snapshot_prefix(host: Option<&str>, source: Option<&str>) -> String {
-    match (host, source) {
+/// `snapshots/<htag>/<stag>/<time>-<id>`.
+pub fn snapshot_key(
+    host_tag: &str,
+    source_tag: &str,
+    time: &DateTime<Utc>,
+    id: &ObjectId,
+) -> String {
+    format!("{}-{id}", snapshot_stem(host_tag, source_tag, time))
+}
+
+/// The stem of a manifest key (see [`snapshot_stem`]).
+pub fn snapshot_key_stem(key: &str) -> Option<&str> {
+    key.rsplit_once('-').map(|(stem, _)| stem)
+}
+
+/// The listing prefix of the manifests of a host tag (and source tag), or of all.
+pub(crate) fn snapshot_prefix(host_tag: Option<&str>, source_tag: Option<&str>) -> String {
+    match (host_tag, source_tag) {
         (Some(h), Some(s)) => format!("{SNAPSHOTS}/{h}/{s}"),
         (Some(h), None) => format!("{SNAPSHOTS}/{h}"),
         _ => SNAPSHOTS.to_string(),
     }
+}
+
+/// A tag: 32 lowercase hex digits.
+fn is_tag(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Parse a manifest key; keys of another shape are not snapshots.
@@ -143,7 +176,7 @@ pub fn parse_snapshot_key(key: &str) -> Option<SnapshotKey> {
     let rest = key.strip_prefix(SNAPSHOTS)?.strip_prefix('/')?;
     let mut parts = rest.split('/');
     let (host, source, name) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
+    if parts.next().is_some() || !is_tag(host) || !is_tag(source) {
         return None;
     }
     let (stamp, id) = name.split_once('-')?;
@@ -151,25 +184,23 @@ pub fn parse_snapshot_key(key: &str) -> Option<SnapshotKey> {
         .ok()?
         .and_utc();
     Some(SnapshotKey {
-        host: host.to_string(),
-        source: source.to_string(),
+        host_tag: host.to_string(),
+        source_tag: source.to_string(),
         time,
         id: id.parse().ok()?,
     })
 }
 
-/// True when the manifest `key` belongs to `host`.
-pub fn is_snapshot_of_host(key: &str, host: &str) -> bool {
-    key.strip_prefix(SNAPSHOTS)
-        .and_then(|r| r.strip_prefix('/'))
-        .and_then(|r| r.strip_prefix(host))
-        .is_some_and(|r| r.starts_with('/'))
+/// True when the manifest `key` is under the host tag `host_tag`.
+pub fn is_snapshot_of_host(key: &str, host_tag: &str) -> bool {
+    parse_snapshot_key(key).is_some_and(|k| k.host_tag == host_tag)
 }
 
-/// `log/<day>/<time>-<host>-<operation>-<random>.json`.
-pub fn log_key(time: &DateTime<Utc>, host: &str, operation: &str, random: &str) -> String {
+/// `log/<day>/<time>-<random>`: the host and operation are only inside the
+/// sealed entry.
+pub fn log_key(time: &DateTime<Utc>, random: &str) -> String {
     format!(
-        "{LOG}/{}/{}-{host}-{operation}-{random}.json",
+        "{LOG}/{}/{}-{random}",
         time.format(LOG_DAY),
         time.format(LOG_TIME),
     )
@@ -191,17 +222,6 @@ pub fn log_time(key: &str) -> Option<DateTime<Utc>> {
     let name = key.rsplit('/').next()?;
     let time = NaiveTime::parse_from_str(name.get(..10)?, LOG_TIME).ok()?;
     Some(day.and_time(time).and_utc())
-}
-
-/// Whether the log key names an entry of `operation` (judged by the key,
-/// without reading the entry): the name ends `-{operation}-{random}.json`,
-/// so `restore` does not match a `restore-test` entry, nor a host named
-/// `db-restore`.
-pub fn log_key_is_of(key: &str, operation: &str) -> bool {
-    key.strip_suffix(".json")
-        .and_then(|k| k.rsplit_once('-'))
-        .and_then(|(rest, _random)| rest.strip_suffix(operation))
-        .is_some_and(|rest| rest.ends_with('-'))
 }
 
 #[cfg(test)]
@@ -236,40 +256,39 @@ mod tests {
         let time = DateTime::parse_from_rfc3339("2026-11-27T02:00:00.123Z")
             .unwrap()
             .with_timezone(&Utc);
-        let key = snapshot_key("h1", "client-data", &time, &id);
-        assert_eq!(
-            key,
-            format!("snapshots/h1/client-data/20261127T020000.123Z-{id}")
-        );
+        let (h, s) = ("0123456789abcdef".repeat(2), "fedcba9876543210".repeat(2));
+        let key = snapshot_key(&h, &s, &time, &id);
+        assert_eq!(key, format!("snapshots/{h}/{s}/20261127T020000.123Z-{id}"));
         let parsed = parse_snapshot_key(&key).unwrap();
         assert_eq!(
-            (parsed.host.as_str(), parsed.time, parsed.id),
-            ("h1", time, id)
+            (parsed.host_tag.as_str(), parsed.source_tag.as_str()),
+            (h.as_str(), s.as_str())
         );
-        assert!(is_snapshot_of_host(&key, "h1"));
-        assert!(!is_snapshot_of_host(&key, "h"));
+        assert_eq!((parsed.time, parsed.id), (time, id));
+        assert_eq!(
+            snapshot_key_stem(&key),
+            Some(snapshot_stem(&h, &s, &time).as_str())
+        );
+        assert!(is_snapshot_of_host(&key, &h));
+        assert!(!is_snapshot_of_host(&key, &s));
+        assert!(key.starts_with(&snapshot_prefix(Some(&h), Some(&s))));
+        assert!(!key.starts_with(&snapshot_prefix(Some(&s), None)));
         assert!(parse_snapshot_key("snapshots/h1/x").is_none());
         assert!(parse_snapshot_key(&format!("{key}/more")).is_none());
+        let named = format!("snapshots/h1/data/20261127T020000.123Z-{id}");
+        assert!(parse_snapshot_key(&named).is_none(), "names are not tags");
     }
 
     #[test]
     fn log_key_times_parse() {
-        let t = log_time("log/2026-11-27/020304.567-h1-abcd1234.json").unwrap();
+        let t = log_time("log/2026-11-27/020304.567-abcd1234").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-27T02:03:04.567+00:00");
         assert!(log_time("log/x/y").is_none());
         assert!(log_time("log/2026-11-27/é").is_none());
-        let key = log_key(&t, "h1", "prune", "0badf00d");
+        let key = log_key(&t, "0badf00d");
+        assert_eq!(key, "log/2026-11-27/020304.567-0badf00d");
         assert_eq!(log_time(&key), Some(t));
-        assert!(log_key_is_of(&key, "prune"));
-        let test = log_key(&t, "db-restore", "restore-test", "0badf00d");
-        assert!(log_key_is_of(&test, "restore-test"));
-        assert!(!log_key_is_of(&test, "restore"), "{test}");
-        let restore = log_key(&t, "db-restore", "snapshot", "0badf00d");
-        assert!(!log_key_is_of(&restore, "restore"));
-        assert!(log_key_is_of(
-            &log_key(&t, "h", "restore", "01234567"),
-            "restore"
-        ));
+        assert_eq!(log_day(&key), Some(t.date_naive()));
     }
 
     #[test]

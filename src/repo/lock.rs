@@ -4,7 +4,8 @@
 //! running references blobs before its manifest exists, so prune must never
 //! run beside one. Each operation that writes puts a lock object under
 //! `locks/` (JSON: host, pid, boot id, PID namespace, kind, operation,
-//! time) and then lists the others: a shared lock (snapshot, check) conflicts
+//! time; sealed under the metadata key for [`LOCK_PURPOSE`], bound to its
+//! key) and then lists the others: a shared lock (snapshot, check) conflicts
 //! only with an exclusive one (prune, rebuild-index); an exclusive lock
 //! conflicts with every other. On a conflict the newcomer removes its own lock
 //! and fails with the holder's name, so two racing writers both back off
@@ -36,9 +37,16 @@
 //! clock (or the store's) is wrong: it is not trusted as stale; the conflict
 //! message says so. `offsite unlock` removes stale locks; `unlock --force`
 //! removes every lock (for a holder known to be gone), and both are logged.
+//!
+//! A lock that does not open or parse (damaged, or sealed under another
+//! repository's key) cannot say who holds it or what kind it is: it is taken
+//! for a live exclusive lock of an unknown holder, judged by its age alone,
+//! so it blocks every writer (with a message naming it) until it turns stale
+//! or `offsite unlock --force` removes it. Ignoring it could let a prune run
+//! beside a snapshot.
 
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -47,8 +55,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::keys::DataKey;
 use crate::repo::layout::{self, ObjectKind};
 use crate::repo::store::{Listed, Store};
+
+/// What lock objects are sealed for.
+pub const LOCK_PURPOSE: &str = "offsite2/lock";
 
 /// How often a held lock is rewritten with a fresh time.
 pub const REFRESH: Duration = Duration::from_secs(300);
@@ -200,6 +212,18 @@ fn conflict(key: &str, theirs: &LockInfo, refreshed: DateTime<Utc>, state: &Stal
     ))
 }
 
+/// The conflict an unreadable lock causes (see the module docs).
+fn unreadable_conflict(key: &str, refreshed: DateTime<Utc>, why: &Error) -> Error {
+    Error::Conflict(format!(
+        "repository is locked by an unreadable lock {key} ({why}), last refreshed {}; \
+         it turns stale at {} (or run `offsite unlock --force` if no other offsite is running)",
+        rfc3339(&refreshed),
+        refreshed
+            .checked_add_signed(STALE_AFTER)
+            .map_or_else(|| "never".to_string(), |t| rfc3339(&t))
+    ))
+}
+
 /// A held lock; released on drop.
 pub struct Lock {
     store: Store,
@@ -208,8 +232,16 @@ pub struct Lock {
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
-fn lock_bytes(info: &LockInfo) -> Bytes {
-    Bytes::from(serde_json::to_vec(info).expect("lock serializes"))
+/// The stored bytes of the lock `key`: its JSON, sealed under `meta`.
+fn lock_bytes(meta: &DataKey, key: &str, info: &LockInfo) -> Bytes {
+    let json = serde_json::to_vec(info).expect("lock serializes");
+    Bytes::from(meta.seal_bound(LOCK_PURPOSE, key.as_bytes(), &json))
+}
+
+/// Open and parse the stored bytes of the lock `key`.
+pub(crate) fn open_lock(meta: &DataKey, key: &str, stored: &[u8]) -> Result<LockInfo> {
+    let json = meta.open_bound(LOCK_PURPOSE, key.as_bytes(), key, stored)?;
+    parse_lock(key, &json)
 }
 
 impl Lock {
@@ -217,6 +249,7 @@ impl Lock {
     /// (the caller's clock; refreshes advance it by the monotonic time since).
     pub(crate) fn acquire(
         store: &Store,
+        meta: &Arc<DataKey>,
         host: &str,
         kind: LockKind,
         operation: &str,
@@ -234,14 +267,14 @@ impl Lock {
             time: now,
         };
         let taken = Instant::now();
-        store.put_new(&key, lock_bytes(&info))?;
-        if let Err(e) = check_others(store, &key, host, kind, now) {
+        store.put_new(&key, lock_bytes(meta, &key, &info))?;
+        if let Err(e) = check_others(store, meta, &key, host, kind, now) {
             let _ = store.delete(&key);
             return Err(e);
         }
         let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
-            let (store, key) = (store.clone(), key.clone());
+            let (store, key, meta) = (store.clone(), key.clone(), meta.clone());
             std::thread::Builder::new()
                 .name("offsite-lock".into())
                 .spawn(move || {
@@ -253,7 +286,7 @@ impl Lock {
                             time: info.time.checked_add_signed(held).unwrap_or(info.time),
                             ..info.clone()
                         };
-                        if let Err(e) = store.put(&key, lock_bytes(&fresh)) {
+                        if let Err(e) = store.put(&key, lock_bytes(&meta, &key, &fresh)) {
                             tracing::warn!(error = %e, "could not refresh the repository lock");
                         }
                     }
@@ -270,9 +303,11 @@ impl Lock {
 }
 
 /// After writing `own`, look at every other lock: remove stale ones, fail on
-/// a live one that conflicts with `kind`, judged at `now`.
+/// a live one that conflicts with `kind` (or that cannot be read), judged at
+/// `now`.
 fn check_others(
     store: &Store,
+    meta: &DataKey,
     own: &str,
     host: &str,
     kind: LockKind,
@@ -285,9 +320,17 @@ fn check_others(
         let Ok(bytes) = store.get(&listed.key) else {
             continue; // released meanwhile
         };
-        let Ok(theirs) = parse_lock(&listed.key, &bytes) else {
-            tracing::warn!(lock = %listed.key, "unreadable lock object ignored (`offsite unlock` removes it once stale)");
-            continue;
+        let theirs = match open_lock(meta, &listed.key, &bytes) {
+            Ok(theirs) => theirs,
+            Err(e) => {
+                let state = judge(None, listed.modified, host, own_space(), now);
+                if state.is_stale() {
+                    tracing::warn!(lock = %listed.key, error = %e, "removing stale unreadable lock");
+                    let _ = store.delete(&listed.key);
+                    continue;
+                }
+                return Err(unreadable_conflict(&listed.key, listed.modified, &e));
+            }
         };
         if theirs.time.signed_duration_since(now) > STALE_AFTER {
             tracing::info!(lock = %listed.key, holder = %theirs.host, time = %rfc3339(&theirs.time),
@@ -331,9 +374,10 @@ pub struct UnlockReport {
 }
 
 /// Remove stale locks (with `force`, every lock). An object that does not
-/// parse is judged by its age alone.
+/// open or parse is judged by its age alone.
 pub(crate) fn unlock(
     store: &Store,
+    meta: &DataKey,
     host: &str,
     force: bool,
     now: DateTime<Utc>,
@@ -344,7 +388,13 @@ pub(crate) fn unlock(
     };
     for Listed { key, modified, .. } in store.list_with_times(ObjectKind::Lock.prefix())? {
         let info = match store.get(&key) {
-            Ok(bytes) => parse_lock(&key, &bytes).ok(),
+            Ok(bytes) => match open_lock(meta, &key, &bytes) {
+                Ok(info) => Some(info),
+                Err(e) => {
+                    tracing::warn!(lock = %key, error = %e, "unreadable lock, judged by its age");
+                    None
+                }
+            },
             Err(Error::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
@@ -387,94 +437,11 @@ impl Drop for Lock {
     }
 }
 
-/// Parse the bytes of the lock object `key` (pure: the fuzz target's entry).
+/// Parse the opened bytes (JSON) of the lock object `key` (pure: the fuzz
+/// target's entry).
 pub fn parse_lock(key: &str, bytes: &[u8]) -> Result<LockInfo> {
     serde_json::from_slice(bytes).map_err(|e| Error::corrupt_by(key, "lock does not parse", e))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fixed time: judging locks depends only on the times given.
-    fn at() -> DateTime<Utc> {
-        "2026-11-27T02:00:00Z".parse().unwrap()
-    }
-
-    fn info(host: &str, pid: u32, space: &ProcessSpace) -> LockInfo {
-        LockInfo {
-            host: host.into(),
-            pid,
-            boot_id: space.boot_id.clone(),
-            pid_namespace: space.pid_namespace.clone(),
-            kind: LockKind::Exclusive,
-            operation: "prune".into(),
-            time: at(),
-        }
-    }
-
-    #[test]
-    fn a_dead_pid_counts_only_in_the_same_host_boot_and_pid_namespace() {
-        let here = ProcessSpace {
-            boot_id: Some("boot-a".into()),
-            pid_namespace: Some("pid:[1]".into()),
-        };
-        let now = at();
-        let gone = 4_000_000;
-        let same = info("h", gone, &here);
-        assert_eq!(
-            judge(Some(&same), now, "h", &here, now),
-            Staleness::ProcessGone
-        );
-        for other in [
-            ProcessSpace {
-                boot_id: Some("boot-b".into()),
-                ..here.clone()
-            },
-            ProcessSpace {
-                pid_namespace: Some("pid:[2]".into()),
-                ..here.clone()
-            },
-            ProcessSpace {
-                boot_id: None,
-                pid_namespace: None,
-            },
-        ] {
-            let lock = info("h", gone, &other);
-            assert_eq!(
-                judge(Some(&lock), now, "h", &here, now),
-                Staleness::Live,
-                "{other:?}"
-            );
-        }
-        assert_eq!(
-            judge(Some(&same), now, "other-host", &here, now),
-            Staleness::Live
-        );
-    }
-
-    #[test]
-    fn age_is_measured_from_the_refresh_and_the_future_is_flagged() {
-        let here = own_space();
-        let now = at();
-        let lock = info("elsewhere", 1, here);
-        let minute = chrono::Duration::minutes(1);
-        assert_eq!(
-            judge(Some(&lock), now - STALE_AFTER + minute, "h", here, now),
-            Staleness::Live
-        );
-        assert_eq!(
-            judge(Some(&lock), now - STALE_AFTER - minute, "h", here, now),
-            Staleness::Expired
-        );
-        assert_eq!(
-            judge(None, now - STALE_AFTER - minute, "h", here, now),
-            Staleness::Expired
-        );
-        assert_eq!(
-            judge(Some(&lock), now + STALE_AFTER + minute, "h", here, now),
-            Staleness::Future
-        );
-        assert!(!Staleness::Future.is_stale());
-    }
-}
+mod tests;

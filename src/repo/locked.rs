@@ -80,7 +80,14 @@ impl Repository {
     /// Take the shared lock for `operation` on behalf of `host`; a live
     /// exclusive lock is a conflict naming its holder.
     pub fn shared(&self, host: &str, operation: &str, clock: &dyn Clock) -> Result<Shared<'_>> {
-        let lock = Lock::acquire(&self.store, host, LockKind::Shared, operation, clock.now())?;
+        let lock = Lock::acquire(
+            &self.store,
+            self.keys.meta(),
+            host,
+            LockKind::Shared,
+            operation,
+            clock.now(),
+        )?;
         self.follow_key_rotation()?;
         Ok(Shared {
             repo: self,
@@ -98,6 +105,7 @@ impl Repository {
     ) -> Result<Exclusive<'_>> {
         let lock = Lock::acquire(
             &self.store,
+            self.keys.meta(),
             host,
             LockKind::Exclusive,
             operation,
@@ -113,7 +121,19 @@ impl Repository {
     /// Remove stale locks as judged at `now` (with `force`, every lock):
     /// `offsite unlock`.
     pub fn unlock(&self, host: &str, force: bool, now: DateTime<Utc>) -> Result<UnlockReport> {
-        unlock(&self.store, host, force, now)
+        unlock(&self.store, self.keys.meta(), host, force, now)
+    }
+
+    /// Store `plaintext` as the lock `name`, sealed as a lock is (tests
+    /// plant locks of other holders, readable or not, with it).
+    #[doc(hidden)]
+    pub fn write_lock_plaintext(&self, name: &str, plaintext: &[u8]) -> Result<()> {
+        let sealed = self.keys.meta().seal_bound(
+            crate::repo::lock::LOCK_PURPOSE,
+            name.as_bytes(),
+            plaintext,
+        );
+        self.store.put(name, bytes::Bytes::from(sealed))
     }
 }
 

@@ -14,21 +14,22 @@
 //!   [`locked`]: the repository lock.
 //! * Formats: [`pack`] (packs), [`index`] (index files); typed access in
 //!   [`blobs`] (blobs and trees), [`packs`], [`snapshots`] (manifests),
-//!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer.
+//!   [`log`] (activity-log entries); [`writer`]: deduplicating blob writer;
+//!   [`parallel`]: reading many small objects at once.
 //! * Keys: [`keys`] (master key epochs, data keys), [`envelopes`]
 //!   (passphrase copies of the master key) and [`rotate`] (a new epoch that
 //!   erases a tenant, with its own commit order).
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! | object (key in [`layout`]) | content | written |
 //! |---|---|---|
 //! | config | JSON [`RepoConfig`]: format version, repository id, encryption scheme (`none`) | once, create-only, by `init` |
 //! | packs | blobs of one tenant, each AES-256-GCM under the tenant's key (shared key when none), + header sealed under the metadata key (see [`pack`]) | by snapshot (and prune), never modified |
-//! | index files | zstd JSON list of packs and their blobs (see [`index`]) | after the packs it lists |
-//! | snapshot manifests | JSON manifest (see [`crate::snapshot`]); `id` = SHA-256 of the bytes | last, create-only |
-//! | locks | JSON holder and kind (see [`lock`]) | by every writer, refreshed while held |
-//! | activity log | one JSON line per operation (see [`log`]) | after each operation |
+//! | index files | zstd JSON list of packs and their blobs (see [`index`]), sealed (metadata key); `id` = SHA-256 of the sealed bytes | after the packs it lists |
+//! | snapshot manifests | JSON manifest (see [`crate::snapshot`]), sealed (metadata key, bound to its key); `id` = SHA-256 of the sealed bytes; keyed by host and source tags | last, create-only |
+//! | locks | JSON holder and kind (see [`lock`]), sealed (metadata key, bound to its key) | by every writer, refreshed while held |
+//! | activity log | one JSON line per operation (see [`log`]), sealed (metadata key, bound to its key); keyed by time only | after each operation |
 //! | quarantined packs | a damaged pack, byte for byte | by `repair`, before it removes the pack |
 //! | key objects (`keys/`) | epoch records, forward links, data-key wraps and tombstones (see [`keys`]) | `init`, a tenant's first use, `erase --tenant` ([`rotate`]: the old epoch's wraps and the passphrase envelopes are deleted after the new epoch commits) |
 //! | key envelopes (`keys/envelopes/<id>`) | plaintext JSON: label, epoch, Argon2id parameters; the master key sealed under Argon2id(passphrase) (see [`envelopes`]) | by `key add`, create-only; deleted by `key remove`, and every one by `erase --tenant` (each holds the old master key) |
@@ -67,6 +68,7 @@ pub mod locked;
 pub mod log;
 pub mod pack;
 pub mod packs;
+pub(crate) mod parallel;
 pub mod rotate;
 pub mod s3;
 pub mod snapshots;

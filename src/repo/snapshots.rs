@@ -1,13 +1,18 @@
 //! Snapshot manifests: listed by key, read and verified, written
 //! create-only, replaced by write-then-delete.
+//!
+//! Keys name hosts and sources by tags (see [`crate::snapshot`]): listing one
+//! host's or one source's manifests is a prefix listing, as ever, but only
+//! reading a manifest tells whose it is, so listing every host reads every
+//! manifest (restic does the same).
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::{is_object_damage, Problem};
-use crate::repo::{layout, Repository};
-use crate::snapshot::{Snapshot, SnapshotRef};
+use crate::repo::{layout, parallel, Repository};
+use crate::snapshot::{host_tag, source_tag, Snapshot, SnapshotRef, MANIFEST_PURPOSE};
 
 /// A snapshot with its manifest.
 pub type LoadedSnapshot = (SnapshotRef, Snapshot);
@@ -29,19 +34,34 @@ impl SnapshotListing {
 }
 
 impl Repository {
-    /// Snapshots, newest first, optionally of one host and/or source.
+    /// Snapshots, newest first, optionally of one host (and source); only
+    /// the listing, except for a source of every host: the names are only
+    /// in the manifests, so those are read (the unreadable ones left out).
     pub fn list_snapshots(
         &self,
         host: Option<&str>,
         source: Option<&str>,
     ) -> Result<Vec<SnapshotRef>> {
-        let prefix = layout::snapshot_prefix(host, source);
+        let listed = self.list_tagged(host, source)?;
+        if host.is_some() || source.is_none() {
+            return Ok(listed);
+        }
+        let loaded = self.load_listed(listed, source)?;
+        Ok(loaded.readable.into_iter().map(|(r, _)| r).collect())
+    }
+
+    /// The manifests under the tags of `host` (and `source`), or all;
+    /// newest first.
+    fn list_tagged(&self, host: Option<&str>, source: Option<&str>) -> Result<Vec<SnapshotRef>> {
+        let meta = self.keys.meta();
+        let htag = host.map(|h| host_tag(meta, h));
+        let stag = host.zip(source).map(|(h, s)| source_tag(meta, h, s));
+        let prefix = layout::snapshot_prefix(htag.as_deref(), stag.as_deref());
         let mut out: Vec<SnapshotRef> = self
             .store
             .list(&prefix)?
             .into_iter()
             .filter_map(|(key, _)| SnapshotRef::parse(&key))
-            .filter(|r| source.is_none_or(|s| r.source == s))
             .collect();
         out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.key.cmp(&a.key)));
         Ok(out)
@@ -50,22 +70,35 @@ impl Repository {
     /// Read and verify a manifest.
     pub fn load_snapshot(&self, r: &SnapshotRef) -> Result<Snapshot> {
         let bytes = self.store.get(&r.key)?;
-        r.decode(&bytes)
+        r.decode(self.keys.meta(), &bytes)
     }
 
     /// Snapshots, newest first, with their manifests; a manifest that cannot
     /// be read is reported in `unreadable` and skipped, so one damaged
     /// manifest does not hide the others. A manifest gone since the listing
     /// (a concurrent prune) is left out silently. Errors of the store itself
-    /// (unreachable, denied) still fail.
+    /// (unreachable, denied) still fail. With a source but no host, an
+    /// unreadable manifest of any source is reported (its source is unknown).
     pub fn load_snapshots_tolerant(
         &self,
         host: Option<&str>,
         source: Option<&str>,
     ) -> Result<SnapshotListing> {
+        self.load_listed(self.list_tagged(host, source)?, source)
+    }
+
+    /// Read the manifests `listed` (a few at a time), keeping those of
+    /// `source` when given.
+    fn load_listed(
+        &self,
+        listed: Vec<SnapshotRef>,
+        source: Option<&str>,
+    ) -> Result<SnapshotListing> {
         let mut listing = SnapshotListing::default();
-        for r in self.list_snapshots(host, source)? {
-            match self.load_snapshot(&r) {
+        let loaded = parallel::map(&listed, |r| self.load_snapshot(r));
+        for (r, loaded) in listed.into_iter().zip(loaded) {
+            match loaded {
+                Ok(snap) if source.is_some_and(|s| snap.source != s) => {}
                 Ok(snap) => listing.readable.push((r, snap)),
                 Err(Error::NotFound { .. }) => {}
                 Err(e) if is_object_damage(&e) => {
@@ -123,21 +156,12 @@ impl Repository {
         }
     }
 
-    /// Write a manifest (create-only); returns its id and how a listing
-    /// shows it.
+    /// Write a manifest, sealed (create-only); returns its id and how a
+    /// listing shows it.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<(ObjectId, SnapshotRef)> {
-        let bytes = snap.to_bytes();
-        let id = ObjectId::hash(&bytes);
-        let key = snap.key(&id);
-        self.store.put_new(&key, Bytes::from(bytes))?;
-        let saved = SnapshotRef {
-            key,
-            id,
-            host: snap.host.clone(),
-            source: snap.source.clone(),
-            time: snap.time,
-        };
-        Ok((id, saved))
+        let (saved, sealed) = snap.seal(self.keys.meta());
+        self.store.put_new(&saved.key, Bytes::from(sealed))?;
+        Ok((saved.id, saved))
     }
 
     /// Delete a manifest (a missing one is not an error). Only prune (and
@@ -154,5 +178,29 @@ impl Repository {
         crate::failpoint::hit("rewrite-after-new-manifest");
         self.delete_snapshot(old)?;
         Ok(id)
+    }
+
+    /// The plaintext (JSON) of the manifest `r`, not checked against its id
+    /// or tags (tests that edit a manifest use it and
+    /// [`Repository::write_manifest_plaintext`]).
+    #[doc(hidden)]
+    pub fn read_manifest_plaintext(&self, r: &SnapshotRef) -> Result<Vec<u8>> {
+        let stem = layout::snapshot_key_stem(&r.key).unwrap_or_default();
+        let sealed = self.store.get(&r.key)?;
+        self.keys
+            .meta()
+            .open_bound(MANIFEST_PURPOSE, stem.as_bytes(), &r.key, &sealed)
+    }
+
+    /// Store `plaintext` (any bytes) under `r`'s key, sealed as a manifest
+    /// there is: it opens, but no longer matches the id in the key.
+    #[doc(hidden)]
+    pub fn write_manifest_plaintext(&self, r: &SnapshotRef, plaintext: &[u8]) -> Result<()> {
+        let stem = layout::snapshot_key_stem(&r.key).unwrap_or_default();
+        let sealed = self
+            .keys
+            .meta()
+            .seal_bound(MANIFEST_PURPOSE, stem.as_bytes(), plaintext);
+        self.store.put(&r.key, Bytes::from(sealed))
     }
 }
