@@ -159,6 +159,25 @@ impl KeyFile {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
+    /// Fail now, before anything changes, when [`KeyFile::store`] could not
+    /// write a key file at `path` (its temporary file is created and
+    /// removed again, empty).
+    pub fn check_writable(path: &Path) -> Result<()> {
+        let tmp = path.with_extension("key.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        if let Some(dir) = tmp.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(path, e))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| Error::io(path, e))?;
+        std::fs::remove_file(&tmp).map_err(|e| Error::io(path, e))
+    }
+
     /// Write a new key file at `path` (mode 0600); refuses when anything
     /// is there already (`key export`, `key recover`: never replace a key).
     pub fn store_new(&self, path: &Path) -> Result<()> {

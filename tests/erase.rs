@@ -628,3 +628,41 @@ fn a_recursive_listing_after_an_erase_lists_the_other_tenants() {
         "{text}"
     );
 }
+
+/// An erase run through a passphrase (the key file lost) where the key
+/// file cannot be written changes nothing: the rotation would commit, the
+/// new key would live nowhere, and the then stale envelope would open
+/// nothing.
+#[test]
+fn an_erase_that_cannot_write_the_key_file_changes_nothing() {
+    let w = world();
+    two_snapshots(&w);
+    let phrase = w.path("phrase");
+    std::fs::write(&phrase, "a long recovery phrase\n").unwrap();
+    let phrase = phrase.to_str().unwrap();
+    w.ok(&["key", "add", "--passphrase-file", phrase]);
+    std::fs::rename(w.path("offsite.key"), w.path("lost.key")).unwrap();
+    std::fs::create_dir(w.path("offsite.key.tmp")).unwrap();
+    let env = [("OFFSITE_PASSPHRASE_FILE", phrase)];
+    let erase = ["erase", "--tenant", "acme", "--reason", REASON, "--yes"];
+    let out = w.offsite_env(&erase, &env);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    let to = w.path("acme-out");
+    let out = w.offsite_env(
+        &[
+            "restore",
+            "--item",
+            "acme/contacts/list-1.csv",
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Once the key file can be written, the erase goes through.
+    std::fs::remove_dir(w.path("offsite.key.tmp")).unwrap();
+    let out = w.offsite_env(&erase, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(w.path("offsite.key").exists());
+}

@@ -70,6 +70,9 @@ pub fn erase_tenant(
     now: DateTime<Utc>,
 ) -> Result<TenantErasure> {
     let repo = lock.repo();
+    // After the commit point the new key must land here: a key file that
+    // cannot be written would leave it only behind the old one's link.
+    KeyFile::check_writable(key_file)?;
     let rotated = rotate::erase_tenant(lock, tenant, reason, now)?;
     if rotated.rotated {
         KeyFile {
