@@ -5,8 +5,8 @@
 //! and the same bytes to `decode_blob` as sealed ones, under a fixed key.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use offsite::id::ObjectId;
 use offsite::crypto::Secret;
+use offsite::id::ObjectId;
 use offsite::repo::keys::DataKey;
 use offsite::repo::pack::{decode_blob, decode_stored, BlobRef, Compression};
 
