@@ -30,20 +30,7 @@ fn marked_world(s3_bucket: Option<&str>) -> World {
         .replace("host = \"test-host\"", &format!("host = \"{HOST}\""));
     std::fs::write(&w.config, &text).unwrap();
     if let Some(bucket) = s3_bucket {
-        let env = s3_env();
-        let start = text.find("[repository]").unwrap();
-        let end = text[start..].find("[[source]]").unwrap() + start;
-        let repo = format!(
-            "[repository]\nurl = \"s3://{bucket}/offsite\"\nregion = \"{}\"\nendpoint = \"{}\"\nkey_file = \"{}\"\n",
-            env.region,
-            env.endpoint,
-            w.path("offsite.key").display()
-        );
-        std::fs::write(
-            &w.config,
-            format!("{}{repo}{}", &text[..start], &text[end..]),
-        )
-        .unwrap();
+        w.point_at_s3(bucket, "");
     }
     let mut rng = Rng::new(11);
     let mut blob = rng.bytes(200_000);

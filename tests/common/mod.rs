@@ -346,7 +346,6 @@ impl World {
     /// A world whose repository is `s3://bucket/prefix` on the test gateway,
     /// with one client-data and one voice source over `src/`.
     pub fn s3(bucket: &str, repository_extra: &str) -> Self {
-        let env = s3_env();
         let w = World::configured(
             "",
             &[
@@ -359,21 +358,30 @@ impl World {
             ],
             "",
         );
-        let text = std::fs::read_to_string(&w.config).unwrap();
+        w.point_at_s3(bucket, repository_extra);
+        w
+    }
+}
+
+impl World {
+    /// Point the world's `[repository]` at `s3://bucket/offsite` on the test
+    /// gateway (the key file stays the world's), with `repository_extra` lines.
+    pub fn point_at_s3(&self, bucket: &str, repository_extra: &str) {
+        let env = s3_env();
+        let text = std::fs::read_to_string(&self.config).unwrap();
         let start = text.find("[repository]").unwrap();
         let end = text[start..].find("[[source]]").unwrap() + start;
         let repo = format!(
             "[repository]\nurl = \"s3://{bucket}/offsite\"\nregion = \"{}\"\nendpoint = \"{}\"\nkey_file = \"{}\"\n{repository_extra}\n",
             env.region,
             env.endpoint,
-            w.path("offsite.key").display()
+            self.path("offsite.key").display()
         );
         std::fs::write(
-            &w.config,
+            &self.config,
             format!("{}{repo}{}", &text[..start], &text[end..]),
         )
         .unwrap();
-        w
     }
 }
 
