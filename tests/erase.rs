@@ -434,18 +434,23 @@ fn an_envelope_added_by_a_process_opened_before_the_erase_holds_the_new_key() {
     two_snapshots(&w);
     let repo = w.open_repo();
     w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
-    let _ = repo.add_envelope(b"a long recovery phrase", "late", chrono::Utc::now());
-    let epochs: Vec<u64> = w
-        .open_repo()
+    repo.add_envelope(b"a long recovery phrase", "late", chrono::Utc::now())
+        .unwrap();
+    assert_eq!(
+        envelope_epochs(&w),
+        [2],
+        "the late envelope holds the new key"
+    );
+}
+
+/// The epoch of every envelope in `w`'s repository.
+fn envelope_epochs(w: &World) -> Vec<u64> {
+    w.open_repo()
         .envelopes()
         .unwrap()
         .iter()
         .map(|e| e.info.epoch)
-        .collect();
-    assert!(
-        epochs.iter().all(|&e| e == 2),
-        "envelopes of epochs {epochs:?}"
-    );
+        .collect()
 }
 
 /// Wraps under the epoch's prefix that this key does not open (what an
@@ -486,14 +491,7 @@ fn finishing_an_erase_keeps_envelopes_of_the_new_key() {
     std::fs::write(old.join("00".repeat(16)), b"left over").unwrap();
     w.ok(&["erase", "--tenant", "acme", "--reason", REASON, "--yes"]);
     assert!(listing(&old).is_empty(), "old wraps finished off");
-    let left: Vec<u64> = w
-        .open_repo()
-        .envelopes()
-        .unwrap()
-        .iter()
-        .map(|e| e.info.epoch)
-        .collect();
-    assert_eq!(left, [2], "the new key's envelope is kept");
+    assert_eq!(envelope_epochs(&w), [2], "the new key's envelope is kept");
 }
 
 /// A damaged key wrap is damage of the key, not of the tenant's packs:
