@@ -37,6 +37,7 @@ pub mod cancel;
 pub mod chunking;
 pub mod cli;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod days;
