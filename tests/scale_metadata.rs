@@ -123,3 +123,52 @@ fn one_item_of_a_directory_of_a_million_files_reads_at_most_1_mib_of_metadata() 
         .unwrap();
     assert_eq!(restored, b"the one e-mail asked for\n");
 }
+
+/// One changed byte in the middle of a big file stores the changed chunk and
+/// a few pieces of its chunk list, not the whole list again (~10 000
+/// references, ~450 KB, in format 2's single list).
+#[test]
+fn a_one_byte_change_in_a_big_file_stores_only_a_few_chunk_list_pieces() {
+    let w = World::new();
+    let mut data = Rng::new(7).bytes(80 << 20);
+    put(&w.src(), "db/dump.sql", &data);
+    w.ok(&["init"]);
+    let first = w.json(&["snapshot", "--time", "2026-11-20T02:00:00Z"]);
+    assert!(first["bytes_added"].as_u64().unwrap() > 80 << 20);
+    let repo = w.open_repo();
+    let refs = repo.list_snapshots(None, None).unwrap();
+    let snap = repo.load_snapshot(&refs[0]).unwrap();
+    let file = repo
+        .lookup_file(&snap.tree, &["db".into(), "dump.sql".into()])
+        .unwrap()
+        .unwrap();
+    let chunks = file.chunks.len();
+    assert!(chunks > 5_000, "{chunks} chunks");
+    assert!(file.chunks.inline().is_none(), "a long list is in pieces");
+
+    let middle = data.len() / 2;
+    data[middle] ^= 0xFF;
+    put(&w.src(), "db/dump.sql", &data);
+    let second = w.json(&["snapshot", "--time", "2026-11-21T02:00:00Z"]);
+    let added = second["bytes_added"].as_u64().unwrap();
+    // One or two new chunks (at most 64 KiB each, random data does not
+    // compress), a few pieces of ~6 KB, the piece list and two pages.
+    assert!(
+        added < 256 << 10,
+        "{added} bytes added for one changed byte"
+    );
+    let check = w.json(&["check", "--read-data"]);
+    assert_eq!(check["problems"].as_array().unwrap().len(), 0, "{check}");
+    let to = w.path("restored");
+    w.ok(&[
+        "restore",
+        "--item",
+        "db/dump.sql",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let restored = std::fs::read(to.join("dump.sql"))
+        .or_else(|_| std::fs::read(to.join("db/dump.sql")))
+        .unwrap();
+    assert!(restored == data, "the changed file restores");
+}

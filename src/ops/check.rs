@@ -193,7 +193,7 @@ fn file_blobs(repo: &Repository, list: &ChunkList) -> Vec<BlobRef> {
 fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
     let mut whole = Sha256::new();
     let mut total = 0u64;
-    repo.read_blobs(&repo.all_chunks(&entry.chunks)?, &mut |data| {
+    repo.read_file(&entry.chunks, &mut |data| {
         whole.update(&data);
         total += data.len() as u64;
         Ok(())

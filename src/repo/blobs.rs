@@ -164,6 +164,26 @@ impl Repository {
         ChunkIter::new(self, list)
     }
 
+    /// Read the content of `list` in order, verified, handing each chunk to
+    /// `sink` ([`Self::read_blobs`] a batch of references at a time, so a
+    /// 100 GB file's 12 million references are never all in memory).
+    pub fn read_file(
+        &self,
+        list: &ChunkList,
+        sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        const BATCH: usize = 1024;
+        let mut batch = Vec::with_capacity(BATCH.min(list.len() as usize));
+        for chunk in self.file_chunks(list)? {
+            batch.push(chunk?);
+            if batch.len() == BATCH {
+                self.read_blobs(&batch, sink)?;
+                batch.clear();
+            }
+        }
+        self.read_blobs(&batch, sink)
+    }
+
     /// Every chunk of `list`, in memory.
     pub fn all_chunks(&self, list: &ChunkList) -> Result<Vec<BlobRef>> {
         pages::all_chunks(self, list)
