@@ -111,7 +111,12 @@ fn main() {
     let sizes: Vec<u64> = std::env::var("OFFSITE_SCALE_SIZES")
         .unwrap_or_else(|_| "1,4".into())
         .split(',')
-        .map(|m| m.trim().parse::<u64>().expect("OFFSITE_SCALE_SIZES: numbers") * n_mib)
+        .map(|m| {
+            m.trim()
+                .parse::<u64>()
+                .expect("OFFSITE_SCALE_SIZES: numbers")
+                * n_mib
+        })
         .collect();
     let keep = std::env::var("OFFSITE_SCALE_DIR").is_ok();
     let work = std::env::var("OFFSITE_SCALE_DIR")
@@ -144,7 +149,10 @@ fn main() {
 fn run_size(dir: &Path, size_mib: u64) -> Figures {
     let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/gen_scale.py");
     let src = dir.join("src");
-    eprintln!("generating a {size_mib} MiB client-data tree in {}", src.display());
+    eprintln!(
+        "generating a {size_mib} MiB client-data tree in {}",
+        src.display()
+    );
     sh(Command::new("python3")
         .arg(&gen)
         .arg("generate")
@@ -158,7 +166,12 @@ fn run_size(dir: &Path, size_mib: u64) -> Figures {
     o.init = Some(measure(tools.offsite().args(["--json", "snapshot"])));
     o.repo_initial = tools.offsite_bytes();
     o.blobs = sum_field(&o.init.as_ref().unwrap().text(), "blobs_added");
-    r.init = Some(measure(tools.restic().args(["backup", "-q", "--host", "bench"]).arg(&src)));
+    r.init = Some(measure(
+        tools
+            .restic()
+            .args(["backup", "-q", "--host", "bench"])
+            .arg(&src),
+    ));
     r.repo_initial = tools.restic_bytes();
     r.blobs = restic_blobs(&tools);
 
@@ -166,7 +179,12 @@ fn run_size(dir: &Path, size_mib: u64) -> Figures {
     sh(Command::new("python3").arg(&gen).arg("mutate").arg(&src));
     o.incr = Some(measure(tools.offsite().args(["--json", "snapshot"])));
     o.added = tools.offsite_bytes() - o.repo_initial;
-    r.incr = Some(measure(tools.restic().args(["backup", "-q", "--host", "bench"]).arg(&src)));
+    r.incr = Some(measure(
+        tools
+            .restic()
+            .args(["backup", "-q", "--host", "bench"])
+            .arg(&src),
+    ));
     r.added = tools.restic_bytes() - r.repo_initial;
 
     let dump = tenant_dir(&src).join("db/dump.sql");
@@ -226,7 +244,11 @@ fn tenant_dir(src: &Path) -> PathBuf {
 
 /// Blobs in restic's repository (its own count, from `stats --mode raw-data`).
 fn restic_blobs(tools: &Tools) -> u64 {
-    let run = measure(tools.restic().args(["stats", "--json", "--mode", "raw-data"]));
+    let run = measure(
+        tools
+            .restic()
+            .args(["stats", "--json", "--mode", "raw-data"]),
+    );
     sum_field(&run.text(), "total_blob_count")
 }
 
@@ -273,7 +295,12 @@ fn restore_small(tools: &Tools, src: &Path, o: &mut Side, r: &mut Side) {
         .collect();
     names.sort();
     let file = emails.join(&names[names.len() / 2]);
-    let rel = file.strip_prefix(src).unwrap().to_str().unwrap().to_string();
+    let rel = file
+        .strip_prefix(src)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     eprintln!("restoring {rel} (one of {} e-mails)", names.len());
     let (mut o_runs, mut r_runs) = (Vec::new(), Vec::new());
     for i in 0..3 {
@@ -284,11 +311,17 @@ fn restore_small(tools: &Tools, src: &Path, o: &mut Side, r: &mut Side) {
                 .args(["restore", "--source", "client-data", "--item", &rel, "--to"])
                 .arg(&to),
         );
-        assert!(same_content(&to.join(&rel), &file), "offsite restore differs");
+        assert!(
+            same_content(&to.join(&rel), &file),
+            "offsite restore differs"
+        );
         o_runs.push(run.wall);
         o.small_rss_kib = o.small_rss_kib.max(run.max_rss_kib);
         let run = measure(tools.restic().args(["dump", "latest"]).arg(&file));
-        assert!(run.stdout == std::fs::read(&file).unwrap(), "restic dump differs");
+        assert!(
+            run.stdout == std::fs::read(&file).unwrap(),
+            "restic dump differs"
+        );
         r_runs.push(run.wall);
         r.small_rss_kib = r.small_rss_kib.max(run.max_rss_kib);
         std::fs::remove_dir_all(&to).unwrap();
@@ -335,7 +368,10 @@ fn print_table(f: &Figures) {
         f.files,
         mib(f.dump_bytes)
     );
-    println!("{:<44} {:>12} {:>12} {:>10}", "", "offsite", "restic", "ratio");
+    println!(
+        "{:<44} {:>12} {:>12} {:>10}",
+        "", "offsite", "restic", "ratio"
+    );
     secs_row("initial snapshot, wall", run(&o.init), run(&r.init));
     rss_row("initial snapshot, peak memory", run(&o.init), run(&r.init));
     bytes_row("repository after it", o.repo_initial, r.repo_initial);
@@ -346,7 +382,11 @@ fn print_table(f: &Figures) {
         r.blobs as f64 / o.blobs.max(1) as f64,
     );
     secs_row("one day: incremental, wall", run(&o.incr), run(&r.incr));
-    rss_row("one day: incremental, peak memory", run(&o.incr), run(&r.incr));
+    rss_row(
+        "one day: incremental, peak memory",
+        run(&o.incr),
+        run(&r.incr),
+    );
     bytes_row("one day: repository growth", o.added, r.added);
     secs_row("restore the dump (restic dump)", run(&o.dump), run(&r.dump));
     secs_row(
@@ -368,7 +408,11 @@ fn print_table(f: &Figures) {
         r.small_rss_kib as f64 / o.small_rss_kib.max(1) as f64,
     );
     secs_row("check --read-data, wall", run(&o.check), run(&r.check));
-    rss_row("check --read-data, peak memory", run(&o.check), run(&r.check));
+    rss_row(
+        "check --read-data, peak memory",
+        run(&o.check),
+        run(&r.check),
+    );
     bytes_row("repository after two snapshots", o.repo_final, r.repo_final);
     println!("(ratio > 1: offsite is better: faster, smaller or leaner)");
 }
