@@ -19,84 +19,13 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// One finished command: wall time, peak resident memory, output.
-struct Run {
-    wall: Duration,
-    max_rss_kib: i64,
-    stdout: Vec<u8>,
-}
-
-impl Run {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-/// Run a command and measure it (wait4 gives the child's own peak RSS).
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also yields the peak RSS
-fn measure(cmd: &mut Command) -> Run {
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id() as i32;
-    let stdout_pipe = child.stdout.expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut { stdout_pipe }, &mut out)
-            .map(|_| out)
-            .unwrap_or_default()
-    });
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child; both pointers are valid for the call.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4");
-    let wall = started.elapsed();
-    let stdout = reader.join().unwrap();
-    let exit = ExitStatus::from_raw(status);
-    assert!(exit.success(), "{cmd:?} failed: {exit:?}");
-    Run {
-        wall,
-        max_rss_kib: usage.ru_maxrss,
-        stdout,
-    }
-}
-
-fn sh(cmd: &mut Command) {
-    let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(status.success(), "{cmd:?} failed");
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let meta = entry.metadata().unwrap();
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())
-        } else {
-            meta.len()
-        };
-    }
-    total
-}
-
-fn ensure_restic() {
-    if Command::new("restic").arg("version").output().is_ok() {
-        return;
-    }
-    eprintln!("restic missing: installing it from Debian");
-    sh(Command::new("apt-get").args(["update", "-qq"]));
-    sh(Command::new("apt-get").args(["install", "-y", "-qq", "restic"]));
-}
+use support::{count_files, dir_bytes, ensure_restic, measure, median, mib, sh, sum_field};
 
 /// The recording closest to 5 MB.
 fn five_mb_item(src: &Path) -> String {
@@ -124,23 +53,6 @@ fn five_mb_item(src: &Path) -> String {
         }
     }
     best.expect("a recording").1
-}
-
-fn sum_field(json_lines: &str, field: &str) -> u64 {
-    json_lines
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v[field].as_u64())
-        .sum()
-}
-
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-fn mib(n: u64) -> String {
-    format!("{:.1} MiB", n as f64 / 1048576.0)
 }
 
 /// Where both repositories live for one comparison.
@@ -419,19 +331,5 @@ fn sum_nested(json_lines: &str, object: &str, field: &str) -> u64 {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v[object][field].as_u64())
-        .sum()
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                count_files(&p)
-            } else {
-                1
-            }
-        })
         .sum()
 }

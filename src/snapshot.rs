@@ -76,6 +76,9 @@ pub struct Summary {
     pub bytes_read: u64,
     /// Bytes stored in the repository by this snapshot (new blobs, as stored).
     pub bytes_added: u64,
+    /// Blobs stored by this snapshot (new ones: file chunks and trees).
+    #[serde(default)]
+    pub blobs_added: u64,
     pub files_new: u64,
     pub files_changed: u64,
     pub files_unchanged: u64,

@@ -121,6 +121,8 @@ pub struct BlobWriter<'r> {
     tree_packs: Mutex<Vec<PackBuilder>>,
     written: Arc<Mutex<Vec<IndexedPack>>>,
     added: AtomicU64,
+    /// Blobs stored by this writer (new ones only).
+    blobs_added: AtomicU64,
     cancel: Option<Cancel>,
     /// Background uploads, for remote stores where a PUT waits on the network.
     uploader: Option<Uploader>,
@@ -250,6 +252,7 @@ impl<'r> BlobWriter<'r> {
             tree_packs: Mutex::default(),
             written: Arc::default(),
             added: AtomicU64::new(0),
+            blobs_added: AtomicU64::new(0),
             cancel: None,
             uploader: None,
         }
@@ -275,6 +278,11 @@ impl<'r> BlobWriter<'r> {
     /// Bytes stored by this writer so far (new blobs, as stored).
     pub fn bytes_added(&self) -> u64 {
         self.added.load(Ordering::Relaxed)
+    }
+
+    /// Blobs stored by this writer so far (new ones only).
+    pub fn blobs_added(&self) -> u64 {
+        self.blobs_added.load(Ordering::Relaxed)
     }
 
     /// Where the repository (or this run) holds the blob `id`, if anywhere.
@@ -414,6 +422,7 @@ impl<'r> BlobWriter<'r> {
             drop(known);
             self.added
                 .fetch_add(location.length as u64, Ordering::Relaxed);
+            self.blobs_added.fetch_add(1, Ordering::Relaxed);
             (location, full)
         };
         if let Some(pack) = full {

@@ -399,6 +399,7 @@ pub fn snapshot_source_with(
         &mut summary,
     )?;
     let bytes_added = writer.bytes_added();
+    let blobs_added = writer.blobs_added();
     let mut packs = writer.finish()?;
     packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
@@ -412,6 +413,7 @@ pub fn snapshot_source_with(
         warnings.push(w);
     }
     summary.bytes_added = bytes_added;
+    summary.blobs_added = blobs_added;
     summary.warnings = warnings.len() as u64;
     summary.warning_samples = warnings.into_iter().take(WARNING_SAMPLES).collect();
     summary.duration_seconds = started.elapsed().as_secs_f64();
