@@ -29,6 +29,7 @@ use crate::repo::index::Index;
 use crate::repo::layout::{index_key, pack_key};
 use crate::repo::pack::BlobRef;
 use crate::repo::packs::PackVerdict;
+use crate::repo::spans::Piece;
 use crate::repo::{Repository, Shared};
 use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
 
@@ -167,9 +168,12 @@ impl Checker<'_> {
 fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
     let mut whole = Sha256::new();
     let mut total = 0u64;
-    repo.read_blobs(&entry.chunks, &mut |data| {
-        whole.update(&data);
-        total += data.len() as u64;
+    repo.read_blobs(&entry.chunks, &mut |piece| {
+        match &piece {
+            Piece::Data(data) => whole.update(data),
+            Piece::Zeros(n) => crate::sparse::hash_zeros(&mut whole, *n),
+        }
+        total = total.saturating_add(piece.len());
         Ok(())
     })?;
     if ObjectId(whole.finalize().into()) != entry.sha256 || total != entry.size {

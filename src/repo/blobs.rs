@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repo::layout::pack_key;
-use crate::repo::pack::{decode_blob, decode_blob_with, BlobRef};
+use crate::repo::pack::{decode_blob, BlobRef};
 use crate::repo::Repository;
 use crate::tree::{check_depth, Entry, FileEntry, Tree, TreeWalk};
 
@@ -71,43 +71,6 @@ impl Repository {
         let key = self.data_key(blob.tenant.as_deref())?;
         let stored = self.read_pack_range(&blob.pack, blob.range())?;
         decode_blob(&stored, blob, &key)
-    }
-
-    /// Read `blobs` in order, verified, handing each to `sink`. Runs of blobs
-    /// that lie back to back in one pack (as a file's chunks usually do) are
-    /// fetched with one ranged read of up to 16 MiB, so restoring a file
-    /// costs about one request per pack it touches, not one per chunk, and
-    /// one pack subkey derivation per run.
-    pub fn read_blobs(
-        &self,
-        blobs: &[BlobRef],
-        sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
-    ) -> Result<()> {
-        const MAX_SPAN: u64 = 16 << 20;
-        let mut i = 0;
-        while i < blobs.len() {
-            let first = &blobs[i];
-            let mut end = i + 1;
-            while end < blobs.len()
-                && blobs[end].pack == first.pack
-                && blobs[end].tenant == first.tenant
-                && blobs[end].offset == blobs[end - 1].range().end
-                && blobs[end].range().end - first.offset <= MAX_SPAN
-            {
-                end += 1;
-            }
-            let key = self.data_key(first.tenant.as_deref())?;
-            let seal = key.pack_key(&first.pack);
-            let span = first.offset..blobs[end - 1].range().end;
-            let bytes = self.read_pack_range(&first.pack, span.clone())?;
-            for blob in &blobs[i..end] {
-                let at = (blob.offset - span.start) as usize;
-                let sealed = &bytes[at..at + blob.length as usize];
-                sink(decode_blob_with(sealed, blob, &seal, &key)?)?;
-            }
-            i = end;
-        }
-        Ok(())
     }
 
     /// Read one tree blob.
