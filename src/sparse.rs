@@ -64,3 +64,36 @@ pub fn hash_zeros(hash: &mut sha2::Sha256, mut n: u64) {
         n -= step;
     }
 }
+
+/// `lseek` with `SEEK_DATA`/`SEEK_HOLE`; `None` when there is no data (or
+/// hole) at or after the offset (`ENXIO`: the rest is a hole).
+fn seek(file: &std::fs::File, to: rustix::fs::SeekFrom) -> std::io::Result<Option<u64>> {
+    match rustix::fs::seek(file, to) {
+        Ok(at) => Ok(Some(at)),
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `Some(size)` when `file` (of `size` bytes, from `fstat`) has a hole
+/// before its end; `None` for a file without holes, or on a file system that
+/// cannot say (read front to back, as ever).
+pub fn first_hole(file: &std::fs::File) -> std::io::Result<Option<u64>> {
+    let size = file.metadata()?.len();
+    match seek(file, rustix::fs::SeekFrom::Hole(0)) {
+        Ok(Some(hole)) if hole < size => Ok(Some(size)),
+        Ok(_) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where the next data region at or after `at` starts (`size` if none).
+pub fn next_data(file: &std::fs::File, at: u64, size: u64) -> std::io::Result<u64> {
+    Ok(seek(file, rustix::fs::SeekFrom::Data(at))?.map_or(size, |d| d.clamp(at, size)))
+}
+
+/// Where the data region at `at` ends (at most `size`).
+pub fn next_hole(file: &std::fs::File, at: u64, size: u64) -> std::io::Result<u64> {
+    Ok(seek(file, rustix::fs::SeekFrom::Hole(at))?.map_or(size, |h| h.clamp(at, size)))
+}
