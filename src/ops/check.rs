@@ -26,7 +26,7 @@ use crate::repo::index::Index;
 use crate::repo::layout::{index_key, pack_key};
 use crate::repo::pack::BlobRef;
 use crate::repo::{Repository, Shared};
-use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
+use crate::tree::{read, ChunkList, Entry, FileEntry, Tree, TreeWalk};
 
 /// What `check` found.
 #[derive(Serialize, Debug, Default)]
@@ -137,15 +137,29 @@ impl Checker<'_> {
                     if self.files.contains_key(&(f.sha256, chunk_key)) {
                         continue;
                     }
-                    for chunk in &f.chunks {
-                        self.check_blob(chunk, &format!("snapshot {snapshot} file {child}"));
-                    }
+                    let what = format!("snapshot {snapshot} file {child}");
+                    self.check_chunks(&f.chunks, &what);
                     self.files.insert(
                         (f.sha256, chunk_key),
                         (f, format!("snapshot {snapshot} file {child}")),
                     );
                 }
             }
+        }
+    }
+
+    /// Check every chunk of a file and the pieces its list is stored in.
+    fn check_chunks(&mut self, list: &ChunkList, what: &str) {
+        let read = read::list_blobs(self.repo, list)
+            .and_then(|pieces| Ok((pieces, self.repo.all_chunks(list)?)));
+        match read {
+            Ok((pieces, chunks)) => {
+                for blob in pieces.iter().chain(&chunks) {
+                    self.check_blob(blob, what);
+                }
+            }
+            Err(Error::Erased { tenant, .. }) => self.erased(&tenant),
+            Err(e) => self.problem(format!("{what}: {e}")),
         }
     }
 
@@ -157,9 +171,13 @@ impl Checker<'_> {
         {
             return None;
         }
-        self.check_blob(tree_ref, &format!("snapshot {snapshot} tree /{path}"));
-        match self.repo.read_tree(tree_ref) {
-            Ok(tree) => {
+        let what = format!("snapshot {snapshot} tree /{path}");
+        self.check_blob(tree_ref, &what);
+        match read::read_dir(self.repo, tree_ref) {
+            Ok((tree, pages)) => {
+                for page in pages.iter().skip(1) {
+                    self.check_blob(page, &what);
+                }
                 self.report.trees += 1;
                 Some(tree)
             }
@@ -270,7 +288,7 @@ pub fn check_with(
     r.files_verified = checker
         .files
         .values()
-        .filter(|(f, _)| f.chunks.iter().all(|c| read.whole.contains(&c.pack)))
+        .filter(|(f, _)| lies_in(repo, &f.chunks, &read.whole))
         .count();
     let bad = Bad {
         packs: read.bad_packs,
@@ -278,6 +296,18 @@ pub fn check_with(
     };
     checker.report.damaged = damage(&checker, bad)?;
     Ok(checker.report)
+}
+
+/// Whether every chunk of `list`, and every piece it is stored in, lies in
+/// one of the packs `whole` (read and verified).
+fn lies_in(repo: &Repository, list: &ChunkList, whole: &HashSet<ObjectId>) -> bool {
+    match (read::list_blobs(repo, list), repo.all_chunks(list)) {
+        (Ok(pieces), Ok(chunks)) => pieces
+            .iter()
+            .chain(&chunks)
+            .all(|b| whole.contains(&b.pack)),
+        _ => false,
+    }
 }
 
 /// The damaged snapshots, when there are problems: packs missing, of the
@@ -316,7 +346,7 @@ mod tests {
             inode: 0,
             tenant: tenant.map(String::from),
             sha256: ObjectId::hash(content),
-            chunks: vec![chunk],
+            chunks: ChunkList::Inline(vec![chunk]),
             carried: false,
         })
     }
@@ -348,6 +378,8 @@ mod tests {
                     mtime_ns: 0,
                     tenant: Some("gone".into()),
                     tree: sub,
+                    files_below: 0,
+                    bytes_below: 0,
                 }),
                 file("k", None, b"kept", kept),
             ],

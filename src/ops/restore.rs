@@ -180,7 +180,7 @@ pub(super) fn write_verified(
             .map_err(|e| Error::io(&tmp, e))?;
         let mut whole = Sha256::new();
         let mut written = 0u64;
-        repo.read_blobs(&entry.chunks, &mut |piece| {
+        repo.read_file(&entry.chunks, &mut |piece| {
             match &piece {
                 Piece::Data(data) => {
                     whole.update(data);
