@@ -5,7 +5,8 @@
 //! crash-safe steps) and return [`Error::Cancelled`]. Nothing half-done is
 //! ever visible: a cancelled snapshot has no manifest, and a prune is safe to
 //! stop between any two of its steps. The flag also wakes a sleeping
-//! scheduler at once.
+//! scheduler at once. The agent and the command line's `snapshot` set it
+//! from SIGTERM and SIGINT ([`Cancel::on_signals`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -58,5 +59,26 @@ impl Cancel {
         }
         let _ = self.0.wake.wait_timeout(guard, timeout).unwrap();
         self.is_cancelled()
+    }
+
+    /// Set the flag on SIGTERM or SIGINT: a task on the process's runtime.
+    pub fn on_signals(&self) -> Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut int) = {
+            let _runtime = crate::runtime::handle().enter();
+            (
+                signal(SignalKind::terminate()).map_err(|e| Error::io("signal handlers", e))?,
+                signal(SignalKind::interrupt()).map_err(|e| Error::io("signal handlers", e))?,
+            )
+        };
+        let cancel = self.clone();
+        crate::runtime::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            cancel.cancel();
+        });
+        Ok(())
     }
 }

@@ -52,7 +52,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -118,7 +118,7 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-fn fill(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn fill(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -161,6 +161,11 @@ pub fn store_file(
 /// [`store_file`] for a file the caller opened (and vetted) already; `path`
 /// only names it in warnings; each chunk's bytes are counted on `progress`.
 /// Chunks are stored under `tenant`'s key (the file's tenant).
+///
+/// A sparse file (one with holes, asked with `SEEK_HOLE`) is read region by
+/// region: each data region is chunked on its own, each hole is stored
+/// without reading it ([`crate::sparse`]). A file without holes is read
+/// front to back as always, so its chunks are the same as ever.
 pub fn store_open_file(
     mut file: File,
     path: &Path,
@@ -181,42 +186,118 @@ pub fn store_open_file(
             buf.resize(want, 0);
         }
         let window = buf.len().min(WINDOW);
-        let mut whole = Sha256::new();
-        let mut chunks = Vec::new();
-        let mut mode = Compress::Try;
-        let mut bytes_read = 0u64;
+        let mut chunker = Chunker {
+            tenant,
+            sizes,
+            writer,
+            progress,
+            whole: Sha256::new(),
+            chunks: Vec::new(),
+            mode: Compress::Try,
+            bytes_read: 0,
+            zero: None,
+        };
+        match crate::sparse::first_hole(&file).map_err(source_error)? {
+            None => {
+                // Asking for the first hole moved the file's offset.
+                file.rewind().map_err(source_error)?;
+                chunker.data(&mut file, &mut buf[..window], path)?
+            }
+            Some(size) => {
+                let mut at = 0;
+                while at < size {
+                    let data = crate::sparse::next_data(&file, at, size).map_err(source_error)?;
+                    chunker.hole(data - at)?;
+                    if data >= size {
+                        break;
+                    }
+                    let hole = crate::sparse::next_hole(&file, data, size).map_err(source_error)?;
+                    file.seek(SeekFrom::Start(data)).map_err(source_error)?;
+                    chunker.data(&mut (&file).take(hole - data), &mut buf[..window], path)?;
+                    at = hole;
+                }
+            }
+        }
+        Ok(StoredContent {
+            sha256: ObjectId(chunker.whole.finalize().into()),
+            chunks: chunker.chunks,
+            bytes_read: chunker.bytes_read,
+        })
+    })
+}
+
+/// One file being chunked: what is stored so far.
+struct Chunker<'a, 'w> {
+    tenant: Option<&'a str>,
+    sizes: ChunkSizes,
+    writer: &'a BlobWriter<'w>,
+    progress: &'a Progress,
+    whole: Sha256,
+    chunks: Vec<BlobRef>,
+    mode: Compress,
+    bytes_read: u64,
+    /// The zero blob, once stored for this file's holes.
+    zero: Option<BlobRef>,
+}
+
+impl Chunker<'_, '_> {
+    fn store(&mut self, data: &[u8]) -> Result<BlobRef, StoreFileError> {
+        let blob = self
+            .writer
+            .store(self.tenant, BlobKind::Data, data, self.mode)
+            .map_err(StoreFileError::Repository)?;
+        // One incompressible first chunk (audio, archives): stop trying.
+        if self.chunks.is_empty() && blob.compression == Compression::None {
+            self.mode = Compress::Never;
+        }
+        self.whole.update(data);
+        self.bytes_read += data.len() as u64;
+        self.progress.advance(0, data.len() as u64);
+        Ok(blob)
+    }
+
+    /// Chunk everything `reader` returns: read in windows of `buf`, cut with
+    /// FastCDC over each window; the last chunk of a window that did not
+    /// reach the end is carried into the next, so the cut points are the
+    /// same as over the whole stream.
+    fn data(
+        &mut self,
+        reader: &mut impl Read,
+        buf: &mut [u8],
+        path: &Path,
+    ) -> Result<(), StoreFileError> {
+        let window = buf.len();
         let mut filled = 0usize;
         loop {
-            let got = fill(&mut file, &mut buf[filled..window]).map_err(source_error)?;
+            let got = fill(reader, &mut buf[filled..window])
+                .map_err(|e| StoreFileError::Source(format!("{}: {e}", path.display())))?;
             filled += got;
             let at_end = filled < window;
             if filled == 0 {
                 break;
             }
-            let cuts: Vec<(usize, usize)> = if at_end && filled <= sizes.whole_up_to as usize {
-                vec![(0, filled)] // a small document: one blob
-            } else {
-                fastcdc::v2020::FastCDC::new(&buf[..filled], sizes.min, sizes.avg, sizes.max)
+            // A small document (the whole file in one window): one blob.
+            let whole_file = at_end && self.chunks.is_empty();
+            let cuts: Vec<(usize, usize)> =
+                if whole_file && filled <= self.sizes.whole_up_to as usize {
+                    vec![(0, filled)]
+                } else {
+                    fastcdc::v2020::FastCDC::new(
+                        &buf[..filled],
+                        self.sizes.min,
+                        self.sizes.avg,
+                        self.sizes.max,
+                    )
                     .map(|c| (c.offset, c.length))
                     .collect()
-            };
+                };
             let mut consumed = 0;
             for (i, &(offset, length)) in cuts.iter().enumerate() {
                 if !at_end && i + 1 == cuts.len() && i > 0 {
                     break; // carried into the next window
                 }
-                let data = &buf[offset..offset + length];
-                whole.update(data);
-                bytes_read += length as u64;
-                let blob = writer
-                    .store(tenant, BlobKind::Data, data, mode)
-                    .map_err(StoreFileError::Repository)?;
-                // One incompressible first chunk (audio, archives): stop trying.
-                if chunks.is_empty() && blob.compression == Compression::None {
-                    mode = Compress::Never;
-                }
-                chunks.push(blob);
-                progress.advance(0, length as u64);
+                let blob = self.store(&buf[offset..offset + length])?;
+                self.chunks.push(blob);
                 consumed = offset + length;
             }
             if at_end {
@@ -225,12 +306,36 @@ pub fn store_open_file(
             buf.copy_within(consumed..filled, 0);
             filled -= consumed;
         }
-        Ok(StoredContent {
-            sha256: ObjectId(whole.finalize().into()),
-            chunks,
-            bytes_read,
-        })
-    })
+        Ok(())
+    }
+
+    /// A hole of `len` bytes, not read: whole zero blobs, then the rest
+    /// (less than one) as a chunk of zeros.
+    fn hole(&mut self, mut len: u64) -> Result<(), StoreFileError> {
+        let whole = u64::from(crate::sparse::ZERO_BLOB);
+        while len >= whole {
+            let blob = match &self.zero {
+                Some(b) => {
+                    crate::sparse::hash_zeros(&mut self.whole, whole);
+                    self.bytes_read += whole;
+                    self.progress.advance(0, whole);
+                    b.clone()
+                }
+                None => {
+                    let b = self.store(crate::sparse::zeros())?;
+                    self.zero = Some(b.clone());
+                    b
+                }
+            };
+            self.chunks.push(blob);
+            len -= whole;
+        }
+        if len > 0 {
+            let blob = self.store(&crate::sparse::zeros()[..len as usize])?;
+            self.chunks.push(blob);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -86,6 +86,10 @@ pub enum Error {
     /// The operation was stopped on request (SIGTERM) at a safe point.
     #[error("stopped on request before completion; nothing partial was committed")]
     Cancelled,
+    /// A snapshot stopped on request after indexing the packs it had
+    /// uploaded (a checkpoint): the next run of the source resumes from them.
+    #[error("snapshot of {name} interrupted; {:.1} MiB kept, the next run resumes", *.kept as f64 / 1048576.0)]
+    Interrupted { name: String, kept: u64 },
     /// The operation is refused by a policy (retention) unless forced.
     #[error("{0}")]
     Refused(String),
@@ -195,6 +199,11 @@ impl Error {
             _ if self.is_closed_pipe() => 141,
             _ => 1,
         }
+    }
+
+    /// Stopped on request ([`Error::Cancelled`] or [`Error::Interrupted`]).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled | Error::Interrupted { .. })
     }
 
     /// Stdout's reader went away: not worth a message; the exit code is 141

@@ -60,6 +60,7 @@ pub mod retention;
 pub mod runtime;
 pub mod snapshot;
 pub mod source_file;
+pub mod sparse;
 pub mod tree;
 pub mod voice;
 

@@ -226,7 +226,7 @@ impl Runner for RepoRunner<'_> {
             .record_requests(&self.repo.requests().since(&before));
         let outcome = match result {
             Ok(()) => Outcome::Ok,
-            Err(Error::Cancelled) => return Outcome::Cancelled,
+            Err(e) if e.is_cancelled() => return Outcome::Cancelled,
             Err(e) => {
                 self.metrics.record_job_failure(job);
                 Outcome::Failed(e.to_string())
@@ -250,33 +250,13 @@ impl Runner for RepoRunner<'_> {
     }
 }
 
-/// Stop on SIGTERM or SIGINT: a task on the process's runtime.
-fn watch_signals(cancel: Cancel) -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = {
-        let _runtime = crate::runtime::handle().enter();
-        (
-            signal(SignalKind::terminate()).map_err(|e| Error::io("signal handlers", e))?,
-            signal(SignalKind::interrupt()).map_err(|e| Error::io("signal handlers", e))?,
-        )
-    };
-    crate::runtime::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = int.recv() => tracing::info!("SIGINT: stopping"),
-        }
-        cancel.cancel();
-    });
-    Ok(())
-}
-
 /// `offsite run` with the system clock, signals, metrics and systemd.
 pub fn run_from_cli(config: Config) -> Result<i32> {
     crate::guard::enforce(&config)?;
     crate::config::lint::warn(&crate::config::lint::lint(&config, SystemClock.now()));
     let repo = crate::keyfile::open(&config)?;
     let cancel = Cancel::new();
-    watch_signals(cancel.clone())?;
+    cancel.on_signals()?;
     // Bound now (a bad address stops the start), served once the metrics are complete.
     let mut metrics_listener = None;
     let metrics = Arc::new(Metrics::new());

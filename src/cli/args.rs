@@ -192,9 +192,15 @@ pub struct LogArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Read back and verify every byte of every snapshot.
+    /// Read every pack once and verify every blob it holds (decrypt,
+    /// decompress, re-id), on several threads.
     #[arg(long)]
     pub read_data: bool,
+    /// Like --read-data, for a part of the packs: n/m (the packs whose id is
+    /// n-1 modulo m; 1/7 … 7/7 on the days of a week cover every pack) or P%
+    /// (a random P %, its seed printed).
+    #[arg(long, value_name = "n/m|P%")]
+    pub read_data_subset: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -204,11 +204,23 @@ pub fn check(r: &CheckReport, read_data: bool) -> Result<()> {
         r.files
     );
     if read_data {
+        if let Some(subset) = &r.subset {
+            say!("read-data subset {subset}");
+        }
         say!(
-            "read back {} files, {}",
-            r.files_verified,
-            human_bytes(r.bytes_verified)
+            "read back {} packs, {} ({} blobs); {} files whole",
+            r.packs_verified,
+            human_bytes(r.bytes_verified),
+            r.blobs_verified,
+            r.files_verified
         );
+        if r.unindexed_packs > 0 || r.unreferenced_packs > 0 {
+            say!(
+                "{} packs not in the index (the next snapshot adopts them), {} referenced by no snapshot (the next prune removes them)",
+                r.unindexed_packs,
+                r.unreferenced_packs
+            );
+        }
     }
     for n in &r.not_verifiable {
         say!("not verifiable: {n} (its data cannot be read by anyone, by design)");

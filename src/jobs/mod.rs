@@ -23,7 +23,9 @@
 //!   clock's now. It never moves the wall
 //!   clock: a prune `--now` a year ahead still keeps packs young by the real
 //!   clock.
-//! * `cancel`: set by SIGTERM in the agent, never on the command line. A
+//! * `cancel`: set by SIGTERM in the agent and in the command line's
+//!   `snapshot` (which checkpoints what it uploaded, see
+//!   [`crate::ops::snapshot`]), never in other commands. A
 //!   cancelled job writes no activity entry: nothing was done, and it runs
 //!   again.
 //! * `metrics`: the agent's registry. A one-shot command has none: the agent
@@ -115,7 +117,7 @@ impl<'a> JobContext<'a> {
         result: &Result<T>,
         details: impl FnOnce(&T) -> serde_json::Value,
     ) {
-        if matches!(result, Err(Error::Cancelled)) {
+        if result.as_ref().is_err_and(Error::is_cancelled) {
             return;
         }
         let result = result.as_ref().map(details);

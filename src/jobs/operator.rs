@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::glob::Pattern;
 use crate::ops::check::CheckReport;
+use crate::ops::check_data::Subset;
 use crate::ops::rebuild_index::RebuildReport;
 use crate::ops::repair::RepairReport;
 use crate::ops::restore::{FoundItem, RestoreOptions, RestoreReport};
@@ -24,11 +25,12 @@ use serde::Serialize;
 use super::{whole, JobContext};
 
 /// Verify the repository under a shared lock; logged with its counts.
-pub fn check(ctx: &JobContext<'_>, read_data: bool) -> Result<CheckReport> {
+pub fn check(ctx: &JobContext<'_>, read_data: Option<Subset>) -> Result<CheckReport> {
     let lock = ctx.shared(Operation::Check)?;
     let result = check_op::check_with(&lock, read_data, &ctx.progress);
+    let read_data = read_data.is_some();
     ctx.record(Operation::Check, &result, |r| {
-        serde_json::json!({"read_data": read_data, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
+        serde_json::json!({"read_data": read_data, "subset": r.subset, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})
     });
     result
 }

@@ -3,11 +3,10 @@
 //! Structure: every index file parses, every indexed pack exists with its
 //! indexed size, every snapshot manifest matches its id, every tree reads back,
 //! and every chunk a file names is indexed at the location the tree records.
-//! With `--read-data`, every pack is read whole (its sealed header, then
-//! every blob decrypted under the key of the header's tenant and checked
-//! against its keyed id), and every distinct file of every snapshot is read
-//! back through the restore path: each chunk and the whole content against
-//! the recorded SHA-256. Blobs of an erased tenant cannot be read by anyone,
+//! With `--read-data` (or a `--read-data-subset`), every pack is read once,
+//! whole, on several threads (its sealed header, then every blob decrypted
+//! under the key of the header's tenant, decompressed and checked against
+//! its keyed id; see [`crate::ops::check_data`]). Blobs of an erased tenant cannot be read by anyone,
 //! by design: they are listed as not verifiable (`not_verifiable`), not as
 //! problems. Each problem names the object; the
 //! check goes on after a problem so one run lists them all. When there are
@@ -15,20 +14,17 @@
 //! restored (see [`crate::ops::damage`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::ops::damage::{damaged_snapshots, failing_blobs, Bad, SnapshotDamage};
+use crate::ops::check_data::{self, Subset};
+use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
 use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::layout::{index_key, pack_key};
 use crate::repo::pack::BlobRef;
-use crate::repo::packs::PackVerdict;
 use crate::repo::{Repository, Shared};
 use crate::tree::{read, ChunkList, Entry, FileEntry, Tree, TreeWalk};
 
@@ -39,8 +35,21 @@ pub struct CheckReport {
     pub packs: usize,
     pub trees: usize,
     pub files: usize,
+    /// `--read-data`: files whose every chunk lies in a pack read and
+    /// verified whole.
     pub files_verified: usize,
+    /// `--read-data`: packs read, the blobs in them verified, their bytes.
+    pub packs_verified: u64,
+    pub blobs_verified: u64,
     pub bytes_verified: u64,
+    /// `--read-data-subset`: which packs were read ("1/7", "10% (seed S)").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// `--read-data`: packs no index lists (an interrupted snapshot's; the
+    /// next snapshot adopts them) and packs no snapshot references (the next
+    /// prune's). Not problems.
+    pub unindexed_packs: u64,
+    pub unreferenced_packs: u64,
     pub problems: Vec<String>,
     /// What could not be verified because its tenant was erased, one line
     /// per tenant ("tenant T erased").
@@ -60,6 +69,8 @@ struct Checker<'a> {
     /// Trees walked, by location: the same tree stored twice (a damaged copy
     /// and the copy a later snapshot stored again) is checked at each place.
     seen_trees: HashSet<(ObjectId, ObjectId, u64)>,
+    /// Packs holding a blob some snapshot references.
+    referenced: HashSet<ObjectId>,
     files: HashMap<(ObjectId, ObjectId), (FileEntry, String)>,
     report: CheckReport,
 }
@@ -79,6 +90,7 @@ impl Checker<'_> {
 
     fn check_blob(&mut self, blob: &BlobRef, what: &str) {
         let key = pack_key(&blob.pack);
+        self.referenced.insert(blob.pack);
         // A blob may be stored twice (a repack copied it, the old pack is not
         // deleted yet): any indexed copy at the place the tree says is right.
         let at_tree_location = self.located.contains(&(blob.pack, blob.id, blob.offset));
@@ -181,44 +193,23 @@ impl Checker<'_> {
     }
 }
 
-/// The blobs of a file: its chunks, or when they do not read, the pieces of
-/// its chunk list.
-fn file_blobs(repo: &Repository, list: &ChunkList) -> Vec<BlobRef> {
-    repo.all_chunks(list)
-        .or_else(|_| read::list_blobs(repo, list))
-        .unwrap_or_default()
-}
-
-/// Read one file's chunks and verify them and the whole content.
-fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
-    let mut whole = Sha256::new();
-    let mut total = 0u64;
-    repo.read_file(&entry.chunks, &mut |data| {
-        whole.update(&data);
-        total += data.len() as u64;
-        Ok(())
-    })?;
-    if ObjectId(whole.finalize().into()) != entry.sha256 || total != entry.size {
-        return Err(Error::corrupt(
-            format!("file {}", entry.name),
-            "content does not match the recorded SHA-256",
-        ));
-    }
-    Ok(total)
-}
-
 /// Check the repository. Problems go into the report's `problems` (and
 /// `damaged`) and the check goes on, so the result is `Ok` whatever it
 /// found; `Err` only when the store itself fails (listing the repository,
 /// or reading what the damage report needs). The CLI turns a report with
 /// problems into `Error::CheckFailed` (exit 1).
 pub fn check(lock: &Shared, read_data: bool) -> Result<CheckReport> {
-    check_with(lock, read_data, &Progress::hidden())
+    let subset = read_data.then_some(Subset::All);
+    check_with(lock, subset, &Progress::hidden())
 }
 
-/// [`check`], showing snapshots walked and (`read_data`) files and bytes
-/// verified on `progress`.
-pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result<CheckReport> {
+/// [`check`], reading the packs `read_data` selects (`None`: none), showing
+/// snapshots walked and packs and bytes verified on `progress`.
+pub fn check_with(
+    lock: &Shared,
+    read_data: Option<Subset>,
+    progress: &Progress,
+) -> Result<CheckReport> {
     let repo = lock.repo();
     let mut checker = Checker {
         repo,
@@ -226,6 +217,7 @@ pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result
         located: HashSet::new(),
         present: repo.list_packs()?.into_iter().collect(),
         seen_trees: HashSet::new(),
+        referenced: HashSet::new(),
         files: HashMap::new(),
         report: CheckReport::default(),
     };
@@ -267,118 +259,60 @@ pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result
         }
     }
     checker.report.files = checker.files.len();
-    if read_data {
-        verify_packs(&mut checker, progress)?;
-        let files: Vec<(FileEntry, String)> = checker.files.drain().map(|(_, v)| v).collect();
-        progress.phase(
-            "verifying data",
-            "files",
-            files.len() as u64,
-            files
-                .iter()
-                .map(|(f, _)| f.size)
-                .fold(0, u64::saturating_add),
-        );
-        let next = AtomicUsize::new(0);
-        let verified = AtomicUsize::new(0);
-        let bytes = AtomicU64::new(0);
-        let problems = Mutex::new(Vec::new());
-        let erased = Mutex::new(BTreeSet::new());
-        let corrupt = Mutex::new(HashSet::new());
-        std::thread::scope(|scope| {
-            for _ in 0..std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .min(8)
-            {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((entry, what)) = files.get(i) else {
-                        break;
-                    };
-                    let result = verify_file(repo, entry);
-                    progress.advance(1, entry.size);
-                    match result {
-                        Ok(n) => {
-                            verified.fetch_add(1, Ordering::Relaxed);
-                            bytes.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(Error::Erased { tenant, .. }) => {
-                            erased.lock().unwrap().insert(tenant);
-                        }
-                        Err(e) => {
-                            corrupt
-                                .lock()
-                                .unwrap()
-                                .extend(failing_blobs(repo, &file_blobs(repo, &entry.chunks)));
-                            problems.lock().unwrap().push(format!("{what}: {e}"))
-                        }
-                    }
-                });
-            }
-        });
-        for tenant in erased.into_inner().unwrap() {
-            checker.erased(&tenant);
-        }
-        let mut problems = problems.into_inner().unwrap();
-        problems.sort();
-        for p in problems {
-            checker.problem(p);
-        }
-        checker.report.files_verified = verified.into_inner();
-        checker.report.bytes_verified = bytes.into_inner();
-        let corrupt = corrupt.into_inner().unwrap();
-        checker.report.damaged = damage(&checker, corrupt)?;
-    } else {
-        checker.report.damaged = damage(&checker, HashSet::new())?;
+    let Some(subset) = read_data else {
+        checker.report.damaged = damage(&checker, Bad::default())?;
+        return Ok(checker.report);
+    };
+    let mut packs: Vec<(ObjectId, u64)> = checker.present.iter().map(|(k, v)| (*k, *v)).collect();
+    packs.sort();
+    let read = check_data::read_packs(repo, &packs, subset, progress)?;
+    for tenant in &read.erased {
+        checker.erased(tenant);
     }
+    for p in &read.problems {
+        checker.problem(p.clone());
+    }
+    let r = &mut checker.report;
+    r.subset = subset.describe();
+    r.packs_verified = read.packs_read;
+    r.blobs_verified = read.blobs_verified;
+    r.bytes_verified = read.bytes_read;
+    r.unindexed_packs = packs
+        .iter()
+        .filter(|(id, _)| !checker.index.packs.contains_key(id))
+        .count() as u64;
+    r.unreferenced_packs = packs
+        .iter()
+        .filter(|(id, _)| !checker.referenced.contains(id))
+        .count() as u64;
+    r.files_verified = checker
+        .files
+        .values()
+        .filter(|(f, _)| lies_in(repo, &f.chunks, &read.whole))
+        .count();
+    let bad = Bad {
+        packs: read.bad_packs,
+        blobs: read.bad_blobs,
+    };
+    checker.report.damaged = damage(&checker, bad)?;
     Ok(checker.report)
 }
 
-/// Read every pack whole and verify it ([`Repository::verify_pack`]); a
-/// damaged one is a problem naming it. Which items that costs is judged per
-/// blob by reading the files (a damaged header alone costs none: the index
-/// and the trees say where each blob is).
-fn verify_packs(checker: &mut Checker<'_>, progress: &Progress) -> Result<()> {
-    let repo = checker.repo;
-    let mut packs: Vec<(ObjectId, u64)> = checker.present.iter().map(|(k, v)| (*k, *v)).collect();
-    packs.sort();
-    progress.phase(
-        "verifying packs",
-        "packs",
-        packs.len() as u64,
-        packs.iter().map(|p| p.1).fold(0, u64::saturating_add),
-    );
-    for (id, size) in packs {
-        progress.advance(1, size);
-        let bytes = match repo.read_pack(&id) {
-            Ok(b) => b,
-            Err(Error::NotFound { .. }) => continue, // removed since the listing
-            Err(e) => return Err(e),
-        };
-        match repo.verify_pack(id, &bytes)? {
-            PackVerdict::Whole(_) => {}
-            PackVerdict::Erased { tenant, .. } => checker.erased(&tenant),
-            PackVerdict::Unverifiable { reason, .. } => {
-                checker.problem(format!("pack {}: {reason}", pack_key(&id)))
-            }
-            PackVerdict::Damaged { reason, .. } => {
-                let key = pack_key(&id);
-                match reason.contains(&key) {
-                    true => checker.problem(reason),
-                    false => checker.problem(format!("pack {key}: {reason}")),
-                }
-            }
-        }
+/// Whether every chunk of `list`, and every piece it is stored in, lies in
+/// one of the packs `whole` (read and verified).
+fn lies_in(repo: &Repository, list: &ChunkList, whole: &HashSet<ObjectId>) -> bool {
+    match (read::list_blobs(repo, list), repo.all_chunks(list)) {
+        (Ok(pieces), Ok(chunks)) => pieces
+            .iter()
+            .chain(&chunks)
+            .all(|b| whole.contains(&b.pack)),
+        _ => false,
     }
-    Ok(())
 }
 
 /// The damaged snapshots, when there are problems: packs missing, of the
 /// wrong size, or chunks found `corrupt` by reading.
-fn damage(
-    checker: &Checker<'_>,
-    corrupt: HashSet<(ObjectId, ObjectId)>,
-) -> Result<Vec<SnapshotDamage>> {
+fn damage(checker: &Checker<'_>, mut bad: Bad) -> Result<Vec<SnapshotDamage>> {
     if checker.report.problems.is_empty() {
         return Ok(Vec::new());
     }
@@ -386,10 +320,7 @@ fn damage(
         let actual = checker.present.get(id)?;
         (actual != size).then_some(*id)
     });
-    let bad = Bad {
-        packs: packs.collect(),
-        blobs: corrupt,
-    };
+    bad.packs.extend(packs);
     let present: HashSet<ObjectId> = checker.present.keys().copied().collect();
     damaged_snapshots(checker.repo, &present, &bad)
 }

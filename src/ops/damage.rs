@@ -158,18 +158,3 @@ pub fn damaged_snapshots(
     }
     Ok(out)
 }
-
-/// The `blobs` that fail to read back (missing or corrupt), as (pack, blob):
-/// used after a file failed to verify, to find the chunks at fault.
-pub fn failing_blobs(repo: &Repository, blobs: &[BlobRef]) -> HashSet<(ObjectId, ObjectId)> {
-    blobs
-        .iter()
-        .filter(|b| {
-            matches!(
-                repo.read_blob(b),
-                Err(Error::NotFound { .. } | Error::Corrupt { .. })
-            )
-        })
-        .map(|b| (b.pack, b.id))
-        .collect()
-}

@@ -9,6 +9,7 @@
 //! [`stats`] counts what the bucket holds per source and tenant.
 
 pub mod check;
+pub mod check_data;
 pub mod damage;
 pub mod erase;
 pub mod find;

@@ -21,7 +21,7 @@
 //! ([`super::restore_run`]) writes each file with the same functions.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -36,6 +36,7 @@ use crate::id::ObjectId;
 use crate::ops::restore_dir::{Existing, TargetDir};
 use crate::ops::restore_run::RestoreProgress;
 use crate::problems::Problem;
+use crate::repo::spans::Piece;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::{item_components, FileEntry};
@@ -179,13 +180,27 @@ pub(super) fn write_verified(
             .map_err(|e| Error::io(&tmp, e))?;
         let mut whole = Sha256::new();
         let mut written = 0u64;
-        repo.read_file(&entry.chunks, &mut |data| {
-            whole.update(&data);
-            file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
-            written += data.len() as u64;
-            progress.bytes_written(data.len() as u64);
+        repo.read_file(&entry.chunks, &mut |piece| {
+            match &piece {
+                Piece::Data(data) => {
+                    whole.update(data);
+                    file.write_all(data).map_err(|e| Error::io(&tmp, e))?;
+                }
+                // A hole stays a hole: seek past it, the length is set below.
+                Piece::Zeros(n) => {
+                    crate::sparse::hash_zeros(&mut whole, *n);
+                    let step = i64::try_from(*n).map_err(|_| {
+                        Error::corrupt(format!("item {}", entry.name), "hole too large")
+                    })?;
+                    file.seek(SeekFrom::Current(step))
+                        .map_err(|e| Error::io(&tmp, e))?;
+                }
+            }
+            written = written.saturating_add(piece.len());
+            progress.bytes_written(piece.len());
             Ok(())
         })?;
+        file.set_len(written).map_err(|e| Error::io(&tmp, e))?;
         let digest = ObjectId(whole.finalize().into());
         if digest != entry.sha256 || written != entry.size {
             return Err(Error::corrupt(

@@ -15,7 +15,8 @@
 //!    mode and mtime.
 //! 2. Files, on up to [`MAX_WORKERS`] threads (bounded by the machine's
 //!    parallelism); each thread holds at most one file's read span
-//!    (16 MiB, [`Repository::read_blobs`]), never whole files.
+//!    (64 MiB in flight, [`Repository::read_blobs`] decoding spans on every
+//!    core), never whole files.
 //! 3. Modes and mtimes of the directories this restore created, children
 //!    first, after everything inside them is written (writing a file changes
 //!    its directory's mtime), each through its open handle.

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repo::layout::pack_key;
-use crate::repo::pack::{decode_blob, decode_blob_with, BlobRef};
+use crate::repo::pack::{decode_blob, BlobRef};
+use crate::repo::spans::Piece;
 use crate::repo::Repository;
 use crate::tree::build::Boundary;
 use crate::tree::page::{self, Page, PieceRef};
@@ -111,43 +112,6 @@ impl Repository {
         decode_blob(&stored, blob, &key)
     }
 
-    /// Read `blobs` in order, verified, handing each to `sink`. Runs of blobs
-    /// that lie back to back in one pack (as a file's chunks usually do) are
-    /// fetched with one ranged read of up to 16 MiB, so restoring a file
-    /// costs about one request per pack it touches, not one per chunk, and
-    /// one pack subkey derivation per run.
-    pub fn read_blobs(
-        &self,
-        blobs: &[BlobRef],
-        sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
-    ) -> Result<()> {
-        const MAX_SPAN: u64 = 16 << 20;
-        let mut i = 0;
-        while i < blobs.len() {
-            let first = &blobs[i];
-            let mut end = i + 1;
-            while end < blobs.len()
-                && blobs[end].pack == first.pack
-                && blobs[end].tenant == first.tenant
-                && blobs[end].offset == blobs[end - 1].range().end
-                && blobs[end].range().end - first.offset <= MAX_SPAN
-            {
-                end += 1;
-            }
-            let key = self.data_key(first.tenant.as_deref())?;
-            let seal = key.pack_key(&first.pack);
-            let span = first.offset..blobs[end - 1].range().end;
-            let bytes = self.read_pack_range(&first.pack, span.clone())?;
-            for blob in &blobs[i..end] {
-                let at = (blob.offset - span.start) as usize;
-                let sealed = &bytes[at..at + blob.length as usize];
-                sink(decode_blob_with(sealed, blob, &seal, &key)?)?;
-            }
-            i = end;
-        }
-        Ok(())
-    }
-
     /// Read one whole directory (every page of it).
     pub fn read_tree(&self, blob: &BlobRef) -> Result<Tree> {
         Ok(pages::read_dir(self, blob)?.0)
@@ -166,19 +130,25 @@ impl Repository {
 
     /// Read the content of `list` in order, verified, handing each chunk to
     /// `sink` ([`Self::read_blobs`] a batch of references at a time, so a
-    /// 100 GB file's 12 million references are never all in memory).
+    /// 100 GB file's 12 million references are never all in memory; a batch
+    /// holds up to 128 MiB of content, so its spans keep every core busy).
     pub fn read_file(
         &self,
         list: &ChunkList,
-        sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+        sink: &mut dyn FnMut(Piece) -> Result<()>,
     ) -> Result<()> {
-        const BATCH: usize = 1024;
+        const BATCH: usize = 16 << 10;
+        const BATCH_BYTES: u64 = 128 << 20;
         let mut batch = Vec::with_capacity(BATCH.min(list.len() as usize));
+        let mut bytes = 0u64;
         for chunk in self.file_chunks(list)? {
-            batch.push(chunk?);
-            if batch.len() == BATCH {
+            let chunk = chunk?;
+            bytes = bytes.saturating_add(chunk.raw_length.into());
+            batch.push(chunk);
+            if batch.len() == BATCH || bytes >= BATCH_BYTES {
                 self.read_blobs(&batch, sink)?;
                 batch.clear();
+                bytes = 0;
             }
         }
         self.read_blobs(&batch, sink)

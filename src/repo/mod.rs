@@ -78,6 +78,7 @@ pub(crate) mod parallel;
 pub mod rotate;
 pub mod s3;
 pub mod snapshots;
+pub mod spans;
 pub mod store;
 pub mod writer;
 

@@ -126,6 +126,23 @@ pub struct BlobWriter<'r> {
     cancel: Option<Cancel>,
     /// Background uploads, for remote stores where a PUT waits on the network.
     uploader: Option<Uploader>,
+    /// When to index the packs written so far ([`BlobWriter::with_checkpoints`]).
+    checkpoints: Option<Mutex<Checkpoints>>,
+}
+
+/// A long snapshot indexes the packs it has written every
+/// [`CHECKPOINT_EVERY`] or [`CHECKPOINT_BYTES`], whichever comes first, so
+/// that after a crash the next run finds them in an index file rather than
+/// reading every unindexed pack's header (which it also does, so the loss is
+/// bounded either way by the packs in flight).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// See [`CHECKPOINT_EVERY`].
+pub const CHECKPOINT_BYTES: u64 = 8 << 30;
+
+struct Checkpoints {
+    bytes: u64,
+    last: std::time::Instant,
+    added_at_last: u64,
 }
 
 /// Uploads packs on a few threads while the workers go on filling the next
@@ -255,6 +272,7 @@ impl<'r> BlobWriter<'r> {
             blobs_added: AtomicU64::new(0),
             cancel: None,
             uploader: None,
+            checkpoints: None,
         }
         .with_background_uploads()
     }
@@ -273,6 +291,41 @@ impl<'r> BlobWriter<'r> {
     pub fn with_cancel(mut self, cancel: &Cancel) -> Self {
         self.cancel = Some(cancel.clone());
         self
+    }
+
+    /// Index the packs written so far every [`CHECKPOINT_EVERY`] or `bytes`
+    /// stored ([`CHECKPOINT_BYTES`] in a snapshot), whichever comes first.
+    pub fn with_checkpoints(mut self, bytes: u64) -> Self {
+        self.checkpoints = Some(Mutex::new(Checkpoints {
+            bytes,
+            last: std::time::Instant::now(),
+            added_at_last: 0,
+        }));
+        self
+    }
+
+    /// Write an index file for the packs written (uploaded) since the last
+    /// one, if a checkpoint is due. [`BlobWriter::finish`] then returns only
+    /// the packs written after it.
+    fn checkpoint_if_due(&self) -> Result<()> {
+        let Some(checkpoints) = &self.checkpoints else {
+            return Ok(());
+        };
+        let mut due = checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let added = self.bytes_added();
+        if added.saturating_sub(due.added_at_last) < due.bytes
+            && due.last.elapsed() < CHECKPOINT_EVERY
+        {
+            return Ok(());
+        }
+        let packs = std::mem::take(&mut *self.written.lock().unwrap());
+        if !packs.is_empty() {
+            self.repo.write_index_file(packs)?;
+            tracing::info!(bytes_added = added, "checkpoint: packs so far indexed");
+        }
+        due.last = std::time::Instant::now();
+        due.added_at_last = added;
+        Ok(())
     }
 
     /// Bytes stored by this writer so far (new blobs, as stored).
@@ -444,14 +497,17 @@ impl<'r> BlobWriter<'r> {
             },
         );
         if let Some(uploader) = &self.uploader {
-            return uploader.send(bytes, pack);
+            uploader.send(bytes, pack)?;
+        } else {
+            self.repo.put_pack(&pack.id, bytes)?;
+            self.written.lock().unwrap().push(pack);
         }
-        self.repo.put_pack(&pack.id, bytes)?;
-        self.written.lock().unwrap().push(pack);
-        Ok(())
+        crate::failpoint::pause_if_armed("pack-written");
+        self.checkpoint_if_due()
     }
 
-    /// Write the packs still open; returns every pack this writer wrote.
+    /// Write the packs still open; returns every pack this writer wrote
+    /// (since its last checkpoint).
     pub fn finish(mut self) -> Result<Vec<IndexedPack>> {
         for slot in [&self.data_packs, &self.tree_packs] {
             let open = std::mem::take(&mut *slot.lock().unwrap());

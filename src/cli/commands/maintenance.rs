@@ -6,6 +6,7 @@ use crate::cli::args::{CheckArgs, PruneArgs, UnlockArgs};
 use crate::cli::output;
 use crate::error::{Error, Result};
 use crate::jobs;
+use crate::ops::check_data::Subset;
 
 /// A real prune at `--now` deletes what that time would expire (a future
 /// `--now` once deleted a recording before its expiry), so it is refused
@@ -75,12 +76,16 @@ pub(in crate::cli) fn repair(inv: &Invocation) -> Result<i32> {
 
 /// Fails (after printing the report) when check found any problem.
 pub(in crate::cli) fn check(inv: &Invocation, args: &CheckArgs) -> Result<i32> {
+    let subset = match &args.read_data_subset {
+        Some(s) => Some(s.parse::<Subset>()?),
+        None => args.read_data.then_some(Subset::All),
+    };
     let repo = inv.open()?;
-    let report = jobs::check(&inv.context_showing(&repo, None, "check"), args.read_data)?;
+    let report = jobs::check(&inv.context_showing(&repo, None, "check"), subset)?;
     if inv.json {
         inv.print_json(&report)?;
     } else {
-        output::check(&report, args.read_data)?;
+        output::check(&report, subset.is_some())?;
     }
     if report.problems.is_empty() {
         Ok(0)

@@ -41,7 +41,8 @@ impl Invocation {
     }
 
     /// The context of a one-shot command: the system clock, retention judged
-    /// at `--now` when given, never cancelled, no metrics (see
+    /// at `--now` when given, not cancelled (but `snapshot` watches SIGTERM),
+    /// no metrics (see
     /// [`crate::jobs`]).
     pub fn context<'a>(
         &'a self,

@@ -8,7 +8,9 @@ use crate::jobs;
 use crate::ops::snapshot::SnapshotOptions;
 
 /// Snapshot the selected sources; with several, one failing source does not
-/// stop the others, and the exit code is 1 if any failed.
+/// stop the others, and the exit code is 1 if any failed. SIGTERM or SIGINT
+/// stops the snapshot cleanly: what it uploaded is indexed (the next run
+/// resumes from it), one line says so, no manifest, exit 1.
 pub(in crate::cli) fn snapshot(inv: &Invocation, args: &SnapshotArgs) -> Result<i32> {
     let repo = inv.open()?;
     let sources = inv.config.selected_sources(args.source.as_deref())?;
@@ -19,6 +21,7 @@ pub(in crate::cli) fn snapshot(inv: &Invocation, args: &SnapshotArgs) -> Result<
         ..SnapshotOptions::default()
     };
     let ctx = inv.context_showing(&repo, None, "snapshot");
+    ctx.cancel.on_signals()?;
     jobs::snapshot(&ctx, &sources, args.time, options, &mut |src, result| {
         ctx.progress.clear();
         if let Ok(report) = &result {
@@ -27,6 +30,7 @@ pub(in crate::cli) fn snapshot(inv: &Invocation, args: &SnapshotArgs) -> Result<
         match result {
             Ok(report) if inv.json => inv.print_json(&report),
             Ok(report) => output::snapshot(&report),
+            Err(e) if e.is_cancelled() => Err(e),
             Err(e) if several => {
                 eprintln!("offsite: error: source {}: {e}", src.name);
                 failures += 1;

@@ -39,8 +39,17 @@
 //! no longer the regular file the walk saw (now a symlink, a FIFO, another
 //! inode) is a warning and left out, like a file that vanished.
 //!
-//! A snapshot asked to stop ([`Cancel`]) stops within one chunk and commits
-//! nothing.
+//! # Interrupted snapshots resume
+//!
+//! A snapshot asked to stop ([`Cancel`]: SIGTERM or SIGINT, in the agent and
+//! on the command line) stops within one chunk, writes its open packs and an
+//! index file for every pack it wrote (a checkpoint), and commits no
+//! manifest ([`Error::Interrupted`]). While it runs it also indexes its packs
+//! every few minutes or GiB ([`crate::repo::writer::CHECKPOINT_EVERY`]). The
+//! next run deduplicates against those packs, so a first backup of 2 TB
+//! stopped at 90 % uploads only the last 10 %; after a crash (SIGKILL) the
+//! packs written since the last checkpoint are adopted from their headers
+//! ([`crate::ops::live_index`]), so only the packs in flight are lost.
 //!
 //! A file that vanishes or cannot be read is a warning, counted in the
 //! summary; the snapshot still commits. So is a snapshot that finds no file
@@ -67,7 +76,7 @@ use crate::problems::Problem;
 use crate::progress::Progress;
 use crate::repo::pack::{BlobKind, BlobRef};
 use crate::repo::store::Requests;
-use crate::repo::writer::{BlobWriter, Compress};
+use crate::repo::writer::{BlobWriter, Compress, CHECKPOINT_BYTES};
 use crate::repo::{Shared, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::source_file::open_seen;
@@ -264,6 +273,38 @@ fn build_tree(
     builder.finish(&mut store)
 }
 
+/// A snapshot that failed with `e`: when it was stopped on request, its
+/// open packs are written and every pack it wrote (and adopted) is indexed
+/// (a checkpoint), so the next run deduplicates against them and uploads only
+/// the rest; [`Error::Interrupted`] says how much was kept. No manifest.
+fn interrupted(
+    repo: &crate::repo::Repository,
+    name: &str,
+    writer: BlobWriter<'_>,
+    adopted: Vec<crate::repo::index::IndexedPack>,
+    e: Error,
+) -> Error {
+    if !e.is_cancelled() {
+        return e;
+    }
+    let kept = writer.bytes_added();
+    let checkpoint = writer.finish().and_then(|mut packs| {
+        packs.extend(adopted);
+        crate::failpoint::hit("snapshot-before-checkpoint");
+        match packs.is_empty() {
+            true => Ok(()),
+            false => repo.write_index_file(packs).map(|_| ()),
+        }
+    });
+    match checkpoint {
+        Ok(()) => Error::Interrupted {
+            name: name.to_string(),
+            kept,
+        },
+        Err(e) => e,
+    }
+}
+
 /// Snapshot `source` into the locked repository as taken at `time` by `host`.
 pub fn snapshot_source(
     lock: &Shared,
@@ -311,7 +352,9 @@ pub fn snapshot_source_with(
     let (parent_ref, parent) = parent.unzip();
     let live = live_index::load(repo)?;
     problems.extend(live.problems);
-    let writer = BlobWriter::new(repo, live.index, time).with_cancel(cancel);
+    let writer = BlobWriter::new(repo, live.index, time)
+        .with_cancel(cancel)
+        .with_checkpoints(CHECKPOINT_BYTES);
     let mut walker = Walker {
         trees: TreeCache::new(repo),
         writer: &writer,
@@ -337,7 +380,13 @@ pub fn snapshot_source_with(
         Some(p) => walker.parent_tree(&p.tree, &[], false)?,
         None => None,
     };
-    let nodes = walker.walk(&source.path, &mut Vec::new(), parent_tree)?;
+    let nodes = match walker.walk(&source.path, &mut Vec::new(), parent_tree) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            drop(walker);
+            return Err(interrupted(repo, &source.name, writer, live.adopted, e));
+        }
+    };
     walker.warn_erased();
     let Walker {
         jobs,
@@ -367,7 +416,10 @@ pub fn snapshot_source_with(
             .map(|j| j.entry.size)
             .fold(0, u64::saturating_add),
     );
-    let mut stored = store_jobs(&jobs, sizes, &writer, &warnings, cancel, progress)?;
+    let mut stored = match store_jobs(&jobs, sizes, &writer, &warnings, cancel, progress) {
+        Ok(stored) => stored,
+        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
+    };
     progress.phase(&format!("{}: committing", source.name), "files", 0, 0);
     let mut summary = Summary {
         carried,
@@ -390,14 +442,17 @@ pub fn snapshot_source_with(
         }
     }
     let tree_tenant = source.tenant.tenant_of_dir(&[]);
-    let (root, _) = build_tree(
+    let root = match build_tree(
         tree_tenant.as_deref(),
         nodes,
         &mut stored,
         &writer,
         &repo.page_boundary(),
         &mut summary,
-    )?;
+    ) {
+        Ok((root, _)) => root,
+        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
+    };
     let bytes_added = writer.bytes_added();
     let blobs_added = writer.blobs_added();
     let mut packs = writer.finish()?;

@@ -1,0 +1,156 @@
+//! An interrupted first snapshot resumes: stopped by SIGTERM (a clean stop:
+//! its packs are indexed, one line says how much was kept, no manifest) or
+//! killed (SIGKILL: its packs are adopted from their headers) at about half
+//! of the data, the next run uploads at most 10 % more than what was left.
+//!
+//! The snapshot is held at a known point by the `pack-written` pause point
+//! (after each pack is written), so the test stops it once half the data is
+//! in packs, without racing it.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FILES: usize = 32;
+const FILE_SIZE: usize = 8 << 20;
+const TOTAL: u64 = (FILES * FILE_SIZE) as u64;
+
+fn pack_bytes(w: &World) -> u64 {
+    w.packs().iter().map(|p| p.metadata().unwrap().len()).sum()
+}
+
+/// Run a first snapshot, stop it with `signal` once half the data is in
+/// packs; returns the bytes kept in packs and the run's stderr.
+fn interrupt_at_half(w: &World, signal: &str) -> (u64, String) {
+    let pause = w.path("pause");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offsite"))
+        .arg("--config")
+        .arg(&w.config)
+        .arg("snapshot")
+        .env("OFFSITE_PAUSEPOINT", "pack-written")
+        .env("OFFSITE_PAUSE_FILE", &pause)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut signalled = false;
+    let status = loop {
+        assert!(Instant::now() < deadline, "the snapshot did not stop");
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if !pause.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        if !signalled && pack_bytes(w) >= TOTAL / 2 {
+            signalled = true;
+            let pid = child.id().to_string();
+            let ok = Command::new("kill").args([signal, &pid]).status().unwrap();
+            assert!(ok.success());
+        }
+        // Let it go on (to the next pack, or to its clean stop).
+        let _ = std::fs::remove_file(&pause);
+    };
+    assert!(
+        signalled,
+        "the snapshot finished before half its data was in"
+    );
+    assert!(!status.success(), "an interrupted snapshot fails");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (pack_bytes(w), stderr)
+}
+
+fn world() -> World {
+    let w = World::new();
+    let mut rng = Rng::new(9);
+    for i in 0..FILES {
+        put(&w.src(), &format!("f{i:02}.bin"), &rng.bytes(FILE_SIZE));
+    }
+    w.ok(&["init"]);
+    w
+}
+
+/// The second run after an interruption that kept `kept` bytes.
+fn resume(w: &World, kept: u64) {
+    assert!(
+        (TOTAL * 2 / 5..TOTAL * 4 / 5).contains(&kept),
+        "stopped at about half: {kept} of {TOTAL}"
+    );
+    assert!(
+        w.json(&["snapshots"])["snapshots"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "no manifest"
+    );
+    let second = w.json(&["snapshot"]);
+    let added = second["bytes_added"].as_u64().unwrap();
+    let remaining = TOTAL - kept.min(TOTAL);
+    assert!(
+        added <= remaining + remaining / 10,
+        "uploaded {added} where {remaining} were left: {second}"
+    );
+    assert_eq!(second["items"], FILES as u64, "{second}");
+    w.ok(&["check"]);
+}
+
+#[test]
+fn a_snapshot_stopped_by_sigterm_keeps_its_packs_and_resumes() {
+    let w = world();
+    let (kept, stderr) = interrupt_at_half(&w, "-TERM");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("snapshot of data interrupted;")
+            && lines[0].contains("MiB kept, the next run resumes"),
+        "{stderr}"
+    );
+    // The clean stop indexed every pack it wrote (a checkpoint).
+    let check = w.json(&["check", "--read-data"]);
+    assert_eq!(check["unindexed_packs"], 0, "{check}");
+    assert_eq!(check["problems"].as_array().unwrap().len(), 0, "{check}");
+    resume(&w, kept);
+}
+
+#[test]
+fn a_snapshot_killed_at_half_resumes_from_its_packs() {
+    let w = world();
+    let (kept, _) = interrupt_at_half(&w, "-KILL");
+    resume(&w, kept);
+}
+
+/// A long snapshot indexes the packs it has written as it goes (here after
+/// every byte), so the index file of the end lists only the packs after it.
+#[test]
+fn a_writer_with_checkpoints_indexes_packs_as_it_goes() {
+    use offsite::repo::pack::BlobKind;
+    use offsite::repo::writer::{BlobWriter, Compress};
+    let dir = tempfile::tempdir().unwrap();
+    let location = offsite::repo::Location::Local(dir.path().join("repo"));
+    let t0 = chrono::DateTime::UNIX_EPOCH;
+    let repo =
+        offsite::repo::Repository::init(&location, t0, &offsite::repo::MasterKey::generate())
+            .unwrap();
+    let writer = BlobWriter::new(&repo, Default::default(), t0).with_checkpoints(1);
+    let mut rng = Rng::new(4);
+    let first = writer
+        .store(None, BlobKind::Data, &rng.bytes(5 << 20), Compress::Never)
+        .unwrap();
+    assert!(repo.list_index_files().unwrap().is_empty());
+    writer
+        .store(None, BlobKind::Data, &rng.bytes(5 << 20), Compress::Never)
+        .unwrap();
+    let index = repo.list_index_files().unwrap();
+    assert_eq!(index.len(), 1, "the first pack was indexed when written");
+    let listed = repo.read_index_file(&index[0]).unwrap();
+    assert_eq!(listed.packs.len(), 1);
+    assert_eq!(listed.packs[0].id, first.pack);
+    let rest = writer.finish().unwrap();
+    assert!(rest.iter().all(|p| p.id != first.pack), "listed once");
+    assert_eq!(rest.len(), 1);
+}
