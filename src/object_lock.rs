@@ -54,6 +54,8 @@ use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, TimeZone, Timelike
 use chrono_tz::Tz;
 
 use crate::retention::Policy;
+use crate::tree::FileEntry;
+use crate::voice::Contracts;
 
 /// Compliance (nobody can shorten or remove the lock) or governance (a key
 /// with `s3:BypassGovernanceRetention` can).
@@ -206,6 +208,54 @@ pub fn created_until(t: DateTime<Utc>, policy: &Policy, tz: Tz, retention_months
 
 fn cap(t: DateTime<Utc>, months: u32) -> DateTime<Utc> {
     t.checked_add_months(Months::new(months)).unwrap_or(t)
+}
+
+/// The configuration the lock dates of client data depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promises {
+    pub timezone: Tz,
+    pub retention_months: u32,
+}
+
+impl Default for Promises {
+    /// UTC and the longest data retention (120 months).
+    fn default() -> Self {
+        Promises {
+            timezone: chrono_tz::UTC,
+            retention_months: 120,
+        }
+    }
+}
+
+impl Promises {
+    /// [`created_until`] under these promises.
+    pub fn created_until(&self, t: DateTime<Utc>, policy: &Policy) -> Option<DateTime<Utc>> {
+        created_until(t, policy, self.timezone, self.retention_months)
+    }
+}
+
+/// The shortest time, in days, any promise keeps an object: a bucket's
+/// own default retention must not be longer (it applies to every object).
+pub fn shortest_promise_days(config: &crate::config::Config) -> u32 {
+    let contracts = config.contracts();
+    let voice = std::iter::once(contracts.backup_days(None))
+        .chain(contracts.tenants.keys().map(|t| contracts.backup_days(Some(t))));
+    let daily = config.sources.iter().map(|s| s.retention.daily.max(1));
+    voice
+        .chain(daily)
+        .chain(std::iter::once(config.activity_log_days.get()))
+        .min()
+        .unwrap_or(1)
+}
+
+/// The expiry day of a recording snapshotted at `time`; a recording that
+/// never expires (an mtime at the end of time) counts as expiring after the
+/// longest contract from `time`, so no lock date overflows.
+pub fn voice_day(contracts: &Contracts, entry: &FileEntry, time: DateTime<Utc>) -> i64 {
+    let longest = time
+        .checked_add_signed(Duration::days(i64::from(crate::days::MAX_DAYS) * 2 + 1))
+        .unwrap_or(time);
+    expiry_day(contracts.expires_at(entry).min(longest))
 }
 
 /// The UTC day a recording expiring at `expires` belongs to (days since

@@ -66,11 +66,13 @@ pub mod layout;
 pub mod lock;
 pub mod locked;
 pub mod log;
+mod object_locks;
 pub mod pack;
 pub mod packs;
 pub(crate) mod parallel;
 pub mod rotate;
 pub mod s3;
+pub mod s3_lock;
 pub mod snapshots;
 pub mod store;
 pub mod writer;
@@ -251,6 +253,11 @@ impl Repository {
     /// True for repositories across a network (S3).
     pub fn is_remote(&self) -> bool {
         self.store.is_remote()
+    }
+
+    /// The repository's Object Lock settings (`[repository] object_lock`).
+    pub fn object_lock(&self) -> Option<&crate::object_lock::ObjectLock> {
+        self.store.object_lock()
     }
 
     /// Requests sent to the store so far by this handle (and its clones).
