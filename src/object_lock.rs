@@ -100,7 +100,8 @@ impl ObjectLock {
             Some(c) => {
                 let sim = i128::from(until.timestamp() - c.simulated.timestamp());
                 let scaled = sim * i128::from(c.seconds_per_day) / 86_400;
-                let secs = i64::try_from(scaled).unwrap_or(if scaled < 0 { i64::MIN } else { i64::MAX });
+                let secs =
+                    i64::try_from(scaled).unwrap_or(if scaled < 0 { i64::MIN } else { i64::MAX });
                 c.real
                     .checked_add_signed(Duration::seconds(secs.clamp(-1 << 40, 1 << 40)))
                     .unwrap_or(c.real)
@@ -151,7 +152,10 @@ fn rule_until(rule: &str, t: DateTime<Utc>, policy: &Policy, tz: Tz) -> Option<D
                 .naive_local()
                 .checked_add_months(Months::new(w.years.checked_mul(12)?.checked_add(w.months)?))?
                 .checked_add_days(chrono::Days::new(u64::from(w.days)))?;
-            let at = tz.from_local_datetime(&shifted).earliest()?.with_timezone(&Utc);
+            let at = tz
+                .from_local_datetime(&shifted)
+                .earliest()?
+                .with_timezone(&Utc);
             at.checked_add_signed(Duration::hours(i64::from(w.hours)))
         }
         _ => None,
@@ -199,7 +203,12 @@ pub fn snapshot_until(
 
 /// The lock a new snapshot taken at `t` gets: the daily rule's guarantee
 /// (see the module docs), capped at `t` plus `retention_months`.
-pub fn created_until(t: DateTime<Utc>, policy: &Policy, tz: Tz, retention_months: u32) -> Option<DateTime<Utc>> {
+pub fn created_until(
+    t: DateTime<Utc>,
+    policy: &Policy,
+    tz: Tz,
+    retention_months: u32,
+) -> Option<DateTime<Utc>> {
     if policy.daily == 0 {
         return None;
     }
@@ -238,8 +247,12 @@ impl Promises {
 /// own default retention must not be longer (it applies to every object).
 pub fn shortest_promise_days(config: &crate::config::Config) -> u32 {
     let contracts = config.contracts();
-    let voice = std::iter::once(contracts.backup_days(None))
-        .chain(contracts.tenants.keys().map(|t| contracts.backup_days(Some(t))));
+    let voice = std::iter::once(contracts.backup_days(None)).chain(
+        contracts
+            .tenants
+            .keys()
+            .map(|t| contracts.backup_days(Some(t))),
+    );
     let daily = config.sources.iter().map(|s| s.retention.daily.max(1));
     voice
         .chain(daily)

@@ -50,7 +50,11 @@ fn policy(rng: &mut Rng) -> Policy {
 /// locked until, so no prune is ever blocked by a lock it wants gone.
 #[test]
 fn a_lock_never_outlives_what_retention_keeps_whatever_comes_next() {
-    let zones = [chrono_tz::UTC, chrono_tz::Europe::Berlin, chrono_tz::America::New_York];
+    let zones = [
+        chrono_tz::UTC,
+        chrono_tz::Europe::Berlin,
+        chrono_tz::America::New_York,
+    ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..60 {
         let tz = zones[case % zones.len()];
@@ -73,7 +77,9 @@ fn a_lock_never_outlives_what_retention_keeps_whatever_comes_next() {
                     .chain(after.iter().filter(|(_, x)| *x <= t))
                     .copied()
                     .collect();
-                let kept = apply(&seen, &p, tz).into_iter().any(|x| x.id == d.id && x.keep);
+                let kept = apply(&seen, &p, tz)
+                    .into_iter()
+                    .any(|x| x.id == d.id && x.keep);
                 assert!(
                     kept,
                     "case {case}: {:?} locked until {until} (reasons {:?}) but dropped at {t}",
@@ -97,20 +103,41 @@ fn each_rule_locks_from_the_start_of_its_period() {
     let t = at("2030-01-15T12:00:00Z"); // a Tuesday
     let reasons = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let utc = chrono_tz::UTC;
-    assert_eq!(created_until(t, &p, utc, 120), Some(at("2030-02-15T00:00:00Z")));
+    assert_eq!(
+        created_until(t, &p, utc, 120),
+        Some(at("2030-02-15T00:00:00Z"))
+    );
     let later = at("2030-06-01T00:00:00Z");
     let got = |r: &[&str]| snapshot_until(&reasons(r), t, &p, utc, 120, later);
     assert_eq!(got(&["daily 2"]), Some(at("2030-02-15T00:00:00Z")));
-    assert_eq!(got(&["daily 2", "weekly 1"]), Some(at("2030-04-08T00:00:00Z")));
-    assert_eq!(got(&["weekly 1", "monthly 1"]), Some(at("2030-04-01T00:00:00Z").max(at("2030-04-08T00:00:00Z"))));
+    assert_eq!(
+        got(&["daily 2", "weekly 1"]),
+        Some(at("2030-04-08T00:00:00Z"))
+    );
+    assert_eq!(
+        got(&["weekly 1", "monthly 1"]),
+        Some(at("2030-04-01T00:00:00Z").max(at("2030-04-08T00:00:00Z")))
+    );
     assert_eq!(got(&["last 1", "oldest (daily)"]), None);
     // The week of the 15th has not ended on the 16th: no weekly lock yet.
     let early = at("2030-01-16T00:00:00Z");
-    assert_eq!(snapshot_until(&reasons(&["daily 1", "weekly 1"]), t, &p, utc, 120, early), Some(at("2030-02-15T00:00:00Z")));
+    assert_eq!(
+        snapshot_until(&reasons(&["daily 1", "weekly 1"]), t, &p, utc, 120, early),
+        Some(at("2030-02-15T00:00:00Z"))
+    );
     // One month of global retention caps everything.
-    assert_eq!(created_until(t, &p, utc, 1), Some(at("2030-02-15T12:00:00Z").min(at("2030-02-15T00:00:00Z"))));
-    let short = Policy { daily: 40, ..p.clone() };
-    assert_eq!(created_until(t, &short, utc, 1), Some(at("2030-02-15T12:00:00Z")));
+    assert_eq!(
+        created_until(t, &p, utc, 1),
+        Some(at("2030-02-15T12:00:00Z").min(at("2030-02-15T00:00:00Z")))
+    );
+    let short = Policy {
+        daily: 40,
+        ..p.clone()
+    };
+    assert_eq!(
+        created_until(t, &short, utc, 1),
+        Some(at("2030-02-15T12:00:00Z"))
+    );
 }
 
 #[test]
@@ -132,9 +159,24 @@ fn the_test_clock_maps_simulated_days_to_real_seconds() {
             seconds_per_day: 2,
         }),
     };
-    assert_eq!(lock.to_real(at("2030-01-31T00:00:00Z")), at("2026-11-29T20:01:00Z"));
-    assert_eq!(lock.to_real(at("2029-12-31T00:00:00Z")), at("2026-11-29T19:59:58Z"));
-    assert_eq!(lock.to_real(DateTime::<Utc>::MAX_UTC) > at("2026-11-29T20:00:00Z"), true);
-    let plain = ObjectLock { test_clock: None, ..lock };
-    assert_eq!(plain.to_real(at("2030-01-31T00:00:00.7Z")), at("2030-01-31T00:00:00Z"));
+    assert_eq!(
+        lock.to_real(at("2030-01-31T00:00:00Z")),
+        at("2026-11-29T20:01:00Z")
+    );
+    assert_eq!(
+        lock.to_real(at("2029-12-31T00:00:00Z")),
+        at("2026-11-29T19:59:58Z")
+    );
+    assert_eq!(
+        lock.to_real(DateTime::<Utc>::MAX_UTC) > at("2026-11-29T20:00:00Z"),
+        true
+    );
+    let plain = ObjectLock {
+        test_clock: None,
+        ..lock
+    };
+    assert_eq!(
+        plain.to_real(at("2030-01-31T00:00:00.7Z")),
+        at("2030-01-31T00:00:00Z")
+    );
 }

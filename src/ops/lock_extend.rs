@@ -94,7 +94,10 @@ fn promoted<'a>(
 ) -> Vec<(DateTime<Utc>, &'a LoadedSnapshot, bool)> {
     let mut groups: BTreeMap<&str, Vec<&LoadedSnapshot>> = BTreeMap::new();
     for loaded in snapshots {
-        groups.entry(loaded.1.source.as_str()).or_default().push(loaded);
+        groups
+            .entry(loaded.1.source.as_str())
+            .or_default()
+            .push(loaded);
     }
     let (tz, months) = (config.timezone, config.data_retention_months);
     let mut out = Vec::new();
@@ -102,8 +105,12 @@ fn promoted<'a>(
         let Some(source) = config.sources.iter().find(|s| s.name == name) else {
             continue; // not configured: its policy is unknown, nothing to extend to
         };
-        let times: Vec<(ObjectId, DateTime<Utc>)> = group.iter().map(|(r, _)| (r.id, r.time)).collect();
-        for d in apply(&times, &source.retention, tz).into_iter().filter(|d| d.keep) {
+        let times: Vec<(ObjectId, DateTime<Utc>)> =
+            group.iter().map(|(r, _)| (r.id, r.time)).collect();
+        for d in apply(&times, &source.retention, tz)
+            .into_iter()
+            .filter(|d| d.keep)
+        {
             let promoted = snapshot_until(&d.reasons, d.time, &source.retention, tz, months, now);
             let created = created_until(d.time, &source.retention, tz, months);
             let Some(until) = promoted.max(created) else {

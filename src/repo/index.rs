@@ -178,7 +178,8 @@ impl Repository {
         let packed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
         let stored = self.keys.meta().seal(INDEX_PURPOSE, &packed);
         let id = ObjectId::hash(&stored);
-        self.store.put_until(&index_key(&id), Bytes::from(stored), until)?;
+        self.store
+            .put_until(&index_key(&id), Bytes::from(stored), until)?;
         Ok(id)
     }
 

@@ -20,7 +20,11 @@ impl Repository {
     }
 
     /// Keep the manifest of `snapshot` locked until `until`.
-    pub fn extend_manifest_lock(&self, snapshot: &SnapshotRef, until: DateTime<Utc>) -> Result<bool> {
+    pub fn extend_manifest_lock(
+        &self,
+        snapshot: &SnapshotRef,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
         self.store.extend_lock(&snapshot.key, until)
     }
 

@@ -272,7 +272,8 @@ mod tests {
         )
         .unwrap();
         let id = ObjectId::hash(b"pack");
-        repo.put_pack(&id, Bytes::from_static(b"bytes"), None).unwrap();
+        repo.put_pack(&id, Bytes::from_static(b"bytes"), None)
+            .unwrap();
         let index = repo.write_index_file(Vec::new()).unwrap();
         let (packs, index_files) = (ObjectKind::Pack.prefix(), ObjectKind::Index.prefix());
         let wrong_place = format!("{packs}/zz/{id}");

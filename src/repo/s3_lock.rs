@@ -42,7 +42,12 @@ pub struct BucketLock {
 /// answers with an error that says so; that is `enabled: false`.
 pub async fn bucket_lock(loc: &S3Location) -> Result<BucketLock> {
     let client = sdk_client(loc).await;
-    let out = match client.get_object_lock_configuration().bucket(&loc.bucket).send().await {
+    let out = match client
+        .get_object_lock_configuration()
+        .bucket(&loc.bucket)
+        .send()
+        .await
+    {
         Ok(out) => out,
         Err(e) => {
             let code = code_of(&e);
@@ -59,7 +64,9 @@ pub async fn bucket_lock(loc: &S3Location) -> Result<BucketLock> {
     let enabled = config
         .and_then(|c| c.object_lock_enabled())
         .is_some_and(|e| e.as_str() == "Enabled");
-    let default = config.and_then(|c| c.rule()).and_then(|r| r.default_retention());
+    let default = config
+        .and_then(|c| c.rule())
+        .and_then(|r| r.default_retention());
     let default_days = default.map(|d| {
         let days = d.days().unwrap_or(0).max(0) as u32;
         let years = d.years().unwrap_or(0).max(0) as u32;
@@ -76,7 +83,8 @@ pub async fn bucket_lock(loc: &S3Location) -> Result<BucketLock> {
 /// shortest promise (it would hold every object, activity-log entries
 /// too, past it). `None` when `object_lock` is not set.
 pub fn verify_bucket(config: &crate::config::Config) -> Result<Option<BucketLock>> {
-    let (crate::repo::Location::S3(loc), Some(_)) = (&config.repository, config.object_lock()) else {
+    let (crate::repo::Location::S3(loc), Some(_)) = (&config.repository, config.object_lock())
+    else {
         return Ok(None);
     };
     let found = crate::runtime::block_on(bucket_lock(loc))?;
@@ -142,8 +150,15 @@ impl LockedBucket {
         }
     }
 
-    /// PutObject locked until `until` (a real time), create-only with `new`.
-    pub async fn put(&self, key: &str, data: Bytes, until: DateTime<Utc>, new: bool) -> Result<()> {
+    /// PutObject, locked until `until` (a real time) when given; returns
+    /// the new version's id. No `If-None-Match`: on a versioned bucket Ceph
+    /// ignores it (see [`crate::repo::store`]'s `put_new_until`).
+    pub async fn put(
+        &self,
+        key: &str,
+        data: Bytes,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Option<String>> {
         let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&data));
         let mode = match self.lock.mode {
             LockMode::Compliance => ObjectLockMode::Compliance,
@@ -155,13 +170,33 @@ impl LockedBucket {
             .bucket(&self.bucket)
             .key(self.full(key))
             .content_md5(md5)
-            .object_lock_mode(mode)
-            .object_lock_retain_until_date(SdkTime::from_secs(until.timestamp()))
             .body(ByteStream::from(data));
-        if new {
-            request = request.if_none_match("*");
+        if let Some(until) = until {
+            request = request
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(SdkTime::from_secs(until.timestamp()));
         }
-        request.send().await.map(|_| ()).map_err(|e| sdk_error(key, e))
+        let out = request.send().await.map_err(|e| sdk_error(key, e))?;
+        Ok(out.version_id().map(String::from))
+    }
+
+    /// The versions (not delete markers) of exactly `key`, newest first.
+    pub async fn versions_of(&self, key: &str) -> Result<Vec<String>> {
+        let page = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(self.full(key))
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        let full = self.full(key);
+        Ok(page
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(full.as_str()))
+            .filter_map(|v| v.version_id().map(String::from))
+            .collect())
     }
 
     /// The retain-until date of the current version of `key`, if locked.
@@ -210,7 +245,8 @@ impl LockedBucket {
             if self.prefix.is_empty() {
                 Some(k.to_string())
             } else {
-                k.strip_prefix(&format!("{}/", self.prefix)).map(String::from)
+                k.strip_prefix(&format!("{}/", self.prefix))
+                    .map(String::from)
             }
         };
         loop {

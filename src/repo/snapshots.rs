@@ -171,7 +171,8 @@ impl Repository {
         until: Option<DateTime<Utc>>,
     ) -> Result<(ObjectId, SnapshotRef)> {
         let (saved, sealed) = snap.seal(self.keys.meta());
-        self.store.put_new_until(&saved.key, Bytes::from(sealed), until)?;
+        self.store
+            .put_new_until(&saved.key, Bytes::from(sealed), until)?;
         Ok((saved.id, saved))
     }
 

@@ -460,7 +460,9 @@ impl<'r> BlobWriter<'r> {
 
     /// Write out a pack, locked for its expiry day `group` when it has one.
     fn write_pack(&self, pack: PackBuilder, group: Option<i64>) -> Result<()> {
-        let until = group.map(crate::object_lock::voice_until).or(self.lock_until);
+        let until = group
+            .map(crate::object_lock::voice_until)
+            .or(self.lock_until);
         let (id, bytes, header) = pack.finish(self.repo.keys().meta());
         let size = bytes.len() as u64;
         let (bytes, pack) = (

@@ -360,7 +360,15 @@ pub fn snapshot_source_with(
             voice.then(|| crate::object_lock::voice_day(contracts, &j.entry, time))
         })
         .collect();
-    let mut stored = store_jobs(&jobs, &expiry_days, sizes, &writer, &warnings, cancel, progress)?;
+    let mut stored = store_jobs(
+        &jobs,
+        &expiry_days,
+        sizes,
+        &writer,
+        &warnings,
+        cancel,
+        progress,
+    )?;
     progress.phase(&format!("{}: committing", source.name), "files", 0, 0);
     let mut summary = Summary {
         carried,

@@ -47,24 +47,49 @@ impl Store {
         };
         self.retrying(key, || {
             Self::count(&self.requests.put, 1);
-            crate::runtime::block_on(bucket.put(key, data.clone(), real, false))
+            crate::runtime::block_on(bucket.put(key, data.clone(), Some(real))).map(|_| ())
         })
     }
 
     /// [`Store::put_new`], locked until `until` on a locked store.
-    pub fn put_new_until(&self, key: &str, data: Bytes, until: Option<DateTime<Utc>>) -> Result<()> {
-        let (Some(bucket), Some(real)) = (&self.locked, self.real_until(until)) else {
+    ///
+    /// A locked bucket is versioned, and Ceph's gateway ignores
+    /// `If-None-Match: *` there (a second PUT only stacks a version), so
+    /// create-only is decided after the write: the **oldest** version of the
+    /// key is the object. A writer whose version is not the oldest deletes
+    /// its own (it was never the object) and, as for a taken key elsewhere,
+    /// succeeds only when the object holds exactly its bytes. Every
+    /// create-only key is unique to its writer (a content hash or a random
+    /// id), so a race here is a retry of our own or a hostile writer.
+    pub fn put_new_until(
+        &self,
+        key: &str,
+        data: Bytes,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let Some(bucket) = &self.locked else {
             return self.put_new(key, data);
         };
+        let real = self.real_until(until);
         self.retrying(key, || {
             Self::count(&self.requests.put, 1);
-            match crate::runtime::block_on(bucket.put(key, data.clone(), real, true)) {
-                Err(Error::AlreadyExists { what }) => match self.get(key) {
-                    Ok(stored) if stored == data => Ok(()),
-                    Ok(_) => Err(Error::AlreadyExists { what }),
-                    Err(e) => Err(e),
-                },
-                other => other,
+            let ours = crate::runtime::block_on(bucket.put(key, data.clone(), real))?;
+            Self::count(&self.requests.list, 1);
+            let versions = crate::runtime::block_on(bucket.versions_of(key))?;
+            let oldest = versions.last();
+            if ours.is_none() || oldest.is_none() || oldest == ours.as_ref() {
+                return Ok(());
+            }
+            if let Some(ours) = &ours {
+                Self::count(&self.requests.delete, 1);
+                crate::runtime::block_on(bucket.delete_version(key, ours))?;
+            }
+            match self.get(key) {
+                Ok(stored) if stored == data => Ok(()),
+                Ok(_) => Err(Error::AlreadyExists {
+                    what: format!("object {key} already exists"),
+                }),
+                Err(e) => Err(e),
             }
         })
     }
