@@ -299,7 +299,11 @@ fn locks_follow_the_promises_and_end_with_them() {
             "{key}"
         );
     }
-    w.ok(&["check", "--read-data"]);
+    let checked = w.json(&["check", "--read-data", "--now", "2030-01-08T00:00:00Z"]);
+    assert!(
+        checked.get("object_lock").is_none(),
+        "no lock shorter or longer than its promise: {checked}"
+    );
 
     // Four more days with a changed e-mail each push the first week's
     // daily snapshots out; a prune far in the future forgets them (and their

@@ -28,13 +28,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceClass};
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::object_lock::{created_until, snapshot_until};
+use crate::object_lock::{created_until, expiry_day, snapshot_until, voice_until};
 use crate::repo::pack::BlobRef;
 use crate::repo::{LoadedSnapshot, Repository};
 use crate::retention::apply;
+use crate::snapshot::SnapshotRef;
 use crate::tree::{Entry, TreeWalk};
 
 /// What the Object Lock step did.
@@ -52,26 +54,53 @@ pub struct LockReport {
     pub versions_locked: u64,
 }
 
-/// Extend and sweep (see the module docs); nothing without `object_lock`.
-pub fn run(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<LockReport> {
-    let mut report = LockReport::default();
-    if repo.object_lock().is_none() {
-        return Ok(report);
-    }
+/// The dates the kept snapshots' manifests and packs must stay locked
+/// until (simulated time).
+struct Wanted {
+    manifests: Vec<(SnapshotRef, DateTime<Utc>)>,
+    packs: HashMap<ObjectId, DateTime<Utc>>,
+    /// Voice snapshots, for [`audit`].
+    voice: Vec<LoadedSnapshot>,
+}
+
+fn wanted(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<Wanted> {
     let listing = repo.load_snapshots_tolerant(Some(&config.host), None)?;
     let targets = promoted(config, &listing.readable, now);
     let mut packs: HashMap<ObjectId, DateTime<Utc>> = HashMap::new();
     let mut visited: HashSet<(ObjectId, bool)> = HashSet::new();
+    let mut manifests = Vec::new();
     for (until, (r, snap), with_data) in &targets {
-        report.checked += 1;
-        report.extended += u64::from(repo.extend_manifest_lock(r, *until)?);
+        manifests.push((r.clone(), *until));
         let mut found = HashSet::new();
         packs_below(repo, &snap.tree, *with_data, &mut visited, &mut found)?;
         for pack in found {
             packs.entry(pack).or_insert(*until);
         }
     }
-    for (pack, until) in &packs {
+    let voice = targets
+        .iter()
+        .filter(|(_, _, with_data)| !with_data)
+        .map(|(_, loaded, _)| (*loaded).clone())
+        .collect();
+    Ok(Wanted {
+        manifests,
+        packs,
+        voice,
+    })
+}
+
+/// Extend and sweep (see the module docs); nothing without `object_lock`.
+pub fn run(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<LockReport> {
+    let mut report = LockReport::default();
+    if repo.object_lock().is_none() {
+        return Ok(report);
+    }
+    let wanted = wanted(repo, config, now)?;
+    for (r, until) in &wanted.manifests {
+        report.checked += 1;
+        report.extended += u64::from(repo.extend_manifest_lock(r, *until)?);
+    }
+    for (pack, until) in &wanted.packs {
         report.checked += 1;
         report.extended += u64::from(repo.extend_pack_lock(pack, *until)?);
     }
@@ -80,6 +109,69 @@ pub fn run(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<Loc
     report.version_bytes_freed = swept.bytes;
     report.versions_locked = swept.locked;
     Ok(report)
+}
+
+/// For `check`: objects locked for less than their promise (a manifest or
+/// pack of a kept snapshot, a voice pack short of its recordings' expiry
+/// day) and voice packs locked past the expiry of a recording they hold.
+/// One line each; empty without `object_lock`. Reads one HEAD per object.
+pub fn audit(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<Vec<String>> {
+    let Some(lock) = repo.object_lock().cloned() else {
+        return Ok(Vec::new());
+    };
+    let wanted = wanted(repo, config, now)?;
+    let mut findings = Vec::new();
+    let real_now = SystemClock.now();
+    let short = |what: String, have: Option<DateTime<Utc>>, want: DateTime<Utc>| {
+        let want = lock.to_real(want);
+        (want > real_now && have.is_none_or(|h| h < want)).then(|| {
+            let have =
+                have.map_or_else(|| "not locked".to_string(), |h| format!("locked until {h}"));
+            format!("{what} is {have}, shorter than its promise ({want})")
+        })
+    };
+    for (r, until) in &wanted.manifests {
+        findings.extend(short(
+            format!("manifest {}", r.key),
+            repo.manifest_retain_until(r)?,
+            *until,
+        ));
+    }
+    for (pack, until) in &wanted.packs {
+        findings.extend(short(
+            format!("pack {}", pack.short()),
+            repo.pack_retain_until(pack)?,
+            *until,
+        ));
+    }
+    let contracts = config.contracts();
+    let mut expiries: HashMap<ObjectId, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    for (_, snap) in &wanted.voice {
+        repo.for_each_file(&snap.tree, &mut |_, f| {
+            let expires = contracts.expires_at(&f);
+            for c in &f.chunks {
+                let e = expiries.entry(c.pack).or_insert((expires, expires));
+                *e = (e.0.min(expires), e.1.max(expires));
+            }
+        })?;
+    }
+    for (pack, (first, last)) in &expiries {
+        let have = repo.pack_retain_until(pack)?;
+        findings.extend(short(
+            format!("voice pack {}", pack.short()),
+            have,
+            voice_until(expiry_day(*last)),
+        ));
+        if let Some(h) = have.filter(|h| *h > lock.to_real(*first)) {
+            findings.push(format!(
+                "voice pack {} is locked until {h}, past the expiry of a recording it holds ({})",
+                pack.short(),
+                lock.to_real(*first)
+            ));
+        }
+    }
+    findings.sort();
+    Ok(findings)
 }
 
 /// This host's kept snapshots with the date they must stay locked until
@@ -121,7 +213,7 @@ fn promoted<'a>(
             }
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|t| std::cmp::Reverse(t.0));
     out
 }
 

@@ -34,6 +34,10 @@
 //! | key objects (`keys/`) | epoch records, forward links, data-key wraps and tombstones (see [`keys`]) | `init`, a tenant's first use, `erase --tenant` ([`rotate`]: the old epoch's wraps and the passphrase envelopes are deleted after the new epoch commits) |
 //! | key envelopes (`keys/envelopes/<id>`) | plaintext JSON: label, epoch, Argon2id parameters; the master key sealed under Argon2id(passphrase) (see [`envelopes`]) | by `key add`, create-only; deleted by `key remove`, and every one by `erase --tenant` (each holds the old master key) |
 //!
+//! With `object_lock` ([`crate::object_lock`], [`s3_lock`]) packs, index
+//! files and manifests are written with an S3 Object Lock date and the bucket
+//! is versioned; keys, locks, log entries and the config are never locked.
+//!
 //! Blobs are named by their keyed id (HMAC-SHA-256 under their tenant's key,
 //! see [`keys`]) and stored once per tenant: the same content in two tenants
 //! is two unrelated blobs. File content is cut by FastCDC (sizes per class of data, see
