@@ -195,6 +195,9 @@ pub struct CheckArgs {
     /// Read back and verify every byte of every snapshot.
     #[arg(long)]
     pub read_data: bool,
+    /// Judge Object Lock dates as of this time (retention decides them).
+    #[command(flatten)]
+    pub at: RetentionTime,
 }
 
 #[derive(Args, Debug)]

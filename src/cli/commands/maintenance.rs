@@ -76,7 +76,8 @@ pub(in crate::cli) fn repair(inv: &Invocation) -> Result<i32> {
 /// Fails (after printing the report) when check found any problem.
 pub(in crate::cli) fn check(inv: &Invocation, args: &CheckArgs) -> Result<i32> {
     let repo = inv.open()?;
-    let report = jobs::check(&inv.context_showing(&repo, None, "check"), args.read_data)?;
+    let ctx = inv.context_showing(&repo, args.at.now, "check");
+    let report = jobs::check(&ctx, args.read_data)?;
     if inv.json {
         inv.print_json(&report)?;
     } else {
