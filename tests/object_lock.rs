@@ -167,7 +167,7 @@ fn object_lock_needs_an_s3_repository_and_test_clock_needs_governance() {
 /// The acceptance lines of issue 13, in one simulated fortnight.
 #[test]
 fn locks_follow_the_promises_and_end_with_them() {
-    let t0 = DateTime::from_timestamp(Utc::now().timestamp() + 40, 0).unwrap();
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp() + 60, 0).unwrap();
     let (w, name, lock) = locked_world(t0);
     let b = bucket(&name, &lock);
     let real = |sim: &str| lock.to_real(at(sim));
@@ -358,7 +358,8 @@ fn locks_follow_the_promises_and_end_with_them() {
         Duration::from_secs(150),
         "the locks to end and prune to free the bytes",
         || {
-            w.ok(&["prune", "--really-at-now", "--now", "2031-06-01T00:00:00Z"]);
+            // A prune may fail while the gateway is busy: the next round retries.
+            let _ = w.offsite(&["prune", "--really-at-now", "--now", "2031-06-01T00:00:00Z"]);
             let left = versions(&b);
             // (The prune's own lock object is released after its sweep: the next one removes it.)
             let old = left
