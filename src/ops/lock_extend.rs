@@ -34,10 +34,11 @@ use crate::error::Result;
 use crate::id::ObjectId;
 use crate::object_lock::{created_until, expiry_day, snapshot_until, voice_until};
 use crate::repo::pack::BlobRef;
+use crate::repo::TreeCache;
 use crate::repo::{LoadedSnapshot, Repository};
 use crate::retention::apply;
 use crate::snapshot::SnapshotRef;
-use crate::tree::{Entry, TreeWalk};
+use crate::tree::{check_depth, read, Entry};
 
 /// What the Object Lock step did.
 #[derive(Serialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -146,14 +147,18 @@ pub fn audit(repo: &Repository, config: &Config, now: DateTime<Utc>) -> Result<V
     }
     let contracts = config.contracts();
     let mut expiries: HashMap<ObjectId, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    let mut chunks = Vec::new();
     for (_, snap) in &wanted.voice {
         repo.for_each_file(&snap.tree, &mut |_, f| {
             let expires = contracts.expires_at(&f);
-            for c in &f.chunks {
+            chunks.push((expires, f.chunks));
+        })?;
+        for (expires, list) in chunks.drain(..) {
+            for c in repo.all_chunks(&list)? {
                 let e = expiries.entry(c.pack).or_insert((expires, expires));
                 *e = (e.0.min(expires), e.1.max(expires));
             }
-        })?;
+        }
     }
     for (pack, (first, last)) in &expiries {
         let have = repo.pack_retain_until(pack)?;
@@ -217,9 +222,10 @@ fn promoted<'a>(
     out
 }
 
-/// The packs holding the trees below `root` and, `with_data`, the chunks
-/// of its files. Trees already visited (by a snapshot with a later or equal
-/// date: callers go latest first) are skipped.
+/// The packs holding the directory pages below `root` and, `with_data`,
+/// the chunk lists and chunks of its files. Directories already visited
+/// (by a snapshot with a later or equal date: callers go latest first) are
+/// skipped.
 fn packs_below(
     repo: &Repository,
     root: &BlobRef,
@@ -227,21 +233,24 @@ fn packs_below(
     visited: &mut HashSet<(ObjectId, bool)>,
     found: &mut HashSet<ObjectId>,
 ) -> Result<()> {
-    if !visited.insert((root.id, with_data)) {
-        return Ok(());
-    }
-    found.insert(root.pack);
-    let mut walk = TreeWalk::new(repo.read_tree(root)?);
-    while let Some(entry) = walk.next_entry() {
-        match entry {
-            Entry::Dir(d) => {
-                if visited.insert((d.tree.id, with_data)) {
-                    found.insert(d.tree.pack);
-                    walk.descend(&d, repo.read_tree(&d.tree)?)?;
+    let mut cache = TreeCache::new(repo);
+    let mut stack = vec![(root.clone(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        if !visited.insert((dir.id, with_data)) {
+            continue;
+        }
+        check_depth(depth, &dir)?;
+        let (tree, pages) = cache.read_tree_pages(&dir)?;
+        found.extend(pages.iter().map(|p| p.pack));
+        for entry in tree.entries {
+            match entry {
+                Entry::Dir(d) => stack.push((d.tree, depth + 1)),
+                Entry::File(f) if with_data => {
+                    let blobs = read::file_blobs(&mut cache, &f.chunks)?;
+                    found.extend(blobs.iter().map(|c| c.pack));
                 }
+                Entry::File(_) => {}
             }
-            Entry::File(f) if with_data => found.extend(f.chunks.iter().map(|c| c.pack)),
-            Entry::File(_) => {}
         }
     }
     Ok(())
