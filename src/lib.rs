@@ -51,6 +51,7 @@ pub mod id;
 pub mod jobs;
 pub mod keyfile;
 pub mod metrics;
+pub mod object_lock;
 pub mod operation;
 pub mod ops;
 pub mod problems;

@@ -201,6 +201,9 @@ pub struct CheckArgs {
     /// (a random P %, its seed printed).
     #[arg(long, value_name = "n/m|P%")]
     pub read_data_subset: Option<String>,
+    /// Judge Object Lock dates as of this time (retention decides them).
+    #[command(flatten)]
+    pub at: RetentionTime,
 }
 
 #[derive(Args, Debug)]

@@ -320,13 +320,22 @@ impl Config {
         raw.source_region = Some(source_region.clone());
         raw.repository.region = Some(repository_region.clone());
         let r = &raw.repository;
-        let repository = Location::from_config(
+        let mut repository = Location::from_config(
             &r.url,
             &repository_region,
             r.endpoint.as_deref(),
             r.path_style,
             r.profile.as_deref(),
         )?;
+        if let Some(lock) = &r.object_lock {
+            let Location::S3(loc) = &mut repository else {
+                return Err(Error::config(
+                    "repository.object_lock",
+                    "Object Lock needs an S3 repository (s3://bucket/prefix); a local directory cannot be locked",
+                ));
+            };
+            loc.object_lock = Some(lock.validated()?);
+        }
         let mut sources: Vec<Source> = Vec::new();
         for (i, rs) in raw.sources.iter_mut().enumerate() {
             let key = |field: &str| format!("source[{i}].{field}");
@@ -434,6 +443,22 @@ impl Config {
             tenant_contracts,
             effective: raw,
         })
+    }
+
+    /// The promises Object Lock dates follow.
+    pub fn promises(&self) -> crate::object_lock::Promises {
+        crate::object_lock::Promises {
+            timezone: self.timezone,
+            retention_months: self.data_retention_months,
+        }
+    }
+
+    /// `[repository] object_lock`, if set.
+    pub fn object_lock(&self) -> Option<&crate::object_lock::ObjectLock> {
+        match &self.repository {
+            Location::S3(loc) => loc.object_lock.as_ref(),
+            Location::Local(_) => None,
+        }
     }
 
     /// The voice contracts in force.

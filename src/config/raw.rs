@@ -89,6 +89,77 @@ pub struct RawRepository {
     /// The master key file (default: `offsite.key` in `$CREDENTIALS_DIRECTORY`
     /// under systemd, else in `state_dir`).
     pub key_file: Option<PathBuf>,
+    /// S3 Object Lock following the retention promises (off by default).
+    pub object_lock: Option<RawObjectLock>,
+}
+
+/// `[repository] object_lock = { mode = "compliance" | "governance" }`.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectLock {
+    pub mode: String,
+    /// For the test suite only (see [`crate::object_lock::TestClock`]):
+    /// refused with compliance mode.
+    pub test_clock: Option<RawTestClock>,
+}
+
+/// Simulated days as `seconds_per_day` real seconds, from `simulated` at `real`.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTestClock {
+    pub simulated: String,
+    pub real: String,
+    pub seconds_per_day: u32,
+}
+
+impl RawObjectLock {
+    /// The checked form; errors name the key.
+    pub fn validated(&self) -> Result<crate::object_lock::ObjectLock> {
+        use crate::object_lock::{LockMode, ObjectLock, TestClock};
+        let mode = match self.mode.as_str() {
+            "compliance" => LockMode::Compliance,
+            "governance" => LockMode::Governance,
+            other => {
+                return Err(Error::config(
+                    "repository.object_lock.mode",
+                    format!("{other:?} is not \"compliance\" or \"governance\""),
+                ))
+            }
+        };
+        let test_clock = match &self.test_clock {
+            None => None,
+            Some(_) if mode == LockMode::Compliance => {
+                return Err(Error::config(
+                    "repository.object_lock.test_clock",
+                    "is for the test suite only and refused with compliance mode",
+                ))
+            }
+            Some(c) => {
+                let time = |text: &str, field: &str| {
+                    chrono::DateTime::parse_from_rfc3339(text)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|e| {
+                            Error::config(
+                                format!("repository.object_lock.test_clock.{field}"),
+                                format!("{text:?} is not an RFC 3339 time: {e}"),
+                            )
+                        })
+                };
+                if !(1..=86_400).contains(&c.seconds_per_day) {
+                    return Err(Error::config(
+                        "repository.object_lock.test_clock.seconds_per_day",
+                        format!("{} is outside 1..=86400", c.seconds_per_day),
+                    ));
+                }
+                Some(TestClock {
+                    simulated: time(&c.simulated, "simulated")?,
+                    real: time(&c.real, "real")?,
+                    seconds_per_day: c.seconds_per_day,
+                })
+            }
+        };
+        Ok(ObjectLock { mode, test_clock })
+    }
 }
 
 /// One `[[source]]`.

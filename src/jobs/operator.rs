@@ -27,7 +27,14 @@ use super::{whole, JobContext};
 /// Verify the repository under a shared lock; logged with its counts.
 pub fn check(ctx: &JobContext<'_>, read_data: Option<Subset>) -> Result<CheckReport> {
     let lock = ctx.shared(Operation::Check)?;
-    let result = check_op::check_with(&lock, read_data, &ctx.progress);
+    let result = check_op::check_with(&lock, read_data, &ctx.progress).and_then(|mut r| {
+        r.object_lock =
+            crate::ops::lock_extend::audit(lock.repo(), ctx.config, ctx.retention_time())?;
+        for finding in &r.object_lock {
+            tracing::warn!("object lock: {finding}");
+        }
+        Ok(r)
+    });
     let read_data = read_data.is_some();
     ctx.record(Operation::Check, &result, |r| {
         serde_json::json!({"read_data": read_data, "subset": r.subset, "snapshots": r.snapshots, "files": r.files, "problems": r.problems.len()})

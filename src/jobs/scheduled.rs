@@ -40,6 +40,7 @@ pub fn snapshot(
             &ctx.cancel,
             SnapshotOptions {
                 progress: ctx.progress.clone(),
+                promises: Some(ctx.config.promises()),
                 ..options.clone()
             },
         );

@@ -58,6 +58,10 @@ pub struct CheckReport {
     /// Snapshots referencing missing or damaged packs, with the items hit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<SnapshotDamage>,
+    /// Object Lock findings (see [`crate::ops::lock_extend::audit`]):
+    /// warnings, not problems (the data is whole).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub object_lock: Vec<String>,
 }
 
 struct Checker<'a> {

@@ -14,6 +14,7 @@ pub mod damage;
 pub mod erase;
 pub mod find;
 pub mod live_index;
+pub mod lock_extend;
 pub mod pack_presence;
 pub mod prune;
 pub mod prune_plan;

@@ -23,6 +23,9 @@
 //!    packs deleted, last.
 //! 5. **Activity log**: delete the entries older than `activity_log_days`
 //!    (restore and erase entries: `audit_log_days`).
+//! 6. **Object Lock** (with `object_lock` only): extend the locks of the kept
+//!    snapshots and their packs, then delete the old versions whose locks
+//!    have ended ([`crate::ops::lock_extend`]).
 //!
 //! Execution requires the exclusive repository lock ([`Exclusive`]), so no snapshot runs
 //! meanwhile. It checks the plan still holds as it goes: a kept reference
@@ -43,6 +46,7 @@ use serde::Serialize;
 use crate::cancel::Cancel;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::ops::lock_extend::LockReport;
 use crate::ops::prune_plan::{is_voice, plan, PrunePlan};
 use crate::ops::rewrite::{replace_manifest, Rewriter};
 use crate::ops::sweep;
@@ -81,6 +85,9 @@ pub struct PruneReport {
     pub problems: Vec<Problem>,
     /// Why no pack was deleted or repacked, when the sweep was held back.
     pub sweep_held_back: Option<String>,
+    /// The Object Lock step (with `object_lock`; empty on a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<LockReport>,
 }
 
 impl PruneReport {
@@ -99,6 +106,7 @@ impl PruneReport {
             bytes_freed: plan.sweep.bytes_freed,
             problems: plan.problems.clone(),
             sweep_held_back: plan.sweep_held_back.clone(),
+            object_lock: None,
             plan,
         }
     }
@@ -127,7 +135,11 @@ pub fn prune_with(
 ) -> Result<PruneReport> {
     let plan = plan(lock.repo(), config, now, wall)?;
     execute(lock.repo(), config, &plan, now, wall, cancel, progress)?;
-    Ok(PruneReport::new(false, now, plan))
+    cancel.check()?;
+    let locks = crate::ops::lock_extend::run(lock.repo(), config, now)?;
+    let mut report = PruneReport::new(false, now, plan);
+    report.object_lock = lock.repo().object_lock().map(|_| locks);
+    Ok(report)
 }
 
 /// The plan of a prune as of `now`, without executing it (`--dry-run`): it

@@ -160,6 +160,16 @@ impl Repository {
 
     /// Write an index file listing `packs`; returns its id.
     pub fn write_index_file(&self, packs: Vec<IndexedPack>) -> Result<ObjectId> {
+        self.write_index_file_until(packs, None)
+    }
+
+    /// [`Repository::write_index_file`], Object-Locked until `until` where
+    /// the repository locks.
+    pub fn write_index_file_until(
+        &self,
+        packs: Vec<IndexedPack>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<ObjectId> {
         let file = IndexFile {
             version: INDEX_VERSION,
             packs,
@@ -168,7 +178,8 @@ impl Repository {
         let packed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
         let stored = self.keys.meta().seal(INDEX_PURPOSE, &packed);
         let id = ObjectId::hash(&stored);
-        self.store.put(&index_key(&id), Bytes::from(stored))?;
+        self.store
+            .put_until(&index_key(&id), Bytes::from(stored), until)?;
         Ok(id)
     }
 

@@ -34,6 +34,10 @@
 //! | key objects (`keys/`) | epoch records, forward links, data-key wraps and tombstones (see [`keys`]) | `init`, a tenant's first use, `erase --tenant` ([`rotate`]: the old epoch's wraps and the passphrase envelopes are deleted after the new epoch commits) |
 //! | key envelopes (`keys/envelopes/<id>`) | plaintext JSON: label, epoch, Argon2id parameters; the master key sealed under Argon2id(passphrase) (see [`envelopes`]) | by `key add`, create-only; deleted by `key remove`, and every one by `erase --tenant` (each holds the old master key) |
 //!
+//! With `object_lock` ([`crate::object_lock`], [`s3_lock`]) packs, index
+//! files and manifests are written with an S3 Object Lock date and the bucket
+//! is versioned; keys, locks, log entries and the config are never locked.
+//!
 //! Blobs are named by their keyed id (HMAC-SHA-256 under their tenant's key,
 //! see [`keys`]) and stored once per tenant: the same content in two tenants
 //! is two unrelated blobs. File content is cut by FastCDC (sizes per class of data, see
@@ -72,11 +76,13 @@ pub mod layout;
 pub mod lock;
 pub mod locked;
 pub mod log;
+mod object_locks;
 pub mod pack;
 pub mod packs;
 pub(crate) mod parallel;
 pub mod rotate;
 pub mod s3;
+pub mod s3_lock;
 pub mod snapshots;
 pub mod spans;
 pub mod store;
@@ -265,6 +271,11 @@ impl Repository {
     /// True for repositories across a network (S3).
     pub fn is_remote(&self) -> bool {
         self.store.is_remote()
+    }
+
+    /// The repository's Object Lock settings (`[repository] object_lock`).
+    pub fn object_lock(&self) -> Option<&crate::object_lock::ObjectLock> {
+        self.store.object_lock()
     }
 
     /// Requests sent to the store so far by this handle (and its clones).

@@ -185,9 +185,15 @@ impl Repository {
         })
     }
 
-    /// Write a pack (by the blob writer, before any index lists it).
-    pub(crate) fn put_pack(&self, id: &ObjectId, bytes: Bytes) -> Result<()> {
-        self.store.put(&pack_key(id), bytes)
+    /// Write a pack (by the blob writer, before any index lists it),
+    /// Object-Locked until `until` where the repository locks.
+    pub(crate) fn put_pack(
+        &self,
+        id: &ObjectId,
+        bytes: Bytes,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        self.store.put_until(&pack_key(id), bytes, until)
     }
 
     /// Delete a pack (a missing one is not an error).
@@ -266,7 +272,8 @@ mod tests {
         )
         .unwrap();
         let id = ObjectId::hash(b"pack");
-        repo.put_pack(&id, Bytes::from_static(b"bytes")).unwrap();
+        repo.put_pack(&id, Bytes::from_static(b"bytes"), None)
+            .unwrap();
         let index = repo.write_index_file(Vec::new()).unwrap();
         let (packs, index_files) = (ObjectKind::Pack.prefix(), ObjectKind::Index.prefix());
         let wrong_place = format!("{packs}/zz/{id}");

@@ -292,5 +292,8 @@ pub fn drop_old_keys(lock: &Exclusive<'_>, current: u64) -> Result<usize> {
     for key in old_wraps(store, current)? {
         store.delete(&key)?;
     }
+    // On a versioned (Object Lock) bucket a delete leaves the old version:
+    // remove those of `keys/` too (never locked), or nothing is erased.
+    store.sweep_versions("keys")?;
     Ok(envelopes.len())
 }

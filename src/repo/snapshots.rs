@@ -7,6 +7,7 @@
 //! manifest (restic does the same).
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -159,8 +160,19 @@ impl Repository {
     /// Write a manifest, sealed (create-only); returns its id and how a
     /// listing shows it.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<(ObjectId, SnapshotRef)> {
+        self.save_snapshot_until(snap, None)
+    }
+
+    /// [`Repository::save_snapshot`], Object-Locked until `until` where the
+    /// repository locks.
+    pub fn save_snapshot_until(
+        &self,
+        snap: &Snapshot,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(ObjectId, SnapshotRef)> {
         let (saved, sealed) = snap.seal(self.keys.meta());
-        self.store.put_new(&saved.key, Bytes::from(sealed))?;
+        self.store
+            .put_new_until(&saved.key, Bytes::from(sealed), until)?;
         Ok((saved.id, saved))
     }
 

@@ -27,6 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::repo::s3::S3Location;
+use crate::repo::s3_lock::LockedBucket;
+
+mod lock_ops;
+pub use lock_ops::VersionSweep;
 
 /// Where a repository lives, parsed from `[repository]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +75,7 @@ impl Location {
                 endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
                 path_style: path_style.unwrap_or(endpoint.is_some()),
                 profile: profile.map(String::from),
+                object_lock: None,
             }));
         }
         Self::parse(url)
@@ -110,6 +115,8 @@ pub struct Store {
     /// Across a network (S3): requests wait on latency.
     remote: bool,
     requests: Arc<RequestCounts>,
+    /// The bucket's Object Lock side, with `object_lock` set.
+    locked: Option<Arc<LockedBucket>>,
 }
 
 /// Requests sent to the store, by kind: operators pay per request.
@@ -120,6 +127,7 @@ pub struct RequestCounts {
     pub list: AtomicU64,
     pub delete: AtomicU64,
     pub head: AtomicU64,
+    pub retention: AtomicU64,
 }
 
 /// A copy of the counts, for reports and metrics.
@@ -130,6 +138,9 @@ pub struct Requests {
     pub list: u64,
     pub delete: u64,
     pub head: u64,
+    /// PutObjectRetention (Object Lock extensions).
+    #[serde(default)]
+    pub retention: u64,
 }
 
 impl Requests {
@@ -141,12 +152,14 @@ impl Requests {
             list: self.list - earlier.list,
             delete: self.delete - earlier.delete,
             head: self.head - earlier.head,
+            retention: self.retention - earlier.retention,
         }
     }
 
     /// `(op, count)` pairs, for metrics.
-    pub fn by_op(&self) -> [(&'static str, u64); 5] {
+    pub fn by_op(&self) -> [(&'static str, u64); 6] {
         [
+            ("retention", self.retention),
             ("put", self.put),
             ("get", self.get),
             ("list", self.list),
@@ -173,8 +186,13 @@ impl Store {
     /// Connect to the store at `location`. With `create`, a missing local
     /// directory is created; without it, it must exist.
     pub fn connect(location: &Location, create: bool) -> Result<Self> {
+        let mut locked = None;
         let (inner, description): (Arc<dyn ObjectStore>, String) = match location {
             Location::S3(loc) => {
+                if let Some(lock) = &loc.object_lock {
+                    let bucket = crate::runtime::block_on(LockedBucket::connect(loc, lock.clone()));
+                    locked = Some(Arc::new(bucket));
+                }
                 let store = crate::runtime::block_on(crate::repo::s3::object_store(loc))?;
                 let prefixed: Arc<dyn ObjectStore> = if loc.prefix.is_empty() {
                     store
@@ -213,6 +231,7 @@ impl Store {
             description,
             remote: matches!(location, Location::S3(_)),
             requests: Arc::default(),
+            locked,
         })
     }
 
@@ -235,6 +254,7 @@ impl Store {
             list: r.list.load(Ordering::Relaxed),
             delete: r.delete.load(Ordering::Relaxed),
             head: r.head.load(Ordering::Relaxed),
+            retention: r.retention.load(Ordering::Relaxed),
         }
     }
 
@@ -317,6 +337,9 @@ impl Store {
     /// `data` is ours (every create-only key is unique to its writer: a
     /// content hash or a random id).
     pub fn put_new(&self, key: &str, data: Bytes) -> Result<()> {
+        if self.locked.is_some() {
+            return self.put_new_until(key, data, None);
+        }
         self.retrying(key, || match self.put_new_once(key, data.clone()) {
             Err(Error::AlreadyExists { what }) => match self.get(key) {
                 Ok(stored) if stored == data => Ok(()),

@@ -11,6 +11,13 @@
 //! threads (bounded queue) on a remote one, so workers do not wait on network
 //! latency. `finish` writes the last packs and returns what the
 //! index file must list: the caller writes the index, then the manifest.
+//!
+//! On a repository with Object Lock (see [`crate::object_lock`]) a pack is
+//! written locked: until the writer's snapshot date ([`BlobWriter::with_lock_until`]),
+//! or, for voice data stored inside [`BlobWriter::with_expiry_day`], until
+//! the start of its recordings' expiry day. Voice data packs therefore hold
+//! one (tenant, expiry day) each, so no recording is held locked past its
+//! expiry by a neighbour.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -50,6 +57,9 @@ pub enum Compress {
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    /// The expiry day of the data blobs this thread stores now (see
+    /// [`BlobWriter::with_expiry_day`]).
+    static EXPIRY_DAY: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
 }
 
 fn compress(raw: &[u8]) -> Vec<u8> {
@@ -117,8 +127,11 @@ pub struct BlobWriter<'r> {
     known: Mutex<HashMap<ObjectId, BlobRef>>,
     /// Keys of the tenants seen so far (the shared key is `repo`'s).
     tenants: Mutex<HashMap<String, TenantKey>>,
-    data_packs: Mutex<Vec<PackBuilder>>,
-    tree_packs: Mutex<Vec<PackBuilder>>,
+    /// Open packs with the expiry day they group (voice data; `None` else).
+    data_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
+    tree_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
+    /// Object Lock date of packs without an expiry day.
+    lock_until: Option<DateTime<Utc>>,
     written: Arc<Mutex<Vec<IndexedPack>>>,
     added: AtomicU64,
     /// Blobs stored by this writer (new ones only).
@@ -149,7 +162,7 @@ struct Checkpoints {
 /// ones. The queue is bounded, so memory stays bounded: at most
 /// `UPLOAD_QUEUE` packs wait and `UPLOAD_THREADS` are in flight.
 struct Uploader {
-    queue: Option<mpsc::SyncSender<(Bytes, IndexedPack)>>,
+    queue: Option<mpsc::SyncSender<(Bytes, IndexedPack, Lock)>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     failure: Arc<Mutex<Option<Error>>>,
     failed: Arc<AtomicBool>,
@@ -160,7 +173,7 @@ const UPLOAD_QUEUE: usize = 2;
 
 impl Uploader {
     fn start(repo: Repository, written: Arc<Mutex<Vec<IndexedPack>>>) -> Self {
-        let (queue, jobs) = mpsc::sync_channel::<(Bytes, IndexedPack)>(UPLOAD_QUEUE);
+        let (queue, jobs) = mpsc::sync_channel::<(Bytes, IndexedPack, Lock)>(UPLOAD_QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         let failure: Arc<Mutex<Option<Error>>> = Arc::default();
         let failed: Arc<AtomicBool> = Arc::default();
@@ -175,11 +188,11 @@ impl Uploader {
                 );
                 std::thread::spawn(move || loop {
                     let job = jobs.lock().unwrap().recv();
-                    let Ok((bytes, pack)) = job else { break };
+                    let Ok((bytes, pack, until)) = job else { break };
                     if failed.load(Ordering::SeqCst) {
                         continue; // drain: the snapshot is failing anyway
                     }
-                    match repo.put_pack(&pack.id, bytes) {
+                    match repo.put_pack(&pack.id, bytes, until) {
                         Ok(()) => written.lock().unwrap().push(pack),
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
@@ -211,13 +224,13 @@ impl Uploader {
         )
     }
 
-    fn send(&self, bytes: Bytes, pack: IndexedPack) -> Result<()> {
+    fn send(&self, bytes: Bytes, pack: IndexedPack, until: Lock) -> Result<()> {
         if let Some(e) = self.error() {
             return Err(e);
         }
         let queue = self.queue.as_ref().expect("uploader is open");
         queue
-            .send((bytes, pack))
+            .send((bytes, pack, until))
             .map_err(|_| Error::Conflict("the pack uploader stopped".into()))
     }
 
@@ -233,6 +246,9 @@ impl Uploader {
         }
     }
 }
+
+/// The Object Lock date of a pack, if any.
+type Lock = Option<DateTime<Utc>>;
 
 /// A tenant's name (shared by every reference to its blobs) and key.
 type TenantKey = (Arc<str>, Arc<DataKey>);
@@ -267,6 +283,7 @@ impl<'r> BlobWriter<'r> {
             tenants: Mutex::default(),
             data_packs: Mutex::default(),
             tree_packs: Mutex::default(),
+            lock_until: None,
             written: Arc::default(),
             added: AtomicU64::new(0),
             blobs_added: AtomicU64::new(0),
@@ -326,6 +343,22 @@ impl<'r> BlobWriter<'r> {
         due.last = std::time::Instant::now();
         due.added_at_last = added;
         Ok(())
+    }
+
+    /// Lock the packs this writer writes until `until` (on a repository
+    /// with Object Lock; voice data stored with an expiry day excepted).
+    pub fn with_lock_until(mut self, until: Lock) -> Self {
+        self.lock_until = until;
+        self
+    }
+
+    /// Run `f` with the data blobs this thread stores going to packs of
+    /// recordings expiring on `day` (see [`crate::object_lock::expiry_day`]).
+    pub fn with_expiry_day<R>(&self, day: Option<i64>, f: impl FnOnce() -> R) -> R {
+        let before = EXPIRY_DAY.replace(day);
+        let out = f();
+        EXPIRY_DAY.set(before);
+        out
     }
 
     /// Bytes stored by this writer so far (new blobs, as stored).
@@ -426,9 +459,9 @@ impl<'r> BlobWriter<'r> {
         blob: Blob<'_>,
         dedup: bool,
     ) -> Result<BlobRef> {
-        let slot = match blob.kind {
-            BlobKind::Data => &self.data_packs,
-            BlobKind::Tree => &self.tree_packs,
+        let (slot, group) = match blob.kind {
+            BlobKind::Data => (&self.data_packs, EXPIRY_DAY.get()),
+            BlobKind::Tree => (&self.tree_packs, None),
         };
         let fresh = |tenant: Option<Arc<str>>| {
             let buf = match blob.kind {
@@ -446,25 +479,28 @@ impl<'r> BlobWriter<'r> {
                 }
             }
             let mut full = None;
-            let at = match packs.iter().position(|p| p.tenant() == tenant.as_deref()) {
+            let at = packs
+                .iter()
+                .position(|(g, p)| *g == group && p.tenant() == tenant.as_deref());
+            let at = match at {
                 Some(at) => {
                     // Close the pack before it would pass the target, so its buffer never grows.
                     let pack = &mut packs[at];
-                    if !pack.is_empty() && pack.len() + blob.stored.len() > PACK_TARGET {
-                        full = Some(std::mem::replace(pack, fresh(tenant.clone())));
+                    if !pack.1.is_empty() && pack.1.len() + blob.stored.len() > PACK_TARGET {
+                        full = Some((group, std::mem::replace(&mut pack.1, fresh(tenant.clone()))));
                     }
                     at
                 }
                 None => {
                     if packs.len() >= MAX_OPEN_PACKS {
-                        let fullest = (0..packs.len()).max_by_key(|&i| packs[i].len());
+                        let fullest = (0..packs.len()).max_by_key(|&i| packs[i].1.len());
                         full = fullest.map(|i| packs.swap_remove(i));
                     }
-                    packs.push(fresh(tenant.clone()));
+                    packs.push((group, fresh(tenant.clone())));
                     packs.len() - 1
                 }
             };
-            let location = packs[at].add(
+            let location = packs[at].1.add(
                 blob.id,
                 blob.kind,
                 blob.stored,
@@ -478,13 +514,17 @@ impl<'r> BlobWriter<'r> {
             self.blobs_added.fetch_add(1, Ordering::Relaxed);
             (location, full)
         };
-        if let Some(pack) = full {
-            self.write_pack(pack)?;
+        if let Some((group, pack)) = full {
+            self.write_pack(pack, group)?;
         }
         Ok(location)
     }
 
-    fn write_pack(&self, pack: PackBuilder) -> Result<()> {
+    /// Write out a pack, locked for its expiry day `group` when it has one.
+    fn write_pack(&self, pack: PackBuilder, group: Option<i64>) -> Result<()> {
+        let until = group
+            .map(crate::object_lock::voice_until)
+            .or(self.lock_until);
         let (id, bytes, header) = pack.finish(self.repo.keys().meta());
         let size = bytes.len() as u64;
         let (bytes, pack) = (
@@ -497,9 +537,9 @@ impl<'r> BlobWriter<'r> {
             },
         );
         if let Some(uploader) = &self.uploader {
-            uploader.send(bytes, pack)?;
+            uploader.send(bytes, pack, until)?;
         } else {
-            self.repo.put_pack(&pack.id, bytes)?;
+            self.repo.put_pack(&pack.id, bytes, until)?;
             self.written.lock().unwrap().push(pack);
         }
         crate::failpoint::pause_if_armed("pack-written");
@@ -511,8 +551,8 @@ impl<'r> BlobWriter<'r> {
     pub fn finish(mut self) -> Result<Vec<IndexedPack>> {
         for slot in [&self.data_packs, &self.tree_packs] {
             let open = std::mem::take(&mut *slot.lock().unwrap());
-            for pack in open.into_iter().filter(|p| !p.is_empty()) {
-                self.write_pack(pack)?;
+            for (group, pack) in open.into_iter().filter(|(_, p)| !p.is_empty()) {
+                self.write_pack(pack, group)?;
             }
         }
         if let Some(uploader) = self.uploader.take() {

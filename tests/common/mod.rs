@@ -316,6 +316,7 @@ pub fn s3_location(bucket: &str, prefix: &str) -> offsite::repo::s3::S3Location 
         endpoint: Some(env.endpoint.clone()),
         path_style: true,
         profile: None,
+        object_lock: None,
     }
 }
 

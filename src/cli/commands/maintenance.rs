@@ -81,7 +81,8 @@ pub(in crate::cli) fn check(inv: &Invocation, args: &CheckArgs) -> Result<i32> {
         None => args.read_data.then_some(Subset::All),
     };
     let repo = inv.open()?;
-    let report = jobs::check(&inv.context_showing(&repo, None, "check"), subset)?;
+    let ctx = inv.context_showing(&repo, args.at.now, "check");
+    let report = jobs::check(&ctx, subset)?;
     if inv.json {
         inv.print_json(&report)?;
     } else {

@@ -21,6 +21,7 @@ pub(in crate::cli) fn config(inv: &Invocation, action: &ConfigAction) -> Result<
 fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
     // A refusal by the region guard is the one line to fix first.
     let guard = crate::guard::check(&inv.config)?;
+    let bucket_lock = crate::repo::s3_lock::verify_bucket(&inv.config)?;
     let warnings = lint::lint(&inv.config, SystemClock.now());
     lint::warn(&warnings);
     crate::guard::warn(&guard);
@@ -35,6 +36,12 @@ fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
                 "key_file".into(),
                 serde_json::json!({"path": key_path, "state": key_state}),
             );
+            if let Some(b) = &bucket_lock {
+                object.insert(
+                    "bucket_object_lock".into(),
+                    serde_json::json!({"enabled": b.enabled, "default_retention_days": b.default_days}),
+                );
+            }
         }
         inv.print_json(&value)?;
     } else {
@@ -49,8 +56,16 @@ fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
             0 => String::new(),
             n => format!("; {n} warning(s) on stderr"),
         };
+        let lock = match &bucket_lock {
+            None => String::new(),
+            Some(b) => format!(
+                "\n# bucket Object Lock: enabled; default retention: {}",
+                b.default_days
+                    .map_or_else(|| "none".to_string(), |d| format!("{d} days"))
+            ),
+        };
         say!(
-            "# {}: valid; repository region {} ({how}){warned}\n# key file: {} ({key_state})\n{text}",
+            "# {}: valid; repository region {} ({how}){warned}{lock}\n# key file: {} ({key_state})\n{text}",
             inv.config_path.display(),
             guard.region,
             key_path.display()
@@ -68,6 +83,9 @@ fn config_check(inv: &Invocation, args: &ConfigCheckArgs) -> Result<i32> {
 
 pub(in crate::cli) fn init(inv: &Invocation) -> Result<i32> {
     let guard = crate::guard::check(&inv.config)?;
+    if let Some(b) = crate::repo::s3_lock::verify_bucket(&inv.config)? {
+        tracing::info!(default_retention_days = ?b.default_days, "the bucket has Object Lock enabled");
+    }
     let (repo, key) = crate::keyfile::init(&inv.config, SystemClock.now())?;
     crate::guard::warn(&guard);
     if key.created {

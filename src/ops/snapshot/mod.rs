@@ -130,6 +130,9 @@ pub struct SnapshotOptions {
     pub reread: bool,
     /// Files and bytes read, of those to read (set by the job).
     pub progress: Progress,
+    /// The promises Object Lock dates follow (set by the job; UTC and the
+    /// longest data retention without).
+    pub promises: Option<crate::object_lock::Promises>,
 }
 
 mod walk;
@@ -140,6 +143,7 @@ use walk::{FileJob, Node, Walker, Why};
 /// entry, or `None` when the file could not be read (warned).
 fn store_jobs(
     jobs: &[FileJob],
+    expiry_days: &[Option<i64>],
     sizes: ChunkSizes,
     writer: &BlobWriter<'_>,
     warnings: &Mutex<Vec<String>>,
@@ -166,15 +170,17 @@ fn store_jobs(
                     .map_err(StoreFileError::Source)
                     .and_then(|file| {
                         let tenant = job.entry.tenant.as_deref();
-                        store_open_file(
-                            file,
-                            &job.path,
-                            tenant,
-                            job.entry.size,
-                            sizes,
-                            writer,
-                            progress,
-                        )
+                        writer.with_expiry_day(expiry_days[i], || {
+                            store_open_file(
+                                file,
+                                &job.path,
+                                tenant,
+                                job.entry.size,
+                                sizes,
+                                writer,
+                                progress,
+                            )
+                        })
                     });
                 progress.advance(1, 0);
                 let tenant = job.entry.tenant.as_deref();
@@ -352,9 +358,14 @@ pub fn snapshot_source_with(
     let (parent_ref, parent) = parent.unzip();
     let live = live_index::load(repo)?;
     problems.extend(live.problems);
+    let lock_until = options
+        .promises
+        .unwrap_or_default()
+        .created_until(time, &source.retention);
     let writer = BlobWriter::new(repo, live.index, time)
         .with_cancel(cancel)
-        .with_checkpoints(CHECKPOINT_BYTES);
+        .with_checkpoints(CHECKPOINT_BYTES)
+        .with_lock_until(lock_until);
     let mut walker = Walker {
         trees: TreeCache::new(repo),
         writer: &writer,
@@ -416,7 +427,23 @@ pub fn snapshot_source_with(
             .map(|j| j.entry.size)
             .fold(0, u64::saturating_add),
     );
-    let mut stored = match store_jobs(&jobs, sizes, &writer, &warnings, cancel, progress) {
+    let expiry_days: Vec<Option<i64>> = jobs
+        .iter()
+        .map(|j| {
+            let voice = source.class == SourceClass::Voice && repo.object_lock().is_some();
+            voice.then(|| crate::object_lock::voice_day(contracts, &j.entry, time))
+        })
+        .collect();
+    let stored = store_jobs(
+        &jobs,
+        &expiry_days,
+        sizes,
+        &writer,
+        &warnings,
+        cancel,
+        progress,
+    );
+    let mut stored = match stored {
         Ok(stored) => stored,
         Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
     };
@@ -459,7 +486,7 @@ pub fn snapshot_source_with(
     packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
-        repo.write_index_file(packs)?;
+        repo.write_index_file_until(packs, lock_until)?;
     }
     crate::failpoint::hit("snapshot-before-manifest");
     let mut warnings = warnings.into_inner().unwrap();
@@ -487,7 +514,7 @@ pub fn snapshot_source_with(
         tree_tenant,
     };
     crate::ops::pack_presence::ensure_packs_exist(repo, &source.name, &snap.tree)?;
-    let (id, _) = repo.save_snapshot(&snap)?;
+    let (id, _) = repo.save_snapshot_until(&snap, lock_until)?;
     tracing::info!(source = %source.name, snapshot = %id.short(), items = summary.items, bytes_added, "snapshot committed");
     Ok(SnapshotReport {
         id,
