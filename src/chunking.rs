@@ -206,11 +206,7 @@ mod tests {
             &crate::repo::MasterKey::generate(),
         )
         .unwrap();
-        let writer = BlobWriter::new(
-            &repo,
-            crate::repo::index::Index::default(),
-            chrono::DateTime::UNIX_EPOCH,
-        );
+        let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let err = store_file(
             &dir.path().join("gone"),
             None,

@@ -371,7 +371,6 @@ fn damage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::index::Index;
     use crate::repo::keys::Wrap;
     use crate::repo::pack::BlobKind;
     use crate::repo::writer::{BlobWriter, Compress};
@@ -405,7 +404,7 @@ mod tests {
         let master = MasterKey::generate();
         let t0 = DateTime::UNIX_EPOCH;
         let repo = Repository::init(&location, t0, &master).unwrap();
-        let w = BlobWriter::new(&repo, Index::default(), t0);
+        let w = BlobWriter::new(&repo, t0);
         let store = |tenant, kind, bytes: &[u8]| w.store(tenant, kind, bytes, Compress::Never);
         let old = store(Some("gone"), BlobKind::Data, b"old data").unwrap();
         let sub = Tree {

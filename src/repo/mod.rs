@@ -66,6 +66,7 @@ pub mod layout;
 pub mod lock;
 pub mod locked;
 pub mod log;
+pub mod lookup;
 pub mod pack;
 pub mod packs;
 pub(crate) mod parallel;

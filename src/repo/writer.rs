@@ -13,7 +13,7 @@
 //! index file must list: the caller writes the index, then the manifest.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -23,9 +23,11 @@ use chrono::{DateTime, Utc};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::repo::index::{Index, IndexedPack};
+use crate::repo::index::IndexedPack;
 use crate::repo::keys::DataKey;
+use crate::repo::lookup::BlobLookup;
 use crate::repo::pack::{BlobKind, BlobRef, Compression, PackBuilder};
+use crate::budget::FRESH_BLOBS;
 use crate::repo::Repository;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
@@ -114,7 +116,10 @@ pub struct BlobWriter<'r> {
     repo: &'r Repository,
     /// When a tenant key created by this writer is recorded as created.
     now: DateTime<Utc>,
-    known: Mutex<HashMap<ObjectId, BlobRef>>,
+    /// Where the repository held each blob when the writer started.
+    repository: BlobLookup,
+    /// This run's blobs and the forgotten ids.
+    fresh: Mutex<Fresh>,
     /// Keys of the tenants seen so far (the shared key is `repo`'s).
     tenants: Mutex<HashMap<String, TenantKey>>,
     data_packs: Mutex<Vec<PackBuilder>>,
@@ -215,6 +220,25 @@ impl Uploader {
     }
 }
 
+/// The blobs this writer stored, at most [`FRESH_BLOBS`] (past that the map
+/// starts over: a later copy of a forgotten one is stored again, a
+/// duplicate, never a wrong reference), and the ids [`BlobWriter::forget`]
+/// was told are damaged in the repository.
+#[derive(Default)]
+struct Fresh {
+    blobs: HashMap<ObjectId, BlobRef>,
+    forgotten: HashSet<ObjectId>,
+}
+
+impl Fresh {
+    fn remember(&mut self, blob: BlobRef) {
+        if self.blobs.len() >= FRESH_BLOBS {
+            self.blobs = HashMap::new();
+        }
+        self.blobs.insert(blob.id, blob);
+    }
+}
+
 /// A tenant's name (shared by every reference to its blobs) and key.
 type TenantKey = (Arc<str>, Arc<DataKey>);
 
@@ -232,19 +256,20 @@ impl<'r> BlobWriter<'r> {
     /// Forget that the repository holds `id` (its stored copy is damaged),
     /// so the next `store` of that content writes it again.
     pub fn forget(&self, id: &ObjectId) {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        fresh.blobs.remove(id);
+        fresh.forgotten.insert(*id);
     }
 
-    /// A writer that deduplicates against `index`; a tenant key it has to
-    /// create is recorded as created at `now`.
-    pub fn new(repo: &'r Repository, index: Index, now: DateTime<Utc>) -> Self {
+    /// A writer that deduplicates within its own run (see
+    /// [`with_lookup`](Self::with_lookup) for the repository's blobs); a
+    /// tenant key it has to create is recorded as created at `now`.
+    pub fn new(repo: &'r Repository, now: DateTime<Utc>) -> Self {
         BlobWriter {
             repo,
             now,
-            known: Mutex::new(index.blobs),
+            repository: BlobLookup::default(),
+            fresh: Mutex::default(),
             tenants: Mutex::default(),
             data_packs: Mutex::default(),
             tree_packs: Mutex::default(),
@@ -265,6 +290,12 @@ impl<'r> BlobWriter<'r> {
         self
     }
 
+    /// Deduplicate against the repository's blobs as `lookup` holds them.
+    pub fn with_lookup(mut self, lookup: BlobLookup) -> Self {
+        self.repository = lookup;
+        self
+    }
+
     /// Stop storing (with `Error::Cancelled`) once `cancel` is set: checked
     /// before every blob, so a snapshot stops within one chunk.
     pub fn with_cancel(mut self, cancel: &Cancel) -> Self {
@@ -279,7 +310,23 @@ impl<'r> BlobWriter<'r> {
 
     /// Where the repository (or this run) holds the blob `id`, if anywhere.
     pub fn locate(&self, id: &ObjectId) -> Option<BlobRef> {
-        self.known.lock().unwrap().get(id).cloned()
+        {
+            let fresh = self.fresh.lock().unwrap();
+            if let Some(found) = fresh.blobs.get(id) {
+                return Some(found.clone());
+            }
+            if fresh.forgotten.contains(id) {
+                return None;
+            }
+        }
+        self.repository.locate(id)
+    }
+
+    /// Whether `chunk` may be referenced as it is: its pack is one the
+    /// repository lookup trusts and its id was not forgotten.
+    pub fn trusts(&self, chunk: &BlobRef) -> bool {
+        self.repository.holds_pack(&chunk.pack)
+            && !self.fresh.lock().unwrap().forgotten.contains(&chunk.id)
     }
 
     /// The key of `tenant` (created on first use), once per tenant.
@@ -313,8 +360,8 @@ impl<'r> BlobWriter<'r> {
         }
         let (tenant, key) = self.key_for(tenant)?;
         let id = key.id_of(raw);
-        if let Some(found) = self.known.lock().unwrap().get(&id) {
-            return Ok(found.clone());
+        if let Some(found) = self.locate(&id) {
+            return Ok(found);
         }
         let packed = match mode {
             Compress::Try
@@ -378,9 +425,9 @@ impl<'r> BlobWriter<'r> {
         };
         let (location, full) = {
             let mut packs = slot.lock().unwrap();
-            let mut known = self.known.lock().unwrap();
+            let mut run = self.fresh.lock().unwrap();
             if dedup {
-                if let Some(found) = known.get(&blob.id) {
+                if let Some(found) = run.blobs.get(&blob.id) {
                     return Ok(found.clone());
                 }
             }
@@ -410,8 +457,8 @@ impl<'r> BlobWriter<'r> {
                 blob.raw_length,
                 blob.compression,
             );
-            known.insert(blob.id, location.clone());
-            drop(known);
+            run.remember(location.clone());
+            drop(run);
             self.added
                 .fetch_add(location.length as u64, Ordering::Relaxed);
             (location, full)
@@ -471,7 +518,7 @@ mod tests {
         let location = crate::repo::Location::Local(dir.path().join("repo"));
         let now = DateTime::UNIX_EPOCH;
         let repo = Repository::init(&location, now, &crate::repo::MasterKey::generate()).unwrap();
-        let writer = BlobWriter::new(&repo, Index::default(), now);
+        let writer = BlobWriter::new(&repo, now);
         let tenants = [None, Some("a"), Some("b"), Some("c"), Some("d"), Some("e")];
         let mut stored = Vec::new();
         for round in 0..5u8 {

@@ -285,7 +285,9 @@ pub fn snapshot_source_with(
     let (parent_ref, parent) = parent.unzip();
     let live = live_index::load(repo)?;
     problems.extend(live.problems);
-    let writer = BlobWriter::new(repo, live.index, time).with_cancel(cancel);
+    let writer = BlobWriter::new(repo, time)
+        .with_lookup(live.lookup)
+        .with_cancel(cancel);
     let mut walker = Walker {
         trees: TreeCache::new(repo),
         writer: &writer,

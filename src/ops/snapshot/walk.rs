@@ -131,7 +131,7 @@ impl Walker<'_> {
 
     /// `chunks` re-pointed at the trusted index, `None` if any is lost.
     fn relocate(&self, chunks: &[BlobRef]) -> Option<Vec<BlobRef>> {
-        relocate(chunks, &|id| self.writer.locate(id))
+        relocate(chunks, self.writer)
     }
 
     /// A parent tree, or `None` (warned, and reported as a problem) when it
