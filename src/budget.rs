@@ -37,22 +37,42 @@ pub const LOOKUP_RUN_RECORDS: usize = 512 << 10;
 /// duplicate stored at worst).
 pub const FRESH_BLOBS: usize = 96 << 10;
 
+/// Packs a snapshot writes before it lists them in an index file (64 data
+/// packs are 512 MiB; their blob lists ~4 MiB at 8 KiB chunks).
+pub const INDEX_EVERY_PACKS: usize = 64;
+
 const MIB: u64 = 1 << 20;
 const PACK_BUFFER: u64 = 9 * MIB;
 
 /// The parts of the budget: (what, bytes at most).
 pub const PARTS: &[(&str, u64)] = &[
     ("blob lookup: Bloom filter (capped)", LOOKUP_FILTER_MAX),
-    ("blob lookup: page fences (0.125 B per blob, 130 M blobs)", 16 * MIB),
-    ("blob lookup: pack table (52 B per pack, 640 000 packs)", 32 * MIB),
+    (
+        "blob lookup: page fences (0.125 B per blob, 130 M blobs)",
+        16 * MIB,
+    ),
+    (
+        "blob lookup: pack table (52 B per pack, 640 000 packs)",
+        32 * MIB,
+    ),
     (
         "blob lookup: sort buffer while building (56 B per record)",
         LOOKUP_RUN_RECORDS as u64 * 56,
     ),
     ("this run's blobs (~160 B each)", FRESH_BLOBS as u64 * 160),
-    ("open data packs (4) and recycled buffers (4)", 8 * PACK_BUFFER),
+    (
+        "packs written, not yet indexed (64 × ~1 000 blobs × 80 B)",
+        6 * MIB,
+    ),
+    (
+        "open data packs (4) and recycled buffers (4)",
+        8 * PACK_BUFFER,
+    ),
     ("open tree packs (4)", 4 * PACK_BUFFER),
-    ("read windows and zstd contexts", BUDGET_THREADS * PER_THREAD),
+    (
+        "read windows and zstd contexts",
+        BUDGET_THREADS * PER_THREAD,
+    ),
     ("directory trees being read and built", 48 * MIB),
     ("runtime, allocator slack", 32 * MIB),
 ];

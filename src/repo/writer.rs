@@ -14,12 +14,13 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::budget::FRESH_BLOBS;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -27,7 +28,6 @@ use crate::repo::index::IndexedPack;
 use crate::repo::keys::DataKey;
 use crate::repo::lookup::BlobLookup;
 use crate::repo::pack::{BlobKind, BlobRef, Compression, PackBuilder};
-use crate::budget::FRESH_BLOBS;
 use crate::repo::Repository;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
@@ -124,7 +124,7 @@ pub struct BlobWriter<'r> {
     tenants: Mutex<HashMap<String, TenantKey>>,
     data_packs: Mutex<Vec<PackBuilder>>,
     tree_packs: Mutex<Vec<PackBuilder>>,
-    written: Arc<Mutex<Vec<IndexedPack>>>,
+    written: Arc<Written>,
     added: AtomicU64,
     cancel: Option<Cancel>,
     /// Background uploads, for remote stores where a PUT waits on the network.
@@ -145,7 +145,7 @@ const UPLOAD_THREADS: usize = 4;
 const UPLOAD_QUEUE: usize = 2;
 
 impl Uploader {
-    fn start(repo: Repository, written: Arc<Mutex<Vec<IndexedPack>>>) -> Self {
+    fn start(repo: Repository, written: Arc<Written>) -> Self {
         let (queue, jobs) = mpsc::sync_channel::<(Bytes, IndexedPack)>(UPLOAD_QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         let failure: Arc<Mutex<Option<Error>>> = Arc::default();
@@ -165,8 +165,11 @@ impl Uploader {
                     if failed.load(Ordering::SeqCst) {
                         continue; // drain: the snapshot is failing anyway
                     }
-                    match repo.put_pack(&pack.id, bytes) {
-                        Ok(()) => written.lock().unwrap().push(pack),
+                    match repo
+                        .put_pack(&pack.id, bytes)
+                        .and_then(|()| written.push(&repo, pack))
+                    {
+                        Ok(()) => {}
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
                             failure.lock().unwrap().get_or_insert(e);
@@ -239,6 +242,33 @@ impl Fresh {
     }
 }
 
+/// The packs written and not yet listed in an index file. With
+/// `every` > 0 they are listed in an index file of their own as soon as
+/// that many are written (each pack after it is stored, so an index file
+/// only ever names packs that exist): a long snapshot then keeps at most
+/// `every` packs' blob lists in memory, and one that is interrupted leaves
+/// most of its packs indexed, ready for the next run to deduplicate against.
+#[derive(Default)]
+struct Written {
+    packs: Mutex<Vec<IndexedPack>>,
+    every: AtomicUsize,
+}
+
+impl Written {
+    fn push(&self, repo: &Repository, pack: IndexedPack) -> Result<()> {
+        let every = self.every.load(Ordering::Relaxed);
+        let batch = {
+            let mut packs = self.packs.lock().unwrap();
+            packs.push(pack);
+            if every == 0 || packs.len() < every {
+                return Ok(());
+            }
+            std::mem::take(&mut *packs)
+        };
+        repo.write_index_file(batch).map(drop)
+    }
+}
+
 /// A tenant's name (shared by every reference to its blobs) and key.
 type TenantKey = (Arc<str>, Arc<DataKey>);
 
@@ -287,6 +317,14 @@ impl<'r> BlobWriter<'r> {
         if self.repo.is_remote() {
             self.uploader = Some(Uploader::start(self.repo.clone(), self.written.clone()));
         }
+        self
+    }
+
+    /// Write an index file for every `packs` packs written, rather than
+    /// return them all from [`finish`](Self::finish) (which then returns
+    /// the rest). For snapshots: their packs need no other bookkeeping.
+    pub fn with_index_every(self, packs: usize) -> Self {
+        self.written.every.store(packs, Ordering::Relaxed);
         self
     }
 
@@ -485,8 +523,7 @@ impl<'r> BlobWriter<'r> {
             return uploader.send(bytes, pack);
         }
         self.repo.put_pack(&pack.id, bytes)?;
-        self.written.lock().unwrap().push(pack);
-        Ok(())
+        self.written.push(self.repo, pack)
     }
 
     /// Write the packs still open; returns every pack this writer wrote.
@@ -500,7 +537,7 @@ impl<'r> BlobWriter<'r> {
         if let Some(uploader) = self.uploader.take() {
             uploader.finish()?;
         }
-        let written = std::mem::take(&mut *self.written.lock().unwrap());
+        let written = std::mem::take(&mut *self.written.packs.lock().unwrap());
         Ok(written)
     }
 }

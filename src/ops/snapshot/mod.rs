@@ -287,6 +287,7 @@ pub fn snapshot_source_with(
     problems.extend(live.problems);
     let writer = BlobWriter::new(repo, time)
         .with_lookup(live.lookup)
+        .with_index_every(crate::budget::INDEX_EVERY_PACKS)
         .with_cancel(cancel);
     let mut walker = Walker {
         trees: TreeCache::new(repo),

@@ -50,7 +50,10 @@ impl Bloom {
         }
         let block = (word(id, 0) % blocks) as usize * WORDS;
         let (h1, h2) = (word(id, 8), word(id, 16) | 1);
-        Some((block, (0..PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % 512)))
+        Some((
+            block,
+            (0..PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % 512),
+        ))
     }
 
     /// Record `id`.
@@ -90,7 +93,10 @@ mod tests {
         let false_positives = (0..20_000)
             .filter(|_| bloom.may_contain(&ObjectId::random().0))
             .count();
-        assert!(false_positives < 600, "{false_positives} false positives in 20 000");
+        assert!(
+            false_positives < 600,
+            "{false_positives} false positives in 20 000"
+        );
     }
 
     #[test]

@@ -341,14 +341,22 @@ mod tests {
             b.push(record(i)).unwrap();
         }
         // A second copy of an id keeps the first one's location.
-        b.push(Record { slot: 999, ..record(0) }).unwrap();
+        b.push(Record {
+            slot: 999,
+            ..record(0)
+        })
+        .unwrap();
         let table = b.finish().unwrap();
         assert_eq!(table.len(), u64::from(n));
         for i in 0..n {
             assert_eq!(table.get(&record(i).id).unwrap(), Some(record(i)), "{i}");
         }
         assert_eq!(table.get(&record(n + 1).id).unwrap(), None);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "scratch files unlinked");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "scratch files unlinked"
+        );
     }
 
     #[test]
