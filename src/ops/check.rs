@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::damage::{damaged_snapshots, failing_blobs, Bad, SnapshotDamage};
 use crate::progress::Progress;
-use crate::repo::index::Index;
 use crate::repo::layout::{index_key, pack_key};
+use crate::repo::lookup::{BlobLookup, LookupBuilder};
 use crate::repo::pack::BlobRef;
 use crate::repo::packs::PackVerdict;
 use crate::repo::{Repository, Shared};
@@ -53,9 +53,9 @@ pub struct CheckReport {
 
 struct Checker<'a> {
     repo: &'a Repository,
-    index: Index,
-    /// Every indexed (pack, blob, offset).
-    located: HashSet<(ObjectId, ObjectId, u64)>,
+    /// Every indexed copy of every blob, on disk (see
+    /// [`crate::repo::lookup`]): RAM holds a few bits per blob.
+    index: BlobLookup,
     present: HashMap<ObjectId, u64>,
     /// Trees walked, by location: the same tree stored twice (a damaged copy
     /// and the copy a later snapshot stored again) is checked at each place.
@@ -81,8 +81,17 @@ impl Checker<'_> {
         let key = pack_key(&blob.pack);
         // A blob may be stored twice (a repack copied it, the old pack is not
         // deleted yet): any indexed copy at the place the tree says is right.
-        let at_tree_location = self.located.contains(&(blob.pack, blob.id, blob.offset));
-        match self.index.blobs.get(&blob.id) {
+        let copies = match self.index.copies(&blob.id) {
+            Ok(copies) => copies,
+            Err(e) => {
+                self.problem(format!("{what}: blob {}: {e}", blob.id));
+                return;
+            }
+        };
+        let at_tree_location = copies
+            .iter()
+            .any(|c| c.pack == blob.pack && c.offset == blob.offset);
+        match copies.first() {
             None => self.problem(format!(
                 "{what}: blob {} (in {key}) is not in the index",
                 blob.id
@@ -196,29 +205,27 @@ pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result
     let repo = lock.repo();
     let mut checker = Checker {
         repo,
-        index: Index::default(),
-        located: HashSet::new(),
+        index: BlobLookup::default(),
         present: repo.list_packs()?.into_iter().collect(),
         seen_trees: HashSet::new(),
         files: HashMap::new(),
         report: CheckReport::default(),
     };
     checker.report.packs = checker.present.len();
+    let scratch = std::env::temp_dir();
+    let mut index = LookupBuilder::new(&scratch).with_copies();
     for id in repo.list_index_files()? {
         match repo.read_index_file(&id) {
             Ok(file) => {
                 for pack in &file.packs {
-                    checker
-                        .located
-                        .extend(pack.blobs.iter().map(|b| (pack.id, b.id, b.offset)));
+                    index.add_pack(pack)?;
                 }
-                checker.index.add_file(&file)
             }
             Err(e) => checker.problem(format!("index {}: {e}", index_key(&id))),
         }
     }
-    let mut indexed: Vec<(ObjectId, u64)> =
-        checker.index.packs.iter().map(|(k, v)| (*k, *v)).collect();
+    checker.index = index.finish()?;
+    let mut indexed: Vec<(ObjectId, u64)> = checker.index.packs().map(|(k, v)| (*k, v)).collect();
     indexed.sort();
     for (pack, size) in indexed {
         let key = pack_key(&pack);
@@ -356,9 +363,9 @@ fn damage(
     if checker.report.problems.is_empty() {
         return Ok(Vec::new());
     }
-    let packs = checker.index.packs.iter().filter_map(|(id, size)| {
+    let packs = checker.index.packs().filter_map(|(id, size)| {
         let actual = checker.present.get(id)?;
-        (actual != size).then_some(*id)
+        (*actual != size).then_some(*id)
     });
     let bad = Bad {
         packs: packs.collect(),

@@ -95,9 +95,28 @@ impl BlobLookup {
                 return None;
             }
         };
+        self.blob_ref(record)
+    }
+
+    /// Every indexed copy of the blob `id` (a lookup built
+    /// [`with_copies`](LookupBuilder::with_copies) keeps them all), first
+    /// indexed first.
+    pub fn copies(&self, id: &ObjectId) -> Result<Vec<BlobRef>> {
+        let Some(table) = &self.table else {
+            return Ok(Vec::new());
+        };
+        let mut records = table.get_all(&id.0).map_err(scratch_error)?;
+        records.sort_by_key(|r| r.slot);
+        Ok(records
+            .into_iter()
+            .filter_map(|r| self.blob_ref(r))
+            .collect())
+    }
+
+    fn blob_ref(&self, record: Record) -> Option<BlobRef> {
         let pack = self.packs.get(record.slot as usize)?;
         Some(BlobRef {
-            id: *id,
+            id: ObjectId(record.id),
             pack: pack.id,
             offset: record.offset,
             length: record.length,
@@ -129,6 +148,13 @@ impl<'d> LookupBuilder<'d> {
             tenants: HashMap::new(),
             table: TableBuilder::new(dir, LOOKUP_RUN_RECORDS, LOOKUP_FILTER_MAX),
         }
+    }
+
+    /// A builder that keeps every indexed copy of a blob (for `check`).
+    pub fn with_copies(mut self) -> Self {
+        let dir = self.table.dir();
+        self.table = TableBuilder::new(dir, LOOKUP_RUN_RECORDS, LOOKUP_FILTER_MAX).keep_copies();
+        self
     }
 
     /// Whether the pack `id` was added.

@@ -70,6 +70,11 @@ impl Record {
     }
 }
 
+/// The table's order: by id, then pack slot and offset.
+fn order(r: &Record) -> ([u8; 32], u32, u64) {
+    (r.id, r.slot, r.offset)
+}
+
 fn key(id: &[u8; 32]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&id[..8]);
@@ -110,6 +115,26 @@ impl Table {
 
     /// The record of `id`, if the table holds it.
     pub fn get(&self, id: &[u8; 32]) -> io::Result<Option<Record>> {
+        self.search(id, |_| true)
+    }
+
+    /// Every record of `id` (a table built with copies kept can hold several).
+    pub fn get_all(&self, id: &[u8; 32]) -> io::Result<Vec<Record>> {
+        let mut all = Vec::new();
+        self.search(id, |r| {
+            all.push(r);
+            false
+        })?;
+        Ok(all)
+    }
+
+    /// Hand the records of `id` to `found` in order until it returns true
+    /// (then that record is the answer).
+    fn search(
+        &self,
+        id: &[u8; 32],
+        mut found: impl FnMut(Record) -> bool,
+    ) -> io::Result<Option<Record>> {
         if !self.bloom.may_contain(id) {
             return Ok(None);
         }
@@ -121,14 +146,25 @@ impl Table {
             let n = (self.records - first).min(PAGE_RECORDS as u64) as usize;
             let bytes = &mut buf[..n * RECORD_LEN];
             self.file.read_exact_at(bytes, first * RECORD_LEN as u64)?;
+            // The first record of the page not below `id`, then its run of equal ids.
             let (mut lo, mut hi) = (0, n);
             while lo < hi {
                 let mid = (lo + hi) / 2;
                 let at = mid * RECORD_LEN;
-                match bytes[at..at + 32].cmp(&id[..]) {
-                    std::cmp::Ordering::Less => lo = mid + 1,
-                    std::cmp::Ordering::Greater => hi = mid,
-                    std::cmp::Ordering::Equal => return Ok(Some(Record::decode(&bytes[at..]))),
+                if bytes[at..at + 32] < id[..] {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            for i in lo..n {
+                let at = i * RECORD_LEN;
+                if bytes[at..at + 32] != id[..] {
+                    return Ok(None);
+                }
+                let record = Record::decode(&bytes[at..]);
+                if found(record) {
+                    return Ok(Some(record));
                 }
             }
             page += 1;
@@ -145,6 +181,8 @@ pub struct TableBuilder<'d> {
     /// The spilled runs: their file and (first record, records) each.
     runs: Option<(File, Vec<(u64, u64)>)>,
     bloom_max: u64,
+    /// Keep every copy of an id (by pack and offset), not only the first.
+    copies: bool,
 }
 
 impl<'d> TableBuilder<'d> {
@@ -157,7 +195,19 @@ impl<'d> TableBuilder<'d> {
             pending: Vec::new(),
             runs: None,
             bloom_max,
+            copies: false,
         }
+    }
+
+    /// Where runs spill.
+    pub fn dir(&self) -> &'d Path {
+        self.dir
+    }
+
+    /// Keep every copy of an id (for `check`), not only the first added.
+    pub fn keep_copies(mut self) -> Self {
+        self.copies = true;
+        self
     }
 
     /// Add one record (a later duplicate of an id is dropped).
@@ -170,9 +220,12 @@ impl<'d> TableBuilder<'d> {
     }
 
     fn sort_pending(&mut self) {
-        // Stable, so the first-added copy of an id is the one kept.
-        self.pending.sort_by(|a, b| a.id.cmp(&b.id));
-        self.pending.dedup_by(|b, a| a.id == b.id);
+        // Slots grow in the order packs are added, so the first-added copy
+        // of an id comes first.
+        self.pending.sort_unstable_by_key(order);
+        let copies = self.copies;
+        self.pending
+            .dedup_by(|b, a| a.id == b.id && (!copies || (a.slot, a.offset) == (b.slot, b.offset)));
     }
 
     fn spill(&mut self) -> io::Result<()> {
@@ -211,13 +264,13 @@ impl<'d> TableBuilder<'d> {
         let mut heap = BinaryHeap::new();
         for (i, c) in cursors.iter_mut().enumerate() {
             if let Some(r) = c.next()? {
-                heap.push(Reverse((r.id, i, Wrapped(r))));
+                heap.push(Reverse((order(&r), i, Wrapped(r))));
             }
         }
         let merged = std::iter::from_fn(|| {
             let Reverse((_, i, Wrapped(r))) = heap.pop()?;
             match cursors[i].next() {
-                Ok(Some(next)) => heap.push(Reverse((next.id, i, Wrapped(next)))),
+                Ok(Some(next)) => heap.push(Reverse((order(&next), i, Wrapped(next)))),
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
             }
@@ -236,14 +289,17 @@ impl<'d> TableBuilder<'d> {
         let mut bloom = Bloom::with_capacity(upper, self.bloom_max);
         let mut fences = Vec::new();
         let mut records = 0u64;
-        let mut last: Option<[u8; 32]> = None;
+        let mut last: Option<Record> = None;
         let mut out = BufWriter::new(&file);
         for r in sorted {
             let r = r?;
-            if last == Some(r.id) {
+            let same = |l: &Record| {
+                l.id == r.id && (!self.copies || (l.slot, l.offset) == (r.slot, r.offset))
+            };
+            if last.as_ref().is_some_and(same) {
                 continue;
             }
-            last = Some(r.id);
+            last = Some(r);
             if records % PAGE_RECORDS as u64 == 0 {
                 fences.push(key(&r.id));
             }
@@ -367,6 +423,29 @@ mod tests {
     #[test]
     fn spilled_runs_merge_into_one_table() {
         check(97, 5000);
+    }
+
+    #[test]
+    fn copies_are_kept_when_asked_and_span_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = TableBuilder::new(dir.path(), 50, u64::MAX).keep_copies();
+        for i in 0..300 {
+            b.push(record(i)).unwrap();
+        }
+        for slot in 0..100 {
+            b.push(Record { slot, ..record(7) }).unwrap();
+        }
+        b.push(record(7)).unwrap(); // an exact duplicate is dropped
+        let table = b.finish().unwrap();
+        let copies = table.get_all(&record(7).id).unwrap();
+        assert_eq!(
+            copies.len(),
+            100,
+            "record 7 at each of 100 slots (its own among them)"
+        );
+        assert!(copies.contains(&record(7)));
+        assert_eq!(table.get_all(&record(8).id).unwrap(), vec![record(8)]);
+        assert_eq!(table.get_all(&record(301).id).unwrap(), vec![]);
     }
 
     #[test]
