@@ -77,7 +77,7 @@ impl BlobLookup {
 
     /// Blobs in the table.
     pub fn blobs(&self) -> u64 {
-        self.table.as_ref().map_or(0, Table::len)
+        self.table.as_ref().map_or(0, Table::records)
     }
 
     /// Bytes of RAM the lookup holds (filter, fences, pack table).
@@ -211,7 +211,7 @@ impl<'d> LookupBuilder<'d> {
 }
 
 fn scratch_error(e: std::io::Error) -> Error {
-    Error::io(&std::env::temp_dir(), e)
+    Error::io(std::env::temp_dir(), e)
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ impl Table {
     }
 
     /// Records in the table.
-    pub fn len(&self) -> u64 {
+    pub fn records(&self) -> u64 {
         self.records
     }
 
@@ -300,7 +300,7 @@ impl<'d> TableBuilder<'d> {
                 continue;
             }
             last = Some(r);
-            if records % PAGE_RECORDS as u64 == 0 {
+            if records.is_multiple_of(PAGE_RECORDS as u64) {
                 fences.push(key(&r.id));
             }
             bloom.insert(&r.id);
@@ -386,7 +386,7 @@ mod tests {
             offset: u64::from(i) * 3,
             length: i + 1,
             raw_length: i + 2,
-            compressed: i % 2 == 0,
+            compressed: i.is_multiple_of(2),
         }
     }
 
@@ -403,7 +403,7 @@ mod tests {
         })
         .unwrap();
         let table = b.finish().unwrap();
-        assert_eq!(table.len(), u64::from(n));
+        assert_eq!(table.records(), u64::from(n));
         for i in 0..n {
             assert_eq!(table.get(&record(i).id).unwrap(), Some(record(i)), "{i}");
         }
