@@ -178,8 +178,12 @@ impl Repository {
             version: INDEX_VERSION,
             packs,
         };
-        let json = serde_json::to_vec(&file).expect("index serializes");
-        let packed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+        // Streamed through the compressor: the JSON (~170 B per blob) is never
+        // whole in memory, only its compressed form.
+        let mut encoder =
+            zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd compresses in memory");
+        serde_json::to_writer(&mut encoder, &file).expect("index serializes");
+        let packed = encoder.finish().expect("zstd compresses in memory");
         let stored = self.keys.meta().seal(INDEX_PURPOSE, &packed);
         let id = ObjectId::hash(&stored);
         self.store.put(&index_key(&id), Bytes::from(stored))?;
