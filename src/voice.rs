@@ -88,7 +88,7 @@ mod tests {
             inode: 1,
             tenant: None,
             sha256: crate::id::ObjectId::hash(b"r"),
-            chunks: Vec::new(),
+            chunks: crate::tree::ChunkList::empty(),
             carried: false,
         }
     }

@@ -133,7 +133,7 @@ fn recording(mtime_ns: i64, tenant: Option<String>) -> FileEntry {
         inode: 1,
         tenant,
         sha256: ObjectId::hash(b"r"),
-        chunks: Vec::new(),
+        chunks: offsite::tree::ChunkList::empty(),
         carried: false,
     }
 }

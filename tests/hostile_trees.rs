@@ -67,6 +67,8 @@ impl Forge {
             mtime_ns: 0,
             tenant: None,
             tree,
+            files_below: 0,
+            bytes_below: 0,
         })
     }
 

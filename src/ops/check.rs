@@ -30,7 +30,7 @@ use crate::repo::lookup::{BlobLookup, LookupBuilder};
 use crate::repo::pack::BlobRef;
 use crate::repo::packs::PackVerdict;
 use crate::repo::{Repository, Shared};
-use crate::tree::{Entry, FileEntry, Tree, TreeWalk};
+use crate::tree::{read, ChunkList, Entry, FileEntry, Tree, TreeWalk};
 
 /// What `check` found.
 #[derive(Serialize, Debug, Default)]
@@ -134,15 +134,29 @@ impl Checker<'_> {
                     if self.files.contains_key(&(f.sha256, chunk_key)) {
                         continue;
                     }
-                    for chunk in &f.chunks {
-                        self.check_blob(chunk, &format!("snapshot {snapshot} file {child}"));
-                    }
+                    let what = format!("snapshot {snapshot} file {child}");
+                    self.check_chunks(&f.chunks, &what);
                     self.files.insert(
                         (f.sha256, chunk_key),
                         (f, format!("snapshot {snapshot} file {child}")),
                     );
                 }
             }
+        }
+    }
+
+    /// Check every chunk of a file and the pieces its list is stored in.
+    fn check_chunks(&mut self, list: &ChunkList, what: &str) {
+        let read = read::list_blobs(self.repo, list)
+            .and_then(|pieces| Ok((pieces, self.repo.all_chunks(list)?)));
+        match read {
+            Ok((pieces, chunks)) => {
+                for blob in pieces.iter().chain(&chunks) {
+                    self.check_blob(blob, what);
+                }
+            }
+            Err(Error::Erased { tenant, .. }) => self.erased(&tenant),
+            Err(e) => self.problem(format!("{what}: {e}")),
         }
     }
 
@@ -154,9 +168,13 @@ impl Checker<'_> {
         {
             return None;
         }
-        self.check_blob(tree_ref, &format!("snapshot {snapshot} tree /{path}"));
-        match self.repo.read_tree(tree_ref) {
-            Ok(tree) => {
+        let what = format!("snapshot {snapshot} tree /{path}");
+        self.check_blob(tree_ref, &what);
+        match read::read_dir(self.repo, tree_ref) {
+            Ok((tree, pages)) => {
+                for page in pages.iter().skip(1) {
+                    self.check_blob(page, &what);
+                }
                 self.report.trees += 1;
                 Some(tree)
             }
@@ -172,11 +190,19 @@ impl Checker<'_> {
     }
 }
 
+/// The blobs of a file: its chunks, or when they do not read, the pieces of
+/// its chunk list.
+fn file_blobs(repo: &Repository, list: &ChunkList) -> Vec<BlobRef> {
+    repo.all_chunks(list)
+        .or_else(|_| read::list_blobs(repo, list))
+        .unwrap_or_default()
+}
+
 /// Read one file's chunks and verify them and the whole content.
 fn verify_file(repo: &Repository, entry: &FileEntry) -> Result<u64> {
     let mut whole = Sha256::new();
     let mut total = 0u64;
-    repo.read_blobs(&entry.chunks, &mut |data| {
+    repo.read_file(&entry.chunks, &mut |data| {
         whole.update(&data);
         total += data.len() as u64;
         Ok(())
@@ -290,7 +316,7 @@ pub fn check_with(lock: &Shared, read_data: bool, progress: &Progress) -> Result
                             corrupt
                                 .lock()
                                 .unwrap()
-                                .extend(failing_blobs(repo, &entry.chunks));
+                                .extend(failing_blobs(repo, &file_blobs(repo, &entry.chunks)));
                             problems.lock().unwrap().push(format!("{what}: {e}"))
                         }
                     }
@@ -395,7 +421,7 @@ mod tests {
             inode: 0,
             tenant: tenant.map(String::from),
             sha256: ObjectId::hash(content),
-            chunks: vec![chunk],
+            chunks: ChunkList::Inline(vec![chunk]),
             carried: false,
         })
     }
@@ -427,6 +453,8 @@ mod tests {
                     mtime_ns: 0,
                     tenant: Some("gone".into()),
                     tree: sub,
+                    files_below: 0,
+                    bytes_below: 0,
                 }),
                 file("k", None, b"kept", kept),
             ],

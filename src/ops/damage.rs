@@ -97,7 +97,8 @@ impl Finder<'_> {
         for entry in tree.entries {
             match entry {
                 Entry::File(f) => {
-                    if f.chunks.iter().any(|c| self.is_bad(c)) {
+                    let blobs = crate::tree::read::file_blobs(&mut self.trees, &f.chunks);
+                    if blobs.map_or(true, |b| b.iter().any(|c| self.is_bad(c))) {
                         out.push(f.name);
                     }
                 }

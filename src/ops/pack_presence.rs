@@ -42,11 +42,15 @@ pub fn missing_packs(
         if !seen.insert(tree.id) || !note(&tree.pack, &mut missing) {
             continue;
         }
-        for entry in trees.read_tree(&tree)?.entries {
+        let (dir, pages) = trees.read_tree_pages(&tree)?;
+        for page in &pages {
+            note(&page.pack, &mut missing);
+        }
+        for entry in dir.entries {
             match entry {
                 Entry::Dir(d) => todo.push(d.tree),
                 Entry::File(f) => {
-                    for c in &f.chunks {
+                    for c in &crate::tree::read::file_blobs(&mut trees, &f.chunks)? {
                         note(&c.pack, &mut missing);
                     }
                 }

@@ -31,7 +31,7 @@ use crate::id::ObjectId;
 use crate::repo::pack::BlobRef;
 use crate::repo::rotate::ErasedTenant;
 use crate::repo::{Repository, TreeCache};
-use crate::tree::{check_depth, Entry, FileEntry, Tree};
+use crate::tree::{check_depth, read, ChunkList, Entry, FileEntry, Tree};
 
 /// A blob's location: (pack, blob id).
 pub type Loc = (ObjectId, ObjectId);
@@ -59,6 +59,8 @@ pub struct Root {
 
 struct Node {
     blob: (Loc, u32),
+    /// The directory's other pages (the rewrite writes them all anew).
+    pages: Vec<(Loc, u32)>,
     dirs: Vec<usize>,
     files: Vec<FileRefs>,
     /// Directories of erased tenants: dropped unread in every context.
@@ -67,6 +69,9 @@ struct Node {
 
 struct FileRefs {
     chunks: Vec<(Loc, u32)>,
+    /// The blobs its chunk list is stored in (stored anew when one of its
+    /// chunks or these moves).
+    lists: Vec<(Loc, u32)>,
     /// Dropped from voice snapshots: its backup copy expired.
     expired: bool,
     /// Dropped everywhere: its tenant was erased.
@@ -74,6 +79,10 @@ struct FileRefs {
 }
 
 impl FileRefs {
+    fn moves(&self, moves: &dyn Fn(&(Loc, u32)) -> bool) -> bool {
+        self.chunks.iter().chain(&self.lists).any(moves)
+    }
+
     fn dropped(&self, voice: bool) -> bool {
         self.erased || (voice && self.expired)
     }
@@ -97,6 +106,7 @@ fn loc(b: &BlobRef) -> (Loc, u32) {
 struct Frame {
     blob: BlobRef,
     tree: Tree,
+    pages: Vec<BlobRef>,
     next: usize,
     dirs: Vec<usize>,
     erased_dirs: usize,
@@ -159,8 +169,9 @@ impl TreeGraph {
         let mut packs = HashSet::new();
         for n in &self.nodes {
             packs.insert(n.blob.0 .0);
+            packs.extend(n.pages.iter().map(|p| p.0 .0));
             for f in &n.files {
-                packs.extend(f.chunks.iter().map(|c| c.0 .0));
+                packs.extend(f.chunks.iter().chain(&f.lists).map(|c| c.0 .0));
             }
         }
         packs
@@ -188,10 +199,8 @@ impl TreeGraph {
                 let kept_file = |f: &&FileRefs| !f.dropped(voice);
                 let kept_dir = |c: &&usize| !self.omitted[ctx][**c];
                 changed[ctx][i] = self.filtered[ctx][i]
-                    || n.files
-                        .iter()
-                        .filter(kept_file)
-                        .any(|f| f.chunks.iter().any(moves))
+                    || n.files.iter().filter(kept_file).any(|f| f.moves(&moves))
+                    || n.pages.iter().any(moves)
                     || n.dirs
                         .iter()
                         .filter(kept_dir)
@@ -212,9 +221,13 @@ impl TreeGraph {
                 let n = &self.nodes[i];
                 if !changed[ctx][i] {
                     live.insert(n.blob.0, n.blob.1);
+                    live.extend(n.pages.iter().copied());
                 }
                 for f in n.files.iter().filter(|f| !f.dropped(root.voice)) {
                     live.extend(f.chunks.iter().copied());
+                    if !f.moves(&moves) {
+                        live.extend(f.lists.iter().copied());
+                    }
                 }
                 stack.extend(n.dirs.iter().filter(|&&c| !self.omitted[ctx][c]));
             }
@@ -232,9 +245,11 @@ fn add(
     nodes: &mut Vec<Node>,
     drops: &Drops<'_>,
 ) -> Result<usize> {
+    let (tree, pages) = cache.read_tree_pages(root)?;
     let mut stack = vec![Frame {
         blob: root.clone(),
-        tree: cache.read_tree(root)?,
+        tree,
+        pages,
         next: 0,
         dirs: Vec::new(),
         erased_dirs: 0,
@@ -259,10 +274,11 @@ fn add(
                 }
                 let blob = d.tree.clone();
                 check_depth(stack.len(), &blob)?;
-                let tree = cache.read_tree(&blob)?;
+                let (tree, pages) = cache.read_tree_pages(&blob)?;
                 stack.push(Frame {
                     blob,
                     tree,
+                    pages,
                     next: 0,
                     dirs: Vec::new(),
                     erased_dirs: 0,
@@ -270,22 +286,37 @@ fn add(
             }
             None => {
                 let Some(frame) = stack.pop() else { break };
-                let files = frame
-                    .tree
-                    .entries
-                    .iter()
-                    .filter_map(|e| match e {
-                        Entry::File(f) => Some(FileRefs {
-                            chunks: f.chunks.iter().map(loc).collect(),
-                            expired: (drops.expired)(f),
-                            erased: drops.erased(f.tenant.as_ref()),
-                        }),
-                        Entry::Dir(_) => None,
-                    })
-                    .collect();
+                let mut files = Vec::new();
+                for entry in &frame.tree.entries {
+                    let Entry::File(f) = entry else { continue };
+                    let erased = drops.erased(f.tenant.as_ref());
+                    // An erased tenant's list cannot be read (its key is
+                    // gone); the file is dropped, its list with it.
+                    let (lists, chunks) = match (&f.chunks, erased) {
+                        (ChunkList::Inline(c), _) => (Vec::new(), c.iter().map(loc).collect()),
+                        (_, true) => (Vec::new(), Vec::new()),
+                        (list, false) => (
+                            read::list_blobs(&mut *cache, list)?
+                                .iter()
+                                .map(loc)
+                                .collect(),
+                            read::all_chunks(&mut *cache, list)?
+                                .iter()
+                                .map(loc)
+                                .collect(),
+                        ),
+                    };
+                    files.push(FileRefs {
+                        chunks,
+                        lists,
+                        expired: (drops.expired)(f),
+                        erased,
+                    });
+                }
                 let i = nodes.len();
                 nodes.push(Node {
                     blob: loc(&frame.blob),
+                    pages: frame.pages.iter().skip(1).map(loc).collect(),
                     dirs: frame.dirs,
                     files,
                     erased_dirs: frame.erased_dirs,
@@ -322,7 +353,7 @@ mod tests {
             inode: 0,
             tenant: None,
             sha256: ObjectId::default(),
-            chunks: vec![chunk.clone()],
+            chunks: ChunkList::Inline(vec![chunk.clone()]),
             carried: false,
         })
     }
@@ -351,6 +382,8 @@ mod tests {
                     mtime_ns: 0,
                     tenant: None,
                     tree: s.clone(),
+                    files_below: 0,
+                    bytes_below: 0,
                 }),
             ],
         };
@@ -449,6 +482,8 @@ mod tests {
                     mtime_ns: 0,
                     tenant: Some("acme".into()),
                     tree: unreadable,
+                    files_below: 0,
+                    bytes_below: 0,
                 }),
                 file("b", &b),
             ],

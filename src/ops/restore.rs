@@ -179,7 +179,7 @@ pub(super) fn write_verified(
             .map_err(|e| Error::io(&tmp, e))?;
         let mut whole = Sha256::new();
         let mut written = 0u64;
-        repo.read_blobs(&entry.chunks, &mut |data| {
+        repo.read_file(&entry.chunks, &mut |data| {
             whole.update(&data);
             file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
             written += data.len() as u64;

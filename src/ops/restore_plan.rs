@@ -175,17 +175,17 @@ fn plan_snapshot(
 }
 
 /// The entry at `components` below `root`, with the directories on the way.
-/// Each tree is a ranged read of its own (a single file costs only the trees
-/// on its path, as it always did); walks below use the cache.
+/// Each page is a ranged read of its own (a single file costs only the pages
+/// on its path: one per level of each directory); walks below use the cache.
 fn lookup(
     repo: &Repository,
     root: &crate::repo::pack::BlobRef,
     components: &[String],
 ) -> Result<Option<(Vec<DirEntry>, Entry)>> {
-    let mut tree = repo.read_tree(root)?;
+    let mut dir = root.clone();
     let mut chain = Vec::new();
     for (i, name) in components.iter().enumerate() {
-        let Some(entry) = tree.get(name).cloned() else {
+        let Some(entry) = repo.dir_get(&dir, name)? else {
             return Ok(None);
         };
         if i + 1 == components.len() {
@@ -195,7 +195,7 @@ fn lookup(
             return Ok(None);
         };
         check_depth(i + 1, &d.tree)?;
-        tree = repo.read_tree(&d.tree)?;
+        dir = d.tree.clone();
         chain.push(d);
     }
     Err(Error::Usage("an empty item path names nothing".into()))

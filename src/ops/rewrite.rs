@@ -29,7 +29,8 @@ use crate::repo::pack::{BlobKind, BlobRef};
 use crate::repo::writer::{BlobWriter, Compress};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, SnapshotRef};
-use crate::tree::{check_depth, DirEntry, Entry, FileEntry, Tree};
+use crate::tree::build::{store_chunk_list, DirBuilder, Totals};
+use crate::tree::{check_depth, read, ChunkList, DirEntry, Entry, FileEntry, Tree};
 
 /// Blobs copied out of packs that will be deleted: (old pack, blob) → new location.
 pub type Moved = HashMap<(ObjectId, ObjectId), BlobRef>;
@@ -68,6 +69,9 @@ pub struct Rewritten {
     pub dropped_bytes: u64,
     /// True when nothing is left in it.
     pub empty: bool,
+    /// Files left anywhere below it, and their bytes.
+    pub files: u64,
+    pub bytes: u64,
 }
 
 impl<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> Rewriter<'a, 'r, F> {
@@ -129,6 +133,37 @@ impl<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> Rewriter<'a, 'r, F> {
         self
     }
 
+    /// Is `blob` copied out of, or in, a pack that goes away?
+    fn moves(&self, blob: &BlobRef) -> bool {
+        self.moved.contains_key(&(blob.pack, blob.id))
+            || self.going.is_some_and(|g| g.contains(&blob.pack))
+    }
+
+    /// A kept file's chunk list with every chunk relocated; a list in
+    /// pieces is stored anew when a chunk or one of its pieces moves.
+    fn relocate_list(&self, f: &FileEntry) -> Result<ChunkList> {
+        if let ChunkList::Inline(chunks) = &f.chunks {
+            let chunks = chunks
+                .iter()
+                .map(|c| self.relocate(c))
+                .collect::<Result<_>>()?;
+            return Ok(ChunkList::Inline(chunks));
+        }
+        let pieces = read::list_blobs(self.repo, &f.chunks)?;
+        let chunks = self.repo.all_chunks(&f.chunks)?;
+        if !pieces.iter().chain(&chunks).any(|b| self.moves(b)) {
+            return Ok(f.chunks.clone());
+        }
+        let chunks = chunks
+            .iter()
+            .map(|c| self.relocate(c))
+            .collect::<Result<_>>()?;
+        store_chunk_list(chunks, &mut |bytes| {
+            self.writer
+                .store(f.tenant.as_deref(), BlobKind::Tree, bytes, Compress::Try)
+        })
+    }
+
     fn relocate(&self, blob: &BlobRef) -> Result<BlobRef> {
         if let Some(to) = self.moved.get(&(blob.pack, blob.id)) {
             return Ok(to.clone());
@@ -152,17 +187,14 @@ impl<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> Rewriter<'a, 'r, F> {
         }
         // Each parent with the entry of the directory being rewritten below it.
         let mut parents: Vec<(Frame, DirEntry)> = Vec::new();
-        let mut current = Frame::new(root.clone(), String::new(), self.repo.read_tree(root)?);
+        let (tree, pages) = read::read_dir(self.repo, root)?;
+        let mut current = Frame::new(root.clone(), String::new(), tree, pages);
         loop {
             match current.next_entry() {
                 Some(Entry::File(f)) => {
                     let path = current.path_of(&f.name);
                     if !self.erased(f.tenant.as_ref()) && (self.keep)(&path, &f) {
-                        let chunks = f
-                            .chunks
-                            .iter()
-                            .map(|c| self.relocate(c))
-                            .collect::<Result<_>>()?;
+                        let chunks = self.relocate_list(&f)?;
                         current
                             .new
                             .entries
@@ -179,6 +211,7 @@ impl<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> Rewriter<'a, 'r, F> {
                 Some(Entry::Dir(d)) => {
                     let path = current.path_of(&d.name);
                     if self.leave.is_some_and(|leave| leave(&path, &d)) {
+                        // Left unread: its pages are kept as they are.
                         let tree = self.relocate(&d.tree)?;
                         current.new.entries.push(Entry::Dir(DirEntry { tree, ..d }));
                         continue;
@@ -187,8 +220,8 @@ impl<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> Rewriter<'a, 'r, F> {
                         Some(done) => current.add_dir(d, done.clone()),
                         None => {
                             check_depth(parents.len() + 1, &d.tree)?;
-                            let tree = self.repo.read_tree(&d.tree)?;
-                            let child = Frame::new(d.tree.clone(), path, tree);
+                            let (tree, pages) = read::read_dir(self.repo, &d.tree)?;
+                            let child = Frame::new(d.tree.clone(), path, tree, pages);
                             parents.push((std::mem::replace(&mut current, child), d));
                         }
                     }
@@ -210,26 +243,48 @@ impl<'a, 'r, F: FnMut(&str, &FileEntry) -> bool> Rewriter<'a, 'r, F> {
     /// Store the rewritten tree of `frame` (unless nothing changed) and
     /// memoize; sealed under its directory's tenant key, as the old one was.
     fn finish(&mut self, frame: Frame) -> Result<Rewritten> {
-        let result = if frame.new == frame.old {
-            self.relocate(&frame.tree)?
+        let unchanged = frame.new == frame.old && !frame.pages.iter().any(|p| self.moves(p));
+        let (result, totals) = if unchanged {
+            (self.relocate(&frame.tree)?, totals_of(&frame.new))
         } else {
-            self.writer.store(
-                frame.tree.tenant.as_deref(),
-                BlobKind::Tree,
-                &frame.new.to_bytes(),
-                Compress::Try,
-            )?
+            let tenant = frame.tree.tenant.as_deref();
+            let mut store = |bytes: &[u8]| {
+                self.writer
+                    .store(tenant, BlobKind::Tree, bytes, Compress::Try)
+            };
+            let mut builder = DirBuilder::new(self.repo.page_boundary());
+            for entry in &frame.new.entries {
+                builder.push(entry, &mut store)?;
+            }
+            builder.finish(&mut store)?
         };
         let done = Rewritten {
             tree: result,
             dropped: frame.dropped,
             dropped_bytes: frame.dropped_bytes,
             empty: frame.new.entries.is_empty(),
+            files: totals.files,
+            bytes: totals.bytes,
         };
         let key = self.memo_key(&frame.tree, &frame.path);
         self.memo.insert(key, done.clone());
         Ok(done)
     }
+}
+
+/// What `tree`'s entries hold (as [`DirBuilder`] would count it).
+fn totals_of(tree: &Tree) -> Totals {
+    let mut t = Totals::default();
+    for entry in &tree.entries {
+        t.entries += 1;
+        let (files, bytes) = match entry {
+            Entry::File(f) => (1, f.size),
+            Entry::Dir(d) => (d.files_below, d.bytes_below),
+        };
+        t.files = t.files.saturating_add(files);
+        t.bytes = t.bytes.saturating_add(bytes);
+    }
+    t
 }
 
 /// One tree being rewritten: the old entries, how far they are done, the
@@ -239,6 +294,8 @@ struct Frame {
     /// The directory's path relative to the source ("" for the root).
     path: String,
     old: Tree,
+    /// Every page `old` was read from.
+    pages: Vec<BlobRef>,
     next: usize,
     new: Tree,
     dropped: u64,
@@ -246,11 +303,12 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(tree: BlobRef, path: String, old: Tree) -> Self {
+    fn new(tree: BlobRef, path: String, old: Tree, pages: Vec<BlobRef>) -> Self {
         Frame {
             tree,
             path,
             old,
+            pages,
             next: 0,
             new: Tree::default(),
             dropped: 0,
@@ -280,8 +338,16 @@ impl Frame {
         self.dropped += sub.dropped;
         self.dropped_bytes += sub.dropped_bytes;
         if !(sub.empty && sub.dropped > 0) {
+            // An unchanged directory keeps its entry as recorded.
+            let (files_below, bytes_below) = if sub.tree == dir.tree {
+                (dir.files_below, dir.bytes_below)
+            } else {
+                (sub.files, sub.bytes)
+            };
             self.new.entries.push(Entry::Dir(DirEntry {
                 tree: sub.tree,
+                files_below,
+                bytes_below,
                 ..dir
             }));
         }

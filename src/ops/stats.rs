@@ -226,7 +226,7 @@ impl Counter<'_> {
                     let t = top.totals.entry(f.tenant.clone()).or_default();
                     t.0 = t.0.saturating_add(1);
                     t.1 = t.1.saturating_add(f.size);
-                    for chunk in &f.chunks {
+                    for chunk in &crate::tree::read::file_blobs(self.repo, &f.chunks)? {
                         self.attribute(owner, &f.tenant, chunk);
                     }
                 }
@@ -263,9 +263,11 @@ impl Counter<'_> {
     }
 
     fn open(&mut self, owner: &(String, String), blob: &BlobRef) -> Result<Frame> {
-        let tree = self.repo.read_tree(blob)?;
+        let (tree, pages) = crate::tree::read::read_dir(self.repo, blob)?;
         self.trees_read += 1;
-        self.attribute(owner, &None, blob);
+        for page in &pages {
+            self.attribute(owner, &None, page);
+        }
         Ok(Frame {
             id: blob.id,
             entries: tree.entries.into_iter(),

@@ -1,4 +1,5 @@
-//! Reading blobs and trees: verified on every read, few requests per item.
+//! Reading blobs, directory pages and chunk lists: verified on every read,
+//! few requests per item.
 //!
 //! A blob is read by its location ([`BlobRef`]: pack, offset, length), so a
 //! single-item restore needs only the trees on its path, never the index.
@@ -16,7 +17,10 @@ use crate::id::ObjectId;
 use crate::repo::layout::pack_key;
 use crate::repo::pack::{decode_blob, decode_blob_with, BlobRef};
 use crate::repo::Repository;
-use crate::tree::{check_depth, Entry, FileEntry, Tree, TreeWalk};
+use crate::tree::build::Boundary;
+use crate::tree::page::{self, Page, PieceRef};
+use crate::tree::read::{self as pages, ChunkIter, PageSource};
+use crate::tree::{check_depth, ChunkList, Entry, FileEntry, Tree, TreeWalk};
 
 /// Reads many trees with few requests: the first tree read from a pack
 /// fetches the whole pack (tree packs hold only trees, a few MiB), later ones
@@ -40,8 +44,8 @@ impl<'r> TreeCache<'r> {
         }
     }
 
-    /// Read one tree, verified like every blob.
-    pub fn read_tree(&mut self, blob: &BlobRef) -> Result<Tree> {
+    /// The verified content of `blob`, from its pack in memory.
+    fn blob_bytes(&mut self, blob: &BlobRef) -> Result<Vec<u8>> {
         if !self.packs.contains_key(&blob.pack) {
             if self.held > TREE_CACHE_BYTES {
                 self.packs.clear();
@@ -61,7 +65,41 @@ impl<'r> TreeCache<'r> {
                 )
             })?;
         let key = self.repo.data_key(blob.tenant.as_deref())?;
-        Tree::from_bytes(blob, &decode_blob(stored, blob, &key)?)
+        decode_blob(stored, blob, &key)
+    }
+
+    /// Read one whole directory (every page of it), verified like every blob.
+    pub fn read_tree(&mut self, blob: &BlobRef) -> Result<Tree> {
+        Ok(pages::read_dir(self, blob)?.0)
+    }
+
+    /// [`Self::read_tree`], and every page the directory is stored in.
+    pub fn read_tree_pages(&mut self, blob: &BlobRef) -> Result<(Tree, Vec<BlobRef>)> {
+        pages::read_dir(self, blob)
+    }
+}
+
+impl PageSource for TreeCache<'_> {
+    fn page(&mut self, blob: &BlobRef) -> Result<Page> {
+        page::decode(blob, &self.blob_bytes(blob)?)
+    }
+    fn piece(&mut self, blob: &BlobRef) -> Result<Vec<BlobRef>> {
+        page::decode_piece(blob, &self.blob_bytes(blob)?)
+    }
+    fn piece_list(&mut self, blob: &BlobRef, chunks: u64) -> Result<Vec<PieceRef>> {
+        page::decode_piece_list(blob, chunks, &self.blob_bytes(blob)?)
+    }
+}
+
+impl PageSource for &Repository {
+    fn page(&mut self, blob: &BlobRef) -> Result<Page> {
+        page::decode(blob, &self.read_blob(blob)?)
+    }
+    fn piece(&mut self, blob: &BlobRef) -> Result<Vec<BlobRef>> {
+        page::decode_piece(blob, &self.read_blob(blob)?)
+    }
+    fn piece_list(&mut self, blob: &BlobRef, chunks: u64) -> Result<Vec<PieceRef>> {
+        page::decode_piece_list(blob, chunks, &self.read_blob(blob)?)
     }
 }
 
@@ -110,10 +148,52 @@ impl Repository {
         Ok(())
     }
 
-    /// Read one tree blob.
+    /// Read one whole directory (every page of it).
     pub fn read_tree(&self, blob: &BlobRef) -> Result<Tree> {
-        let bytes = self.read_blob(blob)?;
-        Tree::from_bytes(blob, &bytes)
+        Ok(pages::read_dir(self, blob)?.0)
+    }
+
+    /// The entry called `name` in the directory `dir`, reading one page per
+    /// level of it.
+    pub fn dir_get(&self, dir: &BlobRef, name: &str) -> Result<Option<Entry>> {
+        pages::lookup(&mut &*self, dir, name)
+    }
+
+    /// The chunks of `list` in order, read one piece at a time.
+    pub fn file_chunks(&self, list: &ChunkList) -> Result<ChunkIter<&Repository>> {
+        ChunkIter::new(self, list)
+    }
+
+    /// Read the content of `list` in order, verified, handing each chunk to
+    /// `sink` ([`Self::read_blobs`] a batch of references at a time, so a
+    /// 100 GB file's 12 million references are never all in memory).
+    pub fn read_file(
+        &self,
+        list: &ChunkList,
+        sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        const BATCH: usize = 1024;
+        let mut batch = Vec::with_capacity(BATCH.min(list.len() as usize));
+        for chunk in self.file_chunks(list)? {
+            batch.push(chunk?);
+            if batch.len() == BATCH {
+                self.read_blobs(&batch, sink)?;
+                batch.clear();
+            }
+        }
+        self.read_blobs(&batch, sink)
+    }
+
+    /// Every chunk of `list`, in memory.
+    pub fn all_chunks(&self, list: &ChunkList) -> Result<Vec<BlobRef>> {
+        pages::all_chunks(self, list)
+    }
+
+    /// Where this repository's directory pages end (see
+    /// [`crate::tree::build`]): under the metadata key, so the same
+    /// directory always gives the same pages here.
+    pub fn page_boundary(&self) -> Boundary {
+        Boundary::new(self.keys.meta().clone())
     }
 
     /// Visit every file below the tree `root` with its path (relative to the
@@ -136,15 +216,14 @@ impl Repository {
 
     /// The file at `components` below the tree `root`, if the snapshot has it.
     pub fn lookup_file(&self, root: &BlobRef, components: &[String]) -> Result<Option<FileEntry>> {
-        let mut tree = self.read_tree(root)?;
+        let mut dir = root.clone();
         for (i, name) in components.iter().enumerate() {
             let last = i + 1 == components.len();
-            match tree.get(name) {
-                Some(Entry::File(f)) if last => return Ok(Some(f.clone())),
+            match self.dir_get(&dir, name)? {
+                Some(Entry::File(f)) if last => return Ok(Some(f)),
                 Some(Entry::Dir(d)) if !last => {
-                    let next = d.tree.clone();
-                    check_depth(i + 1, &next)?;
-                    tree = self.read_tree(&next)?;
+                    check_depth(i + 1, &d.tree)?;
+                    dir = d.tree;
                 }
                 _ => return Ok(None),
             }

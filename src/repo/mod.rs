@@ -20,7 +20,7 @@
 //!   (passphrase copies of the master key) and [`rotate`] (a new epoch that
 //!   erases a tenant, with its own commit order).
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //!
 //! | object (key in [`layout`]) | content | written |
 //! |---|---|---|
@@ -38,8 +38,14 @@
 //! see [`keys`]) and stored once per tenant: the same content in two tenants
 //! is two unrelated blobs. File content is cut by FastCDC (sizes per class of data, see
 //! [`crate::chunking`]) and compressed with zstd where it pays. Directory trees
-//! are blobs too (see [`crate::tree`]) and record the pack location of every
-//! chunk, so reading one item needs only the trees on its path.
+//! are blobs too: each directory a content-defined B-tree of binary pages, the
+//! chunk list of a big file in deduplicating pieces (see [`crate::tree`]);
+//! they record the pack location of every chunk, so reading one item needs
+//! only the pages on its path (one per level of each directory).
+//!
+//! Format 1 was unencrypted; format 2 stored each directory as one JSON
+//! tree blob. Neither is read: opening one says so (exit 2) and asks for a
+//! new repository.
 //!
 //! # Commit order and who may delete what
 //!
@@ -92,8 +98,8 @@ pub use snapshots::{LoadedSnapshot, SnapshotListing};
 pub use store::{Location, Requests};
 
 /// Repository format version.
-pub const REPO_VERSION: u32 = 2;
-/// The encryption scheme of format 2 (see [`keys`] and [`crate::crypto`]).
+pub const REPO_VERSION: u32 = 3;
+/// The encryption scheme of formats 2 and 3 (see [`keys`] and [`crate::crypto`]).
 pub const ENCRYPTION: &str = "aes256gcm-hkdf-hmacsha256";
 
 /// The `config` object.
@@ -168,6 +174,13 @@ impl Repository {
         if config.version == 1 {
             return Err(Error::Usage(format!(
                 "{} holds a repository of format 1 (unencrypted, offsite 0.1); this offsite \
+                 reads format {REPO_VERSION} only: init a new repository elsewhere",
+                store.describe()
+            )));
+        }
+        if config.version == 2 {
+            return Err(Error::Usage(format!(
+                "{} holds a repository of format 2 (JSON directory trees, offsite 0.2); this offsite \
                  reads format {REPO_VERSION} only: init a new repository elsewhere",
                 store.describe()
             )));

@@ -96,7 +96,7 @@ pub struct BlobRef {
     /// The tenant whose key seals the blob (`None`: the shared key). Not
     /// serialized: trees record it once per entry ([`crate::tree::FileEntry::tenant`],
     /// [`crate::tree::DirEntry::tenant`]), manifests for the root, the index
-    /// per pack; parsing fills it in ([`crate::tree::Tree::from_bytes`]).
+    /// per pack; parsing fills it in ([`crate::tree::page::decode`]).
     #[serde(skip)]
     pub tenant: Option<std::sync::Arc<str>>,
 }

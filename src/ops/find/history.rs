@@ -130,12 +130,12 @@ impl Lookup<'_> {
             }
             chain.push((blob.id, depth));
             check_depth(depth, &blob)?;
-            let tree = self.repo.read_tree(&blob)?;
+            let entry = self.repo.dir_get(&blob, name)?;
             self.trees_read += 1;
             let last = depth + 1 == self.components.len();
-            match tree.get(name) {
+            match entry {
                 Some(Entry::File(f)) if last => {
-                    found = Some(Item::new(self.components.join("/"), f));
+                    found = Some(Item::new(self.components.join("/"), &f));
                     break;
                 }
                 Some(Entry::Dir(d)) if !last => blob = d.tree.clone(),

@@ -72,19 +72,22 @@ pub fn ls(repo: &Repository, request: &LsRequest<'_>) -> Result<LsReport> {
     };
     let shown = components.join("/");
     let mut trees_read = 1;
-    let mut tree = repo.read_tree(&manifest.tree)?;
+    let mut dir = Some(manifest.tree.clone());
     let mut entries = Vec::new();
     for (i, name) in components.iter().enumerate() {
         let last = i + 1 == components.len();
-        match tree.get(name) {
+        let found = match &dir {
+            Some(d) => repo.dir_get(d, name)?,
+            None => None,
+        };
+        match found {
             Some(Entry::Dir(d)) => {
-                let next = d.tree.clone();
-                tree = repo.read_tree(&next)?;
+                dir = Some(d.tree);
                 trees_read += 1;
             }
             Some(file @ Entry::File(_)) if last => {
-                entries.push(entry(&shown, file));
-                tree = Tree::default();
+                entries.push(entry(&shown, &file));
+                dir = None;
             }
             _ => {
                 return Err(Error::NotFound {
@@ -97,6 +100,10 @@ pub fn ls(repo: &Repository, request: &LsRequest<'_>) -> Result<LsReport> {
         String::new()
     } else {
         format!("{shown}/")
+    };
+    let tree = match &dir {
+        Some(d) => repo.read_tree(d)?,
+        None => Tree::default(),
     };
     let mut walk = TreeWalk::new(tree);
     let mut erased = std::collections::BTreeSet::new();

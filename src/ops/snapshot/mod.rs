@@ -71,7 +71,8 @@ use crate::repo::writer::{BlobWriter, Compress};
 use crate::repo::{Shared, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::source_file::open_seen;
-use crate::tree::{DirEntry, Entry, FileEntry, Tree};
+use crate::tree::build::{store_chunk_list, Boundary, DirBuilder, Totals};
+use crate::tree::{DirEntry, Entry, FileEntry};
 use crate::voice::Contracts;
 
 /// At most this many warnings are kept verbatim in the manifest.
@@ -167,11 +168,20 @@ fn store_jobs(
                         )
                     });
                 progress.advance(1, 0);
+                let tenant = job.entry.tenant.as_deref();
+                let stored = stored.and_then(|mut content| {
+                    let chunks = std::mem::take(&mut content.chunks);
+                    let chunks = store_chunk_list(chunks, &mut |bytes| {
+                        writer.store(tenant, BlobKind::Tree, bytes, Compress::Try)
+                    })
+                    .map_err(StoreFileError::Repository)?;
+                    Ok((content, chunks))
+                });
                 match stored {
-                    Ok(content) => {
+                    Ok((content, chunks)) => {
                         let entry = FileEntry {
                             sha256: content.sha256,
-                            chunks: content.chunks,
+                            chunks,
                             size: content.bytes_read,
                             ..job.entry.clone()
                         };
@@ -196,46 +206,62 @@ fn store_jobs(
     Ok(results.into_inner().unwrap())
 }
 
-/// Turn walked nodes into tree blobs, bottom-up, each sealed under its
-/// directory's tenant key (`tenant`); returns the tree's location.
+/// Turn walked nodes into directory pages, bottom-up, each sealed under its
+/// directory's tenant key (`tenant`); returns the directory's root page and
+/// what it holds.
 fn build_tree(
     tenant: Option<&str>,
     nodes: Vec<Node>,
     stored: &mut [Option<FileEntry>],
     writer: &BlobWriter<'_>,
+    boundary: &Boundary,
     summary: &mut Summary,
-) -> Result<BlobRef> {
-    let mut tree = Tree::default();
+) -> Result<(BlobRef, Totals)> {
+    let mut entries = Vec::with_capacity(nodes.len());
     for node in nodes {
         match node {
             Node::Unchanged(f) => {
                 summary.files_unchanged += 1;
                 summary.items += 1;
                 summary.bytes += f.size;
-                tree.entries.push(Entry::File(f));
+                entries.push(Entry::File(f));
             }
             Node::Job(i) => {
                 if let Some(f) = stored[i].take() {
                     summary.items += 1;
                     summary.bytes += f.size;
-                    tree.entries.push(Entry::File(f));
+                    entries.push(Entry::File(f));
                 }
             }
             Node::Dir(d) => {
                 summary.dirs += 1;
-                let blob = build_tree(d.tenant.as_deref(), d.entries, stored, writer, summary)?;
-                tree.entries.push(Entry::Dir(DirEntry {
+                let (blob, totals) = build_tree(
+                    d.tenant.as_deref(),
+                    d.entries,
+                    stored,
+                    writer,
+                    boundary,
+                    summary,
+                )?;
+                entries.push(Entry::Dir(DirEntry {
                     name: d.name,
                     mode: d.mode,
                     mtime_ns: d.mtime_ns,
                     tenant: d.tenant,
                     tree: blob,
+                    files_below: totals.files,
+                    bytes_below: totals.bytes,
                 }));
             }
         }
     }
-    tree.sort();
-    writer.store(tenant, BlobKind::Tree, &tree.to_bytes(), Compress::Try)
+    entries.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut builder = DirBuilder::new(boundary.clone());
+    let mut store = |bytes: &[u8]| writer.store(tenant, BlobKind::Tree, bytes, Compress::Try);
+    for entry in &entries {
+        builder.push(entry, &mut store)?;
+    }
+    builder.finish(&mut store)
 }
 
 /// Snapshot `source` into the locked repository as taken at `time` by `host`.
@@ -367,11 +393,12 @@ pub fn snapshot_source_with(
         }
     }
     let tree_tenant = source.tenant.tenant_of_dir(&[]);
-    let root = build_tree(
+    let (root, _) = build_tree(
         tree_tenant.as_deref(),
         nodes,
         &mut stored,
         &writer,
+        &repo.page_boundary(),
         &mut summary,
     )?;
     let bytes_added = writer.bytes_added();

@@ -19,11 +19,12 @@ use crate::id::ObjectId;
 use crate::ops::live_index::relocate;
 use crate::problems::{is_object_damage, Problem};
 use crate::repo::layout::pack_key;
-use crate::repo::pack::BlobRef;
-use crate::repo::writer::BlobWriter;
+use crate::repo::pack::{BlobKind, BlobRef};
+use crate::repo::writer::{BlobWriter, Compress};
 use crate::repo::TreeCache;
 use crate::source_file::Seen;
-use crate::tree::{Entry, FileEntry, Tree, MAX_TREE_DEPTH};
+use crate::tree::build::store_chunk_list;
+use crate::tree::{ChunkList, Entry, FileEntry, Tree, MAX_TREE_DEPTH};
 use crate::voice::Contracts;
 
 /// Why the walk wants a file read.
@@ -129,9 +130,32 @@ impl Walker<'_> {
         self.warnings.push(message);
     }
 
-    /// `chunks` re-pointed at the trusted index, `None` if any is lost.
-    fn relocate(&self, chunks: &[BlobRef]) -> Option<Vec<BlobRef>> {
-        relocate(chunks, self.writer)
+    /// `chunks` re-pointed at the trusted index, `None` if any is lost (or
+    /// a piece of the list is lost or damaged). A list in pieces is read
+    /// and stored again: unchanged pieces deduplicate, so this writes
+    /// nothing unless a chunk moved. Other errors (the store failing) stop
+    /// the snapshot, so a transient failure never drops a carried recording.
+    fn relocate(&mut self, tenant: Option<&str>, chunks: &ChunkList) -> Result<Option<ChunkList>> {
+        let all = match chunks {
+            ChunkList::Inline(c) => {
+                return Ok(relocate(c, self.writer).map(ChunkList::Inline))
+            }
+            list => match crate::tree::read::all_chunks(&mut self.trees, list) {
+                Ok(all) => all,
+                Err(e) if is_object_damage(&e) || matches!(e, Error::Erased { .. }) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let Some(moved) = relocate(&all, self.writer) else {
+            return Ok(None);
+        };
+        let writer = self.writer;
+        let list = store_chunk_list(moved, &mut |bytes| {
+            writer.store(tenant, BlobKind::Tree, bytes, Compress::Try)
+        })?;
+        Ok(Some(list))
     }
 
     /// A parent tree, or `None` (warned, and reported as a problem) when it
@@ -250,7 +274,7 @@ impl Walker<'_> {
                         inode: meta.ino(),
                         tenant: self.source.tenant.tenant_of(&parts),
                         sha256: ObjectId::default(),
-                        chunks: Vec::new(),
+                        chunks: ChunkList::empty(),
                     };
                     if let Some(t) = entry
                         .tenant
@@ -278,9 +302,12 @@ impl Walker<'_> {
                             && f.inode == entry.inode
                             && f.tenant == entry.tenant
                     });
-                    let reused = old
-                        .filter(|_| same && !self.reread)
-                        .and_then(|f| Some((self.relocate(&f.chunks)?, f.sha256)));
+                    let reused = match old.filter(|_| same && !self.reread) {
+                        Some(f) => self
+                            .relocate(f.tenant.as_deref(), &f.chunks)?
+                            .map(|chunks| (chunks, f.sha256)),
+                        None => None,
+                    };
                     if let Some((chunks, sha256)) = reused {
                         nodes.push(Node::Unchanged(FileEntry {
                             chunks,
@@ -338,7 +365,7 @@ impl Walker<'_> {
                 Entry::File(f) if selected(&self.source.include, &self.source.exclude, &parts) => {
                     if contracts.expired(&f, self.time) {
                         self.expired += 1;
-                    } else if let Some(chunks) = self.relocate(&f.chunks) {
+                    } else if let Some(chunks) = self.relocate(f.tenant.as_deref(), &f.chunks)? {
                         self.carried += 1;
                         nodes.push(Node::Unchanged(FileEntry {
                             carried: true,

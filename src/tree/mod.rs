@@ -1,33 +1,64 @@
-//! Directory trees: the metadata of one snapshot, one blob per directory.
+//! Directory trees: the metadata of one snapshot (repository format 3).
 //!
-//! Each directory of a snapshot is a JSON blob listing its entries sorted by
-//! name. A file entry carries everything a restore needs: size, times, mode,
+//! A file entry carries everything a restore needs: size, times, mode,
 //! tenant, whole-content SHA-256 and the location of every chunk. A directory
-//! entry points at its own tree blob. Unchanged directories serialize to the
-//! same bytes and are stored once; restoring one item reads only the trees on
-//! its path, never an index or the other snapshots.
+//! entry points at its own directory, which is stored as **pages**:
 //!
-//! # Trees come from an untrusted bucket
+//! * A directory is a content-defined B-tree of pages ([`page`] encodes and
+//!   decodes them, [`build`] cuts them, [`read`] walks them). Leaf pages hold
+//!   entries sorted by name; a leaf ends after an entry whose keyed hash of
+//!   the name hits a boundary (1 in 256), at least [`build::MIN_PAGE_ENTRIES`]
+//!   entries and at most [`build::MAX_PAGE_ENTRIES`] entries or
+//!   [`build::MAX_PAGE_BYTES`] bytes. Internal pages hold, per child, its
+//!   first name, its location and what lies below it (entries, files,
+//!   bytes), and split by the same rule with a per-level salt. Boundaries
+//!   depend on names only, so an unchanged directory is the same pages (and
+//!   stored once), and changing one file rewrites one leaf plus the path to
+//!   the root. A directory of up to a few hundred entries is one page. One
+//!   name is found by reading one page per level: a directory of 1 000 000
+//!   entries is three levels, ~4 000 leaves of ~25 KB.
+//! * The encoding is the canonical binary one of [`crate::codec`]: names
+//!   prefix-coded against the previous name in the page, a blob reference
+//!   ~70 bytes (JSON with hex ids was ~200).
+//! * The chunk list of a file with more than [`build::INLINE_CHUNKS`] chunks
+//!   is stored in **pieces** ([`build::store_chunk_list`]): a piece ends after
+//!   a chunk whose id hits a boundary (1 in 128, at least 16 and at most 1024
+//!   chunks), so an unchanged region of a changed 100 GB dump keeps its
+//!   piece ids and is not stored again; a small list blob names the pieces
+//!   with their chunk and byte counts, so a reader can seek by offset.
+//!   (Two levels: the list of a 100 GB file is ~95 000 pieces, ~7 MB, still
+//!   rewritten each day; a third level is the next step if that matters.)
 //!
-//! Tree blobs are sealed under their directory's tenant key (see
-//! [`crate::repo::pack`]), so a bucket writer without the key cannot forge
-//! one; a host that holds the key (compromised, or running a buggy version)
-//! still can, so every tree is checked in one place, [`Tree::from_bytes`], before anything
-//! uses it (restore, restore-test, check and prune all read trees through
-//! it and see the same verdict): each name must be a safe single path
+//! Every page and piece is a blob sealed under its directory's (or file's)
+//! tenant key like any other, so a bucket writer without the key cannot
+//! forge one.
+//!
+//! # Pages come from an untrusted bucket
+//!
+//! A host that holds the key (compromised, or running a buggy version)
+//! still can, so every page is checked in one place, [`page::decode`], before
+//! anything uses it (restore, restore-test, check and prune all read pages
+//! through it and see the same verdict): each name must be a safe single path
 //! component ([`check_name`]: not empty, not `.` or `..`, no `/`, no NUL, at
 //! most 255 bytes, the most any Linux file system holds), the entries must be
 //! strictly sorted by name (so no name repeats and lookups by binary search
-//! are right), and every blob location must fit in 64 bits. A tree that
-//! fails is [`Error::Corrupt`] naming its pack and blob. The snapshot writer
-//! only ever stores names read from a directory, which satisfy all of this.
+//! are right; the readers also check the order across pages), every blob
+//! location must fit in 64 bits, every count is bounded, and a child page
+//! must be exactly one level below its parent (so a walk down a directory
+//! ends). A page that fails is [`Error::Corrupt`] naming its pack and blob.
+//! The snapshot writer only ever stores names read from a directory, which
+//! satisfy all of this.
 //!
 //! Nesting is bounded too: walks over trees ([`TreeWalk`], and the rewrite
 //! in prune) use an explicit stack, never recursion, so no nesting can
-//! overflow the stack, and a tree more than [`MAX_TREE_DEPTH`] levels below
+//! overflow the stack, and a directory more than [`MAX_TREE_DEPTH`] levels below
 //! its snapshot's root is corrupt. No real source can be that deep: the
 //! snapshot reads every file by its full path, which Linux limits to 4096
 //! bytes (PATH_MAX), so at most 2048 levels.
+
+pub mod build;
+pub mod page;
+pub mod read;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +111,9 @@ pub struct FileEntry {
     pub tenant: Option<String>,
     /// SHA-256 of the whole content.
     pub sha256: ObjectId,
-    pub chunks: Vec<BlobRef>,
+    /// Where the content's chunks are (read them with
+    /// [`crate::repo::Repository::file_chunks`]).
+    pub chunks: ChunkList,
     /// A voice recording gone from the source, carried forward from the
     /// previous snapshot until its backup copy expires.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -101,75 +134,62 @@ pub struct DirEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     pub tree: BlobRef,
+    /// Files anywhere below this directory.
+    #[serde(default)]
+    pub files_below: u64,
+    /// Bytes of the files anywhere below this directory.
+    #[serde(default)]
+    pub bytes_below: u64,
+}
+
+/// The chunks of a file's content, in order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkList {
+    /// Listed in the entry itself (at most [`build::INLINE_CHUNKS`]).
+    Inline(Vec<BlobRef>),
+    /// In pieces (see the module docs): `list` names them; `chunks` in all.
+    Pieces { list: BlobRef, chunks: u64 },
+}
+
+impl ChunkList {
+    /// No chunks (an empty file).
+    pub fn empty() -> Self {
+        ChunkList::Inline(Vec::new())
+    }
+
+    /// The number of chunks.
+    pub fn len(&self) -> u64 {
+        match self {
+            ChunkList::Inline(c) => c.len() as u64,
+            ChunkList::Pieces { chunks, .. } => *chunks,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The chunks, when they are listed inline.
+    pub fn inline(&self) -> Option<&[BlobRef]> {
+        match self {
+            ChunkList::Inline(c) => Some(c),
+            ChunkList::Pieces { .. } => None,
+        }
+    }
+}
+
+impl Default for ChunkList {
+    fn default() -> Self {
+        Self::empty()
+    }
 }
 
 impl Tree {
-    /// Serialize (deterministically: entries must already be sorted).
+    /// The directory as one leaf page (see [`page`]; entries must already
+    /// be sorted): what small directories are, and what tests store.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("tree serializes")
-    }
-
-    /// Parse and check (see the module docs) the tree blob `blob`, whose
-    /// verified content is `bytes`.
-    pub fn from_bytes(blob: &BlobRef, bytes: &[u8]) -> Result<Self> {
-        let corrupt = |detail: String| {
-            Error::corrupt(
-                pack_key(&blob.pack),
-                format!("tree blob {}: {detail}", blob.id),
-            )
-        };
-        let mut tree: Tree =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("does not parse: {e}")))?;
-        tree.validate().map_err(corrupt)?;
-        tree.fill_tenants();
-        Ok(tree)
-    }
-
-    /// Copy each entry's tenant into its blob references (not serialized
-    /// per reference, see [`BlobRef::tenant`]).
-    fn fill_tenants(&mut self) {
-        for entry in &mut self.entries {
-            match entry {
-                Entry::File(f) => {
-                    let tenant: Option<std::sync::Arc<str>> = f.tenant.as_deref().map(Into::into);
-                    for chunk in &mut f.chunks {
-                        chunk.tenant.clone_from(&tenant);
-                    }
-                }
-                Entry::Dir(d) => d.tree.tenant = d.tenant.as_deref().map(Into::into),
-            }
-        }
-    }
-
-    /// Every name safe, names strictly increasing, every location in range.
-    fn validate(&self) -> std::result::Result<(), String> {
-        let mut previous: Option<&str> = None;
-        for entry in &self.entries {
-            let name = entry.name();
-            check_name(name).map_err(|why| format!("entry {}: {why}", shown(name)))?;
-            if previous.is_some_and(|p| p >= name) {
-                return Err(format!(
-                    "entry {} is out of order or repeated (entries must be sorted by name)",
-                    shown(name)
-                ));
-            }
-            previous = Some(name);
-            let blobs: &[BlobRef] = match entry {
-                Entry::File(f) => &f.chunks,
-                Entry::Dir(d) => std::slice::from_ref(&d.tree),
-            };
-            if let Some(b) = blobs
-                .iter()
-                .find(|b| b.offset.checked_add(u64::from(b.length)).is_none())
-            {
-                return Err(format!(
-                    "entry {} points at blob {} past the end of any pack",
-                    shown(name),
-                    b.id
-                ));
-            }
-        }
-        Ok(())
+        page::encode_leaf(&self.entries)
     }
 
     /// The entry called `name`, by binary search.
@@ -287,7 +307,7 @@ pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {
 
 /// A name from the repository as an error message shows it: quoted, escaped,
 /// at most 64 characters.
-fn shown(name: &str) -> String {
+pub(crate) fn shown(name: &str) -> String {
     let cut: String = name.chars().take(64).collect();
     if cut.len() < name.len() {
         format!("{cut:?}…")
@@ -350,7 +370,7 @@ mod tests {
             inode: 0,
             tenant: None,
             sha256: ObjectId::default(),
-            chunks: vec![blob(9)],
+            chunks: ChunkList::Inline(vec![blob(9)]),
             carried: false,
         })
     }
@@ -362,11 +382,16 @@ mod tests {
             mtime_ns: 0,
             tenant: None,
             tree: blob(n),
+            files_below: 0,
+            bytes_below: 0,
         })
     }
 
     fn parse(entries: Vec<Entry>) -> Result<Tree> {
-        Tree::from_bytes(&blob(1), &Tree { entries }.to_bytes())
+        match page::decode(&blob(1), &Tree { entries }.to_bytes())? {
+            page::Page::Leaf(entries) => Ok(Tree { entries }),
+            other => panic!("a leaf encoded as {other:?}"),
+        }
     }
 
     #[test]
@@ -437,6 +462,8 @@ mod tests {
             mtime_ns: 0,
             tenant: None,
             tree: far,
+            files_below: 0,
+            bytes_below: 0,
         });
         assert!(parse(vec![entry]).is_err());
     }
