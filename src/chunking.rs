@@ -365,11 +365,7 @@ mod tests {
             &crate::repo::MasterKey::generate(),
         )
         .unwrap();
-        let writer = BlobWriter::new(
-            &repo,
-            crate::repo::index::Index::default(),
-            chrono::DateTime::UNIX_EPOCH,
-        );
+        let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let sizes = sizes_for(SourceClass::ClientData);
         let chunks_of = |bytes: usize| {
             let path = dir.path().join(format!("doc-{bytes}"));
@@ -394,11 +390,7 @@ mod tests {
             &crate::repo::MasterKey::generate(),
         )
         .unwrap();
-        let writer = BlobWriter::new(
-            &repo,
-            crate::repo::index::Index::default(),
-            chrono::DateTime::UNIX_EPOCH,
-        );
+        let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let err = store_file(
             &dir.path().join("gone"),
             None,

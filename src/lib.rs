@@ -33,6 +33,7 @@
 
 pub mod activity;
 pub mod agent;
+pub mod budget;
 pub mod cancel;
 pub mod chunking;
 pub mod cli;

@@ -12,7 +12,6 @@ use common::*;
 
 use std::os::unix::fs::PermissionsExt;
 
-use offsite::repo::index::Index;
 use offsite::repo::pack::{BlobKind, BlobRef};
 use offsite::repo::writer::{BlobWriter, Compress};
 use offsite::snapshot::Snapshot;
@@ -79,7 +78,7 @@ impl Forge {
         &self,
         build: impl FnOnce(&mut dyn FnMut(Vec<Entry>) -> BlobRef) -> BlobRef,
     ) -> BlobRef {
-        let writer = BlobWriter::new(&self.repo, Index::default(), self.base.time);
+        let writer = BlobWriter::new(&self.repo, self.base.time);
         let root = build(&mut |entries| {
             writer
                 .store(

@@ -136,7 +136,7 @@ fn a_writer_with_checkpoints_indexes_packs_as_it_goes() {
     let repo =
         offsite::repo::Repository::init(&location, t0, &offsite::repo::MasterKey::generate())
             .unwrap();
-    let writer = BlobWriter::new(&repo, Default::default(), t0).with_checkpoints(1);
+    let writer = BlobWriter::new(&repo, t0).with_checkpoints(1);
     let mut rng = Rng::new(4);
     let first = writer
         .store(None, BlobKind::Data, &rng.bytes(5 << 20), Compress::Never)

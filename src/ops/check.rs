@@ -22,8 +22,8 @@ use crate::id::ObjectId;
 use crate::ops::check_data::{self, Subset};
 use crate::ops::damage::{damaged_snapshots, Bad, SnapshotDamage};
 use crate::progress::Progress;
-use crate::repo::index::Index;
 use crate::repo::layout::{index_key, pack_key};
+use crate::repo::lookup::{BlobLookup, LookupBuilder};
 use crate::repo::pack::BlobRef;
 use crate::repo::{Repository, Shared};
 use crate::tree::{read, ChunkList, Entry, FileEntry, Tree, TreeWalk};
@@ -66,9 +66,9 @@ pub struct CheckReport {
 
 struct Checker<'a> {
     repo: &'a Repository,
-    index: Index,
-    /// Every indexed (pack, blob, offset).
-    located: HashSet<(ObjectId, ObjectId, u64)>,
+    /// Every indexed copy of every blob, on disk (see
+    /// [`crate::repo::lookup`]): RAM holds a few bits per blob.
+    index: BlobLookup,
     present: HashMap<ObjectId, u64>,
     /// Trees walked, by location: the same tree stored twice (a damaged copy
     /// and the copy a later snapshot stored again) is checked at each place.
@@ -97,8 +97,17 @@ impl Checker<'_> {
         self.referenced.insert(blob.pack);
         // A blob may be stored twice (a repack copied it, the old pack is not
         // deleted yet): any indexed copy at the place the tree says is right.
-        let at_tree_location = self.located.contains(&(blob.pack, blob.id, blob.offset));
-        match self.index.blobs.get(&blob.id) {
+        let copies = match self.index.copies(&blob.id) {
+            Ok(copies) => copies,
+            Err(e) => {
+                self.problem(format!("{what}: blob {}: {e}", blob.id));
+                return;
+            }
+        };
+        let at_tree_location = copies
+            .iter()
+            .any(|c| c.pack == blob.pack && c.offset == blob.offset);
+        match copies.first() {
             None => self.problem(format!(
                 "{what}: blob {} (in {key}) is not in the index",
                 blob.id
@@ -217,8 +226,7 @@ pub fn check_with(
     let repo = lock.repo();
     let mut checker = Checker {
         repo,
-        index: Index::default(),
-        located: HashSet::new(),
+        index: BlobLookup::default(),
         present: repo.list_packs()?.into_iter().collect(),
         seen_trees: HashSet::new(),
         referenced: HashSet::new(),
@@ -226,21 +234,20 @@ pub fn check_with(
         report: CheckReport::default(),
     };
     checker.report.packs = checker.present.len();
+    let scratch = std::env::temp_dir();
+    let mut index = LookupBuilder::new(&scratch).with_copies();
     for id in repo.list_index_files()? {
         match repo.read_index_file(&id) {
             Ok(file) => {
                 for pack in &file.packs {
-                    checker
-                        .located
-                        .extend(pack.blobs.iter().map(|b| (pack.id, b.id, b.offset)));
+                    index.add_pack(pack)?;
                 }
-                checker.index.add_file(&file)
             }
             Err(e) => checker.problem(format!("index {}: {e}", index_key(&id))),
         }
     }
-    let mut indexed: Vec<(ObjectId, u64)> =
-        checker.index.packs.iter().map(|(k, v)| (*k, *v)).collect();
+    checker.index = index.finish()?;
+    let mut indexed: Vec<(ObjectId, u64)> = checker.index.packs().map(|(k, v)| (*k, v)).collect();
     indexed.sort();
     for (pack, size) in indexed {
         let key = pack_key(&pack);
@@ -283,7 +290,7 @@ pub fn check_with(
     r.bytes_verified = read.bytes_read;
     r.unindexed_packs = packs
         .iter()
-        .filter(|(id, _)| !checker.index.packs.contains_key(id))
+        .filter(|(id, _)| !checker.index.holds_pack(id))
         .count() as u64;
     r.unreferenced_packs = packs
         .iter()
@@ -320,9 +327,9 @@ fn damage(checker: &Checker<'_>, mut bad: Bad) -> Result<Vec<SnapshotDamage>> {
     if checker.report.problems.is_empty() {
         return Ok(Vec::new());
     }
-    let packs = checker.index.packs.iter().filter_map(|(id, size)| {
+    let packs = checker.index.packs().filter_map(|(id, size)| {
         let actual = checker.present.get(id)?;
-        (actual != size).then_some(*id)
+        (*actual != size).then_some(*id)
     });
     bad.packs.extend(packs);
     let present: HashSet<ObjectId> = checker.present.keys().copied().collect();
@@ -332,7 +339,6 @@ fn damage(checker: &Checker<'_>, mut bad: Bad) -> Result<Vec<SnapshotDamage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::index::Index;
     use crate::repo::keys::Wrap;
     use crate::repo::pack::BlobKind;
     use crate::repo::writer::{BlobWriter, Compress};
@@ -366,7 +372,7 @@ mod tests {
         let master = MasterKey::generate();
         let t0 = DateTime::UNIX_EPOCH;
         let repo = Repository::init(&location, t0, &master).unwrap();
-        let w = BlobWriter::new(&repo, Index::default(), t0);
+        let w = BlobWriter::new(&repo, t0);
         let store = |tenant, kind, bytes: &[u8]| w.store(tenant, kind, bytes, Compress::Never);
         let old = store(Some("gone"), BlobKind::Data, b"old data").unwrap();
         let sub = Tree {

@@ -34,7 +34,6 @@ use crate::id::ObjectId;
 use crate::keyfile::KeyFile;
 use crate::ops::rewrite::{replace_manifest, Leave, Moved, Rewriter};
 use crate::problems::{is_object_damage, Problem};
-use crate::repo::index::Index;
 use crate::repo::pack::BlobRef;
 use crate::repo::rotate::{self, ErasedTenant};
 use crate::repo::writer::BlobWriter;
@@ -322,7 +321,7 @@ pub fn erase_items(
     }
     let erased = rotate::erased_tenants(repo)?;
     let leave = leave(&query.selection, &erased);
-    let writer = BlobWriter::new(repo, Index::default(), wall);
+    let writer = BlobWriter::new(repo, wall);
     let moved = Moved::new();
     let mut rewriter = Rewriter::new(repo, &writer, &moved, |path, _| {
         !query.selection.selects(path)

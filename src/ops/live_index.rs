@@ -21,19 +21,22 @@
 //! every byte): `check --read-data` finds them and `repair` quarantines them,
 //! after which they are simply missing and this module does the rest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::problems::Problem;
-use crate::repo::index::{Index, IndexedPack};
+use crate::repo::index::IndexedPack;
 use crate::repo::layout::pack_key;
+use crate::repo::lookup::{BlobLookup, LookupBuilder};
 use crate::repo::pack::BlobRef;
+use crate::repo::writer::BlobWriter;
 use crate::repo::Repository;
 
 /// The trusted index with what building it found.
 pub struct LiveIndex {
-    pub index: Index,
+    /// Where the trusted packs hold each blob (see [`crate::repo::lookup`]).
+    pub lookup: BlobLookup,
     /// Packs this snapshot's index file must list (adopted, unindexed ones).
     pub adopted: Vec<IndexedPack>,
     /// Indexed packs that are missing or of the wrong size, by key.
@@ -44,35 +47,42 @@ pub struct LiveIndex {
     pub problems: Vec<Problem>,
 }
 
-/// Build the trusted index of `repo`.
+/// Build the trusted index of `repo`, streaming its index files one at a
+/// time into a [`BlobLookup`] spilled under the temporary directory.
 pub fn load(repo: &Repository) -> Result<LiveIndex> {
     let present: HashMap<ObjectId, u64> = repo.list_packs()?.into_iter().collect();
-    let (mut index, problems) = repo.load_index_tolerant()?;
-    let mut missing: Vec<String> = index
-        .packs
-        .iter()
-        .filter(|(id, size)| present.get(id) != Some(*size))
-        .map(|(id, _)| pack_key(id))
-        .collect();
+    let dir = std::env::temp_dir();
+    let mut builder = LookupBuilder::new(&dir);
+    let mut missing: HashSet<ObjectId> = HashSet::new();
+    let problems = repo.each_index_file_tolerant(|_, file| {
+        for pack in &file.packs {
+            if present.get(&pack.id) == Some(&pack.size) {
+                builder.add_pack(pack)?;
+            } else {
+                missing.insert(pack.id);
+            }
+        }
+        Ok(())
+    })?;
+    // A pack listed twice, once with a wrong size, is still trusted.
+    missing.retain(|id| !builder.has_pack(id));
+    let mut missing: Vec<String> = missing.iter().map(pack_key).collect();
     missing.sort();
     if !missing.is_empty() {
         tracing::warn!(
             packs = missing.len(),
             "indexed packs are missing; their blobs are stored again"
         );
-        index.packs.retain(|id, size| present.get(id) == Some(size));
-        let kept = &index.packs;
-        index.blobs.retain(|_, blob| kept.contains_key(&blob.pack));
     }
     let mut adopted = Vec::new();
     let mut warnings = Vec::new();
     for (id, size) in &present {
-        if index.packs.contains_key(id) {
+        if builder.has_pack(id) {
             continue;
         }
         match repo.read_pack_header(id, *size) {
             Ok(pack) => {
-                index.add_pack(&pack);
+                builder.add_pack(&pack)?;
                 adopted.push(pack);
             }
             Err(e @ (Error::Corrupt { .. } | Error::NotFound { .. })) => {
@@ -84,8 +94,14 @@ pub fn load(repo: &Repository) -> Result<LiveIndex> {
     if !adopted.is_empty() {
         tracing::info!(packs = adopted.len(), "unindexed packs adopted");
     }
+    let lookup = builder.finish()?;
+    tracing::debug!(
+        blobs = lookup.blobs(),
+        ram_bytes = lookup.ram_bytes(),
+        "blob lookup built"
+    );
     Ok(LiveIndex {
-        index,
+        lookup,
         adopted,
         missing,
         warnings,
@@ -93,12 +109,21 @@ pub fn load(repo: &Repository) -> Result<LiveIndex> {
     })
 }
 
-/// `chunks` re-pointed at where the trusted index holds each blob, or `None`
-/// when any of them is not held in an existing pack. A blob is named by its
-/// content, so any indexed copy is the same blob.
-pub fn relocate(
-    chunks: &[BlobRef],
-    locate: &dyn Fn(&ObjectId) -> Option<BlobRef>,
-) -> Option<Vec<BlobRef>> {
-    chunks.iter().map(|c| locate(&c.id)).collect()
+/// `chunks` checked against the trusted packs, or `None` when any of them is
+/// not held in an existing pack. A chunk whose pack is trusted is kept as
+/// it is (a per-pack check, no per-blob lookup: an unchanged file costs no
+/// read of the blob table); another is re-pointed at wherever the
+/// repository holds the same id (a blob is named by its content, so any
+/// indexed copy is the same blob).
+pub fn relocate(chunks: &[BlobRef], writer: &BlobWriter<'_>) -> Option<Vec<BlobRef>> {
+    chunks
+        .iter()
+        .map(|c| {
+            if writer.trusts(c) {
+                Some(c.clone())
+            } else {
+                writer.locate(&c.id)
+            }
+        })
+        .collect()
 }

@@ -52,7 +52,7 @@ use crate::ops::rewrite::{replace_manifest, Rewriter};
 use crate::ops::sweep;
 use crate::problems::Problem;
 use crate::progress::Progress;
-use crate::repo::index::{Index, IndexedPack};
+use crate::repo::index::IndexedPack;
 use crate::repo::writer::BlobWriter;
 use crate::repo::{Exclusive, Repository};
 use crate::snapshot::Duplicate;
@@ -214,7 +214,7 @@ fn rewrite(
     let contracts = config.contracts();
     // Not deduplicated against the repository: new trees go to new packs,
     // as the plan assumes (see crate::ops::references).
-    let writer = BlobWriter::new(repo, Index::default(), wall);
+    let writer = BlobWriter::new(repo, wall);
     let moved = sweep::copy_live(repo, &plan.sweep, &writer)?;
     let mut voice = Rewriter::new(repo, &writer, &moved, |_, f| !contracts.expired(f, now))
         .guard(&going)

@@ -340,7 +340,6 @@ fn add(
 mod tests {
     use super::*;
     use crate::ops::rewrite::{Moved, Rewriter};
-    use crate::repo::index::Index;
     use crate::repo::pack::BlobKind;
     use crate::repo::writer::{BlobWriter, Compress};
     use crate::tree::DirEntry;
@@ -361,7 +360,7 @@ mod tests {
 
     /// root/{b (expires), s/a}: returns (root, s, a's chunk, b's chunk).
     fn small_repo(repo: &Repository) -> (BlobRef, BlobRef, BlobRef, BlobRef) {
-        let w = BlobWriter::new(repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let w = BlobWriter::new(repo, chrono::DateTime::UNIX_EPOCH);
         let a = w
             .store(None, BlobKind::Data, b"aaaa", Compress::Never)
             .unwrap();
@@ -448,7 +447,7 @@ mod tests {
     fn a_rewrite_keeping_a_reference_into_a_pack_the_plan_deletes_stops() {
         let (_dir, repo) = scratch_repo();
         let (r, _, a, _) = small_repo(&repo);
-        let writer = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let moved = Moved::new();
         let going = HashSet::from([a.pack]);
         let err = Rewriter::new(&repo, &writer, &moved, |_, _| true)
@@ -466,7 +465,7 @@ mod tests {
     #[test]
     fn an_erased_tenants_directory_is_left_unread_by_the_graph_the_rewriter_and_find() {
         let (_dir, repo) = scratch_repo();
-        let w = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let w = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let b = w
             .store(None, BlobKind::Data, b"bbbb", Compress::Never)
             .unwrap();
@@ -514,7 +513,7 @@ mod tests {
         let live: HashSet<Loc> = out.live.keys().copied().collect();
         assert_eq!(live, HashSet::from([key(&b)]));
 
-        let writer = BlobWriter::new(&repo, Index::default(), chrono::DateTime::UNIX_EPOCH);
+        let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let moved = Moved::new();
         let new = Rewriter::new(&repo, &writer, &moved, |_, _| true)
             .dropping_tenants(&erased)

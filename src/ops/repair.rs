@@ -101,7 +101,7 @@ pub fn repair(lock: &Exclusive, now: chrono::DateTime<chrono::Utc>) -> Result<Re
         missing_packs: missing_indexed(repo, &old, &present),
         ..RepairReport::default()
     };
-    let salvage = BlobWriter::new(repo, Index::default(), now);
+    let salvage = BlobWriter::new(repo, now);
     let mut whole = Vec::new();
     for (id, _) in &listed {
         let key = pack_key(id);

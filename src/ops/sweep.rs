@@ -235,23 +235,28 @@ fn classify(
     plan
 }
 
-/// Write one consolidated index of `surviving` packs (unless there are none)
-/// and delete every other index file.
+/// Write the consolidated index of `surviving` packs, in files of at most
+/// [`INDEX_FILE_PACKS`] packs (so a snapshot reading them back holds one
+/// small file at a time), and delete every other index file.
 fn consolidate(repo: &Repository, mut surviving: Vec<IndexedPack>, point: &str) -> Result<()> {
     surviving.sort_by_key(|p| p.id);
-    let consolidated = if surviving.is_empty() {
-        None
-    } else {
-        Some(repo.write_index_file(surviving)?)
-    };
+    let mut consolidated = HashSet::new();
+    while !surviving.is_empty() {
+        let rest = surviving.split_off(surviving.len().min(INDEX_FILE_PACKS));
+        consolidated.insert(repo.write_index_file(std::mem::replace(&mut surviving, rest))?);
+    }
     crate::failpoint::hit(point);
     for id in repo.list_index_files()? {
-        if Some(id) != consolidated {
+        if !consolidated.contains(&id) {
             repo.delete_index_file(&id)?;
         }
     }
     Ok(())
 }
+
+/// Packs per consolidated index file: 256 packs of 8 KiB chunks are ~250 000
+/// blobs, ~20 MiB to hold while one file is read.
+const INDEX_FILE_PACKS: usize = 256;
 
 fn delete_packs(repo: &Repository, packs: &[ObjectId], mid_point: &str) -> Result<()> {
     for (i, id) in packs.iter().enumerate() {

@@ -5,8 +5,9 @@
 //! packs' own headers), so the index can be rebuilt from the packs. Stored as
 //! zstd-compressed JSON sealed under the metadata key (purpose
 //! [`INDEX_PURPOSE`]), named by the SHA-256 of the stored (sealed) bytes. A snapshot
-//! loads the whole index to deduplicate; a single-item restore never needs it,
-//! because trees carry each chunk's location.
+//! streams the index files into its on-disk blob lookup
+//! ([`crate::repo::lookup`]) to deduplicate; a single-item restore never needs
+//! the index, because trees carry each chunk's location.
 //!
 //! An index file that cannot be read is a problem to report, not a reason to
 //! stop: the `_tolerant` readers skip it and return it as a [`Problem`]; the
@@ -121,16 +122,29 @@ impl Repository {
     /// (skipped, never deleted here). Only errors of the store itself fail.
     pub fn read_all_index_files_tolerant(&self) -> Result<(IndexFiles, Vec<Problem>)> {
         let mut files = Vec::new();
+        let problems = self.each_index_file_tolerant(|id, file| {
+            files.push((id, file));
+            Ok(())
+        })?;
+        Ok((files, problems))
+    }
+
+    /// Hand every index file that reads to `each`, one at a time (so only
+    /// one is in memory); the others are returned as problems.
+    pub fn each_index_file_tolerant(
+        &self,
+        mut each: impl FnMut(ObjectId, IndexFile) -> Result<()>,
+    ) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
         for id in self.list_index_files()? {
             match self.read_index_file(&id) {
-                Ok(file) => files.push((id, file)),
+                Ok(file) => each(id, file)?,
                 Err(Error::NotFound { .. }) => {} // deleted since the listing
                 Err(e) if is_object_damage(&e) => problems.push(Problem::new(&index_key(&id), &e)),
                 Err(e) => return Err(e),
             }
         }
-        Ok((files, problems))
+        Ok(problems)
     }
 
     /// The index files that cannot be read, without keeping the others in memory.
@@ -174,8 +188,12 @@ impl Repository {
             version: INDEX_VERSION,
             packs,
         };
-        let json = serde_json::to_vec(&file).expect("index serializes");
-        let packed = zstd::bulk::compress(&json, 3).expect("zstd compresses in memory");
+        // Streamed through the compressor: the JSON (~170 B per blob) is never
+        // whole in memory, only its compressed form.
+        let mut encoder =
+            zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd compresses in memory");
+        serde_json::to_writer(&mut encoder, &file).expect("index serializes");
+        let packed = encoder.finish().expect("zstd compresses in memory");
         let stored = self.keys.meta().seal(INDEX_PURPOSE, &packed);
         let id = ObjectId::hash(&stored);
         self.store

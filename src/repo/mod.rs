@@ -76,6 +76,7 @@ pub mod layout;
 pub mod lock;
 pub mod locked;
 pub mod log;
+pub mod lookup;
 mod object_locks;
 pub mod pack;
 pub mod packs;

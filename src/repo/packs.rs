@@ -229,7 +229,7 @@ mod tests {
         let location = Location::Local(root.clone());
         let master = crate::repo::MasterKey::generate();
         let repo = Repository::init(&location, DateTime::UNIX_EPOCH, &master).unwrap();
-        let writer = BlobWriter::new(&repo, Default::default(), DateTime::UNIX_EPOCH);
+        let writer = BlobWriter::new(&repo, DateTime::UNIX_EPOCH);
         let blob = writer
             .store(Some("gone"), BlobKind::Data, b"old data", Compress::Never)
             .unwrap();

@@ -250,7 +250,7 @@ mod tests {
         let location = Location::Local(root.clone());
         let repo =
             Repository::init(&location, DateTime::UNIX_EPOCH, &MasterKey::generate()).unwrap();
-        let writer = BlobWriter::new(&repo, Default::default(), DateTime::UNIX_EPOCH);
+        let writer = BlobWriter::new(&repo, DateTime::UNIX_EPOCH);
         let chunk = |i: usize| -> Vec<u8> {
             (0..1 << 20)
                 .map(|j| (j * 31 + i * 7 + j / 4096) as u8)

@@ -20,18 +20,20 @@
 //! expiry by a neighbour.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::budget::FRESH_BLOBS;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::repo::index::{Index, IndexedPack};
+use crate::repo::index::IndexedPack;
 use crate::repo::keys::DataKey;
+use crate::repo::lookup::BlobLookup;
 use crate::repo::pack::{BlobKind, BlobRef, Compression, PackBuilder};
 use crate::repo::Repository;
 use std::sync::atomic::AtomicBool;
@@ -124,7 +126,10 @@ pub struct BlobWriter<'r> {
     repo: &'r Repository,
     /// When a tenant key created by this writer is recorded as created.
     now: DateTime<Utc>,
-    known: Mutex<HashMap<ObjectId, BlobRef>>,
+    /// Where the repository held each blob when the writer started.
+    repository: BlobLookup,
+    /// This run's blobs and the forgotten ids.
+    fresh: Mutex<Fresh>,
     /// Keys of the tenants seen so far (the shared key is `repo`'s).
     tenants: Mutex<HashMap<String, TenantKey>>,
     /// Open packs with the expiry day they group (voice data; `None` else).
@@ -132,7 +137,7 @@ pub struct BlobWriter<'r> {
     tree_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
     /// Object Lock date of packs without an expiry day.
     lock_until: Option<DateTime<Utc>>,
-    written: Arc<Mutex<Vec<IndexedPack>>>,
+    written: Arc<Written>,
     added: AtomicU64,
     /// Blobs stored by this writer (new ones only).
     blobs_added: AtomicU64,
@@ -172,7 +177,7 @@ const UPLOAD_THREADS: usize = 4;
 const UPLOAD_QUEUE: usize = 2;
 
 impl Uploader {
-    fn start(repo: Repository, written: Arc<Mutex<Vec<IndexedPack>>>) -> Self {
+    fn start(repo: Repository, written: Arc<Written>) -> Self {
         let (queue, jobs) = mpsc::sync_channel::<(Bytes, IndexedPack, Lock)>(UPLOAD_QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         let failure: Arc<Mutex<Option<Error>>> = Arc::default();
@@ -192,8 +197,11 @@ impl Uploader {
                     if failed.load(Ordering::SeqCst) {
                         continue; // drain: the snapshot is failing anyway
                     }
-                    match repo.put_pack(&pack.id, bytes, until) {
-                        Ok(()) => written.lock().unwrap().push(pack),
+                    match repo
+                        .put_pack(&pack.id, bytes, until)
+                        .and_then(|()| written.push(&repo, pack))
+                    {
+                        Ok(()) => {}
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
                             failure.lock().unwrap().get_or_insert(e);
@@ -250,6 +258,52 @@ impl Uploader {
 /// The Object Lock date of a pack, if any.
 type Lock = Option<DateTime<Utc>>;
 
+/// The blobs this writer stored, at most [`FRESH_BLOBS`] (past that the map
+/// starts over: a later copy of a forgotten one is stored again, a
+/// duplicate, never a wrong reference), and the ids [`BlobWriter::forget`]
+/// was told are damaged in the repository.
+#[derive(Default)]
+struct Fresh {
+    blobs: HashMap<ObjectId, BlobRef>,
+    forgotten: HashSet<ObjectId>,
+}
+
+impl Fresh {
+    fn remember(&mut self, blob: BlobRef) {
+        if self.blobs.len() >= FRESH_BLOBS {
+            self.blobs = HashMap::new();
+        }
+        self.blobs.insert(blob.id, blob);
+    }
+}
+
+/// The packs written and not yet listed in an index file. With
+/// `every` > 0 they are listed in an index file of their own as soon as
+/// that many are written (each pack after it is stored, so an index file
+/// only ever names packs that exist): a long snapshot then keeps at most
+/// `every` packs' blob lists in memory, and one that is interrupted leaves
+/// most of its packs indexed, ready for the next run to deduplicate against.
+#[derive(Default)]
+struct Written {
+    packs: Mutex<Vec<IndexedPack>>,
+    every: AtomicUsize,
+}
+
+impl Written {
+    fn push(&self, repo: &Repository, pack: IndexedPack) -> Result<()> {
+        let every = self.every.load(Ordering::Relaxed);
+        let batch = {
+            let mut packs = self.packs.lock().unwrap();
+            packs.push(pack);
+            if every == 0 || packs.len() < every {
+                return Ok(());
+            }
+            std::mem::take(&mut *packs)
+        };
+        repo.write_index_file(batch).map(drop)
+    }
+}
+
 /// A tenant's name (shared by every reference to its blobs) and key.
 type TenantKey = (Arc<str>, Arc<DataKey>);
 
@@ -267,19 +321,20 @@ impl<'r> BlobWriter<'r> {
     /// Forget that the repository holds `id` (its stored copy is damaged),
     /// so the next `store` of that content writes it again.
     pub fn forget(&self, id: &ObjectId) {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        fresh.blobs.remove(id);
+        fresh.forgotten.insert(*id);
     }
 
-    /// A writer that deduplicates against `index`; a tenant key it has to
-    /// create is recorded as created at `now`.
-    pub fn new(repo: &'r Repository, index: Index, now: DateTime<Utc>) -> Self {
+    /// A writer that deduplicates within its own run (see
+    /// [`with_lookup`](Self::with_lookup) for the repository's blobs); a
+    /// tenant key it has to create is recorded as created at `now`.
+    pub fn new(repo: &'r Repository, now: DateTime<Utc>) -> Self {
         BlobWriter {
             repo,
             now,
-            known: Mutex::new(index.blobs),
+            repository: BlobLookup::default(),
+            fresh: Mutex::default(),
             tenants: Mutex::default(),
             data_packs: Mutex::default(),
             tree_packs: Mutex::default(),
@@ -300,6 +355,20 @@ impl<'r> BlobWriter<'r> {
         if self.repo.is_remote() {
             self.uploader = Some(Uploader::start(self.repo.clone(), self.written.clone()));
         }
+        self
+    }
+
+    /// Write an index file for every `packs` packs written, rather than
+    /// return them all from [`finish`](Self::finish) (which then returns
+    /// the rest). For snapshots: their packs need no other bookkeeping.
+    pub fn with_index_every(self, packs: usize) -> Self {
+        self.written.every.store(packs, Ordering::Relaxed);
+        self
+    }
+
+    /// Deduplicate against the repository's blobs as `lookup` holds them.
+    pub fn with_lookup(mut self, lookup: BlobLookup) -> Self {
+        self.repository = lookup;
         self
     }
 
@@ -335,7 +404,7 @@ impl<'r> BlobWriter<'r> {
         {
             return Ok(());
         }
-        let packs = std::mem::take(&mut *self.written.lock().unwrap());
+        let packs = std::mem::take(&mut *self.written.packs.lock().unwrap());
         if !packs.is_empty() {
             self.repo.write_index_file(packs)?;
             tracing::info!(bytes_added = added, "checkpoint: packs so far indexed");
@@ -373,7 +442,23 @@ impl<'r> BlobWriter<'r> {
 
     /// Where the repository (or this run) holds the blob `id`, if anywhere.
     pub fn locate(&self, id: &ObjectId) -> Option<BlobRef> {
-        self.known.lock().unwrap().get(id).cloned()
+        {
+            let fresh = self.fresh.lock().unwrap();
+            if let Some(found) = fresh.blobs.get(id) {
+                return Some(found.clone());
+            }
+            if fresh.forgotten.contains(id) {
+                return None;
+            }
+        }
+        self.repository.locate(id)
+    }
+
+    /// Whether `chunk` may be referenced as it is: its pack is one the
+    /// repository lookup trusts and its id was not forgotten.
+    pub fn trusts(&self, chunk: &BlobRef) -> bool {
+        self.repository.holds_pack(&chunk.pack)
+            && !self.fresh.lock().unwrap().forgotten.contains(&chunk.id)
     }
 
     /// The key of `tenant` (created on first use), once per tenant.
@@ -407,8 +492,8 @@ impl<'r> BlobWriter<'r> {
         }
         let (tenant, key) = self.key_for(tenant)?;
         let id = key.id_of(raw);
-        if let Some(found) = self.known.lock().unwrap().get(&id) {
-            return Ok(found.clone());
+        if let Some(found) = self.locate(&id) {
+            return Ok(found);
         }
         let packed = match mode {
             Compress::Try
@@ -472,9 +557,9 @@ impl<'r> BlobWriter<'r> {
         };
         let (location, full) = {
             let mut packs = slot.lock().unwrap();
-            let mut known = self.known.lock().unwrap();
+            let mut run = self.fresh.lock().unwrap();
             if dedup {
-                if let Some(found) = known.get(&blob.id) {
+                if let Some(found) = run.blobs.get(&blob.id) {
                     return Ok(found.clone());
                 }
             }
@@ -507,8 +592,8 @@ impl<'r> BlobWriter<'r> {
                 blob.raw_length,
                 blob.compression,
             );
-            known.insert(blob.id, location.clone());
-            drop(known);
+            run.remember(location.clone());
+            drop(run);
             self.added
                 .fetch_add(location.length as u64, Ordering::Relaxed);
             self.blobs_added.fetch_add(1, Ordering::Relaxed);
@@ -540,7 +625,7 @@ impl<'r> BlobWriter<'r> {
             uploader.send(bytes, pack, until)?;
         } else {
             self.repo.put_pack(&pack.id, bytes, until)?;
-            self.written.lock().unwrap().push(pack);
+            self.written.push(self.repo, pack)?;
         }
         crate::failpoint::pause_if_armed("pack-written");
         self.checkpoint_if_due()
@@ -558,7 +643,7 @@ impl<'r> BlobWriter<'r> {
         if let Some(uploader) = self.uploader.take() {
             uploader.finish()?;
         }
-        let written = std::mem::take(&mut *self.written.lock().unwrap());
+        let written = std::mem::take(&mut *self.written.packs.lock().unwrap());
         Ok(written)
     }
 }
@@ -576,7 +661,7 @@ mod tests {
         let location = crate::repo::Location::Local(dir.path().join("repo"));
         let now = DateTime::UNIX_EPOCH;
         let repo = Repository::init(&location, now, &crate::repo::MasterKey::generate()).unwrap();
-        let writer = BlobWriter::new(&repo, Index::default(), now);
+        let writer = BlobWriter::new(&repo, now);
         let tenants = [None, Some("a"), Some("b"), Some("c"), Some("d"), Some("e")];
         let mut stored = Vec::new();
         for round in 0..5u8 {

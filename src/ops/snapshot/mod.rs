@@ -362,7 +362,9 @@ pub fn snapshot_source_with(
         .promises
         .unwrap_or_default()
         .created_until(time, &source.retention);
-    let writer = BlobWriter::new(repo, live.index, time)
+    let writer = BlobWriter::new(repo, time)
+        .with_lookup(live.lookup)
+        .with_index_every(crate::budget::INDEX_EVERY_PACKS)
         .with_cancel(cancel)
         .with_checkpoints(CHECKPOINT_BYTES)
         .with_lock_until(lock_until);

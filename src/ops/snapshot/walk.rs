@@ -137,9 +137,7 @@ impl Walker<'_> {
     /// the snapshot, so a transient failure never drops a carried recording.
     fn relocate(&mut self, tenant: Option<&str>, chunks: &ChunkList) -> Result<Option<ChunkList>> {
         let all = match chunks {
-            ChunkList::Inline(c) => {
-                return Ok(relocate(c, &|id| self.writer.locate(id)).map(ChunkList::Inline))
-            }
+            ChunkList::Inline(c) => return Ok(relocate(c, self.writer).map(ChunkList::Inline)),
             list => match crate::tree::read::all_chunks(&mut self.trees, list) {
                 Ok(all) => all,
                 Err(e) if is_object_damage(&e) || matches!(e, Error::Erased { .. }) => {
@@ -148,7 +146,7 @@ impl Walker<'_> {
                 Err(e) => return Err(e),
             },
         };
-        let Some(moved) = relocate(&all, &|id| self.writer.locate(id)) else {
+        let Some(moved) = relocate(&all, self.writer) else {
             return Ok(None);
         };
         let writer = self.writer;
