@@ -179,7 +179,10 @@ fn progress_shows_on_a_terminal_only_and_never_with_quiet() {
     assert!(!quiet.contains("check: "), "{quiet:?}");
     assert!(quiet.contains("checked "), "{quiet}");
     let check = on_terminal(&w, "check --read-data", &[]);
-    assert!(check.contains("\x1b[?7lcheck: verifying packs"), "{check:?}");
+    assert!(
+        check.contains("\x1b[?7lcheck: verifying packs"),
+        "{check:?}"
+    );
 
     // Off a terminal: nothing but the report, on stdout.
     let out = w.offsite(&["snapshot"]);

@@ -79,9 +79,11 @@ pub async fn bucket_lock(loc: &S3Location) -> Result<BucketLock> {
 }
 
 /// `init` and `config check`: the repository's bucket must have Object
-/// Lock enabled, and a default retention of its own must not outlast the
-/// shortest promise (it would hold every object, activity-log entries
-/// too, past it). `None` when `object_lock` is not set.
+/// Lock enabled and no default retention of its own: a default would lock
+/// what offsite writes unlocked on purpose (the `keys/` objects that
+/// `erase --tenant` must delete at once, locks, log entries), so an erase
+/// would leave the old master key readable. `None` when `object_lock` is
+/// not set.
 pub fn verify_bucket(config: &crate::config::Config) -> Result<Option<BucketLock>> {
     let (crate::repo::Location::S3(loc), Some(_)) = (&config.repository, config.object_lock())
     else {
@@ -98,13 +100,13 @@ pub fn verify_bucket(config: &crate::config::Config) -> Result<Option<BucketLock
             ),
         ));
     }
-    let shortest = crate::object_lock::shortest_promise_days(config);
-    if let Some(days) = found.default_days.filter(|d| *d > shortest) {
+    if let Some(days) = found.default_days {
         return Err(Error::config(
             "repository.object_lock",
             format!(
-                "bucket {} has a default retention of {days} days, longer than the shortest promise \
-                 ({shortest} days): objects would be held past their deadline; remove the bucket's default retention",
+                "bucket {} has a default retention of {days} days: it would lock the key objects that \
+                 erasing a tenant must delete at once, and every lock and log entry; remove the bucket's \
+                 default retention (offsite locks each object itself)",
                 loc.bucket
             ),
         ));
@@ -197,6 +199,34 @@ impl LockedBucket {
             .filter(|v| v.key() == Some(full.as_str()))
             .filter_map(|v| v.version_id().map(String::from))
             .collect())
+    }
+
+    /// The bytes of one version of `key`, if it holds exactly `expected`
+    /// bytes' length (create-only objects are compared, never parsed here).
+    pub async fn version_holds(
+        &self,
+        key: &str,
+        version_id: &str,
+        expected: &[u8],
+    ) -> Result<bool> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        if out.content_length() != i64::try_from(expected.len()).ok() {
+            return Ok(false);
+        }
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::unreachable(key, e.to_string(), e))?;
+        Ok(body.into_bytes() == expected)
     }
 
     /// The retain-until date of the current version of `key`, if locked.

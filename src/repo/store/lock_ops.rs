@@ -77,19 +77,23 @@ impl Store {
             Self::count(&self.requests.list, 1);
             let versions = crate::runtime::block_on(bucket.versions_of(key))?;
             let oldest = versions.last();
-            if ours.is_none() || oldest.is_none() || oldest == ours.as_ref() {
+            let (Some(ours), Some(oldest)) = (ours, oldest) else {
+                return Ok(());
+            };
+            if *oldest == ours {
                 return Ok(());
             }
-            if let Some(ours) = &ours {
-                Self::count(&self.requests.delete, 1);
-                crate::runtime::block_on(bucket.delete_version(key, ours))?;
-            }
-            match self.get(key) {
-                Ok(stored) if stored == data => Ok(()),
-                Ok(_) => Err(Error::AlreadyExists {
+            Self::count(&self.requests.delete, 1);
+            crate::runtime::block_on(bucket.delete_version(key, &ours))?;
+            // The object is the oldest version, not the latest one (our own
+            // version may still be the latest if its delete was refused).
+            Self::count(&self.requests.get, 1);
+            if crate::runtime::block_on(bucket.version_holds(key, oldest, &data))? {
+                Ok(())
+            } else {
+                Err(Error::AlreadyExists {
                     what: format!("object {key} already exists"),
-                }),
-                Err(e) => Err(e),
+                })
             }
         })
     }
