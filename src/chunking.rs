@@ -203,20 +203,7 @@ pub fn store_open_file(
                 file.rewind().map_err(source_error)?;
                 chunker.data(&mut file, &mut buf[..window], path)?
             }
-            Some(size) => {
-                let mut at = 0;
-                while at < size {
-                    let data = crate::sparse::next_data(&file, at, size).map_err(source_error)?;
-                    chunker.hole(data - at)?;
-                    if data >= size {
-                        break;
-                    }
-                    let hole = crate::sparse::next_hole(&file, data, size).map_err(source_error)?;
-                    file.seek(SeekFrom::Start(data)).map_err(source_error)?;
-                    chunker.data(&mut (&file).take(hole - data), &mut buf[..window], path)?;
-                    at = hole;
-                }
-            }
+            Some(size) => chunker.regions(&mut file, size, &mut buf[..window], path)?,
         }
         Ok(StoredContent {
             sha256: ObjectId(chunker.whole.finalize().into()),
@@ -309,6 +296,38 @@ impl Chunker<'_, '_> {
         Ok(())
     }
 
+    /// A sparse file of `size` bytes (its length when the walk began), data
+    /// region by data region. A file that shrinks while it is read keeps what
+    /// was read, as any file does: no hole is padded past its end now.
+    fn regions(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        buf: &mut [u8],
+        path: &Path,
+    ) -> Result<(), StoreFileError> {
+        let source_error =
+            |e: std::io::Error| StoreFileError::Source(format!("{}: {e}", path.display()));
+        let mut at = 0;
+        while at < size {
+            let data = crate::sparse::next_data(file, at, size).map_err(source_error)?;
+            if data >= size {
+                let now = file.metadata().map_err(source_error)?.len();
+                return self.hole(size.min(now).saturating_sub(at));
+            }
+            self.hole(data - at)?;
+            let hole = crate::sparse::next_hole(file, data, size).map_err(source_error)?;
+            file.seek(SeekFrom::Start(data)).map_err(source_error)?;
+            let before = self.bytes_read;
+            self.data(&mut (&*file).take(hole - data), buf, path)?;
+            if self.bytes_read - before < hole - data {
+                break; // cut short: the file shrank
+            }
+            at = hole;
+        }
+        Ok(())
+    }
+
     /// A hole of `len` bytes, not read: whole zero blobs, then the rest
     /// (less than one) as a chunk of zeros.
     fn hole(&mut self, mut len: u64) -> Result<(), StoreFileError> {
@@ -378,6 +397,42 @@ mod tests {
         assert_eq!(chunks_of(40 << 10), 1);
         assert!(chunks_of(sizes.whole_up_to as usize + 1) > 1);
         assert!(chunks_of(256 << 10) > 4);
+    }
+
+    /// Regression: a sparse file that shrank after its size was taken was
+    /// recorded padded with zeros up to the old size.
+    #[test]
+    fn a_sparse_file_that_shrank_is_not_padded_to_its_old_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::repo::Location::Local(dir.path().join("repo"));
+        let repo = crate::repo::Repository::init(
+            &location,
+            chrono::DateTime::UNIX_EPOCH,
+            &crate::repo::MasterKey::generate(),
+        )
+        .unwrap();
+        let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
+        let path = dir.path().join("sparse");
+        std::fs::write(&path, text(64 << 10)).unwrap();
+        let mut file = File::options().read(true).write(true).open(&path).unwrap();
+        file.set_len(3 << 20).unwrap(); // a trailing hole: 3 MiB now
+        let mut chunker = Chunker {
+            tenant: None,
+            sizes: sizes_for(SourceClass::ClientData),
+            writer: &writer,
+            progress: &Progress::hidden(),
+            whole: Sha256::new(),
+            chunks: Vec::new(),
+            mode: Compress::Try,
+            bytes_read: 0,
+            zero: None,
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        // The walk saw 5 MiB; the file has 3 MiB by the time it is read.
+        chunker
+            .regions(&mut file, 5 << 20, &mut buf, &path)
+            .unwrap();
+        assert_eq!(chunker.bytes_read, 3 << 20);
     }
 
     #[test]
