@@ -414,3 +414,61 @@ fn create_only_holds_on_a_versioned_bucket() {
         1
     );
 }
+
+/// Regression: a voice snapshot's locks were extended for its directory
+/// pages only, so the chunk list of a big recording (in pieces, in a tree
+/// pack an earlier snapshot wrote) kept the earlier snapshot's shorter lock
+/// once the directory changed.
+#[test]
+fn a_big_recordings_chunk_list_is_locked_as_long_as_the_snapshots_naming_it() {
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp() + 120, 0).unwrap();
+    let (w, name, lock) = locked_world(t0);
+    let b = bucket(&name, &lock);
+    let mut rng = Rng::new(29);
+    // Voice chunks average 2–3 MiB: 128 MiB is more than 32 chunks, in pieces.
+    record(
+        &w,
+        "voice/big.opus",
+        &rng.bytes(128 << 20),
+        "2030-01-01T06:00:00Z",
+    );
+    w.ok(&["init"]);
+    let snapshot = |time: &str| w.ok(&["snapshot", "--source", "voice", "--time", time]);
+    snapshot("2030-01-01T12:00:00Z");
+    record(
+        &w,
+        "voice/small.opus",
+        &rng.bytes(300_000),
+        "2030-01-02T06:00:00Z",
+    );
+    snapshot("2030-01-02T12:00:00Z");
+    w.ok(&["prune", "--really-at-now", "--now", "2030-01-02T13:00:00Z"]);
+
+    let repo = w.open_repo();
+    let listing = repo.load_snapshots_tolerant(None, Some("voice")).unwrap();
+    let (_, latest) = listing
+        .readable
+        .iter()
+        .max_by_key(|(_, s)| s.time)
+        .expect("two voice snapshots");
+    let mut files = Vec::new();
+    repo.for_each_file(&latest.tree, &mut |_, f| files.push(f))
+        .unwrap();
+    let big = files
+        .iter()
+        .find(|f| f.name == "big.opus")
+        .expect("big.opus");
+    let offsite::tree::ChunkList::Pieces { list, .. } = &big.chunks else {
+        panic!("128 MiB of voice is stored in pieces: {:?}", big.chunks);
+    };
+    assert_ne!(
+        list.pack, latest.tree.pack,
+        "the directory changed: a new page pack"
+    );
+    let page_lock = retain_until(&b, &pack_key(&latest.tree.pack)).expect("pages locked");
+    let list_lock = retain_until(&b, &pack_key(&list.pack)).expect("the list locked");
+    assert!(
+        list_lock >= page_lock,
+        "the chunk list is locked until {list_lock}, the snapshot naming it until {page_lock}"
+    );
+}

@@ -222,8 +222,8 @@ fn promoted<'a>(
     out
 }
 
-/// The packs holding the directory pages below `root` and, `with_data`,
-/// the chunk lists and chunks of its files. Directories already visited
+/// The packs holding the directory pages and the chunk lists below `root`
+/// and, `with_data`, the chunks of its files. Directories already visited
 /// (by a snapshot with a later or equal date: callers go latest first) are
 /// skipped.
 fn packs_below(
@@ -249,7 +249,13 @@ fn packs_below(
                     let blobs = read::file_blobs(&mut cache, &f.chunks)?;
                     found.extend(blobs.iter().map(|c| c.pack));
                 }
-                Entry::File(_) => {}
+                // Without the data (voice: locked to its expiry day when
+                // written), a big file's chunk list is still metadata of this
+                // snapshot, in tree packs, and follows its promotions.
+                Entry::File(f) => {
+                    let lists = read::list_blobs(&mut cache, &f.chunks)?;
+                    found.extend(lists.iter().map(|c| c.pack));
+                }
             }
         }
     }
