@@ -31,6 +31,8 @@ pub struct TreeCache<'r> {
     repo: &'r Repository,
     packs: HashMap<ObjectId, Bytes>,
     held: usize,
+    /// Pages and pieces that were found damaged (see [`TreeCache::damaged`]).
+    damaged: Vec<ObjectId>,
 }
 
 /// Memory the cache may hold before it starts over.
@@ -42,7 +44,25 @@ impl<'r> TreeCache<'r> {
             repo,
             packs: HashMap::new(),
             held: 0,
+            damaged: Vec::new(),
         }
+    }
+
+    /// The pages, pieces and piece lists this cache found damaged. A
+    /// snapshot forgets them: a page rebuilt byte for byte has the same id,
+    /// and must be stored again rather than point at the damaged copy.
+    pub fn damaged(&self) -> &[ObjectId] {
+        &self.damaged
+    }
+
+    /// `read`, noting `blob` as damaged when it is.
+    fn noting<T>(&mut self, blob: &BlobRef, read: Result<T>) -> Result<T> {
+        if let Err(e) = &read {
+            if crate::problems::is_object_damage(e) {
+                self.damaged.push(blob.id);
+            }
+        }
+        read
     }
 
     /// The verified content of `blob`, from its pack in memory.
@@ -82,13 +102,18 @@ impl<'r> TreeCache<'r> {
 
 impl PageSource for TreeCache<'_> {
     fn page(&mut self, blob: &BlobRef) -> Result<Page> {
-        page::decode(blob, &self.blob_bytes(blob)?)
+        let read = self.blob_bytes(blob).and_then(|b| page::decode(blob, &b));
+        self.noting(blob, read)
     }
     fn piece(&mut self, blob: &BlobRef) -> Result<Vec<BlobRef>> {
-        page::decode_piece(blob, &self.blob_bytes(blob)?)
+        let read = self
+            .blob_bytes(blob)
+            .and_then(|b| page::decode_piece(blob, &b));
+        self.noting(blob, read)
     }
     fn piece_list(&mut self, blob: &BlobRef, chunks: u64) -> Result<Vec<PieceRef>> {
-        page::decode_piece_list(blob, chunks, &self.blob_bytes(blob)?)
+        let read = (self.blob_bytes(blob)).and_then(|b| page::decode_piece_list(blob, chunks, &b));
+        self.noting(blob, read)
     }
 }
 

@@ -409,14 +409,16 @@ pub fn snapshot_source_with(
         lost,
         unreadable_trees,
         problems: tree_problems,
+        trees,
         ..
     } = walker;
     problems.extend(tree_problems);
     tracing::info!(source = %source.name, to_read = jobs.len(), "walk done");
 
-    // A damaged tree rebuilt byte for byte has the same id: store it again
-    // rather than point the new snapshot at the damaged copy.
-    for id in &unreadable_trees {
+    // A damaged tree (any page of it) or chunk list rebuilt byte for byte
+    // has the same id: store it again rather than point the new snapshot at
+    // the damaged copy.
+    for id in unreadable_trees.iter().chain(trees.damaged()) {
         writer.forget(id);
     }
     let warnings = Mutex::new(warnings);
