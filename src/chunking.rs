@@ -374,8 +374,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn small_client_documents_are_one_blob_and_larger_files_are_chunked() {
+    /// A fresh local repository in a temporary directory.
+    fn test_repo() -> (tempfile::TempDir, crate::repo::Repository) {
         let dir = tempfile::tempdir().unwrap();
         let location = crate::repo::Location::Local(dir.path().join("repo"));
         let repo = crate::repo::Repository::init(
@@ -384,6 +384,12 @@ mod tests {
             &crate::repo::MasterKey::generate(),
         )
         .unwrap();
+        (dir, repo)
+    }
+
+    #[test]
+    fn small_client_documents_are_one_blob_and_larger_files_are_chunked() {
+        let (dir, repo) = test_repo();
         let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let sizes = sizes_for(SourceClass::ClientData);
         let chunks_of = |bytes: usize| {
@@ -403,14 +409,7 @@ mod tests {
     /// recorded padded with zeros up to the old size.
     #[test]
     fn a_sparse_file_that_shrank_is_not_padded_to_its_old_size() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = crate::repo::Location::Local(dir.path().join("repo"));
-        let repo = crate::repo::Repository::init(
-            &location,
-            chrono::DateTime::UNIX_EPOCH,
-            &crate::repo::MasterKey::generate(),
-        )
-        .unwrap();
+        let (dir, repo) = test_repo();
         let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let path = dir.path().join("sparse");
         std::fs::write(&path, text(64 << 10)).unwrap();
@@ -437,14 +436,7 @@ mod tests {
 
     #[test]
     fn a_vanished_file_is_a_source_warning_not_a_repository_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = crate::repo::Location::Local(dir.path().join("repo"));
-        let repo = crate::repo::Repository::init(
-            &location,
-            chrono::DateTime::UNIX_EPOCH,
-            &crate::repo::MasterKey::generate(),
-        )
-        .unwrap();
+        let (dir, repo) = test_repo();
         let writer = BlobWriter::new(&repo, chrono::DateTime::UNIX_EPOCH);
         let err = store_file(
             &dir.path().join("gone"),
