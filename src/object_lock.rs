@@ -243,24 +243,6 @@ impl Promises {
     }
 }
 
-/// The shortest time, in days, any promise keeps an object: a bucket's
-/// own default retention must not be longer (it applies to every object).
-pub fn shortest_promise_days(config: &crate::config::Config) -> u32 {
-    let contracts = config.contracts();
-    let voice = std::iter::once(contracts.backup_days(None)).chain(
-        contracts
-            .tenants
-            .keys()
-            .map(|t| contracts.backup_days(Some(t))),
-    );
-    let daily = config.sources.iter().map(|s| s.retention.daily.max(1));
-    voice
-        .chain(daily)
-        .chain(std::iter::once(config.activity_log_days.get()))
-        .min()
-        .unwrap_or(1)
-}
-
 /// The expiry day of a recording snapshotted at `time`; a recording that
 /// never expires (an mtime at the end of time) counts as expiring after the
 /// longest contract from `time`, so no lock date overflows.
