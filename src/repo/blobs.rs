@@ -112,7 +112,9 @@ impl PageSource for TreeCache<'_> {
         self.noting(blob, read)
     }
     fn piece_list(&mut self, blob: &BlobRef, chunks: u64) -> Result<Vec<PieceRef>> {
-        let read = (self.blob_bytes(blob)).and_then(|b| page::decode_piece_list(blob, chunks, &b));
+        let read = self
+            .blob_bytes(blob)
+            .and_then(|b| page::decode_piece_list(blob, chunks, &b));
         self.noting(blob, read)
     }
 }
