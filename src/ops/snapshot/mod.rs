@@ -286,6 +286,7 @@ fn build_tree(
 fn interrupted(
     repo: &crate::repo::Repository,
     name: &str,
+    run: &str,
     writer: BlobWriter<'_>,
     adopted: Vec<crate::repo::index::IndexedPack>,
     e: Error,
@@ -299,7 +300,7 @@ fn interrupted(
         crate::failpoint::hit("snapshot-before-checkpoint");
         match packs.is_empty() {
             true => Ok(()),
-            false => repo.write_index_file(packs).map(|_| ()),
+            false => repo.write_index_file_for(packs, None, Some(run)).map(drop),
         }
     });
     match checkpoint {
@@ -362,7 +363,9 @@ pub fn snapshot_source_with(
         .promises
         .unwrap_or_default()
         .created_until(time, &source.retention);
+    let run = crate::snapshot::run_stem(repo.keys().meta(), host, &source.name, &time);
     let writer = BlobWriter::new(repo, time)
+        .with_run(run.clone())
         .with_lookup(live.lookup)
         .with_index_every(crate::budget::INDEX_EVERY_PACKS)
         .with_cancel(cancel)
@@ -397,7 +400,7 @@ pub fn snapshot_source_with(
         Ok(nodes) => nodes,
         Err(e) => {
             drop(walker);
-            return Err(interrupted(repo, &source.name, writer, live.adopted, e));
+            return Err(interrupted(repo, &source.name, &run, writer, live.adopted, e));
         }
     };
     walker.warn_erased();
@@ -449,7 +452,7 @@ pub fn snapshot_source_with(
     );
     let mut stored = match stored {
         Ok(stored) => stored,
-        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
+        Err(e) => return Err(interrupted(repo, &source.name, &run, writer, live.adopted, e)),
     };
     progress.phase(&format!("{}: committing", source.name), "files", 0, 0);
     let mut summary = Summary {
@@ -482,7 +485,7 @@ pub fn snapshot_source_with(
         &mut summary,
     ) {
         Ok((root, _)) => root,
-        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
+        Err(e) => return Err(interrupted(repo, &source.name, &run, writer, live.adopted, e)),
     };
     let bytes_added = writer.bytes_added();
     let blobs_added = writer.blobs_added();
@@ -490,7 +493,7 @@ pub fn snapshot_source_with(
     packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
-        repo.write_index_file_until(packs, lock_until)?;
+        repo.write_index_file_for(packs, lock_until, Some(&run))?;
     }
     crate::failpoint::hit("snapshot-before-manifest");
     let mut warnings = warnings.into_inner().unwrap();
