@@ -263,7 +263,10 @@ fn resumable(
         packs: HashSet::new(),
     };
     for (file, packs) in unfinished {
-        if packs.iter().all(|p| !live_in.contains(p) && !now.contains(p)) {
+        if packs
+            .iter()
+            .all(|p| !live_in.contains(p) && !now.contains(p))
+        {
             resume.files.insert(*file);
             resume.packs.extend(packs.iter().copied());
         }

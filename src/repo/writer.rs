@@ -431,6 +431,11 @@ impl<'r> BlobWriter<'r> {
         self
     }
 
+    /// The manifest stem it tags index files with ([`Self::with_run`]).
+    pub fn run(&self) -> Option<String> {
+        self.written.run.get().cloned()
+    }
+
     /// Lock the packs this writer writes until `until` (on a repository
     /// with Object Lock; voice data stored with an expiry day excepted).
     pub fn with_lock_until(mut self, until: Lock) -> Self {

@@ -286,7 +286,6 @@ fn build_tree(
 fn interrupted(
     repo: &crate::repo::Repository,
     name: &str,
-    run: &str,
     writer: BlobWriter<'_>,
     adopted: Vec<crate::repo::index::IndexedPack>,
     e: Error,
@@ -295,12 +294,15 @@ fn interrupted(
         return e;
     }
     let kept = writer.bytes_added();
+    let run = writer.run();
     let checkpoint = writer.finish().and_then(|mut packs| {
         packs.extend(adopted);
         crate::failpoint::hit("snapshot-before-checkpoint");
         match packs.is_empty() {
             true => Ok(()),
-            false => repo.write_index_file_for(packs, None, Some(run)).map(drop),
+            false => repo
+                .write_index_file_for(packs, None, run.as_deref())
+                .map(drop),
         }
     });
     match checkpoint {
@@ -400,7 +402,7 @@ pub fn snapshot_source_with(
         Ok(nodes) => nodes,
         Err(e) => {
             drop(walker);
-            return Err(interrupted(repo, &source.name, &run, writer, live.adopted, e));
+            return Err(interrupted(repo, &source.name, writer, live.adopted, e));
         }
     };
     walker.warn_erased();
@@ -452,7 +454,7 @@ pub fn snapshot_source_with(
     );
     let mut stored = match stored {
         Ok(stored) => stored,
-        Err(e) => return Err(interrupted(repo, &source.name, &run, writer, live.adopted, e)),
+        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
     };
     progress.phase(&format!("{}: committing", source.name), "files", 0, 0);
     let mut summary = Summary {
@@ -485,7 +487,7 @@ pub fn snapshot_source_with(
         &mut summary,
     ) {
         Ok((root, _)) => root,
-        Err(e) => return Err(interrupted(repo, &source.name, &run, writer, live.adopted, e)),
+        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
     };
     let bytes_added = writer.bytes_added();
     let blobs_added = writer.blobs_added();
