@@ -346,6 +346,10 @@ impl<'a> Walker<'a> {
                         None => {
                             let mut out = done.out;
                             self.settle(&mut out)?;
+                            // A file a worker failed on is missing from
+                            // the pages: the snapshot must not commit.
+                            self.shared.check()?;
+                            self.cancel.check()?;
                             return Ok(self.close(out)?.0);
                         }
                     }
