@@ -273,6 +273,9 @@ impl Fresh {
 struct Written {
     packs: Mutex<Vec<IndexedPack>>,
     every: AtomicUsize,
+    /// The manifest stem of the snapshot this writer works for, recorded in
+    /// every index file it writes ([`crate::repo::index::IndexFile::run`]).
+    run: std::sync::OnceLock<String>,
 }
 
 impl Written {
@@ -286,7 +289,13 @@ impl Written {
             }
             std::mem::take(&mut *packs)
         };
-        repo.write_index_file(batch).map(drop)
+        self.index(repo, batch)
+    }
+
+    /// Write an index file listing `packs`, tagged with the run.
+    fn index(&self, repo: &Repository, packs: Vec<IndexedPack>) -> Result<()> {
+        repo.write_index_file_for(packs, None, self.run.get().map(String::as_str))
+            .map(drop)
     }
 }
 
@@ -421,12 +430,25 @@ impl<'r> BlobWriter<'r> {
         }
         let packs = std::mem::take(&mut *self.written.packs.lock().unwrap());
         if !packs.is_empty() {
-            self.repo.write_index_file(packs)?;
+            self.written.index(self.repo, packs)?;
             tracing::info!(bytes_added = added, "checkpoint: packs so far indexed");
         }
         due.last = std::time::Instant::now();
         due.added_at_last = added;
         Ok(())
+    }
+
+    /// Tag every index file this writer writes with `stem`, the manifest
+    /// stem of the snapshot it works for, so prune can tell the packs of a
+    /// snapshot that never finished ([`crate::ops::sweep`]'s resume grace).
+    pub fn with_run(self, stem: String) -> Self {
+        let _ = self.written.run.set(stem);
+        self
+    }
+
+    /// The manifest stem it tags index files with ([`Self::with_run`]).
+    pub fn run(&self) -> Option<String> {
+        self.written.run.get().cloned()
     }
 
     /// Lock the packs this writer writes until `until` (on a repository

@@ -294,12 +294,15 @@ fn interrupted(
         return e;
     }
     let kept = writer.bytes_added();
+    let run = writer.run();
     let checkpoint = writer.finish().and_then(|mut packs| {
         packs.extend(adopted);
         crate::failpoint::hit("snapshot-before-checkpoint");
         match packs.is_empty() {
             true => Ok(()),
-            false => repo.write_index_file(packs).map(|_| ()),
+            false => repo
+                .write_index_file_for(packs, None, run.as_deref())
+                .map(drop),
         }
     });
     match checkpoint {
@@ -362,7 +365,9 @@ pub fn snapshot_source_with(
         .promises
         .unwrap_or_default()
         .created_until(time, &source.retention);
+    let run = crate::snapshot::run_stem(repo.keys().meta(), host, &source.name, &time);
     let writer = BlobWriter::new(repo, time)
+        .with_run(run.clone())
         .with_lookup(live.lookup)
         .with_index_every(crate::budget::INDEX_EVERY_PACKS)
         .with_cancel(cancel)
@@ -490,7 +495,7 @@ pub fn snapshot_source_with(
     packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
-        repo.write_index_file_until(packs, lock_until)?;
+        repo.write_index_file_for(packs, lock_until, Some(&run))?;
     }
     crate::failpoint::hit("snapshot-before-manifest");
     let mut warnings = warnings.into_inner().unwrap();
