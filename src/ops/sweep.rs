@@ -441,7 +441,9 @@ pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
 /// Step two: copy the blobs referenced afterwards out of the packs to
 /// repack into `writer`, each verified first (a read error stops the prune
 /// before anything is deleted because of it) and sealed again into a new
-/// pack of the same tenant. Returns where each went.
+/// pack of the same tenant (a blob compressed with its old pack's
+/// dictionary is compressed again, see [`BlobWriter::store_copy`]).
+/// Returns where each went.
 pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Result<Moved> {
     let mut moved: Moved = HashMap::new();
     for r in &plan.repack {
@@ -471,10 +473,11 @@ pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Re
                     crate::Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
                 })?;
             let stored = open_blob(sealed, &location, seal)?;
-            decode_stored(stored.clone(), &location, data_key)?;
+            let dictionary = repo.pack_dictionary(&location, seal, Some(&bytes))?;
+            let raw = decode_stored(stored.clone(), &location, data_key, dictionary.as_ref())?;
             moved.insert(
                 (r.pack, blob.id),
-                writer.store_copy(blob.kind, &location, &stored)?,
+                writer.store_copy(blob.kind, &location, Some(&stored), &raw)?,
             );
         }
     }

@@ -124,8 +124,13 @@ fn decode_into(repo: &Repository, blobs: &[BlobRef], out: &mut Vec<Result<Piece>
         let sealed = bytes
             .get(at..at + blob.length as usize)
             .ok_or_else(|| Error::corrupt(pack_key(&blob.pack), "short read of a span"))?;
+        let dictionary = repo.pack_dictionary(blob, &seal, None)?;
         out.push(Ok(Piece::Data(decode_blob_with(
-            sealed, blob, &seal, &key,
+            sealed,
+            blob,
+            &seal,
+            &key,
+            dictionary.as_ref(),
         )?)));
     }
     Ok(())
