@@ -291,6 +291,14 @@ pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
 /// repack into `writer`, each verified first (a read error stops the prune
 /// before anything is deleted because of it) and sealed again into a new
 /// pack of the same tenant. Returns where each went.
+///
+/// With Object Lock, a copy keeps the lock of the pack it comes from (one
+/// HEAD per repacked pack): new packs group blobs of one lock date, so a
+/// voice pack's copies stay one (tenant, expiry day) locked until that day,
+/// and client data keeps the date its snapshots gave its pack. A repack
+/// thus never shortens nor lengthens any blob's lock; the Object Lock step
+/// of the same prune extends the new packs further where kept snapshots
+/// need it ([`crate::ops::lock_extend`]).
 pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Result<Moved> {
     let mut moved: Moved = HashMap::new();
     for r in &plan.repack {
@@ -299,6 +307,7 @@ pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Re
         let Some(pack) = plan.index.get(&r.pack) else {
             continue;
         };
+        let until = repo.lock_for_copies(&r.pack)?;
         let tenant: Option<std::sync::Arc<str>> = pack.tenant.as_deref().map(Into::into);
         let mut keys = None;
         for blob in &pack.blobs {
@@ -323,7 +332,7 @@ pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Re
             decode_stored(stored.clone(), &location, data_key)?;
             moved.insert(
                 (r.pack, blob.id),
-                writer.store_copy(blob.kind, &location, &stored)?,
+                writer.store_copy(blob.kind, &location, &stored, until)?,
             );
         }
     }

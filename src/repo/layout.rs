@@ -85,6 +85,19 @@ impl ObjectKind {
     }
 }
 
+/// Whether `key` is written create-only and never rewritten: the config,
+/// manifests, log entries and everything under `keys/` (see
+/// [`crate::repo::keys`]). On a versioned bucket the oldest version of such a
+/// key is the object (see [`crate::repo::store`]'s `put_new_until`). Packs
+/// and index files are named by their content (any version that
+/// authenticates is the object); locks are rewritten in place.
+pub fn is_create_only(key: &str) -> bool {
+    matches!(
+        ObjectKind::of(key),
+        Some(ObjectKind::Config | ObjectKind::Snapshot | ObjectKind::Log)
+    ) || key.starts_with("keys/")
+}
+
 /// `packs/<hh>/<id>`.
 pub fn pack_key(id: &ObjectId) -> String {
     let hex = id.to_hex();
@@ -300,5 +313,28 @@ mod tests {
         assert_eq!(ObjectKind::of("config/x"), None);
         assert_eq!(ObjectKind::of("log/2026-11-27/x"), Some(ObjectKind::Log));
         assert_eq!(ObjectKind::of("elsewhere/x"), None);
+    }
+
+    #[test]
+    fn create_only_keys_are_the_ones_never_rewritten() {
+        let id = ObjectId::hash(b"x");
+        for yes in [
+            CONFIG.to_string(),
+            "snapshots/a/b/20300101T000000.000Z-x".to_string(),
+            "log/2026-11-27/x".to_string(),
+            "keys/epoch/0000000001".to_string(),
+            "keys/envelopes/x".to_string(),
+        ] {
+            assert!(is_create_only(&yes), "{yes}");
+        }
+        for no in [
+            pack_key(&id),
+            index_key(&id),
+            lock_key(&id),
+            quarantine_key(&id),
+        ] {
+            assert!(!is_create_only(&no), "{no}");
+        }
+        assert!(!is_create_only("config/x") && !is_create_only("keysx/y"));
     }
 }

@@ -201,14 +201,19 @@ impl LockedBucket {
             .collect())
     }
 
-    /// The bytes of one version of `key`, if it holds exactly `expected`
-    /// bytes' length (create-only objects are compared, never parsed here).
+    /// Whether one version of `key` holds exactly `expected` (create-only
+    /// objects are compared, never parsed here).
     pub async fn version_holds(
         &self,
         key: &str,
         version_id: &str,
         expected: &[u8],
     ) -> Result<bool> {
+        Ok(self.get_version(key, version_id).await? == expected)
+    }
+
+    /// The bytes of one version of `key`.
+    pub async fn get_version(&self, key: &str, version_id: &str) -> Result<Bytes> {
         let out = self
             .client
             .get_object()
@@ -218,24 +223,32 @@ impl LockedBucket {
             .send()
             .await
             .map_err(|e| sdk_error(key, e))?;
-        if out.content_length() != i64::try_from(expected.len()).ok() {
-            return Ok(false);
-        }
         let body = out
             .body
             .collect()
             .await
             .map_err(|e| Error::unreachable(key, e.to_string(), e))?;
-        Ok(body.into_bytes() == expected)
+        Ok(body.into_bytes())
     }
 
     /// The retain-until date of the current version of `key`, if locked.
     pub async fn retain_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        self.retain_until_of(key, None).await
+    }
+
+    /// The retain-until date of `version` of `key` (`None`: the current
+    /// one), if locked.
+    pub async fn retain_until_of(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<DateTime<Utc>>> {
         let out = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(self.full(key))
+            .set_version_id(version.map(String::from))
             .send()
             .await
             .map_err(|e| sdk_error(key, e))?;
@@ -244,8 +257,14 @@ impl LockedBucket {
             .and_then(|d| DateTime::from_timestamp(d.secs(), 0)))
     }
 
-    /// PutObjectRetention: lock the current version of `key` until `until`.
-    pub async fn set_retention(&self, key: &str, until: DateTime<Utc>) -> Result<()> {
+    /// PutObjectRetention: lock `version` of `key` (`None`: the current
+    /// one) until `until`.
+    pub async fn set_retention(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        until: DateTime<Utc>,
+    ) -> Result<()> {
         let mode = match self.lock.mode {
             LockMode::Compliance => ObjectLockRetentionMode::Compliance,
             LockMode::Governance => ObjectLockRetentionMode::Governance,
@@ -258,6 +277,7 @@ impl LockedBucket {
             .put_object_retention()
             .bucket(&self.bucket)
             .key(self.full(key))
+            .set_version_id(version.map(String::from))
             .retention(retention)
             .send()
             .await

@@ -15,9 +15,13 @@
 //! On a repository with Object Lock (see [`crate::object_lock`]) a pack is
 //! written locked: until the writer's snapshot date ([`BlobWriter::with_lock_until`]),
 //! or, for voice data stored inside [`BlobWriter::with_expiry_day`], until
-//! the start of its recordings' expiry day. Voice data packs therefore hold
-//! one (tenant, expiry day) each, so no recording is held locked past its
-//! expiry by a neighbour.
+//! the start of its recordings' expiry day, or, for a copy a repack makes
+//! ([`BlobWriter::store_copy`]), until the date its old pack was locked to.
+//! Open packs are grouped by that date (and tenant, and kind): voice data
+//! packs hold one (tenant, expiry day) each, so no recording is held locked
+//! past its expiry by a neighbour, and a repack never lengthens a lock. The
+//! index files a writer writes on the way (every so many packs, at
+//! checkpoints) are locked like its packs without an expiry day.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -132,9 +136,10 @@ pub struct BlobWriter<'r> {
     fresh: Mutex<Fresh>,
     /// Keys of the tenants seen so far (the shared key is `repo`'s).
     tenants: Mutex<HashMap<String, TenantKey>>,
-    /// Open packs with the expiry day they group (voice data; `None` else).
-    data_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
-    tree_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
+    /// Open packs with the lock date they group (voice data, repack
+    /// copies; `None`: the writer's `lock_until`).
+    data_packs: Mutex<Vec<(Lock, PackBuilder)>>,
+    tree_packs: Mutex<Vec<(Lock, PackBuilder)>>,
     /// Object Lock date of packs without an expiry day.
     lock_until: Option<DateTime<Utc>>,
     written: Arc<Written>,
@@ -287,6 +292,8 @@ impl Fresh {
 struct Written {
     packs: Mutex<Vec<IndexedPack>>,
     every: AtomicUsize,
+    /// The Object Lock date of the index files (the writer's `lock_until`).
+    lock_until: Mutex<Lock>,
 }
 
 impl Written {
@@ -300,7 +307,13 @@ impl Written {
             }
             std::mem::take(&mut *packs)
         };
-        repo.write_index_file(batch).map(drop)
+        self.write_index(repo, batch)
+    }
+
+    /// Index `packs` in a file locked like the writer's packs.
+    fn write_index(&self, repo: &Repository, packs: Vec<IndexedPack>) -> Result<()> {
+        let until = *self.lock_until.lock().unwrap_or_else(|e| e.into_inner());
+        repo.write_index_file_until(packs, until).map(drop)
     }
 }
 
@@ -406,7 +419,7 @@ impl<'r> BlobWriter<'r> {
         }
         let packs = std::mem::take(&mut *self.written.packs.lock().unwrap());
         if !packs.is_empty() {
-            self.repo.write_index_file(packs)?;
+            self.written.write_index(self.repo, packs)?;
             tracing::info!(bytes_added = added, "checkpoint: packs so far indexed");
         }
         due.last = std::time::Instant::now();
@@ -414,11 +427,23 @@ impl<'r> BlobWriter<'r> {
         Ok(())
     }
 
-    /// Lock the packs this writer writes until `until` (on a repository
-    /// with Object Lock; voice data stored with an expiry day excepted).
+    /// Lock the packs and index files this writer writes until `until` (on
+    /// a repository with Object Lock; voice data stored with an expiry day
+    /// and repack copies excepted).
     pub fn with_lock_until(mut self, until: Lock) -> Self {
         self.lock_until = until;
+        *self
+            .written
+            .lock_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = until;
         self
+    }
+
+    /// The lock date of this writer's packs and index files (see
+    /// [`BlobWriter::with_lock_until`]), for an index file its caller writes.
+    pub fn lock_until(&self) -> Lock {
+        self.lock_until
     }
 
     /// Run `f` with the data blobs this thread stores going to packs of
@@ -515,13 +540,25 @@ impl<'r> BlobWriter<'r> {
             raw_length: raw.len(),
             compression,
         };
-        self.append(tenant, &key, blob, true)
+        let group = match kind {
+            BlobKind::Data => EXPIRY_DAY.get().map(crate::object_lock::voice_until),
+            BlobKind::Tree => None,
+        };
+        self.append(tenant, &key, blob, group, true)
     }
 
     /// Store a blob already in its stored form (decrypted out of another
     /// pack and verified by the caller), sealed again into a pack of the
-    /// same tenant, without compressing it again.
-    pub fn store_copy(&self, kind: BlobKind, blob: &BlobRef, stored: &[u8]) -> Result<BlobRef> {
+    /// same tenant, without compressing it again, in a pack locked until
+    /// `until` (simulated time; `None`: the writer's own lock), shared only
+    /// with blobs of the same date.
+    pub fn store_copy(
+        &self,
+        kind: BlobKind,
+        blob: &BlobRef,
+        stored: &[u8],
+        until: Lock,
+    ) -> Result<BlobRef> {
         let (tenant, key) = self.key_for(blob.tenant.as_deref())?;
         let copy = Blob {
             id: blob.id,
@@ -530,23 +567,24 @@ impl<'r> BlobWriter<'r> {
             raw_length: blob.raw_length as usize,
             compression: blob.compression,
         };
-        self.append(tenant, &key, copy, false)
+        self.append(tenant, &key, copy, until, false)
     }
 
-    /// Seal `blob` into the open pack of (`tenant`, kind), opening one (and
-    /// writing out the fullest when [`MAX_OPEN_PACKS`] are open) or closing
-    /// a pack that would pass the target first. With `dedup`, a blob some
-    /// other thread stored meanwhile is not stored twice.
+    /// Seal `blob` into the open pack of (`tenant`, kind, lock `group`),
+    /// opening one (and writing out the fullest when [`MAX_OPEN_PACKS`] are
+    /// open) or closing a pack that would pass the target first. With
+    /// `dedup`, a blob some other thread stored meanwhile is not stored twice.
     fn append(
         &self,
         tenant: Option<Arc<str>>,
         key: &DataKey,
         blob: Blob<'_>,
+        group: Lock,
         dedup: bool,
     ) -> Result<BlobRef> {
-        let (slot, group) = match blob.kind {
-            BlobKind::Data => (&self.data_packs, EXPIRY_DAY.get()),
-            BlobKind::Tree => (&self.tree_packs, None),
+        let slot = match blob.kind {
+            BlobKind::Data => &self.data_packs,
+            BlobKind::Tree => &self.tree_packs,
         };
         let fresh = |tenant: Option<Arc<str>>| {
             let buf = match blob.kind {
@@ -605,11 +643,9 @@ impl<'r> BlobWriter<'r> {
         Ok(location)
     }
 
-    /// Write out a pack, locked for its expiry day `group` when it has one.
-    fn write_pack(&self, pack: PackBuilder, group: Option<i64>) -> Result<()> {
-        let until = group
-            .map(crate::object_lock::voice_until)
-            .or(self.lock_until);
+    /// Write out a pack, locked until its `group`'s date when it has one.
+    fn write_pack(&self, pack: PackBuilder, group: Lock) -> Result<()> {
+        let until = group.or(self.lock_until);
         let (id, bytes, header) = pack.finish(self.repo.keys().meta());
         let size = bytes.len() as u64;
         let (bytes, pack) = (

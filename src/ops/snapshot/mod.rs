@@ -294,12 +294,13 @@ fn interrupted(
         return e;
     }
     let kept = writer.bytes_added();
+    let until = writer.lock_until();
     let checkpoint = writer.finish().and_then(|mut packs| {
         packs.extend(adopted);
         crate::failpoint::hit("snapshot-before-checkpoint");
         match packs.is_empty() {
             true => Ok(()),
-            false => repo.write_index_file(packs).map(|_| ()),
+            false => repo.write_index_file_until(packs, until).map(|_| ()),
         }
     });
     match checkpoint {

@@ -5,6 +5,20 @@
 //! [`crate::object_lock`]); each is mapped to a real date once, and a date
 //! that maps to the real past is not locked: its promise is over. Without
 //! `object_lock` every write is a plain one and the rest does nothing.
+//!
+//! **Which version is the object.** A locked bucket is versioned, so a key
+//! may hold several versions. For a create-only key
+//! ([`crate::repo::layout::is_create_only`]) the oldest version is the
+//! object ([`Store::put_new_until`]), and every reader goes to it: `get`,
+//! the lock's date and its extension, and the version sweep, which keeps it
+//! and deletes the versions stacked on it later (a retry that lost and could
+//! not delete its own version, or a hostile writer). That costs one
+//! ListObjectVersions per read of such a key, on a locked store only. Packs
+//! and index files are named by their content, so the latest version is
+//! read as elsewhere: a version stacked on one with other bytes does not
+//! authenticate and is reported as corruption naming the object, while the
+//! locked original stays in the bucket. Locks are rewritten in place: the
+//! latest is theirs.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -13,6 +27,7 @@ use super::Store;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::object_lock::ObjectLock;
+use crate::repo::layout::is_create_only;
 use crate::repo::s3_lock::Version;
 
 /// What one version sweep did.
@@ -98,28 +113,62 @@ impl Store {
         })
     }
 
-    /// The real retain-until date of `key`'s current version (none: not
-    /// locked, or the store is not).
+    /// On a locked store, the version of the create-only `key` that is the
+    /// object (see the module docs); `None`: the latest is (no lock, or
+    /// another kind of key). A key whose latest entry is a delete marker,
+    /// or with no version, is not found.
+    pub(super) fn winner(&self, key: &str) -> Result<Option<String>> {
+        let Some(bucket) = self.locked.as_ref().filter(|_| is_create_only(key)) else {
+            return Ok(None);
+        };
+        let (versions, pages) = crate::runtime::block_on(bucket.versions(key))?;
+        Self::count(&self.requests.list, pages);
+        match winner_of(&versions, key) {
+            Some(v) => Ok(Some(v.to_string())),
+            None => Err(Error::NotFound {
+                what: format!("object {key}"),
+            }),
+        }
+    }
+
+    /// Read one version of `key` (locked store only).
+    pub(super) fn get_version(&self, key: &str, version: &str) -> Result<Bytes> {
+        let Some(bucket) = &self.locked else {
+            return Err(Error::NotFound {
+                what: format!("object {key} version {version}"),
+            });
+        };
+        Self::count(&self.requests.get, 1);
+        crate::runtime::block_on(bucket.get_version(key, version))
+    }
+
+    /// The real retain-until date of the object `key` (none: not locked, or
+    /// the store is not).
     pub fn retain_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         let Some(bucket) = &self.locked else {
             return Ok(None);
         };
+        let version = self.winner(key)?;
         Self::count(&self.requests.head, 1);
-        crate::runtime::block_on(bucket.retain_until(key))
+        crate::runtime::block_on(bucket.retain_until_of(key, version.as_deref()))
     }
 
-    /// Make sure `key` stays locked until the simulated `until`: one HEAD,
-    /// and one PutObjectRetention when its lock ends earlier. Never
-    /// shortens. True when it extended.
+    /// Make sure the object `key` stays locked until the simulated `until`:
+    /// one HEAD (and for a create-only key one listing of its versions), and
+    /// one PutObjectRetention when its lock ends earlier. Never shortens.
+    /// True when it extended.
     pub fn extend_lock(&self, key: &str, until: DateTime<Utc>) -> Result<bool> {
         let (Some(bucket), Some(real)) = (&self.locked, self.real_until(Some(until))) else {
             return Ok(false);
         };
-        if self.retain_until(key)?.is_some_and(|now| now >= real) {
+        let version = self.winner(key)?;
+        Self::count(&self.requests.head, 1);
+        let have = crate::runtime::block_on(bucket.retain_until_of(key, version.as_deref()))?;
+        if have.is_some_and(|now| now >= real) {
             return Ok(false);
         }
         Self::count(&self.requests.retention, 1);
-        crate::runtime::block_on(bucket.set_retention(key, real))?;
+        crate::runtime::block_on(bucket.set_retention(key, version.as_deref(), real))?;
         Ok(true)
     }
 
@@ -146,9 +195,22 @@ impl Store {
         versions: &[Version],
         out: &mut VersionSweep,
     ) -> Result<()> {
+        let Some(first) = versions.first() else {
+            return Ok(());
+        };
+        // The object: the oldest version of a create-only key, else the
+        // latest; none when the key is deleted.
+        let object = if is_create_only(&first.key) {
+            winner_of(versions, &first.key)
+        } else {
+            versions
+                .iter()
+                .find(|v| v.is_latest && !v.delete_marker)
+                .map(|v| v.version_id.as_str())
+        };
         let mut left = 0;
         for v in versions.iter().filter(|v| !v.delete_marker) {
-            if v.is_latest {
+            if object == Some(v.version_id.as_str()) {
                 left += 1;
                 continue;
             }
@@ -171,4 +233,19 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The version of the create-only `key` that is the object, among
+/// `versions` as [`crate::repo::s3_lock::LockedBucket::versions`] lists them
+/// (newest first): the oldest, unless the key's latest entry is a delete
+/// marker (deleted: none).
+fn winner_of<'a>(versions: &'a [Version], key: &str) -> Option<&'a str> {
+    let mine = || versions.iter().filter(move |v| v.key == key);
+    if mine().any(|v| v.delete_marker && v.is_latest) {
+        return None;
+    }
+    mine()
+        .filter(|v| !v.delete_marker)
+        .last()
+        .map(|v| v.version_id.as_str())
 }
