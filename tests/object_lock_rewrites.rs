@@ -169,6 +169,20 @@ fn readers_of_create_only_keys_read_the_version_that_won() {
             .unwrap();
     }
     w.ok(&["check", "--read-data"]);
+    // Index files are named by their content and read at their first
+    // version too.
+    let named: Vec<Version> = versions(&b)
+        .into_iter()
+        .filter(|v| v.key.starts_with("index/"))
+        .collect();
+    assert!(!named.is_empty(), "{named:?}");
+    for v in &named {
+        store
+            .put(&v.key, bytes::Bytes::from_static(b"stacked on an index"))
+            .unwrap();
+    }
+    w.ok(&["check", "--read-data"]);
+    let originals: Vec<Version> = originals.into_iter().chain(named).collect();
     // The sweep deletes the stacked versions and keeps the objects.
     w.ok(&["prune", "--really-at-now", "--now", "2030-01-01T13:00:00Z"]);
     let after = versions(&b);

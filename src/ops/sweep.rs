@@ -27,6 +27,22 @@
 //! line of defence behind the repository lock. Older unindexed packs are the
 //! leftovers of crashed snapshots and are collected.
 //!
+//! **Resume grace.** A snapshot tags every index file it writes with the
+//! stem of the manifest key it is going to write ([`IndexFile::run`]). An
+//! index file whose run has no manifest (no listed key, readable or not, has
+//! that stem) belongs to a snapshot that was interrupted (SIGTERM, a crash
+//! after a checkpoint): its packs are what the next run of that source
+//! deduplicates against, so a 2 TB first backup stopped at 90 % does not
+//! start again from zero because a prune ran in between. Such a file is kept
+//! as it is, with its packs, while it is younger than [`RESUME_GRACE`] (by
+//! the store's time on the real clock) and none of its packs is referenced
+//! by a kept snapshot (once a later run used some of them, it finished and
+//! the rest is garbage), and none belongs to an erased tenant (its ciphertext
+//! is useless to any run). Packs of a snapshot that finished and was then
+//! forgotten are never kept by this rule: their manifest's key was listed.
+//!
+//! [`IndexFile::run`]: crate::repo::index::IndexFile::run
+//!
 //! The steps ([`reclaim`], [`copy_live`], [`commit`]) are called by
 //! [`crate::ops::prune`] in its commit order: deletions of unreferenced packs
 //! first, so a prune frees space even on a store too full to take one more
@@ -53,6 +69,10 @@ pub const REPACK_THRESHOLD: f64 = 0.10;
 
 /// A pack no index lists is kept at least this long after it was written.
 pub const PACK_GRACE: chrono::Duration = chrono::Duration::hours(2);
+
+/// The index files of a snapshot that never finished are kept this long
+/// after they were written (see the module doc): a week of failed nights.
+pub const RESUME_GRACE: chrono::Duration = chrono::Duration::days(7);
 
 /// Why a pack is deleted.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +125,11 @@ pub struct SweepPlan {
     pub repack: Vec<PackRepack>,
     /// Unreferenced packs no index lists, kept for the grace period.
     pub in_grace: Vec<ObjectId>,
+    /// Packs of a snapshot that never finished, kept for [`RESUME_GRACE`].
+    pub kept_for_resume: Vec<ObjectId>,
+    /// Their index files, left as they are.
+    #[serde(skip)]
+    resume_files: HashSet<ObjectId>,
     pub bytes_freed: u64,
     /// Every indexed pack at planning time.
     #[serde(skip)]
@@ -144,9 +169,15 @@ pub fn plan(
     repo: &Repository,
     graph: &TreeGraph,
     wall: DateTime<Utc>,
+    runs: &FinishedRuns,
 ) -> Result<(SweepPlan, Outcome)> {
+    let written = repo.index_file_times()?;
     let mut index: HashMap<ObjectId, IndexedPack> = HashMap::new();
-    for (_, file) in repo.read_all_index_files()? {
+    let mut unfinished = Vec::new();
+    for (file_id, file) in repo.read_all_index_files()? {
+        if runs.is_unfinished(&file, written.get(&file_id), wall) {
+            unfinished.push((file_id, file.packs.iter().map(|p| p.id).collect()));
+        }
         for pack in file.packs {
             index.insert(pack.id, pack);
         }
@@ -156,11 +187,19 @@ pub fn plan(
     let mut going = HashSet::new();
     loop {
         let outcome = graph.outcome(&going);
-        let mut plan = classify(&listed, &index, &outcome.live, &now, &going, wall);
+        let live_in: HashSet<ObjectId> = outcome.live.keys().map(|(pack, _)| *pack).collect();
+        let resume = resumable(&unfinished, &live_in, &now);
+        let mut plan = classify(&listed, &index, &outcome.live, &now, &going, wall, &resume);
         let next = plan.going();
         if next.is_subset(&going) {
             plan.index = index;
             plan.live = outcome.live.keys().copied().collect();
+            if !plan.kept_for_resume.is_empty() {
+                tracing::info!(
+                    packs = plan.kept_for_resume.len(),
+                    "packs of an unfinished snapshot kept for the next run"
+                );
+            }
             if !plan.in_grace.is_empty() {
                 tracing::info!(
                     packs = plan.in_grace.len(),
@@ -173,8 +212,71 @@ pub fn plan(
     }
 }
 
+/// The manifest stems of every snapshot that finished (every listed
+/// manifest key, readable or not) and the erased tenants: what tells an
+/// index file of an unfinished snapshot ([`IndexFile::run`]).
+///
+/// [`IndexFile::run`]: crate::repo::index::IndexFile::run
+#[derive(Default)]
+pub struct FinishedRuns {
+    pub stems: HashSet<String>,
+    pub erased_tenants: HashSet<String>,
+}
+
+impl FinishedRuns {
+    /// Was `file` written by a snapshot that has no manifest, less than
+    /// [`RESUME_GRACE`] before `wall` (a file the listing did not date, or
+    /// dated in the future, is young), with no pack of an erased tenant?
+    fn is_unfinished(
+        &self,
+        file: &crate::repo::index::IndexFile,
+        written: Option<&DateTime<Utc>>,
+        wall: DateTime<Utc>,
+    ) -> bool {
+        let Some(run) = &file.run else {
+            return false;
+        };
+        let young = written.is_none_or(|t| wall.signed_duration_since(*t) < RESUME_GRACE);
+        let erased = |p: &IndexedPack| {
+            p.tenant
+                .as_ref()
+                .is_some_and(|t| self.erased_tenants.contains(t))
+        };
+        young && !self.stems.contains(run) && !file.packs.iter().any(erased)
+    }
+}
+
+/// The index files (and their packs) kept for the resume grace: those of an
+/// unfinished snapshot none of whose packs a kept snapshot references.
+struct Resume {
+    files: HashSet<ObjectId>,
+    packs: HashSet<ObjectId>,
+}
+
+fn resumable(
+    unfinished: &[(ObjectId, Vec<ObjectId>)],
+    live_in: &HashSet<ObjectId>,
+    now: &HashSet<ObjectId>,
+) -> Resume {
+    let mut resume = Resume {
+        files: HashSet::new(),
+        packs: HashSet::new(),
+    };
+    for (file, packs) in unfinished {
+        if packs
+            .iter()
+            .all(|p| !live_in.contains(p) && !now.contains(p))
+        {
+            resume.files.insert(*file);
+            resume.packs.extend(packs.iter().copied());
+        }
+    }
+    resume
+}
+
 /// Decide per listed pack, given the blobs referenced afterwards (`live`),
-/// the packs referenced now and the packs assumed `going`.
+/// the packs referenced now, the packs assumed `going` and those kept for
+/// the next run (`resume`).
 fn classify(
     listed: &[ListedPack],
     index: &HashMap<ObjectId, IndexedPack>,
@@ -182,11 +284,19 @@ fn classify(
     now: &HashSet<ObjectId>,
     going: &HashSet<ObjectId>,
     wall: DateTime<Utc>,
+    resume: &Resume,
 ) -> SweepPlan {
     let mut live_in: HashSet<ObjectId> = HashSet::new();
     live_in.extend(live.keys().map(|(pack, _)| *pack));
-    let mut plan = SweepPlan::default();
+    let mut plan = SweepPlan {
+        resume_files: resume.files.clone(),
+        ..SweepPlan::default()
+    };
     for &ListedPack { id, size, modified } in listed {
+        if resume.packs.contains(&id) {
+            plan.kept_for_resume.push(id);
+            continue;
+        }
         if !live_in.contains(&id) {
             // Saturates toward keeping: a time in the future is young.
             if !index.contains_key(&id) && wall.signed_duration_since(modified) < PACK_GRACE {
@@ -232,15 +342,23 @@ fn classify(
     plan.delete.sort_by_key(|d| d.pack);
     plan.repack.sort_by_key(|r| r.pack);
     plan.in_grace.sort();
+    plan.kept_for_resume.sort();
     plan
 }
 
 /// Write the consolidated index of `surviving` packs, in files of at most
 /// [`INDEX_FILE_PACKS`] packs (so a snapshot reading them back holds one
 /// small file at a time), and delete every other index file.
-fn consolidate(repo: &Repository, mut surviving: Vec<IndexedPack>, point: &str) -> Result<()> {
+fn consolidate(
+    repo: &Repository,
+    plan: &SweepPlan,
+    mut surviving: Vec<IndexedPack>,
+    point: &str,
+) -> Result<()> {
+    // The files kept for the resume grace stay as they are, their packs in them.
+    surviving.retain(|p| plan.kept_for_resume.binary_search(&p.id).is_err());
     surviving.sort_by_key(|p| p.id);
-    let mut consolidated = HashSet::new();
+    let mut consolidated = plan.resume_files.clone();
     while !surviving.is_empty() {
         let rest = surviving.split_off(surviving.len().min(INDEX_FILE_PACKS));
         consolidated.insert(repo.write_index_file(std::mem::replace(&mut surviving, rest))?);
@@ -281,7 +399,7 @@ pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
         .filter(|p| !doomed.contains(&p.id))
         .cloned()
         .collect();
-    consolidate(repo, surviving, "prune-reclaim-after-index")?;
+    consolidate(repo, plan, surviving, "prune-reclaim-after-index")?;
     crate::failpoint::hit("prune-reclaim-before-pack-deletion");
     delete_packs(repo, &doomed, "prune-reclaim-mid-pack-deletion")?;
     Ok(doomed.len())
@@ -352,7 +470,7 @@ pub fn commit(repo: &Repository, plan: &SweepPlan, new: Vec<IndexedPack>) -> Res
         .cloned()
         .collect();
     surviving.extend(new);
-    consolidate(repo, surviving, "sweep-after-new-index")?;
+    consolidate(repo, plan, surviving, "sweep-after-new-index")?;
     crate::failpoint::hit("sweep-before-pack-deletion");
     let last: Vec<ObjectId> = plan
         .deleted(DeleteReason::Superseded)

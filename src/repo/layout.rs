@@ -85,17 +85,26 @@ impl ObjectKind {
     }
 }
 
-/// Whether `key` is written create-only and never rewritten: the config,
-/// manifests, log entries and everything under `keys/` (see
-/// [`crate::repo::keys`]). On a versioned bucket the oldest version of such a
-/// key is the object (see [`crate::repo::store`]'s `put_new_until`). Packs
-/// and index files are named by their content (any version that
-/// authenticates is the object); locks are rewritten in place.
+/// Whether `key` is read at its first version on a versioned bucket (see
+/// [`crate::repo::store`]'s `put_new_until`): the keys written create-only
+/// (the config, manifests, log entries, everything under `keys/`) and index
+/// files (named by their content, few, read whole). Packs, also named by
+/// their content, are read in ranges many times: at their latest version
+/// (one that does not authenticate is reported as corruption). Locks are
+/// rewritten in place.
 pub fn is_create_only(key: &str) -> bool {
     matches!(
         ObjectKind::of(key),
-        Some(ObjectKind::Config | ObjectKind::Snapshot | ObjectKind::Log)
+        Some(ObjectKind::Config | ObjectKind::Snapshot | ObjectKind::Log | ObjectKind::Index)
     ) || key.starts_with("keys/")
+}
+
+/// Whether `key` is rewritten in place (locks, refreshed by their holder):
+/// every other key is written once, and on a versioned bucket its first
+/// version since it was last deleted is the object (a later one is a retry
+/// with the same bytes, or foreign).
+pub fn is_rewritten(key: &str) -> bool {
+    ObjectKind::of(key) == Some(ObjectKind::Lock)
 }
 
 /// `packs/<hh>/<id>`.
@@ -316,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn create_only_keys_are_the_ones_never_rewritten() {
+    fn keys_read_at_their_first_version_and_keys_rewritten() {
         let id = ObjectId::hash(b"x");
         for yes in [
             CONFIG.to_string(),
@@ -324,17 +333,15 @@ mod tests {
             "log/2026-11-27/x".to_string(),
             "keys/epoch/0000000001".to_string(),
             "keys/envelopes/x".to_string(),
+            index_key(&id),
         ] {
             assert!(is_create_only(&yes), "{yes}");
         }
-        for no in [
-            pack_key(&id),
-            index_key(&id),
-            lock_key(&id),
-            quarantine_key(&id),
-        ] {
+        for no in [pack_key(&id), lock_key(&id), quarantine_key(&id)] {
             assert!(!is_create_only(&no), "{no}");
         }
         assert!(!is_create_only("config/x") && !is_create_only("keysx/y"));
+        assert!(is_rewritten(&lock_key(&id)));
+        assert!(!is_rewritten(&pack_key(&id)) && !is_rewritten(CONFIG));
     }
 }

@@ -11,10 +11,13 @@
 //! * an extension reads the current date (HeadObject) and sends
 //!   PutObjectRetention only when the new date is later: never shorter;
 //! * the version sweep lists versions (ListObjectVersions) and deletes, by
-//!   version id, every version that is no longer current, and a key's delete
+//!   version id, every version that is not the object (see
+//!   [`crate::repo::store`]'s `lock_ops` for which one is), and a key's delete
 //!   markers once no version of it is left (deleting the marker of a key whose
 //!   locked version remains would bring that version back). A version still
-//!   locked answers AccessDenied and is left for a later prune.
+//!   locked answers AccessDenied and is left for a later prune;
+//! * a read of a create-only key lists its versions and reads the one that
+//!   is the object by its version id.
 //!
 //! The bucket must have Object Lock enabled (it implies versioning):
 //! [`bucket_lock`] reads its configuration for `init` and `config check`.
@@ -132,6 +135,8 @@ pub struct Version {
     pub is_latest: bool,
     pub delete_marker: bool,
     pub size: u64,
+    /// When it was written (milliseconds since 1970; 0 if not reported).
+    pub modified_ms: i64,
 }
 
 impl LockedBucket {
@@ -180,25 +185,6 @@ impl LockedBucket {
         }
         let out = request.send().await.map_err(|e| sdk_error(key, e))?;
         Ok(out.version_id().map(String::from))
-    }
-
-    /// The versions (not delete markers) of exactly `key`, newest first.
-    pub async fn versions_of(&self, key: &str) -> Result<Vec<String>> {
-        let page = self
-            .client
-            .list_object_versions()
-            .bucket(&self.bucket)
-            .prefix(self.full(key))
-            .send()
-            .await
-            .map_err(|e| sdk_error(key, e))?;
-        let full = self.full(key);
-        Ok(page
-            .versions()
-            .iter()
-            .filter(|v| v.key() == Some(full.as_str()))
-            .filter_map(|v| v.version_id().map(String::from))
-            .collect())
     }
 
     /// Whether one version of `key` holds exactly `expected` (create-only
@@ -319,6 +305,7 @@ impl LockedBucket {
                         is_latest: v.is_latest().unwrap_or(false),
                         delete_marker: false,
                         size: v.size().unwrap_or(0).max(0) as u64,
+                        modified_ms: v.last_modified().map_or(0, millis),
                     });
                 }
             }
@@ -330,6 +317,7 @@ impl LockedBucket {
                         is_latest: m.is_latest().unwrap_or(false),
                         delete_marker: true,
                         size: 0,
+                        modified_ms: m.last_modified().map_or(0, millis),
                     });
                 }
             }
@@ -362,6 +350,12 @@ impl LockedBucket {
             Err(e) => Err(sdk_error(key, e)),
         }
     }
+}
+
+fn millis(t: &SdkTime) -> i64 {
+    t.secs()
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.subsec_nanos() / 1_000_000))
 }
 
 fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata, R>(

@@ -292,6 +292,9 @@ impl Fresh {
 struct Written {
     packs: Mutex<Vec<IndexedPack>>,
     every: AtomicUsize,
+    /// The manifest stem of the snapshot this writer works for, recorded in
+    /// every index file it writes ([`crate::repo::index::IndexFile::run`]).
+    run: std::sync::OnceLock<String>,
     /// The Object Lock date of the index files (the writer's `lock_until`).
     lock_until: Mutex<Lock>,
 }
@@ -307,13 +310,15 @@ impl Written {
             }
             std::mem::take(&mut *packs)
         };
-        self.write_index(repo, batch)
+        self.index(repo, batch)
     }
 
-    /// Index `packs` in a file locked like the writer's packs.
-    fn write_index(&self, repo: &Repository, packs: Vec<IndexedPack>) -> Result<()> {
+    /// Write an index file listing `packs`, tagged with the run and locked
+    /// like the writer's packs.
+    fn index(&self, repo: &Repository, packs: Vec<IndexedPack>) -> Result<()> {
         let until = *self.lock_until.lock().unwrap_or_else(|e| e.into_inner());
-        repo.write_index_file_until(packs, until).map(drop)
+        repo.write_index_file_for(packs, until, self.run.get().map(String::as_str))
+            .map(drop)
     }
 }
 
@@ -419,12 +424,25 @@ impl<'r> BlobWriter<'r> {
         }
         let packs = std::mem::take(&mut *self.written.packs.lock().unwrap());
         if !packs.is_empty() {
-            self.written.write_index(self.repo, packs)?;
+            self.written.index(self.repo, packs)?;
             tracing::info!(bytes_added = added, "checkpoint: packs so far indexed");
         }
         due.last = std::time::Instant::now();
         due.added_at_last = added;
         Ok(())
+    }
+
+    /// Tag every index file this writer writes with `stem`, the manifest
+    /// stem of the snapshot it works for, so prune can tell the packs of a
+    /// snapshot that never finished ([`crate::ops::sweep`]'s resume grace).
+    pub fn with_run(self, stem: String) -> Self {
+        let _ = self.written.run.set(stem);
+        self
+    }
+
+    /// The manifest stem it tags index files with ([`Self::with_run`]).
+    pub fn run(&self) -> Option<String> {
+        self.written.run.get().cloned()
     }
 
     /// Lock the packs and index files this writer writes until `until` (on

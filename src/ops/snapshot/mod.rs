@@ -294,13 +294,16 @@ fn interrupted(
         return e;
     }
     let kept = writer.bytes_added();
+    let run = writer.run();
     let until = writer.lock_until();
     let checkpoint = writer.finish().and_then(|mut packs| {
         packs.extend(adopted);
         crate::failpoint::hit("snapshot-before-checkpoint");
         match packs.is_empty() {
             true => Ok(()),
-            false => repo.write_index_file_until(packs, until).map(|_| ()),
+            false => repo
+                .write_index_file_for(packs, until, run.as_deref())
+                .map(drop),
         }
     });
     match checkpoint {
@@ -363,7 +366,9 @@ pub fn snapshot_source_with(
         .promises
         .unwrap_or_default()
         .created_until(time, &source.retention);
+    let run = crate::snapshot::run_stem(repo.keys().meta(), host, &source.name, &time);
     let writer = BlobWriter::new(repo, time)
+        .with_run(run.clone())
         .with_lookup(live.lookup)
         .with_index_every(crate::budget::INDEX_EVERY_PACKS)
         .with_cancel(cancel)
@@ -491,7 +496,7 @@ pub fn snapshot_source_with(
     packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
-        repo.write_index_file_until(packs, lock_until)?;
+        repo.write_index_file_for(packs, lock_until, Some(&run))?;
     }
     crate::failpoint::hit("snapshot-before-manifest");
     let mut warnings = warnings.into_inner().unwrap();
