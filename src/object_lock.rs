@@ -34,7 +34,9 @@
 //! Two known slacks: a snapshot superseded later on its own day keeps the
 //! daily lock it got at creation (so it can outlive its retention decision
 //! by up to `keep_daily` days), and a recording deduplicated into a pack of
-//! an earlier expiry day is held only as long as that pack's lock.
+//! an earlier expiry day is held only as long as that pack's lock. One
+//! known breach: a recording deduplicated into the pack of a *later* expiry
+//! day (equal bytes) is held until that day; `check` reports the pack.
 //!
 //! Not locked at all: `keys/` (crypto-erasure deletes wraps at once; the
 //! ciphertext of an erased tenant is unreadable and goes when its lock
