@@ -310,7 +310,7 @@ pub fn plan(
     let listed_refs = listing.readable.iter().map(|(r, _)| r);
     for r in listed_refs.chain(listing.unreadable.iter().map(|(r, _)| r)) {
         if let Some(stem) = crate::repo::layout::snapshot_key_stem(&r.key) {
-            runs.stems.insert(stem.to_string());
+            runs.add_manifest(stem);
         }
     }
     let mut problems = listing.problems();

@@ -29,17 +29,18 @@
 //!
 //! **Resume grace.** A snapshot tags every index file it writes with the
 //! stem of the manifest key it is going to write ([`IndexFile::run`]). An
-//! index file whose run has no manifest (no listed key, readable or not, has
-//! that stem) belongs to a snapshot that was interrupted (SIGTERM, a crash
-//! after a checkpoint): its packs are what the next run of that source
-//! deduplicates against, so a 2 TB first backup stopped at 90 % does not
-//! start again from zero because a prune ran in between. Such a file is kept
-//! as it is, with its packs, while it is younger than [`RESUME_GRACE`] (by
-//! the store's time on the real clock) and none of its packs is referenced
-//! by a kept snapshot (once a later run used some of them, it finished and
-//! the rest is garbage), and none belongs to an erased tenant (its ciphertext
-//! is useless to any run). Packs of a snapshot that finished and was then
-//! forgotten are never kept by this rule: their manifest's key was listed.
+//! index file whose source has no manifest as recent as the run belongs to
+//! a snapshot that was interrupted (SIGTERM, a crash after a checkpoint):
+//! its packs are what the next run of that source deduplicates against, so
+//! a 2 TB first backup stopped at 90 % does not start again from zero
+//! because a prune ran in between. Such a file is kept as it is, with its
+//! packs, while it is younger than [`RESUME_GRACE`] (by the store's time on
+//! the real clock), none of its packs is referenced by a kept snapshot, and
+//! none belongs to an erased tenant (its ciphertext is useless to any run).
+//! Once a later run of the source finished (it reused what it needed), or
+//! for a snapshot that finished and was then forgotten (its source has a
+//! manifest as recent: its own, or the newer ones retention keeps), the
+//! rule keeps nothing.
 //!
 //! [`IndexFile::run`]: crate::repo::index::IndexFile::run
 //!
@@ -212,21 +213,53 @@ pub fn plan(
     }
 }
 
-/// The manifest stems of every snapshot that finished (every listed
-/// manifest key, readable or not) and the erased tenants: what tells an
-/// index file of an unfinished snapshot ([`IndexFile::run`]).
+/// What tells an index file of an unfinished snapshot
+/// ([`IndexFile::run`]): per host and source (the manifest key's
+/// `snapshots/<htag>/<stag>` part), the time of its newest listed manifest,
+/// readable or not; and the erased tenants. A run is finished when its
+/// source has a manifest at or after the run's time: its own, or a later
+/// run's, which reused whatever it needed of the run's packs.
 ///
 /// [`IndexFile::run`]: crate::repo::index::IndexFile::run
 #[derive(Default)]
 pub struct FinishedRuns {
-    pub stems: HashSet<String>,
+    newest: HashMap<String, String>,
     pub erased_tenants: HashSet<String>,
 }
 
+/// A manifest stem split into its source part and its time stamp (fixed
+/// width: [`crate::repo::layout::snapshot_stem`]).
+fn split_stem(stem: &str) -> Option<(&str, &str)> {
+    stem.rsplit_once('/')
+}
+
 impl FinishedRuns {
-    /// Was `file` written by a snapshot that has no manifest, less than
-    /// [`RESUME_GRACE`] before `wall` (a file the listing did not date, or
-    /// dated in the future, is young), with no pack of an erased tenant?
+    /// Note the manifest stem of a listed snapshot.
+    pub fn add_manifest(&mut self, stem: &str) {
+        let Some((source, stamp)) = split_stem(stem) else {
+            return;
+        };
+        let newest = self.newest.entry(source.to_string()).or_default();
+        if stamp > newest.as_str() {
+            *newest = stamp.to_string();
+        }
+    }
+
+    /// Has the source of `run` a manifest at or after the run's time? Stamps
+    /// of another width are not compared (toward keeping).
+    fn finished(&self, run: &str) -> bool {
+        let Some((source, stamp)) = split_stem(run) else {
+            return false;
+        };
+        self.newest
+            .get(source)
+            .is_some_and(|newest| newest.len() == stamp.len() && newest.as_str() >= stamp)
+    }
+
+    /// Was `file` written by a snapshot whose source has no manifest as
+    /// recent, less than [`RESUME_GRACE`] before `wall` (a file the listing
+    /// did not date, or dated in the future, is young), with no pack of an
+    /// erased tenant?
     fn is_unfinished(
         &self,
         file: &crate::repo::index::IndexFile,
@@ -242,7 +275,7 @@ impl FinishedRuns {
                 .as_ref()
                 .is_some_and(|t| self.erased_tenants.contains(t))
         };
-        young && !self.stems.contains(run) && !file.packs.iter().any(erased)
+        young && !self.finished(run) && !file.packs.iter().any(erased)
     }
 }
 
@@ -477,4 +510,39 @@ pub fn commit(repo: &Repository, plan: &SweepPlan, new: Vec<IndexedPack>) -> Res
         .chain(plan.repack.iter().map(|r| r.pack))
         .collect();
     delete_packs(repo, &last, "sweep-mid-pack-deletion")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_finished_by_a_manifest_of_its_source_as_recent() {
+        let mut runs = FinishedRuns::default();
+        runs.add_manifest("snapshots/h1/s1/20261120T020000.000Z");
+        runs.add_manifest("snapshots/h1/s1/20261118T020000.000Z");
+        let finished = |run: &str| runs.finished(run);
+        assert!(finished("snapshots/h1/s1/20261120T020000.000Z"), "its own");
+        assert!(
+            finished("snapshots/h1/s1/20261119T020000.000Z"),
+            "a later run's"
+        );
+        assert!(
+            !finished("snapshots/h1/s1/20261121T020000.000Z"),
+            "only older ones"
+        );
+        assert!(
+            !finished("snapshots/h1/s2/20261101T020000.000Z"),
+            "another source"
+        );
+        assert!(
+            !finished("snapshots/h2/s1/20261101T020000.000Z"),
+            "another host"
+        );
+        assert!(
+            !finished("snapshots/h1/s1/+120261101T020000.000Z"),
+            "another width"
+        );
+        assert!(!finished("no-slash"));
+    }
 }
