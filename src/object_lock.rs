@@ -26,11 +26,17 @@
 //!   locked until the start of that UTC day ([`voice_until`]): never past any
 //!   of its recordings' expiry, at most one day short of it.
 //!
+//! A repack copies blobs into new packs locked as the packs they come
+//! from, grouped by that date ([`crate::ops::sweep::copy_live`]), so a
+//! repack neither shortens nor lengthens any blob's lock.
+//!
 //! Granularity: one second for client data, one UTC day for voice packs.
 //! Two known slacks: a snapshot superseded later on its own day keeps the
 //! daily lock it got at creation (so it can outlive its retention decision
 //! by up to `keep_daily` days), and a recording deduplicated into a pack of
-//! an earlier expiry day is held only as long as that pack's lock.
+//! an earlier expiry day is held only as long as that pack's lock. One
+//! known breach: a recording deduplicated into the pack of a *later* expiry
+//! day (equal bytes) is held until that day; `check` reports the pack.
 //!
 //! Not locked at all: `keys/` (crypto-erasure deletes wraps at once; the
 //! ciphertext of an erased tenant is unreadable and goes when its lock
@@ -108,6 +114,27 @@ impl ObjectLock {
             }
         };
         DateTime::from_timestamp(real.timestamp(), 0).unwrap_or(real)
+    }
+
+    /// The simulated instant whose [`ObjectLock::to_real`] is `real` (whole
+    /// seconds): a copy locked until `to_simulated(r)` gets exactly the
+    /// real date `r` back. Rounds away from the clock's origin, which
+    /// `to_real` rounds toward, so the round trip is exact.
+    pub fn to_simulated(&self, real: DateTime<Utc>) -> DateTime<Utc> {
+        let Some(c) = self.test_clock else {
+            return DateTime::from_timestamp(real.timestamp(), 0).unwrap_or(real);
+        };
+        let x = i128::from(real.timestamp() - c.real.timestamp()) * 86_400;
+        let per = i128::from(c.seconds_per_day.max(1));
+        let sim = if x >= 0 {
+            (x + per - 1) / per
+        } else {
+            x.div_euclid(per)
+        };
+        let secs = i64::try_from(sim.clamp(-(1 << 40), 1 << 40)).unwrap_or(0);
+        c.simulated
+            .checked_add_signed(Duration::seconds(secs))
+            .unwrap_or(c.simulated)
     }
 }
 

@@ -14,76 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use offsite::id::ObjectId;
-use offsite::object_lock::{expiry_day, voice_until, LockMode, ObjectLock, TestClock};
-use offsite::repo::s3_lock::{LockedBucket, Version};
-
-const SECONDS_PER_DAY: u32 = 2;
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-/// A world on a fresh Object Lock bucket: client data kept 3 daily and 2
-/// weekly, voice recordings with a 1-day contract (backed up 2 days).
-fn locked_world(real_start: DateTime<Utc>) -> (World, String, ObjectLock) {
-    let bucket = format!(
-        "t-lock-{:08x}",
-        Rng::new(std::process::id() as u64).next() as u32 ^ real_start.timestamp() as u32
-    );
-    let loc = s3_location(&bucket, "");
-    offsite::runtime::block_on(offsite::repo::s3::create_bucket_with(&loc, true)).unwrap();
-    let w = World::configured(
-        "",
-        &[
-            (
-                "data",
-                "client-data",
-                "include = [\"data/**\"]\nretention = { keep_daily = 3, keep_weekly = 2 }",
-            ),
-            (
-                "voice",
-                "voice",
-                "include = [\"voice/**\"]\nretention = { keep_daily = 2 }",
-            ),
-        ],
-        "[contracts]\ndefault_voice_retention_days = 1\n",
-    );
-    let lock = ObjectLock {
-        mode: LockMode::Governance,
-        test_clock: Some(TestClock {
-            simulated: at("2030-01-01T00:00:00Z"),
-            real: real_start,
-            seconds_per_day: SECONDS_PER_DAY,
-        }),
-    };
-    w.point_at_s3(
-        &bucket,
-        &format!(
-            "object_lock = {{ mode = \"governance\", test_clock = {{ simulated = \"2030-01-01T00:00:00Z\", real = \"{}\", seconds_per_day = {SECONDS_PER_DAY} }} }}",
-            real_start.to_rfc3339()
-        ),
-    );
-    (w, bucket, lock)
-}
-
-fn bucket(name: &str, lock: &ObjectLock) -> LockedBucket {
-    let mut loc = s3_location(name, "offsite");
-    loc.object_lock = Some(lock.clone());
-    offsite::runtime::block_on(LockedBucket::connect(&loc, lock.clone()))
-}
-
-fn versions(b: &LockedBucket) -> Vec<Version> {
-    offsite::runtime::block_on(b.versions("")).unwrap().0
-}
-
-fn retain_until(b: &LockedBucket, key: &str) -> Option<DateTime<Utc>> {
-    offsite::runtime::block_on(b.retain_until(key)).unwrap()
-}
-
-fn pack_key(id: &ObjectId) -> String {
-    offsite::repo::layout::pack_key(id)
-}
+use common::locked::*;
+use offsite::object_lock::{expiry_day, voice_until};
+use offsite::repo::s3_lock::Version;
 
 /// Every pack a snapshot references, with the date the invariant gives it:
 /// the snapshot's date for trees (and client data), the start of the
@@ -118,15 +51,6 @@ fn expected_packs(
             }
         }
     }
-}
-
-fn record(w: &World, rel: &str, bytes: &[u8], recorded: &str) {
-    put(&w.src(), rel, bytes);
-    let f = std::fs::File::options()
-        .write(true)
-        .open(w.src().join(rel))
-        .unwrap();
-    f.set_modified(at(recorded).into()).unwrap();
 }
 
 #[test]

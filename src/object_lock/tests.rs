@@ -177,3 +177,34 @@ fn the_test_clock_maps_simulated_days_to_real_seconds() {
         at("2030-01-31T00:00:00Z")
     );
 }
+
+/// Repack copies keep their pack's real lock through a simulated date: the
+/// round trip real → simulated → real is exact, on either side of the
+/// clock's origin and at every scale.
+#[test]
+fn a_real_date_maps_back_to_itself_through_simulated_time() {
+    let real = at("2026-11-29T20:00:00Z");
+    for seconds_per_day in [1, 2, 7, 3600, 86_399, 86_400] {
+        let lock = ObjectLock {
+            mode: LockMode::Governance,
+            test_clock: Some(TestClock {
+                simulated: at("2030-01-01T00:00:00Z"),
+                real,
+                seconds_per_day,
+            }),
+        };
+        for offset in [-100_000, -86_401, -3, -1, 0, 1, 2, 59, 86_400, 10_000_000] {
+            let r = real + Duration::seconds(offset);
+            assert_eq!(
+                lock.to_real(lock.to_simulated(r)),
+                r,
+                "{seconds_per_day} s per day, {offset} s"
+            );
+        }
+    }
+    let plain = ObjectLock {
+        mode: LockMode::Governance,
+        test_clock: None,
+    };
+    assert_eq!(plain.to_simulated(real), real);
+}

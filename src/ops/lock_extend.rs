@@ -14,8 +14,11 @@
 //! earlier, so a pack gets at most one retention request per promotion
 //! (`offsite_s3_requests_total{op="retention"}`).
 //!
-//! Repack output and rewritten manifests are written unlocked and locked
-//! here, in the same prune, for exactly as long as their snapshots need.
+//! Rewritten trees and manifests are written unlocked and locked here, in
+//! the same prune, for exactly as long as their snapshots need. Repack
+//! copies are written locked as the packs they come from
+//! ([`crate::ops::sweep::copy_live`]: voice data keeps its expiry day) and
+//! extended here like any pack.
 //!
 //! Then the version sweep: a delete on a versioned bucket only adds a delete
 //! marker, so prune deletes, by version id, every old version whose lock has

@@ -119,8 +119,9 @@ pub fn repair(lock: &Exclusive, now: chrono::DateTime<chrono::Utc>) -> Result<Re
             }
             PackVerdict::Damaged { reason, good, lost } => {
                 tracing::error!(pack = %key, "damaged: {reason}; quarantined");
+                let until = repo.lock_for_copies(id)?;
                 for (kind, location, raw) in &good {
-                    salvage.store_copy(*kind, location, None, raw)?;
+                    salvage.store_copy(*kind, location, None, raw, until)?;
                 }
                 let quarantined_as = repo.quarantine_pack(id, bytes)?;
                 report.quarantined.push(QuarantinedPack {

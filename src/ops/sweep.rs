@@ -444,6 +444,14 @@ pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
 /// pack of the same tenant (a blob compressed with its old pack's
 /// dictionary is compressed again, see [`BlobWriter::store_copy`]).
 /// Returns where each went.
+///
+/// With Object Lock, a copy keeps the lock of the pack it comes from (one
+/// HEAD per repacked pack): new packs group blobs of one lock date, so a
+/// voice pack's copies stay one (tenant, expiry day) locked until that day,
+/// and client data keeps the date its snapshots gave its pack. A repack
+/// thus never shortens nor lengthens any blob's lock; the Object Lock step
+/// of the same prune extends the new packs further where kept snapshots
+/// need it ([`crate::ops::lock_extend`]).
 pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Result<Moved> {
     let mut moved: Moved = HashMap::new();
     for r in &plan.repack {
@@ -452,6 +460,7 @@ pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Re
         let Some(pack) = plan.index.get(&r.pack) else {
             continue;
         };
+        let until = repo.lock_for_copies(&r.pack)?;
         let tenant: Option<std::sync::Arc<str>> = pack.tenant.as_deref().map(Into::into);
         let mut keys = None;
         for blob in &pack.blobs {
@@ -477,7 +486,7 @@ pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Re
             let raw = decode_stored(stored.clone(), &location, data_key, dictionary.as_ref())?;
             moved.insert(
                 (r.pack, blob.id),
-                writer.store_copy(blob.kind, &location, Some(&stored), &raw)?,
+                writer.store_copy(blob.kind, &location, Some(&stored), &raw, until)?,
             );
         }
     }

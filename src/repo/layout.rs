@@ -85,6 +85,28 @@ impl ObjectKind {
     }
 }
 
+/// Whether `key` is read at its first version on a versioned bucket (see
+/// [`crate::repo::store`]'s `put_new_until`): the keys written create-only
+/// (the config, manifests, log entries, everything under `keys/`) and index
+/// files (named by their content, few, read whole). Packs, also named by
+/// their content, are read in ranges many times: at their latest version
+/// (one that does not authenticate is reported as corruption). Locks are
+/// rewritten in place.
+pub fn is_create_only(key: &str) -> bool {
+    matches!(
+        ObjectKind::of(key),
+        Some(ObjectKind::Config | ObjectKind::Snapshot | ObjectKind::Log | ObjectKind::Index)
+    ) || key.starts_with("keys/")
+}
+
+/// Whether `key` is rewritten in place (locks, refreshed by their holder):
+/// every other key is written once, and on a versioned bucket its first
+/// version since it was last deleted is the object (a later one is a retry
+/// with the same bytes, or foreign).
+pub fn is_rewritten(key: &str) -> bool {
+    ObjectKind::of(key) == Some(ObjectKind::Lock)
+}
+
 /// `packs/<hh>/<id>`.
 pub fn pack_key(id: &ObjectId) -> String {
     let hex = id.to_hex();
@@ -300,5 +322,26 @@ mod tests {
         assert_eq!(ObjectKind::of("config/x"), None);
         assert_eq!(ObjectKind::of("log/2026-11-27/x"), Some(ObjectKind::Log));
         assert_eq!(ObjectKind::of("elsewhere/x"), None);
+    }
+
+    #[test]
+    fn keys_read_at_their_first_version_and_keys_rewritten() {
+        let id = ObjectId::hash(b"x");
+        for yes in [
+            CONFIG.to_string(),
+            "snapshots/a/b/20300101T000000.000Z-x".to_string(),
+            "log/2026-11-27/x".to_string(),
+            "keys/epoch/0000000001".to_string(),
+            "keys/envelopes/x".to_string(),
+            index_key(&id),
+        ] {
+            assert!(is_create_only(&yes), "{yes}");
+        }
+        for no in [pack_key(&id), lock_key(&id), quarantine_key(&id)] {
+            assert!(!is_create_only(&no), "{no}");
+        }
+        assert!(!is_create_only("config/x") && !is_create_only("keysx/y"));
+        assert!(is_rewritten(&lock_key(&id)));
+        assert!(!is_rewritten(&pack_key(&id)) && !is_rewritten(CONFIG));
     }
 }

@@ -33,6 +33,19 @@ impl Repository {
         self.store.retain_until(&pack_key(id))
     }
 
+    /// The lock copies of pack `id`'s blobs keep (simulated time, for
+    /// [`crate::repo::writer::BlobWriter::store_copy`]): the date the pack is
+    /// locked until, so a repack or a salvage neither shortens nor lengthens
+    /// any blob's lock. `None` without Object Lock or when it is not locked.
+    pub fn lock_for_copies(&self, id: &ObjectId) -> Result<Option<DateTime<Utc>>> {
+        let Some(lock) = self.object_lock() else {
+            return Ok(None);
+        };
+        Ok(self
+            .pack_retain_until(id)?
+            .map(|real| lock.to_simulated(real)))
+    }
+
     /// The real retain-until date of a manifest.
     pub fn manifest_retain_until(&self, snapshot: &SnapshotRef) -> Result<Option<DateTime<Utc>>> {
         self.store.retain_until(&snapshot.key)

@@ -11,10 +11,13 @@
 //! * an extension reads the current date (HeadObject) and sends
 //!   PutObjectRetention only when the new date is later: never shorter;
 //! * the version sweep lists versions (ListObjectVersions) and deletes, by
-//!   version id, every version that is no longer current, and a key's delete
+//!   version id, every version that is not the object (see
+//!   [`crate::repo::store`]'s `lock_ops` for which one is), and a key's delete
 //!   markers once no version of it is left (deleting the marker of a key whose
 //!   locked version remains would bring that version back). A version still
-//!   locked answers AccessDenied and is left for a later prune.
+//!   locked answers AccessDenied and is left for a later prune;
+//! * a read of a create-only key lists its versions and reads the one that
+//!   is the object by its version id.
 //!
 //! The bucket must have Object Lock enabled (it implies versioning):
 //! [`bucket_lock`] reads its configuration for `init` and `config check`.
@@ -132,6 +135,8 @@ pub struct Version {
     pub is_latest: bool,
     pub delete_marker: bool,
     pub size: u64,
+    /// When it was written (milliseconds since 1970; 0 if not reported).
+    pub modified_ms: i64,
 }
 
 impl LockedBucket {
@@ -182,33 +187,19 @@ impl LockedBucket {
         Ok(out.version_id().map(String::from))
     }
 
-    /// The versions (not delete markers) of exactly `key`, newest first.
-    pub async fn versions_of(&self, key: &str) -> Result<Vec<String>> {
-        let page = self
-            .client
-            .list_object_versions()
-            .bucket(&self.bucket)
-            .prefix(self.full(key))
-            .send()
-            .await
-            .map_err(|e| sdk_error(key, e))?;
-        let full = self.full(key);
-        Ok(page
-            .versions()
-            .iter()
-            .filter(|v| v.key() == Some(full.as_str()))
-            .filter_map(|v| v.version_id().map(String::from))
-            .collect())
-    }
-
-    /// The bytes of one version of `key`, if it holds exactly `expected`
-    /// bytes' length (create-only objects are compared, never parsed here).
+    /// Whether one version of `key` holds exactly `expected` (create-only
+    /// objects are compared, never parsed here).
     pub async fn version_holds(
         &self,
         key: &str,
         version_id: &str,
         expected: &[u8],
     ) -> Result<bool> {
+        Ok(self.get_version(key, version_id).await? == expected)
+    }
+
+    /// The bytes of one version of `key`.
+    pub async fn get_version(&self, key: &str, version_id: &str) -> Result<Bytes> {
         let out = self
             .client
             .get_object()
@@ -218,24 +209,32 @@ impl LockedBucket {
             .send()
             .await
             .map_err(|e| sdk_error(key, e))?;
-        if out.content_length() != i64::try_from(expected.len()).ok() {
-            return Ok(false);
-        }
         let body = out
             .body
             .collect()
             .await
             .map_err(|e| Error::unreachable(key, e.to_string(), e))?;
-        Ok(body.into_bytes() == expected)
+        Ok(body.into_bytes())
     }
 
     /// The retain-until date of the current version of `key`, if locked.
     pub async fn retain_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        self.retain_until_of(key, None).await
+    }
+
+    /// The retain-until date of `version` of `key` (`None`: the current
+    /// one), if locked.
+    pub async fn retain_until_of(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<DateTime<Utc>>> {
         let out = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(self.full(key))
+            .set_version_id(version.map(String::from))
             .send()
             .await
             .map_err(|e| sdk_error(key, e))?;
@@ -244,8 +243,14 @@ impl LockedBucket {
             .and_then(|d| DateTime::from_timestamp(d.secs(), 0)))
     }
 
-    /// PutObjectRetention: lock the current version of `key` until `until`.
-    pub async fn set_retention(&self, key: &str, until: DateTime<Utc>) -> Result<()> {
+    /// PutObjectRetention: lock `version` of `key` (`None`: the current
+    /// one) until `until`.
+    pub async fn set_retention(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        until: DateTime<Utc>,
+    ) -> Result<()> {
         let mode = match self.lock.mode {
             LockMode::Compliance => ObjectLockRetentionMode::Compliance,
             LockMode::Governance => ObjectLockRetentionMode::Governance,
@@ -258,6 +263,7 @@ impl LockedBucket {
             .put_object_retention()
             .bucket(&self.bucket)
             .key(self.full(key))
+            .set_version_id(version.map(String::from))
             .retention(retention)
             .send()
             .await
@@ -299,6 +305,7 @@ impl LockedBucket {
                         is_latest: v.is_latest().unwrap_or(false),
                         delete_marker: false,
                         size: v.size().unwrap_or(0).max(0) as u64,
+                        modified_ms: v.last_modified().map_or(0, millis),
                     });
                 }
             }
@@ -310,6 +317,7 @@ impl LockedBucket {
                         is_latest: m.is_latest().unwrap_or(false),
                         delete_marker: true,
                         size: 0,
+                        modified_ms: m.last_modified().map_or(0, millis),
                     });
                 }
             }
@@ -342,6 +350,12 @@ impl LockedBucket {
             Err(e) => Err(sdk_error(key, e)),
         }
     }
+}
+
+fn millis(t: &SdkTime) -> i64 {
+    t.secs()
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.subsec_nanos() / 1_000_000))
 }
 
 fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata, R>(

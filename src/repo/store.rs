@@ -262,8 +262,12 @@ impl Store {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Read a whole object.
+    /// Read a whole object (on a locked store, a create-only key at the
+    /// version that won its creation: see [`lock_ops`]).
     pub fn get(&self, key: &str) -> Result<Bytes> {
+        if let Some(version) = self.winner(key)? {
+            return self.get_version(key, &version);
+        }
         Self::count(&self.requests.get, 1);
         let path = StorePath::from(key);
         crate::runtime::block_on(async { self.inner.get(&path).await?.bytes().await })

@@ -18,9 +18,13 @@
 //! On a repository with Object Lock (see [`crate::object_lock`]) a pack is
 //! written locked: until the writer's snapshot date ([`BlobWriter::with_lock_until`]),
 //! or, for voice data stored inside [`BlobWriter::with_expiry_day`], until
-//! the start of its recordings' expiry day. Voice data packs therefore hold
-//! one (tenant, expiry day) each, so no recording is held locked past its
-//! expiry by a neighbour.
+//! the start of its recordings' expiry day, or, for a copy a repack makes
+//! ([`BlobWriter::store_copy`]), until the date its old pack was locked to.
+//! Open packs are grouped by that date (and tenant, and kind): voice data
+//! packs hold one (tenant, expiry day) each, so no recording is held locked
+//! past its expiry by a neighbour, and a repack never lengthens a lock. The
+//! index files a writer writes on the way (every so many packs, at
+//! checkpoints) are locked like its packs without an expiry day.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -118,9 +122,10 @@ pub struct BlobWriter<'r> {
     tenants: Mutex<HashMap<String, TenantKey>>,
     /// The tenants' compression dictionaries of this run.
     trainer: Trainer,
-    /// Open packs with the expiry day they group (voice data; `None` else).
-    data_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
-    tree_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
+    /// Open packs with the lock date they group (voice data, repack
+    /// copies; `None`: the writer's `lock_until`).
+    data_packs: Mutex<Vec<(Lock, PackBuilder)>>,
+    tree_packs: Mutex<Vec<(Lock, PackBuilder)>>,
     /// Object Lock date of packs without an expiry day.
     lock_until: Option<DateTime<Utc>>,
     written: Arc<Written>,
@@ -276,6 +281,8 @@ struct Written {
     /// The manifest stem of the snapshot this writer works for, recorded in
     /// every index file it writes ([`crate::repo::index::IndexFile::run`]).
     run: std::sync::OnceLock<String>,
+    /// The Object Lock date of the index files (the writer's `lock_until`).
+    lock_until: Mutex<Lock>,
 }
 
 impl Written {
@@ -292,9 +299,11 @@ impl Written {
         self.index(repo, batch)
     }
 
-    /// Write an index file listing `packs`, tagged with the run.
+    /// Write an index file listing `packs`, tagged with the run and locked
+    /// like the writer's packs.
     fn index(&self, repo: &Repository, packs: Vec<IndexedPack>) -> Result<()> {
-        repo.write_index_file_for(packs, None, self.run.get().map(String::as_str))
+        let until = *self.lock_until.lock().unwrap_or_else(|e| e.into_inner());
+        repo.write_index_file_for(packs, until, self.run.get().map(String::as_str))
             .map(drop)
     }
 }
@@ -451,11 +460,23 @@ impl<'r> BlobWriter<'r> {
         self.written.run.get().cloned()
     }
 
-    /// Lock the packs this writer writes until `until` (on a repository
-    /// with Object Lock; voice data stored with an expiry day excepted).
+    /// Lock the packs and index files this writer writes until `until` (on
+    /// a repository with Object Lock; voice data stored with an expiry day
+    /// and repack copies excepted).
     pub fn with_lock_until(mut self, until: Lock) -> Self {
         self.lock_until = until;
+        *self
+            .written
+            .lock_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = until;
         self
+    }
+
+    /// The lock date of this writer's packs and index files (see
+    /// [`BlobWriter::with_lock_until`]), for an index file its caller writes.
+    pub fn lock_until(&self) -> Lock {
+        self.lock_until
     }
 
     /// Run `f` with the data blobs this thread stores going to packs of
@@ -533,7 +554,11 @@ impl<'r> BlobWriter<'r> {
             return Ok(found);
         }
         let packed = self.compressed(&tenant, kind, raw, mode);
-        self.append(tenant, &key, packed.blob(id, kind, raw), true)
+        let group = match kind {
+            BlobKind::Data => EXPIRY_DAY.get().map(crate::object_lock::voice_until),
+            BlobKind::Tree => None,
+        };
+        self.append(tenant, &key, packed.blob(id, kind, raw), group, true)
     }
 
     /// The compression step (see [`crate::repo::compress`]): as is, zstd,
@@ -579,13 +604,16 @@ impl<'r> BlobWriter<'r> {
     /// (its content `raw`, and its decrypted `stored` form when at hand),
     /// sealed again into a pack of the same tenant: as it was stored, not
     /// compressed again, unless it needs its old pack's dictionary (or
-    /// `stored` is not given), then compressed like a new blob.
+    /// `stored` is not given), then compressed like a new blob; in a pack
+    /// locked until `until` (simulated time; `None`: the writer's own lock),
+    /// shared only with blobs of the same date.
     pub fn store_copy(
         &self,
         kind: BlobKind,
         blob: &BlobRef,
         stored: Option<&[u8]>,
         raw: &[u8],
+        until: Lock,
     ) -> Result<BlobRef> {
         let (tenant, key) = self.key_for(blob.tenant.as_deref())?;
         let packed = match stored {
@@ -596,23 +624,24 @@ impl<'r> BlobWriter<'r> {
             },
             _ => self.compressed(&tenant, kind, raw, Compress::Try),
         };
-        self.append(tenant, &key, packed.blob(blob.id, kind, raw), false)
+        self.append(tenant, &key, packed.blob(blob.id, kind, raw), until, false)
     }
 
-    /// Seal `blob` into the open pack of (`tenant`, kind), opening one (and
-    /// writing out the fullest when [`MAX_OPEN_PACKS`] are open) or closing
-    /// a pack that would pass the target first. With `dedup`, a blob some
-    /// other thread stored meanwhile is not stored twice.
+    /// Seal `blob` into the open pack of (`tenant`, kind, lock `group`),
+    /// opening one (and writing out the fullest when [`MAX_OPEN_PACKS`] are
+    /// open) or closing a pack that would pass the target first. With
+    /// `dedup`, a blob some other thread stored meanwhile is not stored twice.
     fn append(
         &self,
         tenant: Option<Arc<str>>,
         key: &DataKey,
         blob: Blob<'_>,
+        group: Lock,
         dedup: bool,
     ) -> Result<BlobRef> {
-        let (slot, group) = match blob.kind {
-            BlobKind::Data => (&self.data_packs, EXPIRY_DAY.get()),
-            BlobKind::Tree => (&self.tree_packs, None),
+        let slot = match blob.kind {
+            BlobKind::Data => &self.data_packs,
+            BlobKind::Tree => &self.tree_packs,
         };
         // A new pack of client data starts with the tenant's dictionary
         // once there is one, so it need not be closed early for it.
@@ -686,11 +715,9 @@ impl<'r> BlobWriter<'r> {
         Ok(location)
     }
 
-    /// Write out a pack, locked for its expiry day `group` when it has one.
-    fn write_pack(&self, pack: PackBuilder, group: Option<i64>) -> Result<()> {
-        let until = group
-            .map(crate::object_lock::voice_until)
-            .or(self.lock_until);
+    /// Write out a pack, locked until its `group`'s date when it has one.
+    fn write_pack(&self, pack: PackBuilder, group: Lock) -> Result<()> {
+        let until = group.or(self.lock_until);
         let (id, bytes, header) = pack.finish(self.repo.keys().meta());
         let size = bytes.len() as u64;
         let (bytes, pack) = (

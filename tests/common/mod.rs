@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod locked;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -180,13 +180,14 @@ fn interrupted(
     }
     let kept = writer.bytes_added();
     let run = writer.run();
+    let until = writer.lock_until();
     let checkpoint = writer.finish().and_then(|mut packs| {
         packs.extend(adopted);
         crate::failpoint::hit("snapshot-before-checkpoint");
         match packs.is_empty() {
             true => Ok(()),
             false => repo
-                .write_index_file_for(packs, None, run.as_deref())
+                .write_index_file_for(packs, until, run.as_deref())
                 .map(drop),
         }
     });

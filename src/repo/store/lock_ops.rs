@@ -5,6 +5,23 @@
 //! [`crate::object_lock`]); each is mapped to a real date once, and a date
 //! that maps to the real past is not locked: its promise is over. Without
 //! `object_lock` every write is a plain one and the rest does nothing.
+//!
+//! **Which version is the object.** A locked bucket is versioned, so a key
+//! may hold several versions. Of a key written once (every key but a lock)
+//! the oldest version since the key was last deleted is the object
+//! ([`Store::put_new_until`]); a later one is a retry with the same bytes,
+//! a create-only writer that lost and could not delete its own version, or
+//! a hostile writer. For create-only keys and index files
+//! ([`crate::repo::layout::is_create_only`]) every reader goes to it: `get`,
+//! the lock's date and its extension; that costs one ListObjectVersions per
+//! read, on a locked store only. Packs are read in ranges many times, so
+//! their latest version is read: one stacked with other bytes does not
+//! authenticate and is reported as corruption naming the pack (an operation
+//! that must read it stops there), while the locked original stays in the
+//! bucket: deleting the stacked version by its id mends it. The version
+//! sweep keeps the object of every key and deletes the versions stacked on
+//! it once their own lock (if any) allows. Locks are rewritten in place:
+//! the latest is theirs.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -13,6 +30,7 @@ use super::Store;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::object_lock::ObjectLock;
+use crate::repo::layout::{is_create_only, is_rewritten};
 use crate::repo::s3_lock::Version;
 
 /// What one version sweep did.
@@ -74,13 +92,12 @@ impl Store {
         self.retrying(key, || {
             Self::count(&self.requests.put, 1);
             let ours = crate::runtime::block_on(bucket.put(key, data.clone(), real))?;
-            Self::count(&self.requests.list, 1);
-            let versions = crate::runtime::block_on(bucket.versions_of(key))?;
-            let oldest = versions.last();
-            let (Some(ours), Some(oldest)) = (ours, oldest) else {
+            let (versions, pages) = crate::runtime::block_on(bucket.versions(key))?;
+            Self::count(&self.requests.list, pages);
+            let (Some(ours), Some(oldest)) = (ours, winner_of(&versions, key)) else {
                 return Ok(());
             };
-            if *oldest == ours {
+            if oldest == ours {
                 return Ok(());
             }
             Self::count(&self.requests.delete, 1);
@@ -98,28 +115,62 @@ impl Store {
         })
     }
 
-    /// The real retain-until date of `key`'s current version (none: not
-    /// locked, or the store is not).
+    /// On a locked store, the version of the create-only `key` that is the
+    /// object (see the module docs); `None`: the latest is (no lock, or
+    /// another kind of key). A key whose latest entry is a delete marker,
+    /// or with no version, is not found.
+    pub(super) fn winner(&self, key: &str) -> Result<Option<String>> {
+        let Some(bucket) = self.locked.as_ref().filter(|_| is_create_only(key)) else {
+            return Ok(None);
+        };
+        let (versions, pages) = crate::runtime::block_on(bucket.versions(key))?;
+        Self::count(&self.requests.list, pages);
+        match winner_of(&versions, key) {
+            Some(v) => Ok(Some(v.to_string())),
+            None => Err(Error::NotFound {
+                what: format!("object {key}"),
+            }),
+        }
+    }
+
+    /// Read one version of `key` (locked store only).
+    pub(super) fn get_version(&self, key: &str, version: &str) -> Result<Bytes> {
+        let Some(bucket) = &self.locked else {
+            return Err(Error::NotFound {
+                what: format!("object {key} version {version}"),
+            });
+        };
+        Self::count(&self.requests.get, 1);
+        crate::runtime::block_on(bucket.get_version(key, version))
+    }
+
+    /// The real retain-until date of the object `key` (none: not locked, or
+    /// the store is not).
     pub fn retain_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         let Some(bucket) = &self.locked else {
             return Ok(None);
         };
+        let version = self.winner(key)?;
         Self::count(&self.requests.head, 1);
-        crate::runtime::block_on(bucket.retain_until(key))
+        crate::runtime::block_on(bucket.retain_until_of(key, version.as_deref()))
     }
 
-    /// Make sure `key` stays locked until the simulated `until`: one HEAD,
-    /// and one PutObjectRetention when its lock ends earlier. Never
-    /// shortens. True when it extended.
+    /// Make sure the object `key` stays locked until the simulated `until`:
+    /// one HEAD (and for a create-only key one listing of its versions), and
+    /// one PutObjectRetention when its lock ends earlier. Never shortens.
+    /// True when it extended.
     pub fn extend_lock(&self, key: &str, until: DateTime<Utc>) -> Result<bool> {
         let (Some(bucket), Some(real)) = (&self.locked, self.real_until(Some(until))) else {
             return Ok(false);
         };
-        if self.retain_until(key)?.is_some_and(|now| now >= real) {
+        let version = self.winner(key)?;
+        Self::count(&self.requests.head, 1);
+        let have = crate::runtime::block_on(bucket.retain_until_of(key, version.as_deref()))?;
+        if have.is_some_and(|now| now >= real) {
             return Ok(false);
         }
         Self::count(&self.requests.retention, 1);
-        crate::runtime::block_on(bucket.set_retention(key, real))?;
+        crate::runtime::block_on(bucket.set_retention(key, version.as_deref(), real))?;
         Ok(true)
     }
 
@@ -146,9 +197,23 @@ impl Store {
         versions: &[Version],
         out: &mut VersionSweep,
     ) -> Result<()> {
+        let Some(first) = versions.first() else {
+            return Ok(());
+        };
+        // The object: the first version of a key written once (the
+        // versions stacked on it later go), the latest of a lock; none when
+        // the key is deleted.
+        let object = if !is_rewritten(&first.key) {
+            winner_of(versions, &first.key)
+        } else {
+            versions
+                .iter()
+                .find(|v| v.is_latest && !v.delete_marker)
+                .map(|v| v.version_id.as_str())
+        };
         let mut left = 0;
         for v in versions.iter().filter(|v| !v.delete_marker) {
-            if v.is_latest {
+            if object == Some(v.version_id.as_str()) {
                 left += 1;
                 continue;
             }
@@ -170,5 +235,66 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// The version of the create-only `key` that is the object, among
+/// `versions` as [`crate::repo::s3_lock::LockedBucket::versions`] lists them
+/// (newest first): the oldest written since the key's last delete marker
+/// (a key erased and created again is the new one), none when the key's
+/// latest entry is a delete marker (deleted).
+fn winner_of<'a>(versions: &'a [Version], key: &str) -> Option<&'a str> {
+    let mine = || versions.iter().filter(move |v| v.key == key);
+    if mine().any(|v| v.delete_marker && v.is_latest) {
+        return None;
+    }
+    let deleted = mine()
+        .filter(|v| v.delete_marker)
+        .map(|v| v.modified_ms)
+        .max()
+        .filter(|d| *d > 0);
+    // Oldest first on equal times: the listing is newest first.
+    mine()
+        .rev()
+        .filter(|v| !v.delete_marker && deleted.is_none_or(|d| v.modified_ms > d))
+        .min_by_key(|v| v.modified_ms)
+        .map(|v| v.version_id.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(id: &str, latest: bool, marker: bool, ms: i64) -> Version {
+        Version {
+            key: "snapshots/x".into(),
+            version_id: id.into(),
+            is_latest: latest,
+            delete_marker: marker,
+            size: 1,
+            modified_ms: ms,
+        }
+    }
+
+    #[test]
+    fn the_object_is_the_oldest_version_since_the_last_delete() {
+        let stacked = [
+            v("c", true, false, 30),
+            v("b", false, false, 20),
+            v("a", false, false, 10),
+        ];
+        assert_eq!(winner_of(&stacked, "snapshots/x"), Some("a"));
+        assert_eq!(winner_of(&stacked, "snapshots/y"), None, "another key");
+        let deleted = [v("b", false, false, 20), v("m", true, true, 30)];
+        assert_eq!(winner_of(&deleted, "snapshots/x"), None);
+        let again = [
+            v("c", true, false, 40),
+            v("b", false, false, 30),
+            v("a", false, false, 10),
+            v("m", false, true, 20),
+        ];
+        assert_eq!(winner_of(&again, "snapshots/x"), Some("b"), "created again");
+        let same_time = [v("b", true, false, 10), v("a", false, false, 10)];
+        assert_eq!(winner_of(&same_time, "snapshots/x"), Some("a"));
     }
 }

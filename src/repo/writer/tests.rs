@@ -85,7 +85,7 @@ fn later_documents_use_the_dictionary_and_read_back() {
     let copier = BlobWriter::new(&repo, now);
     let last = stored.last().unwrap();
     let copy = copier
-        .store_copy(BlobKind::Data, last, None, docs.last().unwrap())
+        .store_copy(BlobKind::Data, last, None, docs.last().unwrap(), None)
         .unwrap();
     assert_eq!(
         copy.compression,
