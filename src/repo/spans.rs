@@ -2,8 +2,8 @@
 //!
 //! Restoring a large file used to fetch, decrypt, decompress and verify one
 //! span after another on one thread. Here the chunk list is cut into spans
-//! (runs of chunks back to back in one pack, at most [`MAX_SPAN`] bytes,
-//! one ranged read each) and up to [`workers`] threads fetch and decode
+//! (runs of chunks close together in one pack, at most [`MAX_SPAN`] bytes,
+//! one ranged read each: [`spans`]) and up to [`workers`] threads fetch and decode
 //! spans side by side (cores on a local store, more on S3, where a span is
 //! one ranged GET). The caller's thread receives the decoded chunks **in
 //! file order** through a reorder window and does what must be in order:
@@ -72,8 +72,17 @@ pub fn workers(repo: &Repository) -> usize {
     }
 }
 
-/// Cut `blobs` into spans: index ranges of chunks back to back in one pack
-/// under one key, at most [`MAX_SPAN`] bytes each. A hole is a span alone.
+/// Cut `blobs` into spans: index ranges of chunks in one pack under one
+/// key whose covering byte range ([`covering`]) is at most [`MAX_SPAN`]
+/// bytes and not mostly other blobs (see [`worth_joining`]). A hole is a
+/// span alone.
+///
+/// The chunks of a span need not be back to back nor in pack order: a
+/// snapshot stores a large file's chunks as its threads finish them, so
+/// neighbours in the file are neighbours in the pack but often swapped or
+/// with another file's chunk between. Asking for exact runs cut a 500 MiB
+/// dump into 25 000 reads of two or three chunks; one read of the region
+/// they share costs a few bytes more and one request.
 fn spans(repo: &Repository, blobs: &[BlobRef]) -> Result<Vec<std::ops::Range<usize>>> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -81,15 +90,18 @@ fn spans(repo: &Repository, blobs: &[BlobRef]) -> Result<Vec<std::ops::Range<usi
         let first = &blobs[i];
         let mut end = i + 1;
         if !crate::sparse::is_hole(repo, first)? {
-            while end < blobs.len()
-                && blobs[end].pack == first.pack
-                && blobs[end].tenant == first.tenant
-                && Some(blobs[end].offset)
-                    == blobs[end - 1]
-                        .offset
-                        .checked_add(blobs[end - 1].length.into())
-                && blobs[end].range().end.saturating_sub(first.offset) <= MAX_SPAN
-            {
+            let mut region = first.range();
+            let mut used = u64::from(first.length);
+            while let Some(next) = blobs.get(end) {
+                if next.pack != first.pack || next.tenant != first.tenant {
+                    break;
+                }
+                let joined = region.start.min(next.offset)..region.end.max(next.range().end);
+                let used_then = used.saturating_add(next.length.into());
+                if !worth_joining(&joined, used_then) || crate::sparse::is_hole(repo, next)? {
+                    break;
+                }
+                (region, used) = (joined, used_then);
                 end += 1;
             }
         }
@@ -97,6 +109,22 @@ fn spans(repo: &Repository, blobs: &[BlobRef]) -> Result<Vec<std::ops::Range<usi
         i = end;
     }
     Ok(out)
+}
+
+/// Whether one read of `region` for blobs of `used` bytes in it is better
+/// than several: at most [`MAX_SPAN`], and at most half other bytes (or
+/// small enough that a request costs more than reading it).
+fn worth_joining(region: &std::ops::Range<u64>, used: u64) -> bool {
+    const SMALL: u64 = 256 << 10;
+    let len = region.end.saturating_sub(region.start);
+    len <= MAX_SPAN && (len <= SMALL || len <= used.saturating_mul(2))
+}
+
+/// The byte range of a pack that holds every blob of a span.
+fn covering(blobs: &[BlobRef]) -> std::ops::Range<u64> {
+    let start = blobs.iter().map(|b| b.offset).min().unwrap_or(0);
+    let end = blobs.iter().map(|b| b.range().end).max().unwrap_or(start);
+    start..end
 }
 
 /// Fetch and decode one span: its pieces in order, ending at the first
@@ -109,6 +137,24 @@ fn decode_span(repo: &Repository, blobs: &[BlobRef]) -> Vec<Result<Piece>> {
     out
 }
 
+/// [`decode_span`], with a panic on the way turned into an error naming
+/// the span's pack: the caller waits for every span in order, so a worker
+/// that died without filing its span would leave the restore waiting
+/// forever. (The panic message itself goes to stderr as usual.)
+fn decode_caught(repo: &Repository, blobs: &[BlobRef]) -> Vec<Result<Piece>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(test)]
+        tests::panic_if_armed(&blobs[0].pack);
+        decode_span(repo, blobs)
+    }))
+    .unwrap_or_else(|_| {
+        vec![Err(Error::corrupt(
+            pack_key(&blobs[0].pack),
+            "decoding a span of it panicked (a bug; the message is above)",
+        ))]
+    })
+}
+
 fn decode_into(repo: &Repository, blobs: &[BlobRef], out: &mut Vec<Result<Piece>>) -> Result<()> {
     let first = &blobs[0];
     if blobs.len() == 1 && crate::sparse::is_hole(repo, first)? {
@@ -117,7 +163,7 @@ fn decode_into(repo: &Repository, blobs: &[BlobRef], out: &mut Vec<Result<Piece>
     }
     let key = repo.data_key(first.tenant.as_deref())?;
     let seal = key.pack_key(&first.pack);
-    let span = first.offset..blobs[blobs.len() - 1].range().end;
+    let span = covering(blobs);
     let bytes = repo.read_pack_range(&first.pack, span.clone())?;
     for blob in blobs {
         let at = (blob.offset - span.start) as usize;
@@ -155,7 +201,7 @@ impl Repository {
         let threads = workers(self).min(spans.len());
         if threads <= 1 {
             for span in spans {
-                for piece in decode_span(self, &blobs[span]) {
+                for piece in decode_caught(self, &blobs[span]) {
                     sink(piece?)?;
                 }
             }
@@ -196,7 +242,7 @@ impl Repository {
             if w.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let decoded = decode_span(self, &blobs[span.clone()]);
+            let decoded = decode_caught(self, &blobs[span.clone()]);
             let failed = decoded.last().is_some_and(|p| p.is_err());
             w.ready
                 .lock()
@@ -239,24 +285,24 @@ mod tests {
     use crate::repo::writer::{BlobWriter, Compress};
     use crate::repo::{Location, MasterKey};
     use chrono::DateTime;
+    use std::sync::Mutex;
 
-    /// A 40 MiB "file" of 1 MiB chunks (5 spans and more, several packs):
-    /// read back in order on several threads; then one chunk damaged on disk
-    /// fails the read at that chunk, after exactly the chunks before it.
-    #[test]
-    fn spans_decode_in_parallel_and_hand_over_in_order() {
+    /// The pack whose decoding panics ([`decode_caught`]), for one test.
+    static PANIC_ON: Mutex<Option<crate::id::ObjectId>> = Mutex::new(None);
+
+    pub(super) fn panic_if_armed(pack: &crate::id::ObjectId) {
+        if *PANIC_ON.lock().unwrap_or_else(|p| p.into_inner()) == Some(*pack) {
+            panic!("test: decoding a span of the armed pack");
+        }
+    }
+
+    fn repo_with(chunks: usize) -> (tempfile::TempDir, Repository, Vec<BlobRef>) {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("repo");
-        let location = Location::Local(root.clone());
+        let location = Location::Local(dir.path().join("repo"));
         let repo =
             Repository::init(&location, DateTime::UNIX_EPOCH, &MasterKey::generate()).unwrap();
         let writer = BlobWriter::new(&repo, DateTime::UNIX_EPOCH);
-        let chunk = |i: usize| -> Vec<u8> {
-            (0..1 << 20)
-                .map(|j| (j * 31 + i * 7 + j / 4096) as u8)
-                .collect()
-        };
-        let blobs: Vec<BlobRef> = (0..40)
+        let blobs = (0..chunks)
             .map(|i| {
                 writer
                     .store(None, BlobKind::Data, &chunk(i), Compress::Never)
@@ -264,6 +310,22 @@ mod tests {
             })
             .collect();
         writer.finish().unwrap();
+        (dir, repo, blobs)
+    }
+
+    fn chunk(i: usize) -> Vec<u8> {
+        (0..1 << 20)
+            .map(|j| (j * 31 + i * 7 + j / 4096) as u8)
+            .collect()
+    }
+
+    /// A 40 MiB "file" of 1 MiB chunks (5 spans and more, several packs):
+    /// read back in order on several threads; then one chunk damaged on disk
+    /// fails the read at that chunk, after exactly the chunks before it.
+    #[test]
+    fn spans_decode_in_parallel_and_hand_over_in_order() {
+        let (dir, repo, blobs) = repo_with(40);
+        let root = dir.path().join("repo");
         assert!(spans(&repo, &blobs).unwrap().len() >= 5);
         let mut got = Vec::new();
         repo.read_blobs(&blobs, &mut |p| {
@@ -294,5 +356,56 @@ mod tests {
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(&pack_key(&bad.pack)), "{err}");
         assert_eq!(handed, 23, "every chunk before the damaged one, none after");
+    }
+
+    /// A worker that panics while decoding (a bug met on some input) ends
+    /// the read with an error naming the pack, after the chunks before it;
+    /// it does not leave the caller waiting for a span that never comes.
+    #[test]
+    fn a_panicking_decode_worker_fails_the_read_instead_of_hanging() {
+        let (_dir, repo, blobs) = repo_with(40);
+        let spans = spans(&repo, &blobs).unwrap();
+        let victim = spans
+            .iter()
+            .find(|s| s.start > 0 && blobs[s.start].pack != blobs[0].pack)
+            .expect("a span in a later pack")
+            .start;
+        let pack = blobs[victim].pack;
+        *PANIC_ON.lock().unwrap() = Some(pack);
+        let mut handed = 0;
+        let err = repo
+            .read_blobs(&blobs, &mut |_| {
+                handed += 1;
+                Ok(())
+            })
+            .unwrap_err();
+        *PANIC_ON.lock().unwrap() = None;
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(&pack_key(&pack)), "{err}");
+        assert!(err.to_string().contains("panicked"), "{err}");
+        assert_eq!(handed, victim, "every chunk before the failed span");
+    }
+
+    /// Chunks of one pack out of pack order (as a snapshot's threads store
+    /// them) are one read, handed over in file order; chunks far apart in
+    /// a pack are not read with everything between them.
+    #[test]
+    fn chunks_close_together_in_a_pack_are_one_read_whatever_their_order() {
+        let (_dir, repo, blobs) = repo_with(12);
+        let same: Vec<&BlobRef> = blobs.iter().filter(|b| b.pack == blobs[0].pack).collect();
+        assert!(same.len() >= 6, "1 MiB chunks in 8 MiB packs");
+        let shuffled: Vec<BlobRef> = [1, 0, 3, 2].iter().map(|&i| same[i].clone()).collect();
+        assert_eq!(spans(&repo, &shuffled).unwrap(), vec![0..4]);
+        let mut got = Vec::new();
+        repo.read_blobs(&shuffled, &mut |p| {
+            got.push(p);
+            Ok(())
+        })
+        .unwrap();
+        for (piece, want) in got.iter().zip([1, 0, 3, 2]) {
+            assert!(matches!(piece, Piece::Data(d) if *d == chunk(want)));
+        }
+        let far = vec![same[0].clone(), same[5].clone()];
+        assert_eq!(spans(&repo, &far).unwrap(), vec![0..1, 1..2]);
     }
 }
