@@ -2,17 +2,18 @@
 //!
 //! Restoring a large file used to fetch, decrypt, decompress and verify one
 //! span after another on one thread. Here the chunk list is cut into spans
-//! (runs of chunks close together in one pack, at most [`MAX_SPAN`] bytes,
-//! one ranged read each: [`spans`]) and up to [`workers`] threads fetch and decode
-//! spans side by side (cores on a local store, more on S3, where a span is
-//! one ranged GET). The caller's thread receives the decoded chunks **in
+//! (consecutive chunks of at most [`SPAN_BYTES`] stored bytes, read with
+//! one ranged read per pack they lie in, see [`decode_span`]) and up to
+//! [`workers`] threads fetch and decode spans side by side (cores on a
+//! local store, more on S3, where a read is one ranged GET). The caller's thread receives the decoded chunks **in
 //! file order** through a reorder window and does what must be in order:
 //! feeding the whole-content SHA-256 and writing (sequential writes, so a
 //! restore never needs to pre-size or seek a file it has not verified).
 //!
 //! At most [`WINDOW_SPANS`] spans are fetched ahead of the one the caller is
-//! waiting for, so memory is bounded by `WINDOW_SPANS × MAX_SPAN` (64 MiB)
-//! per file, whatever its size. The first error in file order is the one
+//! waiting for, and a span reads at most twice its chunks' bytes
+//! ([`MAX_SPAN`]), so memory is bounded by `WINDOW_SPANS × MAX_SPAN`
+//! (64 MiB) per file, whatever its size. The first error in file order is the one
 //! returned, as a sequential read would; the workers stop soon after.
 //!
 //! Why in order rather than positioned writes: the whole-content hash must be
@@ -32,7 +33,8 @@ use crate::repo::layout::pack_key;
 use crate::repo::pack::{decode_blob_with, BlobRef};
 use crate::repo::Repository;
 
-/// The largest span fetched with one ranged read.
+/// The most bytes one span reads: its chunks ([`SPAN_BYTES`]) and what
+/// lies between them in their packs.
 pub const MAX_SPAN: u64 = 8 << 20;
 
 /// Spans fetched ahead of the one being handed over (× [`MAX_SPAN`] = the
