@@ -119,14 +119,7 @@ impl Writer {
         self.uvarint(blob.offset);
         self.uvarint(u64::from(blob.length));
         self.uvarint(u64::from(blob.raw_length));
-        self.u8(compression_code(blob.compression));
-    }
-}
-
-fn compression_code(compression: Compression) -> u8 {
-    match compression {
-        Compression::None => 0,
-        Compression::Zstd => 1,
+        self.u8(blob.compression.code());
     }
 }
 
@@ -266,12 +259,9 @@ impl<'a> Reader<'a> {
         let offset = self.uvarint("blob offset")?;
         let length = self.u32("blob length")?;
         let raw_length = self.u32("blob raw length")?;
-        let compression = match self.u8("compression")? {
-            0 => Compression::None,
-            1 => Compression::Zstd,
-            other => {
-                return Err(self.error(format!("unknown compression {other}")));
-            }
+        let code = self.u8("compression")?;
+        let Some(compression) = Compression::from_code(code) else {
+            return Err(self.error(format!("unknown compression {code}")));
         };
         Ok(BlobRef {
             id,

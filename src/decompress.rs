@@ -44,6 +44,23 @@ pub fn decompress_at_most(stored: &[u8], max: u64) -> std::io::Result<Vec<u8>> {
     zstd::stream::read::Decoder::with_buffer(stored)?
         .take(max.saturating_add(1))
         .read_to_end(&mut out)?;
+    at_most(out, max)
+}
+
+/// [`decompress_at_most`] for frames compressed with `dictionary`.
+pub fn decompress_with_dictionary_at_most(
+    stored: &[u8],
+    dictionary: &zstd::dict::DecoderDictionary<'_>,
+    max: u64,
+) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(usize::try_from(max.min(PREALLOC_MAX)).unwrap_or(0));
+    zstd::stream::read::Decoder::with_prepared_dictionary(stored, dictionary)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)?;
+    at_most(out, max)
+}
+
+fn at_most(out: Vec<u8>, max: u64) -> std::io::Result<Vec<u8>> {
     if out.len() as u64 > max {
         return Err(std::io::Error::other(format!(
             "decompresses to more than {max} bytes"
@@ -106,6 +123,18 @@ mod tests {
         assert!(decompress_at_most(&bad, 5000).is_err());
         assert!(decompress_at_most(&bad[..bad.len() / 2], 5000).is_err());
         assert_eq!(decompress_at_most(&two, 100).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn output_over_the_ceiling_is_refused_with_a_dictionary_too() {
+        let dictionary = b"zeros and more zeros".repeat(50);
+        let mut c = zstd::bulk::Compressor::with_dictionary(3, &dictionary).unwrap();
+        let stored = c.compress(&vec![0u8; 1 << 20]).unwrap();
+        let loaded = zstd::dict::DecoderDictionary::copy(&dictionary);
+        let out = decompress_with_dictionary_at_most(&stored, &loaded, 1 << 20).unwrap();
+        assert_eq!(out.len(), 1 << 20);
+        let err = decompress_with_dictionary_at_most(&stored, &loaded, 1000).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
     }
 
     #[test]

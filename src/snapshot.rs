@@ -56,6 +56,13 @@ pub fn source_tag(meta: &DataKey, host: &str, source: &str) -> String {
     meta.tag(&format!("source\0{host}\0{source}"))
 }
 
+/// The stem of the manifest key a snapshot of `source` of `host` taken at
+/// `time` will have: what its index files are tagged with before the
+/// manifest exists ([`crate::repo::index::IndexFile::run`]).
+pub fn run_stem(meta: &DataKey, host: &str, source: &str, time: &DateTime<Utc>) -> String {
+    layout::snapshot_stem(&host_tag(meta, host), &source_tag(meta, host, source), time)
+}
+
 /// Manifest format version.
 pub const SNAPSHOT_VERSION: u32 = 1;
 

@@ -256,22 +256,24 @@ fn prune_now_without_really_at_now_changes_nothing() {
 }
 
 #[test]
-fn a_format_2_repository_is_named_and_refused() {
+fn a_format_2_or_3_repository_is_named_and_refused() {
     let w = world_with_snapshot();
     let config = w.repo().join("config");
     let text = std::fs::read_to_string(&config).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(json["version"], 3, "this offsite writes format 3");
-    json["version"] = 2.into();
-    std::fs::write(&config, serde_json::to_vec(&json).unwrap()).unwrap();
-    for args in [
-        &["snapshots"][..],
-        &["restore", "--item", "x", "--to", "/nonexistent"],
-    ] {
-        let out = w.offsite(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let line = one_line_error(&out);
-        assert!(line.contains("format 2"), "{line}");
-        assert!(line.contains("init a new repository"), "{line}");
+    assert_eq!(json["version"], 4, "this offsite writes format 4");
+    for old in [2, 3] {
+        json["version"] = old.into();
+        std::fs::write(&config, serde_json::to_vec(&json).unwrap()).unwrap();
+        for args in [
+            &["snapshots"][..],
+            &["restore", "--item", "x", "--to", "/nonexistent"],
+        ] {
+            let out = w.offsite(args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let line = one_line_error(&out);
+            assert!(line.contains(&format!("format {old}")), "{line}");
+            assert!(line.contains("init a new repository"), "{line}");
+        }
     }
 }

@@ -48,6 +48,7 @@ fn two_hundred_seeded_runs_cover_every_source_and_tenant() {
     let mut sources = BTreeSet::new();
     let mut tenants = BTreeSet::new();
     let mut snapshots = BTreeSet::new();
+    let mut items = BTreeSet::new();
     for seed in 0..200 {
         let (ok, r) = run(&w, seed);
         assert!(ok && r["result"] == "ok", "seed {seed}: {r}");
@@ -58,7 +59,12 @@ fn two_hundred_seeded_runs_cover_every_source_and_tenant() {
         sources.insert(r["source"].as_str().unwrap().to_string());
         tenants.insert(r["tenant"].as_str().unwrap().to_string());
         snapshots.insert(r["snapshot"].as_str().unwrap().to_string());
+        items.insert(r["item"].as_str().unwrap().to_string());
     }
+    // Every recording is drawn, not only the first or last of a tenant
+    // (about 25 draws each over 3 recordings; the seeds are fixed).
+    let recordings = items.iter().filter(|i| i.ends_with(".opus")).count();
+    assert_eq!(recordings, 4 * 3, "{items:?}");
     assert_eq!(
         sources,
         BTreeSet::from(["data".to_string(), "voice".to_string()])

@@ -209,3 +209,60 @@ fn a_second_ctrl_c_quits_a_snapshot_at_once() {
     assert_eq!(second["items"], FILES as u64, "{second}");
     w.ok(&["check", "--read-data"]);
 }
+
+/// A prune between an interrupted snapshot and its next run keeps the
+/// interrupted run's packs (its index files name a snapshot that has no
+/// manifest): the next run still uploads only the rest.
+#[test]
+fn a_prune_between_an_interrupted_snapshot_and_its_next_run_keeps_its_packs() {
+    let w = world();
+    let (kept, _) = interrupt_at_half(&w, "-TERM");
+    let packs = w.packs().len();
+    let prune = w.json(&["prune"]);
+    assert_eq!(prune["packs_deleted"], 0, "{prune}");
+    assert_eq!(
+        prune["plan"]["sweep"]["kept_for_resume"]
+            .as_array()
+            .unwrap()
+            .len(),
+        packs,
+        "{prune}"
+    );
+    assert_eq!(pack_bytes(&w), kept, "nothing deleted");
+    resume(&w, kept);
+    // Its packs are now referenced: a prune keeps them as any others.
+    let prune = w.json(&["prune"]);
+    assert_eq!(prune["packs_deleted"], 0, "{prune}");
+    assert!(
+        prune["plan"]["sweep"]["kept_for_resume"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{prune}"
+    );
+    w.ok(&["check", "--read-data"]);
+}
+
+/// The packs of a snapshot that never finished are kept a week, then
+/// collected like any unreferenced pack.
+#[test]
+fn the_packs_of_an_unfinished_snapshot_go_after_the_resume_grace() {
+    let w = world();
+    interrupt_at_half(&w, "-TERM");
+    let index = w.repo().join("index");
+    let mut files = Vec::new();
+    walk_files(&index, &mut |p| files.push(p.to_path_buf()));
+    assert!(!files.is_empty(), "the interrupted run indexed its packs");
+    let aged = Command::new("touch")
+        .arg("-d")
+        .arg("8 days ago")
+        .args(&files)
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    let packs = w.packs().len();
+    let prune = w.json(&["prune"]);
+    assert_eq!(prune["packs_deleted"], packs, "{prune}");
+    assert!(w.packs().is_empty(), "every pack collected");
+    w.ok(&["check"]);
+}

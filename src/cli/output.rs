@@ -390,6 +390,12 @@ fn prune_plan(plan: &crate::ops::prune_plan::PrunePlan, verb: &str) -> Result<()
             p.blobs_kept
         );
     }
+    for id in &plan.sweep.kept_for_resume {
+        say!(
+            "keep pack {}: written by a snapshot that did not finish, for its next run",
+            id.short()
+        );
+    }
     for id in &plan.sweep.in_grace {
         say!(
             "keep pack {}: unindexed and younger than the grace period",

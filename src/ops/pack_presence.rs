@@ -17,6 +17,7 @@ use crate::id::ObjectId;
 use crate::repo::layout::pack_key;
 use crate::repo::pack::BlobRef;
 use crate::repo::{Repository, TreeCache};
+use crate::tree::read::{list_blobs, ChunkIter, DirIter};
 use crate::tree::Entry;
 
 /// The packs the trees below `root` (and `root` itself) reference that are
@@ -42,19 +43,25 @@ pub fn missing_packs(
         if !seen.insert(tree.id) || !note(&tree.pack, &mut missing) {
             continue;
         }
-        let (dir, pages) = trees.read_tree_pages(&tree)?;
-        for page in &pages {
-            note(&page.pack, &mut missing);
-        }
-        for entry in dir.entries {
-            match entry {
+        // Page by page and chunk by chunk: a directory of a million files
+        // or a file of millions of chunks is never held whole.
+        let mut dir = DirIter::new(&mut trees, &tree)?;
+        while let Some(entry) = dir.next() {
+            match entry? {
                 Entry::Dir(d) => todo.push(d.tree),
                 Entry::File(f) => {
-                    for c in &crate::tree::read::file_blobs(&mut trees, &f.chunks)? {
+                    let source = dir.source();
+                    for c in &list_blobs(&mut *source, &f.chunks)? {
                         note(&c.pack, &mut missing);
+                    }
+                    for c in ChunkIter::new(&mut *source, &f.chunks)? {
+                        note(&c?.pack, &mut missing);
                     }
                 }
             }
+        }
+        for page in dir.pages() {
+            note(&page.pack, &mut missing);
         }
     }
     let mut missing: Vec<String> = missing.into_iter().collect();

@@ -306,6 +306,13 @@ pub fn plan(
 ) -> Result<PrunePlan> {
     let contracts = config.contracts();
     let listing = repo.load_snapshots_tolerant(None, None)?;
+    let mut runs = sweep::FinishedRuns::default();
+    let listed_refs = listing.readable.iter().map(|(r, _)| r);
+    for r in listed_refs.chain(listing.unreadable.iter().map(|(r, _)| r)) {
+        if let Some(stem) = crate::repo::layout::snapshot_key_stem(&r.key) {
+            runs.add_manifest(stem);
+        }
+    }
     let mut problems = listing.problems();
     problems.extend(repo.unreadable_index_files()?);
     let (readable, duplicates) = split_duplicates(listing.readable);
@@ -371,7 +378,8 @@ pub fn plan(
             erased: &erased,
         };
         let graph = TreeGraph::load(repo, &roots, &drops)?;
-        let (sweep, outcome) = sweep::plan(repo, &graph, wall)?;
+        runs.erased_tenants = erased.keys().cloned().collect();
+        let (sweep, outcome) = sweep::plan(repo, &graph, wall, &runs)?;
         for (i, (r, snap)) in kept.iter().enumerate() {
             if graph.erased_below(i) {
                 erase.push(ErasedFrom {

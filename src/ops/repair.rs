@@ -119,8 +119,8 @@ pub fn repair(lock: &Exclusive, now: chrono::DateTime<chrono::Utc>) -> Result<Re
             }
             PackVerdict::Damaged { reason, good, lost } => {
                 tracing::error!(pack = %key, "damaged: {reason}; quarantined");
-                for (kind, location, stored) in &good {
-                    salvage.store_copy(*kind, location, stored)?;
+                for (kind, location, raw) in &good {
+                    salvage.store_copy(*kind, location, None, raw)?;
                 }
                 let quarantined_as = repo.quarantine_pack(id, bytes)?;
                 report.quarantined.push(QuarantinedPack {

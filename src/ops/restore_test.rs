@@ -95,25 +95,48 @@ impl Rng {
 
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        self.below_u64(n as u64) as usize
+    }
+
+    /// Uniform in `0..n` (n > 0; the modulo bias is below 2^-40 for any n
+    /// a snapshot can hold).
+    pub fn below_u64(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 }
 
-/// Files of a snapshot (up to `max_bytes`) grouped by tenant, with their
-/// paths; the erased tenants' left out (their directories unread).
-fn items_by_tenant(
+/// One item of each tenant of a snapshot (up to `max_bytes`), each chosen
+/// uniformly among that tenant's items, with how many it had; the erased
+/// tenants' left out (their directories unread).
+///
+/// One pass, reservoir sampling: the `n`-th item of a tenant replaces its
+/// pick with probability 1/`n`. Memory is one item per tenant (plus the
+/// walk's path), not one per file: a source of 20 million files is tested
+/// in the memory budget.
+fn pick_per_tenant(
     repo: &Repository,
     tree: &BlobRef,
     max_bytes: Option<u64>,
     erased: &BTreeMap<String, ErasedTenant>,
-) -> Result<BTreeMap<String, Vec<(String, FileEntry)>>> {
-    let mut out: BTreeMap<String, Vec<(String, FileEntry)>> = BTreeMap::new();
+    rng: &mut Rng,
+) -> Result<BTreeMap<String, (u64, String, FileEntry)>> {
+    let mut out: BTreeMap<String, (u64, String, FileEntry)> = BTreeMap::new();
     let leave = |_: &str, d: &DirEntry| is_erased(erased, d.tenant.as_ref());
     for_each_file_but(repo, tree, &leave, &mut |path, f| {
-        if max_bytes.is_none_or(|m| f.size <= m) && !is_erased(erased, f.tenant.as_ref()) {
-            out.entry(f.tenant.clone().unwrap_or_default())
-                .or_default()
-                .push((path, f));
+        if max_bytes.is_some_and(|m| f.size > m) || is_erased(erased, f.tenant.as_ref()) {
+            return;
+        }
+        let tenant = f.tenant.clone().unwrap_or_default();
+        match out.get_mut(&tenant) {
+            None => {
+                out.insert(tenant, (1, path, f));
+            }
+            Some(pick) => {
+                pick.0 = pick.0.saturating_add(1);
+                if rng.below_u64(pick.0) == 0 {
+                    (pick.1, pick.2) = (path, f);
+                }
+            }
         }
     })?;
     Ok(out)
@@ -177,11 +200,12 @@ fn attempt(
     let (snap_ref, snap) = pick_readable_snapshot(repo, snaps, rng, &erased)?;
     report.snapshot = Some(snap_ref.id);
     report.snapshot_time = Some(snap_ref.time);
-    let by_tenant = items_by_tenant(
+    let by_tenant = pick_per_tenant(
         repo,
         &snap.tree,
         config.restore_test_max_item_bytes,
         &erased,
+        rng,
     )?;
     if by_tenant.is_empty() {
         return Err(Error::NotFound {
@@ -190,8 +214,7 @@ fn attempt(
     }
     let tenants: Vec<&String> = by_tenant.keys().collect();
     let tenant = tenants[rng.below(tenants.len())];
-    let items = &by_tenant[tenant];
-    let (path, entry) = &items[rng.below(items.len())];
+    let (_, path, entry) = &by_tenant[tenant];
     report.item = Some(path.clone());
     report.tenant = entry.tenant.clone();
     report.carried = entry.carried;

@@ -27,6 +27,23 @@
 //! line of defence behind the repository lock. Older unindexed packs are the
 //! leftovers of crashed snapshots and are collected.
 //!
+//! **Resume grace.** A snapshot tags every index file it writes with the
+//! stem of the manifest key it is going to write ([`IndexFile::run`]). An
+//! index file whose source has no manifest as recent as the run belongs to
+//! a snapshot that was interrupted (SIGTERM, a crash after a checkpoint):
+//! its packs are what the next run of that source deduplicates against, so
+//! a 2 TB first backup stopped at 90 % does not start again from zero
+//! because a prune ran in between. Such a file is kept as it is, with its
+//! packs, while it is younger than [`RESUME_GRACE`] (by the store's time on
+//! the real clock), none of its packs is referenced by a kept snapshot, and
+//! none belongs to an erased tenant (its ciphertext is useless to any run).
+//! Once a later run of the source finished (it reused what it needed), or
+//! for a snapshot that finished and was then forgotten (its source has a
+//! manifest as recent: its own, or the newer ones retention keeps), the
+//! rule keeps nothing.
+//!
+//! [`IndexFile::run`]: crate::repo::index::IndexFile::run
+//!
 //! The steps ([`reclaim`], [`copy_live`], [`commit`]) are called by
 //! [`crate::ops::prune`] in its commit order: deletions of unreferenced packs
 //! first, so a prune frees space even on a store too full to take one more
@@ -53,6 +70,10 @@ pub const REPACK_THRESHOLD: f64 = 0.10;
 
 /// A pack no index lists is kept at least this long after it was written.
 pub const PACK_GRACE: chrono::Duration = chrono::Duration::hours(2);
+
+/// The index files of a snapshot that never finished are kept this long
+/// after they were written (see the module doc): a week of failed nights.
+pub const RESUME_GRACE: chrono::Duration = chrono::Duration::days(7);
 
 /// Why a pack is deleted.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +126,11 @@ pub struct SweepPlan {
     pub repack: Vec<PackRepack>,
     /// Unreferenced packs no index lists, kept for the grace period.
     pub in_grace: Vec<ObjectId>,
+    /// Packs of a snapshot that never finished, kept for [`RESUME_GRACE`].
+    pub kept_for_resume: Vec<ObjectId>,
+    /// Their index files, left as they are.
+    #[serde(skip)]
+    resume_files: HashSet<ObjectId>,
     pub bytes_freed: u64,
     /// Every indexed pack at planning time.
     #[serde(skip)]
@@ -144,9 +170,15 @@ pub fn plan(
     repo: &Repository,
     graph: &TreeGraph,
     wall: DateTime<Utc>,
+    runs: &FinishedRuns,
 ) -> Result<(SweepPlan, Outcome)> {
+    let written = repo.index_file_times()?;
     let mut index: HashMap<ObjectId, IndexedPack> = HashMap::new();
-    for (_, file) in repo.read_all_index_files()? {
+    let mut unfinished = Vec::new();
+    for (file_id, file) in repo.read_all_index_files()? {
+        if runs.is_unfinished(&file, written.get(&file_id), wall) {
+            unfinished.push((file_id, file.packs.iter().map(|p| p.id).collect()));
+        }
         for pack in file.packs {
             index.insert(pack.id, pack);
         }
@@ -156,11 +188,19 @@ pub fn plan(
     let mut going = HashSet::new();
     loop {
         let outcome = graph.outcome(&going);
-        let mut plan = classify(&listed, &index, &outcome.live, &now, &going, wall);
+        let live_in: HashSet<ObjectId> = outcome.live.keys().map(|(pack, _)| *pack).collect();
+        let resume = resumable(&unfinished, &live_in, &now);
+        let mut plan = classify(&listed, &index, &outcome.live, &now, &going, wall, &resume);
         let next = plan.going();
         if next.is_subset(&going) {
             plan.index = index;
             plan.live = outcome.live.keys().copied().collect();
+            if !plan.kept_for_resume.is_empty() {
+                tracing::info!(
+                    packs = plan.kept_for_resume.len(),
+                    "packs of an unfinished snapshot kept for the next run"
+                );
+            }
             if !plan.in_grace.is_empty() {
                 tracing::info!(
                     packs = plan.in_grace.len(),
@@ -173,8 +213,103 @@ pub fn plan(
     }
 }
 
+/// What tells an index file of an unfinished snapshot
+/// ([`IndexFile::run`]): per host and source (the manifest key's
+/// `snapshots/<htag>/<stag>` part), the time of its newest listed manifest,
+/// readable or not; and the erased tenants. A run is finished when its
+/// source has a manifest at or after the run's time: its own, or a later
+/// run's, which reused whatever it needed of the run's packs.
+///
+/// [`IndexFile::run`]: crate::repo::index::IndexFile::run
+#[derive(Default)]
+pub struct FinishedRuns {
+    newest: HashMap<String, String>,
+    pub erased_tenants: HashSet<String>,
+}
+
+/// A manifest stem split into its source part and its time stamp (fixed
+/// width: [`crate::repo::layout::snapshot_stem`]).
+fn split_stem(stem: &str) -> Option<(&str, &str)> {
+    stem.rsplit_once('/')
+}
+
+impl FinishedRuns {
+    /// Note the manifest stem of a listed snapshot.
+    pub fn add_manifest(&mut self, stem: &str) {
+        let Some((source, stamp)) = split_stem(stem) else {
+            return;
+        };
+        let newest = self.newest.entry(source.to_string()).or_default();
+        if stamp > newest.as_str() {
+            *newest = stamp.to_string();
+        }
+    }
+
+    /// Has the source of `run` a manifest at or after the run's time? Stamps
+    /// of another width are not compared (toward keeping).
+    fn finished(&self, run: &str) -> bool {
+        let Some((source, stamp)) = split_stem(run) else {
+            return false;
+        };
+        self.newest
+            .get(source)
+            .is_some_and(|newest| newest.len() == stamp.len() && newest.as_str() >= stamp)
+    }
+
+    /// Was `file` written by a snapshot whose source has no manifest as
+    /// recent, less than [`RESUME_GRACE`] before `wall` (a file the listing
+    /// did not date, or dated in the future, is young), with no pack of an
+    /// erased tenant?
+    fn is_unfinished(
+        &self,
+        file: &crate::repo::index::IndexFile,
+        written: Option<&DateTime<Utc>>,
+        wall: DateTime<Utc>,
+    ) -> bool {
+        let Some(run) = &file.run else {
+            return false;
+        };
+        let young = written.is_none_or(|t| wall.signed_duration_since(*t) < RESUME_GRACE);
+        let erased = |p: &IndexedPack| {
+            p.tenant
+                .as_ref()
+                .is_some_and(|t| self.erased_tenants.contains(t))
+        };
+        young && !self.finished(run) && !file.packs.iter().any(erased)
+    }
+}
+
+/// The index files (and their packs) kept for the resume grace: those of an
+/// unfinished snapshot none of whose packs a kept snapshot references.
+struct Resume {
+    files: HashSet<ObjectId>,
+    packs: HashSet<ObjectId>,
+}
+
+fn resumable(
+    unfinished: &[(ObjectId, Vec<ObjectId>)],
+    live_in: &HashSet<ObjectId>,
+    now: &HashSet<ObjectId>,
+) -> Resume {
+    let mut resume = Resume {
+        files: HashSet::new(),
+        packs: HashSet::new(),
+    };
+    for (file, packs) in unfinished {
+        if packs
+            .iter()
+            .all(|p| !live_in.contains(p) && !now.contains(p))
+        {
+            resume.files.insert(*file);
+            resume.packs.extend(packs.iter().copied());
+        }
+    }
+    resume
+}
+
 /// Decide per listed pack, given the blobs referenced afterwards (`live`),
-/// the packs referenced now and the packs assumed `going`.
+/// the packs referenced now, the packs assumed `going` and those kept for
+/// the next run (`resume`).
 fn classify(
     listed: &[ListedPack],
     index: &HashMap<ObjectId, IndexedPack>,
@@ -182,11 +317,19 @@ fn classify(
     now: &HashSet<ObjectId>,
     going: &HashSet<ObjectId>,
     wall: DateTime<Utc>,
+    resume: &Resume,
 ) -> SweepPlan {
     let mut live_in: HashSet<ObjectId> = HashSet::new();
     live_in.extend(live.keys().map(|(pack, _)| *pack));
-    let mut plan = SweepPlan::default();
+    let mut plan = SweepPlan {
+        resume_files: resume.files.clone(),
+        ..SweepPlan::default()
+    };
     for &ListedPack { id, size, modified } in listed {
+        if resume.packs.contains(&id) {
+            plan.kept_for_resume.push(id);
+            continue;
+        }
         if !live_in.contains(&id) {
             // Saturates toward keeping: a time in the future is young.
             if !index.contains_key(&id) && wall.signed_duration_since(modified) < PACK_GRACE {
@@ -232,15 +375,23 @@ fn classify(
     plan.delete.sort_by_key(|d| d.pack);
     plan.repack.sort_by_key(|r| r.pack);
     plan.in_grace.sort();
+    plan.kept_for_resume.sort();
     plan
 }
 
 /// Write the consolidated index of `surviving` packs, in files of at most
 /// [`INDEX_FILE_PACKS`] packs (so a snapshot reading them back holds one
 /// small file at a time), and delete every other index file.
-fn consolidate(repo: &Repository, mut surviving: Vec<IndexedPack>, point: &str) -> Result<()> {
+fn consolidate(
+    repo: &Repository,
+    plan: &SweepPlan,
+    mut surviving: Vec<IndexedPack>,
+    point: &str,
+) -> Result<()> {
+    // The files kept for the resume grace stay as they are, their packs in them.
+    surviving.retain(|p| plan.kept_for_resume.binary_search(&p.id).is_err());
     surviving.sort_by_key(|p| p.id);
-    let mut consolidated = HashSet::new();
+    let mut consolidated = plan.resume_files.clone();
     while !surviving.is_empty() {
         let rest = surviving.split_off(surviving.len().min(INDEX_FILE_PACKS));
         consolidated.insert(repo.write_index_file(std::mem::replace(&mut surviving, rest))?);
@@ -281,7 +432,7 @@ pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
         .filter(|p| !doomed.contains(&p.id))
         .cloned()
         .collect();
-    consolidate(repo, surviving, "prune-reclaim-after-index")?;
+    consolidate(repo, plan, surviving, "prune-reclaim-after-index")?;
     crate::failpoint::hit("prune-reclaim-before-pack-deletion");
     delete_packs(repo, &doomed, "prune-reclaim-mid-pack-deletion")?;
     Ok(doomed.len())
@@ -290,7 +441,9 @@ pub fn reclaim(repo: &Repository, plan: &SweepPlan) -> Result<usize> {
 /// Step two: copy the blobs referenced afterwards out of the packs to
 /// repack into `writer`, each verified first (a read error stops the prune
 /// before anything is deleted because of it) and sealed again into a new
-/// pack of the same tenant. Returns where each went.
+/// pack of the same tenant (a blob compressed with its old pack's
+/// dictionary is compressed again, see [`BlobWriter::store_copy`]).
+/// Returns where each went.
 pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Result<Moved> {
     let mut moved: Moved = HashMap::new();
     for r in &plan.repack {
@@ -320,10 +473,11 @@ pub fn copy_live(repo: &Repository, plan: &SweepPlan, writer: &BlobWriter) -> Re
                     crate::Error::corrupt(&key, format!("blob {} lies beyond the pack", blob.id))
                 })?;
             let stored = open_blob(sealed, &location, seal)?;
-            decode_stored(stored.clone(), &location, data_key)?;
+            let dictionary = repo.pack_dictionary(&location, seal, Some(&bytes))?;
+            let raw = decode_stored(stored.clone(), &location, data_key, dictionary.as_ref())?;
             moved.insert(
                 (r.pack, blob.id),
-                writer.store_copy(blob.kind, &location, &stored)?,
+                writer.store_copy(blob.kind, &location, Some(&stored), &raw)?,
             );
         }
     }
@@ -343,11 +497,46 @@ pub fn commit(repo: &Repository, plan: &SweepPlan, new: Vec<IndexedPack>) -> Res
         .cloned()
         .collect();
     surviving.extend(new);
-    consolidate(repo, surviving, "sweep-after-new-index")?;
+    consolidate(repo, plan, surviving, "sweep-after-new-index")?;
     crate::failpoint::hit("sweep-before-pack-deletion");
     let last: Vec<ObjectId> = plan
         .deleted(DeleteReason::Superseded)
         .chain(plan.repack.iter().map(|r| r.pack))
         .collect();
     delete_packs(repo, &last, "sweep-mid-pack-deletion")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_finished_by_a_manifest_of_its_source_as_recent() {
+        let mut runs = FinishedRuns::default();
+        runs.add_manifest("snapshots/h1/s1/20261120T020000.000Z");
+        runs.add_manifest("snapshots/h1/s1/20261118T020000.000Z");
+        let finished = |run: &str| runs.finished(run);
+        assert!(finished("snapshots/h1/s1/20261120T020000.000Z"), "its own");
+        assert!(
+            finished("snapshots/h1/s1/20261119T020000.000Z"),
+            "a later run's"
+        );
+        assert!(
+            !finished("snapshots/h1/s1/20261121T020000.000Z"),
+            "only older ones"
+        );
+        assert!(
+            !finished("snapshots/h1/s2/20261101T020000.000Z"),
+            "another source"
+        );
+        assert!(
+            !finished("snapshots/h2/s1/20261101T020000.000Z"),
+            "another host"
+        );
+        assert!(
+            !finished("snapshots/h1/s1/+120261101T020000.000Z"),
+            "another width"
+        );
+        assert!(!finished("no-slash"));
+    }
 }

@@ -12,10 +12,12 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use crate::crypto::SealingKey;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::dictionary::{self, SECTION_LEN};
 use crate::repo::layout::pack_key;
-use crate::repo::pack::{decode_blob, BlobRef};
+use crate::repo::pack::{decode_blob_with, dictionary_of, BlobRef, Compression};
 use crate::repo::spans::Piece;
 use crate::repo::Repository;
 use crate::tree::build::Boundary;
@@ -86,7 +88,9 @@ impl<'r> TreeCache<'r> {
                 )
             })?;
         let key = self.repo.data_key(blob.tenant.as_deref())?;
-        decode_blob(stored, blob, &key)
+        let seal = key.pack_key(&blob.pack);
+        let dictionary = self.repo.pack_dictionary(blob, &seal, Some(&pack[..]))?;
+        decode_blob_with(stored, blob, &seal, &key, dictionary.as_ref())
     }
 
     /// Read one whole directory (every page of it), verified like every blob.
@@ -136,7 +140,32 @@ impl Repository {
     pub fn read_blob(&self, blob: &BlobRef) -> Result<Vec<u8>> {
         let key = self.data_key(blob.tenant.as_deref())?;
         let stored = self.read_pack_range(&blob.pack, blob.range())?;
-        decode_blob(&stored, blob, &key)
+        let seal = key.pack_key(&blob.pack);
+        let dictionary = self.pack_dictionary(blob, &seal, None)?;
+        decode_blob_with(&stored, blob, &seal, &key, dictionary.as_ref())
+    }
+
+    /// The dictionary of `blob`'s pack when the blob is compressed with
+    /// one (`None` otherwise), opened with the pack's subkey `seal`: from
+    /// this process's cache, else from `whole` (the pack, when it is in
+    /// memory) or one ranged read of the pack's dictionary section.
+    pub fn pack_dictionary(
+        &self,
+        blob: &BlobRef,
+        seal: &SealingKey,
+        whole: Option<&[u8]>,
+    ) -> Result<Option<dictionary::Loaded>> {
+        if blob.compression != Compression::ZstdDict {
+            return Ok(None);
+        }
+        let load = || match whole {
+            Some(bytes) => dictionary_of(&blob.pack, bytes, seal),
+            None => {
+                let section = self.read_pack_range(&blob.pack, 0..SECTION_LEN as u64)?;
+                dictionary::load_section(&blob.pack, seal, &section)
+            }
+        };
+        self.dictionaries.get_or_load(&blob.pack, load).map(Some)
     }
 
     /// Read one whole directory (every page of it).

@@ -48,6 +48,13 @@ pub struct IndexedPack {
 pub struct IndexFile {
     pub version: u32,
     pub packs: Vec<IndexedPack>,
+    /// Written by a snapshot run: the stem of the manifest key it was going
+    /// to write ([`crate::repo::layout::snapshot_stem`]). A file whose run
+    /// has no manifest belongs to a snapshot that never finished; prune
+    /// keeps its packs a while for the next run ([`crate::ops::sweep`]).
+    /// Files prune and repairs write have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// The union of all index files, in memory.
@@ -184,9 +191,21 @@ impl Repository {
         packs: Vec<IndexedPack>,
         until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<ObjectId> {
+        self.write_index_file_for(packs, until, None)
+    }
+
+    /// [`Repository::write_index_file_until`] for the snapshot run whose
+    /// manifest stem is `run` ([`IndexFile::run`]).
+    pub fn write_index_file_for(
+        &self,
+        packs: Vec<IndexedPack>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        run: Option<&str>,
+    ) -> Result<ObjectId> {
         let file = IndexFile {
             version: INDEX_VERSION,
             packs,
+            run: run.map(str::to_string),
         };
         // Streamed through the compressor: the JSON (~170 B per blob) is never
         // whole in memory, only its compressed form.
@@ -199,6 +218,16 @@ impl Repository {
         self.store
             .put_until(&index_key(&id), Bytes::from(stored), until)?;
         Ok(id)
+    }
+
+    /// When each index file was written, by the store's clock.
+    pub fn index_file_times(&self) -> Result<HashMap<ObjectId, chrono::DateTime<chrono::Utc>>> {
+        Ok(self
+            .store
+            .list_with_times(ObjectKind::Index.prefix())?
+            .into_iter()
+            .filter_map(|l| Some((layout::parse_index_key(&l.key)?, l.modified)))
+            .collect())
     }
 
     /// Delete an index file (a missing one is not an error).
@@ -242,6 +271,7 @@ mod tests {
         let file = IndexFile {
             version: INDEX_VERSION,
             packs: vec![],
+            run: None,
         };
         let stored = zstd::bulk::compress(&serde_json::to_vec(&file).unwrap(), 3).unwrap();
         assert_eq!(

@@ -20,12 +20,12 @@
 //!   (passphrase copies of the master key) and [`rotate`] (a new epoch that
 //!   erases a tenant, with its own commit order).
 //!
-//! # Format (version 3)
+//! # Format (version 4)
 //!
 //! | object (key in [`layout`]) | content | written |
 //! |---|---|---|
 //! | config | JSON [`RepoConfig`]: format version, repository id, encryption scheme (`none`) | once, create-only, by `init` |
-//! | packs | blobs of one tenant, each AES-256-GCM under the tenant's key (shared key when none), + header sealed under the metadata key (see [`pack`]) | by snapshot (and prune), never modified |
+//! | packs | [a zstd dictionary trained on the tenant's data, sealed like a blob, when blobs use it (see [`dictionary`])] + blobs of one tenant, each AES-256-GCM under the tenant's key (shared key when none), + header sealed under the metadata key (see [`pack`]) | by snapshot (and prune), never modified |
 //! | index files | zstd JSON list of packs and their blobs (see [`index`]), sealed (metadata key); `id` = SHA-256 of the sealed bytes | after the packs it lists |
 //! | snapshot manifests | JSON manifest (see [`crate::snapshot`]), sealed (metadata key, bound to its key); `id` = SHA-256 of the sealed bytes; keyed by host and source tags | last, create-only |
 //! | locks | JSON holder and kind (see [`lock`]), sealed (metadata key, bound to its key) | by every writer, refreshed while held |
@@ -41,15 +41,18 @@
 //! Blobs are named by their keyed id (HMAC-SHA-256 under their tenant's key,
 //! see [`keys`]) and stored once per tenant: the same content in two tenants
 //! is two unrelated blobs. File content is cut by FastCDC (sizes per class of data, see
-//! [`crate::chunking`]) and compressed with zstd where it pays. Directory trees
+//! [`crate::chunking`]) and compressed with zstd where it pays, small data
+//! blobs with a dictionary of their tenant trained once per run and carried
+//! by each pack that uses it ([`compress`], [`dictionary`]). Directory trees
 //! are blobs too: each directory a content-defined B-tree of binary pages, the
 //! chunk list of a big file in deduplicating pieces (see [`crate::tree`]);
 //! they record the pack location of every chunk, so reading one item needs
 //! only the pages on its path (one per level of each directory).
 //!
 //! Format 1 was unencrypted; format 2 stored each directory as one JSON
-//! tree blob. Neither is read: opening one says so (exit 2) and asks for a
-//! new repository.
+//! tree blob; format 3 had no compression dictionaries (pack version 2).
+//! None is read: opening one says so (exit 2) and asks for a new
+//! repository.
 //!
 //! # Commit order and who may delete what
 //!
@@ -69,6 +72,8 @@
 //! [`crate::problems`]).
 
 pub mod blobs;
+pub mod compress;
+pub mod dictionary;
 pub mod envelopes;
 pub mod index;
 pub mod keys;
@@ -105,8 +110,8 @@ pub use snapshots::{LoadedSnapshot, SnapshotListing};
 pub use store::{Location, Requests};
 
 /// Repository format version.
-pub const REPO_VERSION: u32 = 3;
-/// The encryption scheme of formats 2 and 3 (see [`keys`] and [`crate::crypto`]).
+pub const REPO_VERSION: u32 = 4;
+/// The encryption scheme of formats 2 to 4 (see [`keys`] and [`crate::crypto`]).
 pub const ENCRYPTION: &str = "aes256gcm-hkdf-hmacsha256";
 
 /// The `config` object.
@@ -125,6 +130,8 @@ pub struct Repository {
     store: Store,
     pub config: RepoConfig,
     keys: std::sync::Arc<keys::Keys>,
+    /// Pack dictionaries this process loaded (see [`dictionary`]).
+    dictionaries: std::sync::Arc<dictionary::Cache>,
 }
 
 impl Repository {
@@ -159,6 +166,7 @@ impl Repository {
                 store,
                 config,
                 keys: std::sync::Arc::new(keys),
+                dictionaries: std::sync::Arc::default(),
             }),
         }
     }
@@ -192,6 +200,14 @@ impl Repository {
                 store.describe()
             )));
         }
+        if config.version == 3 {
+            return Err(Error::Usage(format!(
+                "{} holds a repository of format 3 (packs without compression dictionaries, \
+                 offsite 0.3); this offsite reads format {REPO_VERSION} only: init a new \
+                 repository elsewhere",
+                store.describe()
+            )));
+        }
         if config.version != REPO_VERSION || config.encryption != ENCRYPTION {
             return Err(Error::corrupt(
                 layout::CONFIG,
@@ -206,6 +222,7 @@ impl Repository {
             store,
             config,
             keys: std::sync::Arc::new(keys),
+            dictionaries: std::sync::Arc::default(),
         })
     }
 

@@ -6,7 +6,7 @@
 //! the index can always be rebuilt from the packs alone:
 //!
 //! ```text
-//! blob 0 | blob 1 | … | sealed header | header length (u32 LE) | "OFFPACK2"
+//! [dictionary section] | blob 0 | blob 1 | … | sealed header | header length (u32 LE) | "OFFPACK3"
 //! ```
 //!
 //! * **One key per pack.** A pack holds blobs of one tenant only (`None`: the
@@ -18,14 +18,23 @@
 //!   `aad = "offsite2/blob" ‖ compression u8 ‖ raw_length u32 LE`. Blobs are
 //!   compressed before they are sealed; [`BlobRef::length`] includes the
 //!   16-byte tag.
-//! * **Header.** `{"version":2,"tenant":<name or null>,"blobs":[PackedBlob…]}`,
+//! * **Compression** ([`Compression`]): none, zstd, or zstd with the pack's
+//!   dictionary (`zstd-dict`, code 2). A pack holding blobs of the latter
+//!   starts with its **dictionary section** (a fixed [`SECTION_LEN`] bytes,
+//!   sealed like a blob at offset 0; see [`crate::repo::dictionary`] for
+//!   why each pack carries its own copy): every pack still decodes from its
+//!   own bytes alone, so prune, erase and rebuild-index work as before. A
+//!   reader of one such blob fetches the section with one ranged read
+//!   ([`Repository::pack_dictionary`], cached per pack).
+//! * **Header.** `{"version":3,"tenant":<name or null>,"dictionary":<bool>,"blobs":[PackedBlob…]}`,
 //!   zstd-compressed, then sealed under the metadata key bound to the pack
 //!   id ([`crate::repo::keys::DataKey::seal_bound`], purpose `pack-header`):
 //!   readable without any tenant key (prune, check and rebuild-index work for
 //!   erased tenants too), and a header moved to another pack fails to open.
 //! * **Reading** a blob ([`decode_blob`]): decrypt (a failure is
 //!   [`Error::Corrupt`] naming the pack and blob: "does not authenticate"),
-//!   decompress (bounded), check the length, then re-compute the keyed id of
+//!   decompress (bounded, with the pack's dictionary when the blob says so;
+//!   a missing or damaged dictionary is corruption of the pack), check the length, then re-compute the keyed id of
 //!   the content: AES-GCM is not key-committing, the keyed id is.
 //!
 //! A pack is named by a random id chosen when it is opened (trees record where
@@ -39,12 +48,16 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{SealingKey, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::compress::Dictionary;
+use crate::repo::dictionary::{self, SECTION_LEN};
 use crate::repo::keys::DataKey;
 use crate::repo::layout::pack_key;
+#[cfg(doc)]
+use crate::repo::Repository;
 
 /// Pack format version written in every header.
-pub const PACK_VERSION: u32 = 2;
-const MAGIC: &[u8; 8] = b"OFFPACK2";
+pub const PACK_VERSION: u32 = 3;
+const MAGIC: &[u8; 8] = b"OFFPACK3";
 /// Bytes after the header: its length and the magic.
 pub const TRAILER_LEN: u64 = 12;
 /// What the metadata key seals a pack header for.
@@ -59,6 +72,31 @@ pub enum Compression {
     None,
     /// One zstd frame.
     Zstd,
+    /// One zstd frame compressed with the dictionary of its pack.
+    #[serde(rename = "zstd-dict")]
+    ZstdDict,
+}
+
+impl Compression {
+    /// The code of this compression in blob associated data, binary
+    /// metadata and the lookup table.
+    pub fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+            Compression::ZstdDict => 2,
+        }
+    }
+
+    /// The compression of `code`, if it is one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Zstd),
+            2 => Some(Compression::ZstdDict),
+            _ => None,
+        }
+    }
 }
 
 /// What a blob holds.
@@ -132,6 +170,9 @@ pub struct PackHeader {
     pub version: u32,
     /// Whose key seals every blob of the pack (`None`: the shared key).
     pub tenant: Option<String>,
+    /// Whether the pack starts with a dictionary section.
+    #[serde(default)]
+    pub dictionary: bool,
     pub blobs: Vec<PackedBlob>,
 }
 
@@ -143,6 +184,8 @@ pub struct PackBuilder {
     tenant: Option<Arc<str>>,
     /// This pack's subkey, derived once.
     seal: SealingKey,
+    /// The serial of the dictionary at the pack's start, if any.
+    dictionary: Option<u64>,
 }
 
 /// The associated data of a blob: what its reference says about it that
@@ -150,32 +193,46 @@ pub struct PackBuilder {
 fn blob_aad(compression: Compression, raw_length: u32) -> [u8; 18] {
     let mut aad = [0u8; 18];
     aad[..13].copy_from_slice(b"offsite2/blob");
-    aad[13] = match compression {
-        Compression::None => 0,
-        Compression::Zstd => 1,
-    };
+    aad[13] = compression.code();
     aad[14..].copy_from_slice(&raw_length.to_le_bytes());
     aad
 }
 
 impl PackBuilder {
     /// An empty pack with a fresh id for the blobs of `tenant` (sealed under
-    /// `key`, that tenant's key), filling `buf` (which is cleared).
-    pub fn new(mut buf: Vec<u8>, tenant: Option<Arc<str>>, key: &DataKey) -> Self {
+    /// `key`, that tenant's key), filling `buf` (which is cleared). With a
+    /// `dictionary`, the pack starts with its section and takes blobs
+    /// compressed with it.
+    pub fn new(
+        mut buf: Vec<u8>,
+        tenant: Option<Arc<str>>,
+        key: &DataKey,
+        dictionary: Option<&Dictionary>,
+    ) -> Self {
         buf.clear();
         let id = ObjectId::random();
+        let seal = key.pack_key(&id);
+        if let Some(d) = dictionary {
+            dictionary::seal_section(&seal, &d.bytes, &mut buf);
+        }
         PackBuilder {
-            seal: key.pack_key(&id),
+            seal,
             id,
             buf,
             blobs: Vec::new(),
             tenant,
+            dictionary: dictionary.map(|d| d.serial),
         }
     }
 
-    /// Bytes of blob data so far.
+    /// Bytes of blob data so far (and the dictionary section).
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The serial of the pack's dictionary, if it has one.
+    pub fn dictionary(&self) -> Option<u64> {
+        self.dictionary
     }
 
     /// True when no blob was added.
@@ -198,6 +255,10 @@ impl PackBuilder {
         raw_length: usize,
         compression: Compression,
     ) -> BlobRef {
+        assert!(
+            compression != Compression::ZstdDict || self.dictionary.is_some(),
+            "a dictionary-compressed blob goes to a pack with the dictionary"
+        );
         let raw_length = raw_length as u32;
         let offset = self.buf.len() as u64;
         let aad = blob_aad(compression, raw_length);
@@ -222,6 +283,7 @@ impl PackBuilder {
         let header = PackHeader {
             version: PACK_VERSION,
             tenant: self.tenant.as_deref().map(String::from),
+            dictionary: self.dictionary.is_some(),
             blobs: self.blobs,
         };
         let json = serde_json::to_vec(&header).expect("pack header serializes");
@@ -299,15 +361,32 @@ pub fn open_blob(sealed: &[u8], blob: &BlobRef, seal: &SealingKey) -> Result<Vec
 }
 
 /// Turn a blob's decrypted stored form back into its content, checking its
-/// length and its keyed id under `key`. Errors name the pack.
-pub fn decode_stored(stored: Vec<u8>, blob: &BlobRef, key: &DataKey) -> Result<Vec<u8>> {
+/// length and its keyed id under `key`. `dictionary` is its pack's, needed
+/// when the blob is [`Compression::ZstdDict`]. Errors name the pack.
+pub fn decode_stored(
+    stored: Vec<u8>,
+    blob: &BlobRef,
+    key: &DataKey,
+    dictionary: Option<&dictionary::Loaded>,
+) -> Result<Vec<u8>> {
     let pack = pack_key(&blob.pack);
-    let raw = match blob.compression {
-        Compression::None => stored,
-        Compression::Zstd => {
-            crate::decompress::decompress_at_most(&stored, u64::from(blob.raw_length)).map_err(
-                |e| Error::corrupt_by(&pack, &format!("blob {} does not decompress", blob.id), e),
-            )?
+    let max = u64::from(blob.raw_length);
+    let not_decompressed =
+        |e| Error::corrupt_by(&pack, &format!("blob {} does not decompress", blob.id), e);
+    let raw = match (blob.compression, dictionary) {
+        (Compression::None, _) => stored,
+        (Compression::Zstd, _) => {
+            crate::decompress::decompress_at_most(&stored, max).map_err(not_decompressed)?
+        }
+        (Compression::ZstdDict, Some(d)) => {
+            crate::decompress::decompress_with_dictionary_at_most(&stored, d, max)
+                .map_err(not_decompressed)?
+        }
+        (Compression::ZstdDict, None) => {
+            return Err(Error::corrupt(
+                &pack,
+                format!("blob {} needs a dictionary its pack does not have", blob.id),
+            ))
         }
     };
     if raw.len() != blob.raw_length as usize {
@@ -331,175 +410,38 @@ pub fn decode_stored(stored: Vec<u8>, blob: &BlobRef, key: &DataKey) -> Result<V
 }
 
 /// Decrypt and verify one blob read from its pack with the pack's subkey
-/// `seal`, derived once per pack from `key` (the blob's tenant key).
+/// `seal`, derived once per pack from `key` (the blob's tenant key), and
+/// the pack's `dictionary` (see [`decode_stored`]).
 pub fn decode_blob_with(
     sealed: &[u8],
     blob: &BlobRef,
     seal: &SealingKey,
     key: &DataKey,
+    dictionary: Option<&dictionary::Loaded>,
 ) -> Result<Vec<u8>> {
-    decode_stored(open_blob(sealed, blob, seal)?, blob, key)
+    decode_stored(open_blob(sealed, blob, seal)?, blob, key, dictionary)
 }
 
-/// Decrypt and verify one blob under `key`, its tenant's key.
-pub fn decode_blob(sealed: &[u8], blob: &BlobRef, key: &DataKey) -> Result<Vec<u8>> {
-    decode_blob_with(sealed, blob, &key.pack_key(&blob.pack), key)
+/// Decrypt and verify one blob under `key`, its tenant's key (the pack's
+/// `dictionary` when the blob needs it).
+pub fn decode_blob(
+    sealed: &[u8],
+    blob: &BlobRef,
+    key: &DataKey,
+    dictionary: Option<&dictionary::Loaded>,
+) -> Result<Vec<u8>> {
+    decode_blob_with(sealed, blob, &key.pack_key(&blob.pack), key, dictionary)
+}
+
+/// The dictionary of the pack `bytes` (a whole pack, read into memory),
+/// opened with the pack's subkey `seal`.
+pub fn dictionary_of(
+    pack: &ObjectId,
+    bytes: &[u8],
+    seal: &SealingKey,
+) -> Result<dictionary::Loaded> {
+    dictionary::load_section(pack, seal, bytes.get(..SECTION_LEN).unwrap_or(bytes))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto::Secret;
-
-    fn keys() -> (DataKey, DataKey) {
-        (
-            DataKey::from_secret(&Secret::from_bytes([1; 32])),
-            DataKey::from_secret(&Secret::from_bytes([2; 32])),
-        )
-    }
-
-    fn read(bytes: &[u8], blob: &BlobRef, key: &DataKey) -> Result<Vec<u8>> {
-        decode_blob(
-            &bytes[blob.offset as usize..][..blob.length as usize],
-            blob,
-            key,
-        )
-    }
-
-    #[test]
-    fn pack_round_trip_reads_blobs_and_header() {
-        let (data, meta) = keys();
-        let mut pack = PackBuilder::new(Vec::new(), Some("acme".into()), &data);
-        let a = b"hello world, a marker: PLAINTEXT-MARKER".to_vec();
-        let b = vec![7u8; 5000];
-        let b_packed = zstd::bulk::compress(&b, 3).unwrap();
-        let ra = pack.add(
-            data.id_of(&a),
-            BlobKind::Data,
-            &a,
-            a.len(),
-            Compression::None,
-        );
-        let rb = pack.add(
-            data.id_of(&b),
-            BlobKind::Tree,
-            &b_packed,
-            b.len(),
-            Compression::Zstd,
-        );
-        let (id, bytes, header) = pack.finish(&meta);
-        assert_eq!(ra.pack, id);
-        assert_eq!(ra.tenant.as_deref(), Some("acme"));
-        assert_eq!(ra.length as usize, a.len() + TAG_LEN);
-        let parsed = header_of(&id, &bytes, &meta).unwrap();
-        assert_eq!(parsed.blobs, header.blobs);
-        assert_eq!(parsed.tenant.as_deref(), Some("acme"));
-        assert_eq!(read(&bytes, &ra, &data).unwrap(), a);
-        assert_eq!(read(&bytes, &rb, &data).unwrap(), b);
-        for secret in [&b"PLAINTEXT-MARKER"[..], b"acme", b"\"blobs\""] {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret),
-                "{} visible",
-                String::from_utf8_lossy(secret)
-            );
-        }
-    }
-
-    #[test]
-    fn wrong_key_wrong_place_and_foreign_header_are_corrupt() {
-        let (data, meta) = keys();
-        let mut one = PackBuilder::new(Vec::new(), None, &data);
-        let a = b"first".to_vec();
-        let ra = one.add(
-            data.id_of(&a),
-            BlobKind::Data,
-            &a,
-            a.len(),
-            Compression::None,
-        );
-        let (id, bytes, _) = one.finish(&meta);
-        let err = read(&bytes, &ra, &meta).unwrap_err().to_string();
-        assert!(err.contains("does not authenticate"), "{err}");
-        assert!(err.contains(&pack_key(&id)), "{err}");
-        // The same bytes read as if they were elsewhere in the pack.
-        let mut moved = ra.clone();
-        moved.offset += 1;
-        let sealed = &bytes[..ra.length as usize];
-        assert!(decode_blob(sealed, &moved, &data).is_err());
-        // Its header does not open as another pack's.
-        let other = ObjectId::random();
-        assert!(header_of(&other, &bytes, &meta).is_err());
-        assert!(header_of(&id, &bytes, &data).is_err());
-    }
-
-    #[test]
-    fn hostile_location_range_does_not_overflow() {
-        let blob = BlobRef {
-            id: ObjectId::hash(b"x"),
-            pack: ObjectId::hash(b"p"),
-            offset: u64::MAX - 1,
-            length: 10,
-            raw_length: 10,
-            compression: Compression::None,
-            tenant: None,
-        };
-        assert_eq!(blob.range(), u64::MAX - 1..u64::MAX);
-    }
-
-    #[test]
-    fn header_of_many_tiny_blobs_stays_under_the_expansion_limit() {
-        let (data, meta) = keys();
-        let mut pack = PackBuilder::new(Vec::new(), None, &data);
-        for i in 0u32..50_000 {
-            let bytes = i.to_le_bytes();
-            pack.add(
-                data.id_of(&bytes),
-                BlobKind::Data,
-                &bytes,
-                4,
-                Compression::None,
-            );
-        }
-        let (id, bytes, header) = pack.finish(&meta);
-        assert_eq!(header_of(&id, &bytes, &meta).unwrap().blobs, header.blobs);
-    }
-
-    #[test]
-    fn header_bomb_is_refused_before_it_expands() {
-        // 64 MiB of zeros in about 2 KiB, sealed correctly: far beyond any
-        // real header's ratio.
-        let (_, meta) = keys();
-        let id = ObjectId::random();
-        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
-        let sealed = meta.seal_bound(HEADER_PURPOSE, &id.0, &bomb);
-        let err = parse_header(&id, &sealed, &meta).unwrap_err().to_string();
-        assert!(err.contains("does not decompress"), "{err}");
-        assert!(err.contains("more than"), "{err}");
-    }
-
-    #[test]
-    fn every_flipped_byte_is_named_corrupt() {
-        let (data, meta) = keys();
-        let mut pack = PackBuilder::new(Vec::new(), None, &data);
-        let a = b"some bytes".to_vec();
-        let ra = pack.add(
-            data.id_of(&a),
-            BlobKind::Data,
-            &a,
-            a.len(),
-            Compression::None,
-        );
-        let (id, bytes, _) = pack.finish(&meta);
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x10;
-            let blob_ok = read(&bad, &ra, &data).is_ok();
-            let header_ok = header_of(&id, &bad, &meta).is_ok();
-            assert!(!(blob_ok && header_ok), "byte {i} flipped unnoticed");
-            if i < ra.length as usize {
-                let err = read(&bad, &ra, &data).unwrap_err();
-                assert!(err.to_string().contains(&pack_key(&id)), "{err}");
-            }
-        }
-    }
-}
+mod tests;

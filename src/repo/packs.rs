@@ -12,8 +12,8 @@ use crate::id::ObjectId;
 use crate::repo::index::IndexedPack;
 use crate::repo::layout::{self, pack_key, ObjectKind};
 use crate::repo::pack::{
-    decode_stored, header_of, open_blob, parse_header, parse_trailer, BlobKind, BlobRef,
-    TRAILER_LEN,
+    decode_stored, dictionary_of, header_of, open_blob, parse_header, parse_trailer, BlobKind,
+    BlobRef, TRAILER_LEN,
 };
 use crate::repo::Repository;
 
@@ -29,8 +29,8 @@ pub enum PackVerdict {
     /// (its wrap is damaged or missing): the key is damaged, not the pack,
     /// which is never quarantined for it. `reason` names the key object.
     Unverifiable { pack: IndexedPack, reason: String },
-    /// Damaged: why, the blobs that still verify (with their decrypted
-    /// stored form, to salvage), and how many do not.
+    /// Damaged: why, the blobs that still verify (with their content, to
+    /// salvage), and how many do not.
     Damaged {
         reason: String,
         good: Vec<(BlobKind, BlobRef, Vec<u8>)>,
@@ -137,6 +137,7 @@ impl Repository {
             tenant: header.tenant,
             blobs: header.blobs,
         };
+        let has_dictionary = header.dictionary;
         let data_key = match self.data_key(pack.tenant.as_deref()) {
             Ok(k) => k,
             Err(Error::Erased { tenant, .. }) => return Ok(PackVerdict::Erased { pack, tenant }),
@@ -152,6 +153,17 @@ impl Repository {
         let tenant: Option<std::sync::Arc<str>> = pack.tenant.as_deref().map(Into::into);
         let mut good = Vec::new();
         let mut first_error = None;
+        // Read from these bytes, never from a cache: this is what verifies it.
+        let dictionary = match has_dictionary {
+            true => match dictionary_of(&id, bytes, &seal) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    first_error = Some(e.to_string());
+                    None
+                }
+            },
+            false => None,
+        };
         for blob in &pack.blobs {
             let location = BlobRef::new(id, blob, tenant.as_ref());
             let range = location.range();
@@ -161,7 +173,7 @@ impl Repository {
                 .and_then(|(start, end)| bytes.get(start..end));
             let checked = match sealed {
                 Some(s) => open_blob(s, &location, &seal).and_then(|stored| {
-                    decode_stored(stored.clone(), &location, &data_key).map(|_| stored)
+                    decode_stored(stored, &location, &data_key, dictionary.as_ref())
                 }),
                 None => Err(Error::corrupt(
                     key,
@@ -169,7 +181,7 @@ impl Repository {
                 )),
             };
             match checked {
-                Ok(stored) => good.push((blob.kind, location, stored)),
+                Ok(raw) => good.push((blob.kind, location, raw)),
                 Err(e) => {
                     first_error.get_or_insert(e.to_string());
                 }

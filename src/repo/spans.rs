@@ -199,7 +199,10 @@ fn decode_group(
             bytes
                 .get(at..at.saturating_add(blob.length as usize))
                 .ok_or_else(|| Error::corrupt(pack_key(&blob.pack), "short read of a span"))
-                .and_then(|sealed| decode_blob_with(sealed, blob, &seal, &key))
+                .and_then(|sealed| {
+                    let dictionary = repo.pack_dictionary(blob, &seal, None)?;
+                    decode_blob_with(sealed, blob, &seal, &key, dictionary.as_ref())
+                })
                 .map(Piece::Data),
         );
     }

@@ -4,7 +4,10 @@
 //! by its keyed id under its tenant's key (see [`crate::repo::keys`]), and a
 //! blob whose id the repository (or this run) already has is not stored
 //! again: dedup works within a tenant, never across. New blobs are compressed
-//! with zstd when that pays, sealed into the open pack of their (tenant, kind)
+//! with zstd when that pays, small data blobs with a dictionary trained on
+//! the tenant's data of this run ([`crate::repo::compress`]; a pack holding
+//! such blobs starts with that dictionary, so a pack opened before it was
+//! trained is closed when the first of them comes), sealed into the open pack of their (tenant, kind)
 //! (a pack holds one tenant's blobs, see [`crate::repo::pack`]), and a pack
 //! that reaches the target size is written out at once: by
 //! the thread that filled it on a local store, by a few background upload
@@ -19,7 +22,6 @@
 //! one (tenant, expiry day) each, so no recording is held locked past its
 //! expiry by a neighbour.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -31,6 +33,7 @@ use crate::budget::FRESH_BLOBS;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::repo::compress::{self, pays, Dictionary, Trainer, DICTIONARY_BLOBS_UP_TO};
 use crate::repo::index::IndexedPack;
 use crate::repo::keys::DataKey;
 use crate::repo::lookup::BlobLookup;
@@ -43,11 +46,6 @@ use std::sync::{mpsc, Arc};
 /// a pack is still cheap to rewrite. 8 MiB rather than 16: each pack in flight
 /// is a buffer, and 8 MiB kept peak memory below restic's on the benchmark.
 pub const PACK_TARGET: usize = 8 << 20;
-/// zstd level: 3 is zstd's default, a good trade of speed and ratio for text.
-const ZSTD_LEVEL: i32 = 3;
-/// Blobs larger than this are first judged on a sample.
-const SAMPLE: usize = 64 << 10;
-
 /// Whether to try compressing a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compress {
@@ -58,19 +56,9 @@ pub enum Compress {
 }
 
 thread_local! {
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     /// The expiry day of the data blobs this thread stores now (see
     /// [`BlobWriter::with_expiry_day`]).
     static EXPIRY_DAY: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
-}
-
-fn compress(raw: &[u8]) -> Vec<u8> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let c = slot
-            .get_or_insert_with(|| zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"));
-        c.compress(raw).expect("zstd compresses in memory")
-    })
 }
 
 /// Pack buffers are recycled: a pack's bytes go to the store as `Bytes` that
@@ -117,10 +105,6 @@ impl Drop for RecycledBuffer {
 /// open, the fullest one is written out first.
 const MAX_OPEN_PACKS: usize = 4;
 
-fn pays(raw_len: usize, packed_len: usize) -> bool {
-    packed_len * 10 < raw_len * 9
-}
-
 /// Shared sink for the blobs of one operation.
 pub struct BlobWriter<'r> {
     repo: &'r Repository,
@@ -132,6 +116,8 @@ pub struct BlobWriter<'r> {
     fresh: Mutex<Fresh>,
     /// Keys of the tenants seen so far (the shared key is `repo`'s).
     tenants: Mutex<HashMap<String, TenantKey>>,
+    /// The tenants' compression dictionaries of this run.
+    trainer: Trainer,
     /// Open packs with the expiry day they group (voice data; `None` else).
     data_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
     tree_packs: Mutex<Vec<(Option<i64>, PackBuilder)>>,
@@ -287,6 +273,9 @@ impl Fresh {
 struct Written {
     packs: Mutex<Vec<IndexedPack>>,
     every: AtomicUsize,
+    /// The manifest stem of the snapshot this writer works for, recorded in
+    /// every index file it writes ([`crate::repo::index::IndexFile::run`]).
+    run: std::sync::OnceLock<String>,
 }
 
 impl Written {
@@ -300,7 +289,13 @@ impl Written {
             }
             std::mem::take(&mut *packs)
         };
-        repo.write_index_file(batch).map(drop)
+        self.index(repo, batch)
+    }
+
+    /// Write an index file listing `packs`, tagged with the run.
+    fn index(&self, repo: &Repository, packs: Vec<IndexedPack>) -> Result<()> {
+        repo.write_index_file_for(packs, None, self.run.get().map(String::as_str))
+            .map(drop)
     }
 }
 
@@ -315,6 +310,34 @@ struct Blob<'a> {
     stored: &'a [u8],
     raw_length: usize,
     compression: Compression,
+    /// The dictionary it is compressed with ([`Compression::ZstdDict`]).
+    dictionary: Option<Arc<Dictionary>>,
+}
+
+/// A blob's stored form as the compression step chose it (`None`: as is).
+struct Packed {
+    bytes: Option<Vec<u8>>,
+    compression: Compression,
+    dictionary: Option<Arc<Dictionary>>,
+}
+
+impl Packed {
+    const AS_IS: Packed = Packed {
+        bytes: None,
+        compression: Compression::None,
+        dictionary: None,
+    };
+
+    fn blob<'a>(&'a self, id: ObjectId, kind: BlobKind, raw: &'a [u8]) -> Blob<'a> {
+        Blob {
+            id,
+            kind,
+            stored: self.bytes.as_deref().unwrap_or(raw),
+            raw_length: raw.len(),
+            compression: self.compression,
+            dictionary: self.dictionary.clone(),
+        }
+    }
 }
 
 impl<'r> BlobWriter<'r> {
@@ -336,6 +359,7 @@ impl<'r> BlobWriter<'r> {
             repository: BlobLookup::default(),
             fresh: Mutex::default(),
             tenants: Mutex::default(),
+            trainer: Trainer::default(),
             data_packs: Mutex::default(),
             tree_packs: Mutex::default(),
             lock_until: None,
@@ -406,12 +430,25 @@ impl<'r> BlobWriter<'r> {
         }
         let packs = std::mem::take(&mut *self.written.packs.lock().unwrap());
         if !packs.is_empty() {
-            self.repo.write_index_file(packs)?;
+            self.written.index(self.repo, packs)?;
             tracing::info!(bytes_added = added, "checkpoint: packs so far indexed");
         }
         due.last = std::time::Instant::now();
         due.added_at_last = added;
         Ok(())
+    }
+
+    /// Tag every index file this writer writes with `stem`, the manifest
+    /// stem of the snapshot it works for, so prune can tell the packs of a
+    /// snapshot that never finished ([`crate::ops::sweep`]'s resume grace).
+    pub fn with_run(self, stem: String) -> Self {
+        let _ = self.written.run.set(stem);
+        self
+    }
+
+    /// The manifest stem it tags index files with ([`Self::with_run`]).
+    pub fn run(&self) -> Option<String> {
+        self.written.run.get().cloned()
     }
 
     /// Lock the packs this writer writes until `until` (on a repository
@@ -495,42 +532,71 @@ impl<'r> BlobWriter<'r> {
         if let Some(found) = self.locate(&id) {
             return Ok(found);
         }
-        let packed = match mode {
-            Compress::Try
-                if raw.len() > 2 * SAMPLE && !pays(SAMPLE, compress(&raw[..SAMPLE]).len()) =>
-            {
-                None
-            }
-            Compress::Try => Some(compress(raw)).filter(|p| pays(raw.len(), p.len())),
-            Compress::Never => None,
-        };
-        let (stored, compression) = match &packed {
-            Some(p) => (p.as_slice(), Compression::Zstd),
-            None => (raw, Compression::None),
-        };
-        let blob = Blob {
-            id,
-            kind,
-            stored,
-            raw_length: raw.len(),
-            compression,
-        };
-        self.append(tenant, &key, blob, true)
+        let packed = self.compressed(&tenant, kind, raw, mode);
+        self.append(tenant, &key, packed.blob(id, kind, raw), true)
     }
 
-    /// Store a blob already in its stored form (decrypted out of another
-    /// pack and verified by the caller), sealed again into a pack of the
-    /// same tenant, without compressing it again.
-    pub fn store_copy(&self, kind: BlobKind, blob: &BlobRef, stored: &[u8]) -> Result<BlobRef> {
+    /// The compression step (see [`crate::repo::compress`]): as is, zstd,
+    /// or zstd with the tenant's dictionary; small compressible data blobs
+    /// stored before the dictionary is trained are its samples.
+    fn compressed(
+        &self,
+        tenant: &Option<Arc<str>>,
+        kind: BlobKind,
+        raw: &[u8],
+        mode: Compress,
+    ) -> Packed {
+        if mode == Compress::Never || !compress::worth_trying(raw) {
+            return Packed::AS_IS;
+        }
+        let small_data = kind == BlobKind::Data && raw.len() <= DICTIONARY_BLOBS_UP_TO;
+        if let Some(dictionary) = self.trainer.dictionary(tenant).filter(|_| small_data) {
+            let bytes = compress::with_dictionary(&dictionary, raw);
+            if !pays(raw.len(), bytes.len()) {
+                return Packed::AS_IS;
+            }
+            return Packed {
+                bytes: Some(bytes),
+                compression: Compression::ZstdDict,
+                dictionary: Some(dictionary),
+            };
+        }
+        let bytes = compress::plain(raw);
+        if !pays(raw.len(), bytes.len()) {
+            return Packed::AS_IS;
+        }
+        if small_data {
+            self.trainer.offer(tenant, raw);
+        }
+        Packed {
+            bytes: Some(bytes),
+            compression: Compression::Zstd,
+            dictionary: None,
+        }
+    }
+
+    /// Store a blob read out of another pack and verified by the caller
+    /// (its content `raw`, and its decrypted `stored` form when at hand),
+    /// sealed again into a pack of the same tenant: as it was stored, not
+    /// compressed again, unless it needs its old pack's dictionary (or
+    /// `stored` is not given), then compressed like a new blob.
+    pub fn store_copy(
+        &self,
+        kind: BlobKind,
+        blob: &BlobRef,
+        stored: Option<&[u8]>,
+        raw: &[u8],
+    ) -> Result<BlobRef> {
         let (tenant, key) = self.key_for(blob.tenant.as_deref())?;
-        let copy = Blob {
-            id: blob.id,
-            kind,
-            stored,
-            raw_length: blob.raw_length as usize,
-            compression: blob.compression,
+        let packed = match stored {
+            Some(stored) if blob.compression != Compression::ZstdDict => Packed {
+                bytes: Some(stored.to_vec()),
+                compression: blob.compression,
+                dictionary: None,
+            },
+            _ => self.compressed(&tenant, kind, raw, Compress::Try),
         };
-        self.append(tenant, &key, copy, false)
+        self.append(tenant, &key, packed.blob(blob.id, kind, raw), false)
     }
 
     /// Seal `blob` into the open pack of (`tenant`, kind), opening one (and
@@ -548,12 +614,19 @@ impl<'r> BlobWriter<'r> {
             BlobKind::Data => (&self.data_packs, EXPIRY_DAY.get()),
             BlobKind::Tree => (&self.tree_packs, None),
         };
+        // A new pack of client data starts with the tenant's dictionary
+        // once there is one, so it need not be closed early for it.
         let fresh = |tenant: Option<Arc<str>>| {
             let buf = match blob.kind {
                 BlobKind::Data => take_buffer(),
                 BlobKind::Tree => Vec::with_capacity(1 << 20),
             };
-            PackBuilder::new(buf, tenant, key)
+            let dictionary = blob.dictionary.clone().or_else(|| {
+                (blob.kind == BlobKind::Data && group.is_none())
+                    .then(|| self.trainer.dictionary(&tenant))
+                    .flatten()
+            });
+            PackBuilder::new(buf, tenant, key, dictionary.as_deref())
         };
         let (location, full) = {
             let mut packs = slot.lock().unwrap();
@@ -569,10 +642,18 @@ impl<'r> BlobWriter<'r> {
                 .position(|(g, p)| *g == group && p.tenant() == tenant.as_deref());
             let at = match at {
                 Some(at) => {
-                    // Close the pack before it would pass the target, so its buffer never grows.
+                    // Close the pack before it would pass the target, so its
+                    // buffer never grows, or when it lacks the blob's dictionary.
                     let pack = &mut packs[at];
-                    if !pack.1.is_empty() && pack.1.len() + blob.stored.len() > PACK_TARGET {
+                    let wrong_dictionary = blob
+                        .dictionary
+                        .as_ref()
+                        .is_some_and(|d| pack.1.dictionary() != Some(d.serial));
+                    let too_full = pack.1.len() + blob.stored.len() > PACK_TARGET;
+                    if !pack.1.is_empty() && (too_full || wrong_dictionary) {
                         full = Some((group, std::mem::replace(&mut pack.1, fresh(tenant.clone()))));
+                    } else if wrong_dictionary {
+                        pack.1 = fresh(tenant.clone());
                     }
                     at
                 }
@@ -649,56 +730,4 @@ impl<'r> BlobWriter<'r> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Six tenants' blobs interleaved: never more than [`MAX_OPEN_PACKS`]
-    /// packs open, every pack holds one tenant's blobs, and each reads back
-    /// under its tenant's key only.
-    #[test]
-    fn packs_hold_one_tenant_each_and_few_are_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = crate::repo::Location::Local(dir.path().join("repo"));
-        let now = DateTime::UNIX_EPOCH;
-        let repo = Repository::init(&location, now, &crate::repo::MasterKey::generate()).unwrap();
-        let writer = BlobWriter::new(&repo, now);
-        let tenants = [None, Some("a"), Some("b"), Some("c"), Some("d"), Some("e")];
-        let mut stored = Vec::new();
-        for round in 0..5u8 {
-            for (i, tenant) in tenants.iter().enumerate() {
-                let raw = vec![round * 16 + i as u8; 1000 + i];
-                let blob = writer
-                    .store(*tenant, BlobKind::Data, &raw, Compress::Never)
-                    .unwrap();
-                assert_eq!(blob.tenant.as_deref(), *tenant);
-                assert!(writer.data_packs.lock().unwrap().len() <= MAX_OPEN_PACKS);
-                stored.push((blob, raw));
-            }
-        }
-        let again = writer
-            .store(Some("a"), BlobKind::Data, &stored[1].1, Compress::Never)
-            .unwrap();
-        assert_eq!(again, stored[1].0, "deduplicated within the tenant");
-        let packs = writer.finish().unwrap();
-        for pack in &packs {
-            let of_pack: Vec<_> = stored.iter().filter(|(b, _)| b.pack == pack.id).collect();
-            assert_eq!(of_pack.len(), pack.blobs.len());
-            assert!(of_pack
-                .iter()
-                .all(|(b, _)| b.tenant.as_deref() == pack.tenant.as_deref()));
-        }
-        for (blob, raw) in &stored {
-            assert_eq!(&repo.read_blob(blob).unwrap(), raw);
-            let foreign = BlobRef {
-                tenant: if blob.tenant.is_some() {
-                    None
-                } else {
-                    Some("a".into())
-                },
-                ..blob.clone()
-            };
-            let err = repo.read_blob(&foreign).unwrap_err().to_string();
-            assert!(err.contains("does not authenticate"), "{err}");
-        }
-    }
-}
+mod tests;

@@ -206,29 +206,79 @@ fn piece_boundary(chunk: &BlobRef) -> bool {
     chunk.id.0[0] & 0x7f == 0
 }
 
+/// Cuts a chunk list into pieces as its chunks come, one piece in memory
+/// at a time (plus the piece list, ~100 bytes a piece): inline up to
+/// [`INLINE_CHUNKS`] chunks, else pieces stored through `store` as they
+/// close and, at [`Self::finish`], their list.
+#[derive(Default)]
+pub struct ChunkListBuilder {
+    /// The first chunks, until the list is known to need pieces.
+    head: Vec<BlobRef>,
+    open: Vec<BlobRef>,
+    pieces: Vec<PieceRef>,
+    chunks: u64,
+    in_pieces: bool,
+}
+
+impl ChunkListBuilder {
+    /// Add the next chunk.
+    pub fn push(&mut self, chunk: BlobRef, store: &mut StoreFn<'_>) -> Result<()> {
+        self.chunks += 1;
+        if self.in_pieces {
+            return self.add_to_piece(chunk, store);
+        }
+        self.head.push(chunk);
+        if self.head.len() > INLINE_CHUNKS {
+            self.in_pieces = true;
+            for chunk in std::mem::take(&mut self.head) {
+                self.add_to_piece(chunk, store)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_to_piece(&mut self, chunk: BlobRef, store: &mut StoreFn<'_>) -> Result<()> {
+        let len = self.open.len() + 1;
+        let boundary =
+            len >= MAX_PIECE_CHUNKS || (len >= MIN_PIECE_CHUNKS && piece_boundary(&chunk));
+        self.open.push(chunk);
+        if boundary {
+            self.close_piece(store)?;
+        }
+        Ok(())
+    }
+
+    fn close_piece(&mut self, store: &mut StoreFn<'_>) -> Result<()> {
+        let piece = std::mem::take(&mut self.open);
+        self.pieces.push(PieceRef {
+            piece: store(&page::encode_piece(&piece))?,
+            chunks: piece.len() as u64,
+            bytes: piece.iter().map(|c| u64::from(c.raw_length)).sum(),
+        });
+        Ok(())
+    }
+
+    /// The list: inline, or its last piece and the piece list stored.
+    pub fn finish(mut self, store: &mut StoreFn<'_>) -> Result<ChunkList> {
+        if !self.in_pieces {
+            return Ok(ChunkList::Inline(self.head));
+        }
+        if !self.open.is_empty() {
+            self.close_piece(store)?;
+        }
+        Ok(ChunkList::Pieces {
+            list: store(&page::encode_piece_list(&self.pieces))?,
+            chunks: self.chunks,
+        })
+    }
+}
+
 /// The chunk list of a file whose chunks are `chunks`: inline up to
 /// [`INLINE_CHUNKS`], else pieces stored through `store` and their list.
 pub fn store_chunk_list(chunks: Vec<BlobRef>, store: &mut StoreFn<'_>) -> Result<ChunkList> {
-    if chunks.len() <= INLINE_CHUNKS {
-        return Ok(ChunkList::Inline(chunks));
+    let mut list = ChunkListBuilder::default();
+    for chunk in chunks {
+        list.push(chunk, store)?;
     }
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for (i, chunk) in chunks.iter().enumerate() {
-        let len = i + 1 - start;
-        let last = i + 1 == chunks.len();
-        if last || len >= MAX_PIECE_CHUNKS || (len >= MIN_PIECE_CHUNKS && piece_boundary(chunk)) {
-            let piece = &chunks[start..=i];
-            pieces.push(PieceRef {
-                piece: store(&page::encode_piece(piece))?,
-                chunks: piece.len() as u64,
-                bytes: piece.iter().map(|c| u64::from(c.raw_length)).sum(),
-            });
-            start = i + 1;
-        }
-    }
-    Ok(ChunkList::Pieces {
-        list: store(&page::encode_piece_list(&pieces))?,
-        chunks: chunks.len() as u64,
-    })
+    list.finish(store)
 }

@@ -150,6 +150,11 @@ impl<S: PageSource> DirIter<S> {
         &self.pages
     }
 
+    /// The source, to read other blobs (chunk lists) between entries.
+    pub fn source(&mut self) -> &mut S {
+        &mut self.source
+    }
+
     /// Give the source back.
     pub fn into_source(self) -> S {
         self.source

@@ -1,21 +1,45 @@
 //! `offsite snapshot`: back up one source into a new snapshot.
 //!
-//! Three phases keep the CPU-bound part parallel and the commit order simple:
+//! The walk streams, so memory does not grow with the source (see
+//! [`dir_out`] for the bound):
 //!
 //! 1. **Walk** the source (sorted, include/exclude applied) beside the
-//!    parent snapshot's trees; a file whose size, mtime and inode match the
-//!    parent's entry is reused without being read, if every chunk it names
-//!    is still held in an existing pack (see below). `--reread` turns reuse
-//!    off: every file is read again.
-//! 2. **Store** new and changed files on one worker per core: FastCDC,
-//!    SHA-256, zstd where it pays, into packs (see [`crate::repo::writer`]).
-//! 3. **Commit**: tree blobs bottom-up, the last packs, the index file, and
-//!    the manifest last, create-only.
+//!    parent snapshot's trees, depth first ([`walk`]); a file whose size,
+//!    mtime and inode match the parent's entry is reused without being
+//!    read, if every chunk it names is still held in an existing pack (see
+//!    below and [`reuse`]). `--reread` turns reuse off: every file is read
+//!    again.
+//! 2. **Store** new and changed files as the walk finds them, on one worker
+//!    per core for the whole walk ([`workers`]): FastCDC, SHA-256, zstd
+//!    where it pays, into packs (see [`crate::repo::writer`]).
+//! 3. **Write pages** as entries are known: each directory's entries go into
+//!    its pages in name order, and a directory's last pages are stored when
+//!    its walk ends and its files are stored ([`dir_out`]), bottom-up.
+//! 4. **Commit**: the last packs, the index file, and the manifest last,
+//!    create-only.
 //!
 //! Voice sources carry forward the parent's recordings that are gone from the
 //! source until their backup copy expires, and skip expired ones (see
 //! [`crate::voice`]), so the newest voice snapshot holds every recording whose
 //! backup must still exist.
+//!
+//! # Memory
+//!
+//! A snapshot's memory does not grow with the number of files. The walk
+//! holds the directories open on its path (each: its sorted names, ~30 B a
+//! name, see [`names`]; the parent's page being read; the pages being
+//! built, O(depth × page)), at most [`dir_out::PENDING`] pending entries
+//! and [`workers::QUEUE`] queued files; the rest are the fixed parts of
+//! [`crate::budget`]. An unchanged big file costs one piece of its chunk
+//! list at a time ([`reuse`]). Measured (debug build,
+//! `tests/scale_metadata.rs`): see the figures in that test's docs. The
+//! commit's pack presence check ([`crate::ops::pack_presence`]) reads the
+//! new snapshot page by page, through a tree cache of whole packs (capped).
+//! A first snapshot's peak still grows a little with the files below its
+//! caps (37 MiB at 100 000 files, 50 MiB at 400 000, in directories of
+//! 1 000; the incremental one stays at 17–18 MiB); where from is not
+//! pinned down yet (a 1 MiB tree cache moved it by ~6 MiB; the allocator's
+//! per-thread arenas are the next suspect).
 //!
 //! # Lost packs heal here
 //!
@@ -59,7 +83,7 @@
 //! `offsite_snapshot_items` metric make it visible. A repository failure stops the
 //! snapshot before its manifest exists, so no partial snapshot is ever listed.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::RefCell;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -67,21 +91,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cancel::Cancel;
-use crate::chunking::{sizes_for, store_open_file, ChunkSizes, StoreFileError};
+use crate::chunking::sizes_for;
 use crate::config::{Source, SourceClass};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::live_index;
 use crate::problems::Problem;
 use crate::progress::Progress;
-use crate::repo::pack::{BlobKind, BlobRef};
 use crate::repo::store::Requests;
-use crate::repo::writer::{BlobWriter, Compress, CHECKPOINT_BYTES};
+use crate::repo::writer::{BlobWriter, CHECKPOINT_BYTES};
 use crate::repo::{Shared, TreeCache};
 use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
-use crate::source_file::open_seen;
-use crate::tree::build::{store_chunk_list, Boundary, DirBuilder, Totals};
-use crate::tree::{DirEntry, Entry, FileEntry};
 use crate::voice::Contracts;
 
 /// At most this many warnings are kept verbatim in the manifest.
@@ -135,149 +155,14 @@ pub struct SnapshotOptions {
     pub promises: Option<crate::object_lock::Promises>,
 }
 
+mod dir_out;
+mod names;
+mod reuse;
+mod visit;
 mod walk;
+mod workers;
 
-use walk::{FileJob, Node, Walker, Why};
-
-/// Store the jobs' files on one thread per core. Returns per job the stored
-/// entry, or `None` when the file could not be read (warned).
-fn store_jobs(
-    jobs: &[FileJob],
-    expiry_days: &[Option<i64>],
-    sizes: ChunkSizes,
-    writer: &BlobWriter<'_>,
-    warnings: &Mutex<Vec<String>>,
-    cancel: &Cancel,
-    progress: &Progress,
-) -> Result<Vec<Option<FileEntry>>> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let fatal: Mutex<Option<Error>> = Mutex::new(None);
-    let results: Mutex<Vec<Option<FileEntry>>> = Mutex::new(vec![None; jobs.len()]);
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(8);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= jobs.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let job = &jobs[i];
-                crate::failpoint::pause_before_read(&job.path, cancel);
-                let stored = open_seen(&job.path, job.seen)
-                    .map_err(StoreFileError::Source)
-                    .and_then(|file| {
-                        let tenant = job.entry.tenant.as_deref();
-                        writer.with_expiry_day(expiry_days[i], || {
-                            store_open_file(
-                                file,
-                                &job.path,
-                                tenant,
-                                job.entry.size,
-                                sizes,
-                                writer,
-                                progress,
-                            )
-                        })
-                    });
-                progress.advance(1, 0);
-                let tenant = job.entry.tenant.as_deref();
-                let stored = stored.and_then(|mut content| {
-                    let chunks = std::mem::take(&mut content.chunks);
-                    let chunks = store_chunk_list(chunks, &mut |bytes| {
-                        writer.store(tenant, BlobKind::Tree, bytes, Compress::Try)
-                    })
-                    .map_err(StoreFileError::Repository)?;
-                    Ok((content, chunks))
-                });
-                match stored {
-                    Ok((content, chunks)) => {
-                        let entry = FileEntry {
-                            sha256: content.sha256,
-                            chunks,
-                            size: content.bytes_read,
-                            ..job.entry.clone()
-                        };
-                        results.lock().unwrap()[i] = Some(entry);
-                    }
-                    Err(StoreFileError::Source(message)) => {
-                        let message = crate::escape::escaped(&message);
-                        tracing::warn!("{message}");
-                        warnings.lock().unwrap().push(message);
-                    }
-                    Err(StoreFileError::Repository(e)) => {
-                        failed.store(true, Ordering::Relaxed);
-                        fatal.lock().unwrap().get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = fatal.into_inner().unwrap() {
-        return Err(e);
-    }
-    Ok(results.into_inner().unwrap())
-}
-
-/// Turn walked nodes into directory pages, bottom-up, each sealed under its
-/// directory's tenant key (`tenant`); returns the directory's root page and
-/// what it holds.
-fn build_tree(
-    tenant: Option<&str>,
-    nodes: Vec<Node>,
-    stored: &mut [Option<FileEntry>],
-    writer: &BlobWriter<'_>,
-    boundary: &Boundary,
-    summary: &mut Summary,
-) -> Result<(BlobRef, Totals)> {
-    let mut entries = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        match node {
-            Node::Unchanged(f) => {
-                summary.files_unchanged += 1;
-                summary.items += 1;
-                summary.bytes += f.size;
-                entries.push(Entry::File(f));
-            }
-            Node::Job(i) => {
-                if let Some(f) = stored[i].take() {
-                    summary.items += 1;
-                    summary.bytes += f.size;
-                    entries.push(Entry::File(f));
-                }
-            }
-            Node::Dir(d) => {
-                summary.dirs += 1;
-                let (blob, totals) = build_tree(
-                    d.tenant.as_deref(),
-                    d.entries,
-                    stored,
-                    writer,
-                    boundary,
-                    summary,
-                )?;
-                entries.push(Entry::Dir(DirEntry {
-                    name: d.name,
-                    mode: d.mode,
-                    mtime_ns: d.mtime_ns,
-                    tenant: d.tenant,
-                    tree: blob,
-                    files_below: totals.files,
-                    bytes_below: totals.bytes,
-                }));
-            }
-        }
-    }
-    entries.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut builder = DirBuilder::new(boundary.clone());
-    let mut store = |bytes: &[u8]| writer.store(tenant, BlobKind::Tree, bytes, Compress::Try);
-    for entry in &entries {
-        builder.push(entry, &mut store)?;
-    }
-    builder.finish(&mut store)
-}
+use walk::Walker;
 
 /// A snapshot that failed with `e`: when it was stopped on request, its
 /// open packs are written and every pack it wrote (and adopted) is indexed
@@ -294,12 +179,15 @@ fn interrupted(
         return e;
     }
     let kept = writer.bytes_added();
+    let run = writer.run();
     let checkpoint = writer.finish().and_then(|mut packs| {
         packs.extend(adopted);
         crate::failpoint::hit("snapshot-before-checkpoint");
         match packs.is_empty() {
             true => Ok(()),
-            false => repo.write_index_file(packs).map(|_| ()),
+            false => repo
+                .write_index_file_for(packs, None, run.as_deref())
+                .map(drop),
         }
     });
     match checkpoint {
@@ -362,26 +250,37 @@ pub fn snapshot_source_with(
         .promises
         .unwrap_or_default()
         .created_until(time, &source.retention);
+    let run = crate::snapshot::run_stem(repo.keys().meta(), host, &source.name, &time);
     let writer = BlobWriter::new(repo, time)
+        .with_run(run.clone())
         .with_lookup(live.lookup)
         .with_index_every(crate::budget::INDEX_EVERY_PACKS)
         .with_cancel(cancel)
         .with_checkpoints(CHECKPOINT_BYTES)
         .with_lock_until(lock_until);
+    let trees = RefCell::new(TreeCache::new(repo));
+    let shared = workers::Shared::default();
     let mut walker = Walker {
-        trees: TreeCache::new(repo),
+        trees: &trees,
+        forgotten: 0,
         writer: &writer,
         reread: options.reread,
         source,
         contracts: (source.class == SourceClass::Voice).then_some(contracts),
+        voice_days: source.class == SourceClass::Voice && repo.object_lock().is_some(),
         time,
         cancel,
-        jobs: Vec::new(),
+        progress,
+        boundary: repo.page_boundary(),
+        queue: None,
+        shared: &shared,
+        held: 0,
+        reading: false,
+        summary: Summary::default(),
         warnings: Vec::new(),
         carried: 0,
         expired: 0,
         lost: 0,
-        unreadable_trees: Vec::new(),
         problems: Vec::new(),
         erased: crate::repo::rotate::erased_tenants(repo)?,
         skipped_erased: Default::default(),
@@ -389,12 +288,38 @@ pub fn snapshot_source_with(
     for w in live.warnings {
         walker.warn(w);
     }
-    let parent_tree = match &parent {
-        Some(p) => walker.parent_tree(&p.tree, &[], false)?,
-        None => None,
+    let tree_tenant = source.tenant.tenant_of_dir(&[]);
+    let cx = workers::Context {
+        sizes: sizes_for(source.class),
+        writer: &writer,
+        cancel,
+        progress,
+        shared: &shared,
     };
-    let nodes = match walker.walk(&source.path, &mut Vec::new(), parent_tree) {
-        Ok(nodes) => nodes,
+    let (queue, jobs) = std::sync::mpsc::sync_channel(workers::QUEUE);
+    let jobs = Mutex::new(jobs);
+    let walked = std::thread::scope(|scope| {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8);
+        for _ in 0..threads {
+            scope.spawn(|| workers::work(&jobs, &cx));
+        }
+        walker.queue = Some(queue);
+        let root = walker.walk(
+            &source.path,
+            parent.as_ref().map(|p| &p.tree),
+            tree_tenant.clone(),
+        );
+        if root.is_err() {
+            shared.fail();
+        }
+        // Closing the queue lets the workers end.
+        walker.queue = None;
+        root
+    });
+    let root = match walked {
+        Ok(root) => root,
         Err(e) => {
             drop(walker);
             return Err(interrupted(repo, &source.name, writer, live.adopted, e));
@@ -402,87 +327,22 @@ pub fn snapshot_source_with(
     };
     walker.warn_erased();
     let Walker {
-        jobs,
-        warnings,
+        mut warnings,
         carried,
         expired,
         lost,
-        unreadable_trees,
         problems: tree_problems,
-        trees,
+        summary: walked,
         ..
     } = walker;
     problems.extend(tree_problems);
-    tracing::info!(source = %source.name, to_read = jobs.len(), "walk done");
-
-    // A damaged tree (any page of it) or chunk list rebuilt byte for byte
-    // has the same id: store it again rather than point the new snapshot at
-    // the damaged copy.
-    for id in unreadable_trees.iter().chain(trees.damaged()) {
-        writer.forget(id);
-    }
-    let warnings = Mutex::new(warnings);
-    let sizes = sizes_for(source.class);
-    progress.phase(
-        &format!("{}: reading", source.name),
-        "files",
-        jobs.len() as u64,
-        jobs.iter()
-            .map(|j| j.entry.size)
-            .fold(0, u64::saturating_add),
-    );
-    let expiry_days: Vec<Option<i64>> = jobs
-        .iter()
-        .map(|j| {
-            let voice = source.class == SourceClass::Voice && repo.object_lock().is_some();
-            voice.then(|| crate::object_lock::voice_day(contracts, &j.entry, time))
-        })
-        .collect();
-    let stored = store_jobs(
-        &jobs,
-        &expiry_days,
-        sizes,
-        &writer,
-        &warnings,
-        cancel,
-        progress,
-    );
-    let mut stored = match stored {
-        Ok(stored) => stored,
-        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
-    };
+    warnings.extend(shared.warnings.into_inner().unwrap_or_default());
     progress.phase(&format!("{}: committing", source.name), "files", 0, 0);
     let mut summary = Summary {
         carried,
         expired,
         lost,
-        ..Summary::default()
-    };
-    for (job, result) in jobs.iter().zip(&stored) {
-        if let Some(f) = result {
-            summary.bytes_read += f.size;
-            match job.why {
-                Why::New => summary.files_new += 1,
-                Why::Changed => summary.files_changed += 1,
-                Why::Reread | Why::Healed => {
-                    summary.files_unchanged += 1;
-                    summary.reread += 1;
-                    summary.healed += u64::from(job.why == Why::Healed);
-                }
-            }
-        }
-    }
-    let tree_tenant = source.tenant.tenant_of_dir(&[]);
-    let root = match build_tree(
-        tree_tenant.as_deref(),
-        nodes,
-        &mut stored,
-        &writer,
-        &repo.page_boundary(),
-        &mut summary,
-    ) {
-        Ok((root, _)) => root,
-        Err(e) => return Err(interrupted(repo, &source.name, writer, live.adopted, e)),
+        ..walked
     };
     let bytes_added = writer.bytes_added();
     let blobs_added = writer.blobs_added();
@@ -490,10 +350,9 @@ pub fn snapshot_source_with(
     packs.extend(live.adopted);
     crate::failpoint::hit("snapshot-before-index");
     if !packs.is_empty() {
-        repo.write_index_file_until(packs, lock_until)?;
+        repo.write_index_file_for(packs, lock_until, Some(&run))?;
     }
     crate::failpoint::hit("snapshot-before-manifest");
-    let mut warnings = warnings.into_inner().unwrap();
     if let Some(w) = emptied_warning(parent.as_ref().map(|p| &p.summary), &summary) {
         tracing::warn!(source = %source.name, "{w}");
         warnings.push(w);

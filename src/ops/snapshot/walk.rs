@@ -1,31 +1,44 @@
 //! The walk: the source beside its parent snapshot, deciding per file
 //! whether to reuse the parent's entry (metadata unchanged and every chunk
 //! still held), read it (new, changed, `--reread`, or healed), or, for voice,
-//! carry forward a recording that is gone from the source until it expires.
-//! Builds the directory skeleton that [`super`] turns into trees once the
-//! files are stored.
+//! carry forward a recording that is gone from the source until it expires
+//! (each name: [`super::visit`]).
+//!
+//! The walk is iterative, depth first, with an explicit stack of open
+//! directories ([`Frame`]), so no nesting of the source or of a (forged)
+//! parent can overflow the thread's stack. Each frame holds the source
+//! directory's sorted names ([`super::names`]), the parent's listing of the
+//! same directory read page by page beside them ([`DirIter`], one page at a
+//! time, never the whole directory), and the directory's output
+//! ([`super::dir_out`]). Files to read go to the workers
+//! ([`super::workers`]) as they are found.
 
-use std::os::unix::fs::MetadataExt;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 use chrono::{DateTime, Utc};
 
 use crate::cancel::Cancel;
 use crate::config::Source;
 use crate::error::{Error, Result};
-use crate::escape::Escaped;
-use crate::glob::{enter, selected};
-use crate::id::ObjectId;
-use crate::ops::live_index::relocate;
 use crate::problems::{is_object_damage, Problem};
+use crate::progress::Progress;
 use crate::repo::layout::pack_key;
-use crate::repo::pack::{BlobKind, BlobRef};
-use crate::repo::writer::{BlobWriter, Compress};
+use crate::repo::pack::BlobRef;
+use crate::repo::writer::BlobWriter;
 use crate::repo::TreeCache;
+use crate::snapshot::Summary;
 use crate::source_file::Seen;
-use crate::tree::build::store_chunk_list;
-use crate::tree::{ChunkList, Entry, FileEntry, Tree, MAX_TREE_DEPTH};
+use crate::tree::build::Boundary;
+use crate::tree::page::{Page, PieceRef};
+use crate::tree::read::{DirIter, PageSource};
+use crate::tree::{Entry, FileEntry};
 use crate::voice::Contracts;
+
+use super::dir_out::{OpenDir, PENDING};
+use super::names::Names;
+use super::workers::{Job, Shared};
 
 /// Why the walk wants a file read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,43 +59,81 @@ pub(super) struct FileJob {
     pub(super) why: Why,
 }
 
-/// A directory as walked: entries in name order.
-pub(super) struct DirNode {
-    pub(super) name: String,
-    pub(super) mode: u32,
-    pub(super) mtime_ns: i64,
-    /// Whose key seals its tree ([`crate::config::TenantRule::tenant_of_dir`]).
-    pub(super) tenant: Option<String>,
-    pub(super) entries: Vec<Node>,
+/// Reads the parent's pages through the walk's one [`TreeCache`].
+#[derive(Clone, Copy)]
+pub(super) struct Cached<'a>(pub(super) &'a RefCell<TreeCache<'a>>);
+
+impl PageSource for Cached<'_> {
+    fn page(&mut self, blob: &BlobRef) -> Result<Page> {
+        self.0.borrow_mut().page(blob)
+    }
+    fn piece(&mut self, blob: &BlobRef) -> Result<Vec<BlobRef>> {
+        self.0.borrow_mut().piece(blob)
+    }
+    fn piece_list(&mut self, blob: &BlobRef, chunks: u64) -> Result<Vec<PieceRef>> {
+        self.0.borrow_mut().piece_list(blob, chunks)
+    }
 }
 
-pub(super) enum Node {
-    /// Reused from the parent snapshot.
-    Unchanged(FileEntry),
-    /// Index into the job list.
-    Job(usize),
-    Dir(DirNode),
+/// The parent snapshot's listing of one directory, read page by page.
+pub(super) struct ParentDir<'a> {
+    iter: DirIter<Cached<'a>>,
+    /// The next entry, read but not used yet.
+    peeked: Option<Entry>,
+    /// The directory's root page (named when a later page fails).
+    blob: BlobRef,
+}
+
+/// One open directory of the walk.
+pub(super) struct Frame<'a> {
+    pub(super) out: OpenDir,
+    /// The source directory and its names still to visit; `None` for a
+    /// directory only the parent has (voice recordings carried forward).
+    pub(super) source: Option<(PathBuf, Names)>,
+    pub(super) parent: Option<ParentDir<'a>>,
+}
+
+/// What comes next in a directory.
+enum Step {
+    /// A name of the source, with the parent's entry of that name.
+    Name(String, Option<Entry>),
+    /// An entry of the parent gone from the source (voice only).
+    Gone(Entry),
+    End,
 }
 
 pub(super) struct Walker<'a> {
     /// The parent snapshot's trees, fetched a pack at a time.
-    pub(super) trees: TreeCache<'a>,
+    pub(super) trees: &'a RefCell<TreeCache<'a>>,
+    /// How many of `trees`' damaged blobs the writer forgot already.
+    pub(super) forgotten: usize,
     /// Deduplicates against the trusted index; says where a blob is held.
     pub(super) writer: &'a BlobWriter<'a>,
     pub(super) reread: bool,
     pub(super) source: &'a Source,
     /// For voice sources: the contracts that decide expiry at `time`.
     pub(super) contracts: Option<&'a Contracts>,
+    /// Voice packs carry their recordings' expiry day (Object Lock).
+    pub(super) voice_days: bool,
     pub(super) time: DateTime<Utc>,
     pub(super) cancel: &'a Cancel,
-    pub(super) jobs: Vec<FileJob>,
+    pub(super) progress: &'a Progress,
+    /// Where directory pages end.
+    pub(super) boundary: Boundary,
+    /// Files to read go here; `None` once the walk is over.
+    pub(super) queue: Option<SyncSender<Job>>,
+    pub(super) shared: &'a Shared,
+    /// Entries pending across all open directories (see [`super::dir_out`]).
+    pub(super) held: usize,
+    /// The progress line shows the reading phase.
+    pub(super) reading: bool,
+    /// What went into the pages (carried, expired and lost apart).
+    pub(super) summary: Summary,
     pub(super) warnings: Vec<String>,
     pub(super) carried: u64,
     pub(super) expired: u64,
     /// Carried recordings left out because their backup copy is lost.
     pub(super) lost: u64,
-    /// Trees of the parent that could not be read (their files are read again).
-    pub(super) unreadable_trees: Vec<ObjectId>,
     pub(super) problems: Vec<Problem>,
     /// Erased tenants ([`crate::ops::erase`]): their files are left out,
     /// counted per tenant here.
@@ -90,20 +141,10 @@ pub(super) struct Walker<'a> {
     pub(super) skipped_erased: std::collections::BTreeMap<String, u64>,
 }
 
-/// The mtime in nanoseconds, clamped to what an `i64` holds (1677..2262):
-/// a later one keeps the recording longest, an earlier one is long expired.
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    let saturated = if meta.mtime() < 0 { i64::MIN } else { i64::MAX };
-    meta.mtime()
-        .checked_mul(1_000_000_000)
-        .and_then(|ns| ns.checked_add(meta.mtime_nsec()))
-        .unwrap_or(saturated)
-}
-
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     /// The erased tenant every file below the directory `parts` belongs
     /// to, if any: the directory is left out unread.
-    fn erased_below(&self, parts: &[&str]) -> Option<String> {
+    pub(super) fn erased_below(&self, parts: &[&str]) -> Option<String> {
         let tenant = self.source.tenant.tenant_of_dir(parts)?;
         self.erased.contains_key(&tenant).then_some(tenant)
     }
@@ -130,287 +171,203 @@ impl Walker<'_> {
         self.warnings.push(message);
     }
 
-    /// `chunks` re-pointed at the trusted index, `None` if any is lost (or
-    /// a piece of the list is lost or damaged). A list in pieces is read
-    /// and stored again: unchanged pieces deduplicate, so this writes
-    /// nothing unless a chunk moved. Other errors (the store failing) stop
-    /// the snapshot, so a transient failure never drops a carried recording.
-    fn relocate(&mut self, tenant: Option<&str>, chunks: &ChunkList) -> Result<Option<ChunkList>> {
-        let all = match chunks {
-            ChunkList::Inline(c) => return Ok(relocate(c, self.writer).map(ChunkList::Inline)),
-            list => match crate::tree::read::all_chunks(&mut self.trees, list) {
-                Ok(all) => all,
-                Err(e) if is_object_damage(&e) || matches!(e, Error::Erased { .. }) => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        let Some(moved) = relocate(&all, self.writer) else {
-            return Ok(None);
-        };
-        let writer = self.writer;
-        let list = store_chunk_list(moved, &mut |bytes| {
-            writer.store(tenant, BlobKind::Tree, bytes, Compress::Try)
-        })?;
-        Ok(Some(list))
+    /// Forget every page, piece and piece list found damaged so far: a
+    /// page rebuilt byte for byte has the same id, and must be stored again
+    /// rather than point at the damaged copy. Done as soon as the damage is
+    /// seen, before the walk builds anything below it.
+    pub(super) fn forget_damaged(&mut self) {
+        let trees = self.trees.borrow();
+        let damaged = trees.damaged();
+        for id in damaged.get(self.forgotten..).unwrap_or_default() {
+            self.writer.forget(id);
+        }
+        self.forgotten = damaged.len();
     }
 
-    /// A parent tree, or `None` (warned, and reported as a problem) when it
-    /// is lost or damaged: then everything below is read again. Other errors
-    /// (the store failing) stop the snapshot, so a transient failure never
-    /// drops a carried recording.
-    pub(super) fn parent_tree(
+    /// The parent's listing of a directory (root page `blob`), or `None`
+    /// when it cannot be read: then everything below is read again.
+    pub(super) fn parent_dir(
         &mut self,
         blob: &BlobRef,
         rel: &[String],
         carrying: bool,
-    ) -> Result<Option<Tree>> {
-        match self.trees.read_tree(blob) {
-            Ok(tree) => Ok(Some(tree)),
+    ) -> Result<Option<ParentDir<'a>>> {
+        let opened = DirIter::new(Cached(self.trees), blob);
+        self.forget_damaged();
+        match opened {
+            Ok(iter) => Ok(Some(ParentDir {
+                iter,
+                peeked: None,
+                blob: blob.clone(),
+            })),
+            Err(e) => self.parent_failed(blob, rel, carrying, e).map(|()| None),
+        }
+    }
+
+    /// A parent listing that failed with `e`: lost or damaged (warned, and
+    /// reported as a problem) or erased is no error, the files below are
+    /// read again. Other errors (the store failing) stop the snapshot, so
+    /// a transient failure never drops a carried recording.
+    fn parent_failed(
+        &mut self,
+        blob: &BlobRef,
+        rel: &[String],
+        carrying: bool,
+        e: Error,
+    ) -> Result<()> {
+        match e {
             // Nobody can read an erased tenant's listing, by design: not
             // damage, its files (if any are left) are simply read again.
-            Err(Error::Erased { .. }) => Ok(None),
-            Err(e) if is_object_damage(&e) => {
+            Error::Erased { .. } => Ok(()),
+            e if is_object_damage(&e) => {
                 if carrying {
                     self.warn(format!("{}: the previous snapshot's listing is lost ({e}); recordings carried below it are lost", rel.join("/")));
                 }
-                self.unreadable_trees.push(blob.id);
+                self.writer.forget(&blob.id);
                 self.problems.push(unreadable_parent_tree(blob, rel, &e));
-                Ok(None)
+                Ok(())
             }
-            Err(e) => Err(e),
+            e => Err(e),
         }
     }
 
-    pub(super) fn walk(
+    /// Make sure the parent's next entry is read (the listing ends at a
+    /// page that cannot be read).
+    fn fill_peek(
         &mut self,
-        dir: &Path,
-        rel: &mut Vec<String>,
-        parent: Option<Tree>,
-    ) -> Result<Vec<Node>> {
-        self.cancel.check()?;
-        let reader = match std::fs::read_dir(dir) {
-            Ok(r) => r,
-            Err(e) if rel.is_empty() => return Err(Error::io(dir, e)),
-            Err(e) => {
-                self.warn(format!("{}: {e}", dir.display()));
-                return Ok(Vec::new());
-            }
-        };
-        let mut names: Vec<(String, std::fs::DirEntry)> = Vec::new();
-        for item in reader {
-            match item {
-                Ok(entry) => match entry.file_name().into_string() {
-                    Ok(name) => names.push((name, entry)),
-                    Err(raw) => self.warn(format!(
-                        "{}: name {raw:?} is not UTF-8, skipped",
-                        dir.display()
-                    )),
-                },
-                Err(e) => self.warn(format!("{}: {e}", dir.display())),
-            }
-        }
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut nodes = Vec::with_capacity(names.len());
-        if let (Some(contracts), Some(parent)) = (self.contracts, parent.as_ref()) {
-            let present: std::collections::HashSet<&str> =
-                names.iter().map(|(n, _)| n.as_str()).collect();
-            let gone: Vec<Entry> = parent
-                .entries
-                .iter()
-                .filter(|e| !present.contains(e.name()))
-                .cloned()
-                .collect();
-            self.carry(gone, rel, contracts, &mut nodes)?;
-        }
-        for (name, entry) in names {
-            let path = entry.path();
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) => {
-                    self.warn(format!("{}: {e}", path.display()));
-                    continue;
-                }
-            };
-            rel.push(name.clone());
-            let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
-            if meta.is_dir() {
-                if let Some(t) = self.erased_below(&parts) {
-                    *self.skipped_erased.entry(t).or_default() += 1;
-                    rel.pop();
-                    continue;
-                }
-                if !enter(&self.source.include, &parts) {
-                    rel.pop();
-                    continue;
-                }
-                let sub_parent = match parent.as_ref().and_then(|t| t.get(&name)) {
-                    Some(Entry::Dir(d)) => self.parent_tree(&d.tree, rel, false)?,
-                    _ => None,
-                };
-                let entries = self.walk(&path, rel, sub_parent)?;
-                let filtering = !self.source.include.is_empty() || !self.source.exclude.is_empty();
-                if !(filtering && entries.is_empty()) {
-                    let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
-                    nodes.push(Node::Dir(DirNode {
-                        name,
-                        mode: meta.mode(),
-                        mtime_ns: mtime_ns(&meta),
-                        tenant: self.source.tenant.tenant_of_dir(&parts),
-                        entries,
-                    }));
-                }
-            } else if meta.is_file() {
-                if selected(&self.source.include, &self.source.exclude, &parts) {
-                    let entry = FileEntry {
-                        carried: false,
-                        name: name.clone(),
-                        size: meta.len(),
-                        mtime_ns: mtime_ns(&meta),
-                        mode: meta.mode(),
-                        inode: meta.ino(),
-                        tenant: self.source.tenant.tenant_of(&parts),
-                        sha256: ObjectId::default(),
-                        chunks: ChunkList::empty(),
-                    };
-                    if let Some(t) = entry
-                        .tenant
-                        .as_ref()
-                        .filter(|t| self.erased.contains_key(*t))
-                    {
-                        *self.skipped_erased.entry(t.clone()).or_default() += 1;
-                        rel.pop();
-                        continue;
-                    }
-                    if self.contracts.is_some_and(|c| c.expired(&entry, self.time)) {
-                        self.expired += 1;
-                        rel.pop();
-                        continue;
-                    }
-                    let old = match parent.as_ref().and_then(|t| t.get(&name)) {
-                        Some(Entry::File(f)) => Some(f),
-                        _ => None,
-                    };
-                    // A file now of another tenant is read again: its
-                    // chunks are sealed under the old tenant's key.
-                    let same = old.is_some_and(|f| {
-                        f.size == entry.size
-                            && f.mtime_ns == entry.mtime_ns
-                            && f.inode == entry.inode
-                            && f.tenant == entry.tenant
-                    });
-                    let reused = match old.filter(|_| same && !self.reread) {
-                        Some(f) => self
-                            .relocate(f.tenant.as_deref(), &f.chunks)?
-                            .map(|chunks| (chunks, f.sha256)),
-                        None => None,
-                    };
-                    if let Some((chunks, sha256)) = reused {
-                        nodes.push(Node::Unchanged(FileEntry {
-                            chunks,
-                            sha256,
-                            ..entry
-                        }));
-                    } else {
-                        let why = match old {
-                            None => Why::New,
-                            Some(_) if !same => Why::Changed,
-                            Some(_) if self.reread => Why::Reread,
-                            Some(_) => Why::Healed,
-                        };
-                        if why == Why::Healed {
-                            tracing::info!(path = %Escaped(path.display()), "stored chunks lost: read again");
-                        }
-                        self.jobs.push(FileJob {
-                            path,
-                            entry,
-                            seen: Seen {
-                                dev: meta.dev(),
-                                inode: meta.ino(),
-                            },
-                            why,
-                        });
-                        nodes.push(Node::Job(self.jobs.len() - 1));
-                    }
-                }
-            } else {
-                self.warn(format!(
-                    "{}: not a regular file or directory, skipped",
-                    path.display()
-                ));
-            }
-            rel.pop();
-        }
-        Ok(nodes)
-    }
-}
-
-impl Walker<'_> {
-    /// Carry forward `gone` entries of the parent snapshot (voice only): every
-    /// file still selected and not expired at the snapshot's time.
-    pub(super) fn carry(
-        &mut self,
-        gone: Vec<Entry>,
-        rel: &mut Vec<String>,
-        contracts: &Contracts,
-        nodes: &mut Vec<Node>,
+        slot: &mut Option<ParentDir<'a>>,
+        rel: &[String],
+        carrying: bool,
     ) -> Result<()> {
-        for entry in gone {
-            rel.push(entry.name().to_string());
-            let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
-            match entry {
-                Entry::File(f) if selected(&self.source.include, &self.source.exclude, &parts) => {
-                    if contracts.expired(&f, self.time) {
-                        self.expired += 1;
-                    } else if let Some(chunks) = self.relocate(f.tenant.as_deref(), &f.chunks)? {
-                        self.carried += 1;
-                        nodes.push(Node::Unchanged(FileEntry {
-                            carried: true,
-                            chunks,
-                            ..f
-                        }));
-                    } else {
-                        self.lost += 1;
-                        self.warn(format!(
-                            "{}: recording gone from the source and its backup copy is lost (a pack is missing); left out of this snapshot",
-                            rel.join("/")
-                        ));
-                    }
-                }
-                Entry::Dir(d) if enter(&self.source.include, &parts) => {
-                    let tenant = self.source.tenant.tenant_of_dir(&parts);
-                    if rel.len() > MAX_TREE_DEPTH {
-                        // Only a forged parent nests this deep; it also
-                        // bounds this recursion.
-                        self.warn(format!(
-                            "{}...: the previous snapshot nests more than {MAX_TREE_DEPTH} directories; nothing below is carried",
-                            rel.iter().take(8).cloned().collect::<Vec<_>>().join("/")
-                        ));
-                        rel.pop();
-                        continue;
-                    }
-                    let Some(subtree) = self.parent_tree(&d.tree, rel, true)? else {
-                        rel.pop();
-                        continue;
-                    };
-                    let mut entries = Vec::new();
-                    self.carry(subtree.entries, rel, contracts, &mut entries)?;
-                    if !entries.is_empty() {
-                        nodes.push(Node::Dir(DirNode {
-                            name: d.name,
-                            mode: d.mode,
-                            mtime_ns: d.mtime_ns,
-                            tenant,
-                            entries,
-                        }));
-                    }
-                }
-                _ => {}
+        let Some(parent) = slot else { return Ok(()) };
+        if parent.peeked.is_some() {
+            return Ok(());
+        }
+        let next = parent.iter.next();
+        self.forget_damaged();
+        match next {
+            Some(Ok(entry)) => parent.peeked = Some(entry),
+            None => *slot = None,
+            Some(Err(e)) => {
+                let blob = parent.blob.clone();
+                *slot = None;
+                self.parent_failed(&blob, rel, carrying, e)?;
             }
-            rel.pop();
         }
         Ok(())
+    }
+
+    /// The next thing to do in `frame`: source names and the parent's
+    /// entries merged by name.
+    fn next_step(&mut self, frame: &mut Frame<'a>, rel: &[String]) -> Result<Step> {
+        let carrying = frame.source.is_none();
+        let voice = self.contracts.is_some();
+        loop {
+            let name = frame.source.as_ref().and_then(|(_, n)| n.peek());
+            if name.is_none() && !voice {
+                return Ok(Step::End);
+            }
+            self.fill_peek(&mut frame.parent, rel, carrying)?;
+            let name = frame.source.as_mut().and_then(|(_, n)| {
+                let name = n.peek().map(str::to_string);
+                name.map(|name| (name, n))
+            });
+            let old = frame.parent.as_mut().and_then(|p| p.peeked.take());
+            match (name, old) {
+                (None, None) => return Ok(Step::End),
+                (Some((name, names)), old)
+                    if old.as_ref().is_none_or(|o| o.name() >= name.as_str()) =>
+                {
+                    names.advance();
+                    let (same, later) = match old {
+                        Some(o) if o.name() == name => (Some(o), None),
+                        other => (None, other),
+                    };
+                    if let (Some(parent), Some(later)) = (frame.parent.as_mut(), later) {
+                        parent.peeked = Some(later);
+                    }
+                    return Ok(Step::Name(name, same));
+                }
+                (_, Some(gone)) if voice => return Ok(Step::Gone(gone)),
+                // Gone from a data source: nothing to carry.
+                (_, _) => {}
+            }
+        }
+    }
+
+    /// Walk the source at `root` beside the parent's tree `parent`; the new
+    /// snapshot's root page.
+    pub(super) fn walk(
+        &mut self,
+        root: &Path,
+        parent: Option<&BlobRef>,
+        tenant: Option<String>,
+    ) -> Result<BlobRef> {
+        self.cancel.check()?;
+        let names = self.names(root).map_err(|e| Error::io(root, e))?;
+        let parent = match parent {
+            Some(blob) => self.parent_dir(blob, &[], false)?,
+            None => None,
+        };
+        let mut stack = vec![Frame {
+            out: OpenDir::new(self, tenant, None),
+            source: Some((root.to_path_buf(), names)),
+            parent,
+        }];
+        let mut rel: Vec<String> = Vec::new();
+        loop {
+            self.cancel.check()?;
+            self.shared.check()?;
+            if self.held >= PENDING {
+                for frame in &mut stack {
+                    self.settle(&mut frame.out)?;
+                }
+                self.held = 0;
+            }
+            let Some(frame) = stack.last_mut() else {
+                unreachable!("the root frame returns");
+            };
+            let sub = match self.next_step(frame, &rel)? {
+                Step::Name(name, old) => {
+                    let Frame { out, source, .. } = frame;
+                    let dir = source.as_ref().map(|(p, _)| p.as_path()).unwrap_or(root);
+                    self.visit(dir, name, old, &mut rel, out)?
+                }
+                Step::Gone(entry) => self.carry(entry, &mut rel, &mut frame.out)?,
+                Step::End => {
+                    let Some(done) = stack.pop() else {
+                        unreachable!()
+                    };
+                    match stack.last_mut() {
+                        Some(up) => {
+                            rel.pop();
+                            self.ended(done.out, &mut up.out)?;
+                        }
+                        None => {
+                            let mut out = done.out;
+                            self.settle(&mut out)?;
+                            // A file a worker failed on is missing from
+                            // the pages: the snapshot must not commit.
+                            self.shared.check()?;
+                            self.cancel.check()?;
+                            return Ok(self.close(out)?.0);
+                        }
+                    }
+                    None
+                }
+            };
+            stack.extend(sub);
+        }
+    }
+
+    /// The sorted names of the source directory `dir`.
+    pub(super) fn names(&mut self, dir: &Path) -> std::io::Result<Names> {
+        let mut warnings = Vec::new();
+        let names = Names::read(dir, &mut |w| warnings.push(w));
+        for w in warnings {
+            self.warn(w);
+        }
+        names
     }
 }
 

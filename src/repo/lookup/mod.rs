@@ -121,11 +121,9 @@ impl BlobLookup {
             offset: record.offset,
             length: record.length,
             raw_length: record.raw_length,
-            compression: if record.compressed {
-                Compression::Zstd
-            } else {
-                Compression::None
-            },
+            // Written from a `Compression` below; a scratch file that says
+            // otherwise reads as uncompressed, which fails the blob's checks.
+            compression: Compression::from_code(record.compression).unwrap_or_default(),
             tenant: pack.tenant.clone(),
         })
     }
@@ -188,7 +186,7 @@ impl<'d> LookupBuilder<'d> {
                 offset: blob.offset,
                 length: blob.length,
                 raw_length: blob.raw_length,
-                compressed: blob.compression == Compression::Zstd,
+                compression: blob.compression.code(),
             };
             self.table.push(record).map_err(scratch_error)?;
         }

@@ -36,7 +36,8 @@ pub struct Record {
     pub offset: u64,
     pub length: u32,
     pub raw_length: u32,
-    pub compressed: bool,
+    /// [`crate::repo::pack::Compression::code`].
+    pub compression: u8,
 }
 
 impl Record {
@@ -47,7 +48,7 @@ impl Record {
         b[36..44].copy_from_slice(&self.offset.to_le_bytes());
         b[44..48].copy_from_slice(&self.length.to_le_bytes());
         b[48..52].copy_from_slice(&self.raw_length.to_le_bytes());
-        b[52] = u8::from(self.compressed);
+        b[52] = self.compression;
         out.write_all(&b)
     }
 
@@ -65,7 +66,7 @@ impl Record {
             offset: u64::from_le_bytes(n(36..44)),
             length: u64::from_le_bytes(n(44..48)) as u32,
             raw_length: u64::from_le_bytes(n(48..52)) as u32,
-            compressed: b[52] != 0,
+            compression: b[52],
         }
     }
 }
@@ -386,7 +387,7 @@ mod tests {
             offset: u64::from(i) * 3,
             length: i + 1,
             raw_length: i + 2,
-            compressed: i.is_multiple_of(2),
+            compression: (i % 3) as u8,
         }
     }
 
