@@ -7,6 +7,14 @@
 //! stop between any two of its steps. The flag also wakes a sleeping
 //! scheduler at once. The agent and the command line's `snapshot` set it
 //! from SIGTERM and SIGINT ([`Cancel::on_signals`]).
+//!
+//! A second signal quits at once (exit 128 + the signal's number: 130 for a
+//! second Ctrl-C), for an operator who will not wait for the clean stop (a
+//! pack being uploaded over a slow link, a hung store). That is a crash as
+//! far as the repository is concerned, which every commit order allows for:
+//! the repository stays readable, the next snapshot adopts the packs
+//! already written from their headers, and the lock left behind is stale
+//! because its process is gone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -78,7 +86,21 @@ impl Cancel {
                 _ = int.recv() => tracing::info!("SIGINT: stopping"),
             }
             cancel.cancel();
+            let (name, code) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", 128 + libc::SIGTERM),
+                _ = int.recv() => ("SIGINT", 128 + libc::SIGINT),
+            };
+            eprintln!("{}", force_quit_line(name));
+            std::process::exit(code);
         });
         Ok(())
     }
+}
+
+/// What a second signal prints before the process quits at once.
+fn force_quit_line(signal: &str) -> String {
+    format!(
+        "offsite: second {signal}: quitting at once, without a clean stop \
+         (the repository stays readable; the next snapshot adopts the packs written so far)"
+    )
 }

@@ -11,7 +11,12 @@
 //!   objects draw the same 128-bit salt.
 //! * [`Secret::keyed_id`]: HMAC-SHA-256, for blob ids that reveal nothing
 //!   about the content to whoever lacks the key.
-//! * [`random`]: the operating system's random generator.
+//! * [`random`]: the operating system's random generator (`getrandom(2)`),
+//!   read directly: aws-lc's own generator seeds itself from CPU-timing
+//!   jitter on its first use in a process, ~30 ms of CPU, which was a third
+//!   of a one-item restore (a temporary name and a log entry are all the
+//!   randomness it needs). The kernel's generator is what that one is seeded
+//!   from anyway, and what salts and keys need.
 //!
 //! AES-GCM is not key-committing: a hostile object could be built to
 //! authenticate under two keys. Every blob read therefore re-computes the
@@ -93,10 +98,10 @@ pub fn hmac_id(key: &hmac::Key, data: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Random bytes from the operating system.
+/// Random bytes from the operating system (see the module docs).
 pub fn random<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
-    aws_lc_rs::rand::fill(&mut out).expect("the operating system's random generator works");
+    getrandom::fill(&mut out).expect("the operating system's random generator works");
     out
 }
 

@@ -4,8 +4,11 @@
 //! blob's `raw_length` is a number anyone with write access could set to
 //! 4 GiB. So nothing here allocates from a length field or decompresses
 //! without a ceiling: output grows only as the decoder produces it, and
-//! decoding stops one byte past `max`.
+//! decoding stops one byte past `max`. (A `max` up to [`PREALLOC_MAX`] is
+//! reserved whole and decoded in one call into it, the common case of a
+//! chunk; the decoder never writes past the buffer.)
 
+use std::cell::RefCell;
 use std::io::Read;
 
 /// The most bytes preallocated before any are decompressed (a little over
@@ -30,6 +33,13 @@ pub fn json_limit(stored_len: usize) -> u64 {
 /// Decompress `stored` (one or more zstd frames), refusing more than `max`
 /// bytes of output.
 pub fn decompress_at_most(stored: &[u8], max: u64) -> std::io::Result<Vec<u8>> {
+    if let Some(out) = usize::try_from(max)
+        .ok()
+        .filter(|m| *m as u64 <= PREALLOC_MAX)
+        .and_then(|m| bulk(stored, m))
+    {
+        return Ok(out);
+    }
     let mut out = Vec::with_capacity(usize::try_from(max.min(PREALLOC_MAX)).unwrap_or(0));
     zstd::stream::read::Decoder::with_buffer(stored)?
         .take(max.saturating_add(1))
@@ -59,6 +69,30 @@ fn at_most(out: Vec<u8>, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+thread_local! {
+    /// One decompression context per thread, kept: a blob is a few KiB,
+    /// and creating a context for each cost more than decoding it (15 % of
+    /// a large restore's CPU went to `ZSTD_createDCtx`).
+    static CONTEXT: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Decompress `stored` into a buffer of exactly `max` bytes' capacity with
+/// this thread's context (the decoder writes nothing past it); `None` when
+/// that fails for any reason (more than `max` bytes, damage): the streaming
+/// path then gives the error its exact wording.
+fn bulk(stored: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(max);
+    CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let context = match &mut *slot {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Decompressor::new().ok()?),
+        };
+        context.decompress_to_buffer(stored, &mut out).ok()
+    })?;
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +103,26 @@ mod tests {
         assert_eq!(decompress_at_most(&stored, 1 << 20).unwrap().len(), 1 << 20);
         let err = decompress_at_most(&stored, (1 << 20) - 1).unwrap_err();
         assert!(err.to_string().contains("more than"), "{err}");
+        // Over the preallocation (the streaming path) too.
+        let big = zstd::bulk::compress(&vec![0u8; 10 << 20], 3).unwrap();
+        assert_eq!(decompress_at_most(&big, 10 << 20).unwrap().len(), 10 << 20);
+        let err = decompress_at_most(&big, (10 << 20) - 1).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+    }
+
+    /// Two frames back to back decode as one (the bulk path), and a damaged
+    /// frame is an error, not a short result, with the context reused after.
+    #[test]
+    fn concatenated_frames_and_damage() {
+        let mut two = zstd::bulk::compress(b"hello ", 3).unwrap();
+        two.extend(zstd::bulk::compress(b"world", 3).unwrap());
+        assert_eq!(decompress_at_most(&two, 11).unwrap(), b"hello world");
+        let mut bad = zstd::bulk::compress(&[7u8; 5000], 3).unwrap();
+        let last = bad.len() - 3;
+        bad[last] ^= 0xff;
+        assert!(decompress_at_most(&bad, 5000).is_err());
+        assert!(decompress_at_most(&bad[..bad.len() / 2], 5000).is_err());
+        assert_eq!(decompress_at_most(&two, 100).unwrap(), b"hello world");
     }
 
     #[test]

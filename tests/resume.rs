@@ -155,6 +155,61 @@ fn a_writer_with_checkpoints_indexes_packs_as_it_goes() {
     assert_eq!(rest.len(), 1);
 }
 
+/// A second Ctrl-C quits at once with exit 130, even while the snapshot is
+/// held where the clean stop cannot proceed (here: paused after a pack is
+/// written, as a hung upload would hold it); the next run completes.
+#[test]
+fn a_second_ctrl_c_quits_a_snapshot_at_once() {
+    let w = world();
+    let pause = w.path("pause");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offsite"))
+        .arg("--config")
+        .arg(&w.config)
+        .arg("snapshot")
+        .env("OFFSITE_PAUSEPOINT", "pack-written")
+        .env("OFFSITE_PAUSE_FILE", &pause)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pause.exists() {
+        assert!(Instant::now() < deadline, "the snapshot never paused");
+        assert!(child.try_wait().unwrap().is_none(), "it ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Signals sent close together may arrive as one: send SIGINT until the
+    // process ends. It stays paused (the pause file is kept), so only the
+    // force-quit of a second signal can end it before the deadline.
+    let pid = child.id().to_string();
+    let status = loop {
+        assert!(
+            Instant::now() < deadline,
+            "a second SIGINT did not quit the paused snapshot"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {stderr}");
+    assert!(
+        stderr.contains("second SIGINT: quitting at once"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&pause);
+    let second = w.json(&["snapshot"]);
+    assert_eq!(second["items"], FILES as u64, "{second}");
+    w.ok(&["check", "--read-data"]);
+}
+
 /// A prune between an interrupted snapshot and its next run keeps the
 /// interrupted run's packs (its index files name a snapshot that has no
 /// manifest): the next run still uploads only the rest.

@@ -21,7 +21,7 @@
 //! ([`super::restore_run`]) writes each file with the same functions.
 
 use std::fs::{self, File};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -147,6 +147,9 @@ pub fn check_entry_retention(
     Ok(())
 }
 
+/// Bytes a restored file's writes are gathered into before one write call.
+const WRITE_BUFFER: usize = 1 << 20;
+
 /// How [`restore_item`] treats the target and the file's mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
@@ -175,9 +178,11 @@ pub(super) fn write_verified(
     let tmp_name = format!(".offsite-{}.tmp", &ObjectId::random().to_hex()[..16]);
     let tmp = dir.path().join(&tmp_name);
     let result = (|| {
-        let mut file = dir
+        let file = dir
             .create_new(&tmp_name, 0o600)
             .map_err(|e| Error::io(&tmp, e))?;
+        // Chunks are a few KiB: one write call each cost more than the copy.
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut whole = Sha256::new();
         let mut written = 0u64;
         repo.read_file(&entry.chunks, &mut |piece| {
@@ -192,6 +197,7 @@ pub(super) fn write_verified(
                     let step = i64::try_from(*n).map_err(|_| {
                         Error::corrupt(format!("item {}", entry.name), "hole too large")
                     })?;
+                    // (BufWriter writes out what it holds before it seeks.)
                     file.seek(SeekFrom::Current(step))
                         .map_err(|e| Error::io(&tmp, e))?;
                 }
@@ -200,6 +206,9 @@ pub(super) fn write_verified(
             progress.bytes_written(piece.len());
             Ok(())
         })?;
+        let file = file
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
         file.set_len(written).map_err(|e| Error::io(&tmp, e))?;
         let digest = ObjectId(whole.finalize().into());
         if digest != entry.sha256 || written != entry.size {

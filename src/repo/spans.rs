@@ -2,17 +2,18 @@
 //!
 //! Restoring a large file used to fetch, decrypt, decompress and verify one
 //! span after another on one thread. Here the chunk list is cut into spans
-//! (runs of chunks back to back in one pack, at most [`MAX_SPAN`] bytes,
-//! one ranged read each) and up to [`workers`] threads fetch and decode
-//! spans side by side (cores on a local store, more on S3, where a span is
-//! one ranged GET). The caller's thread receives the decoded chunks **in
+//! (consecutive chunks of at most [`SPAN_BYTES`] stored bytes, read with
+//! one ranged read per pack they lie in, see [`decode_span`]) and up to
+//! [`workers`] threads fetch and decode spans side by side (cores on a
+//! local store, more on S3, where a read is one ranged GET). The caller's thread receives the decoded chunks **in
 //! file order** through a reorder window and does what must be in order:
 //! feeding the whole-content SHA-256 and writing (sequential writes, so a
 //! restore never needs to pre-size or seek a file it has not verified).
 //!
 //! At most [`WINDOW_SPANS`] spans are fetched ahead of the one the caller is
-//! waiting for, so memory is bounded by `WINDOW_SPANS × MAX_SPAN` (64 MiB)
-//! per file, whatever its size. The first error in file order is the one
+//! waiting for, and a span reads at most twice its chunks' bytes
+//! ([`MAX_SPAN`]), so memory is bounded by `WINDOW_SPANS × MAX_SPAN`
+//! (64 MiB) per file, whatever its size. The first error in file order is the one
 //! returned, as a sequential read would; the workers stop soon after.
 //!
 //! Why in order rather than positioned writes: the whole-content hash must be
@@ -32,7 +33,8 @@ use crate::repo::layout::pack_key;
 use crate::repo::pack::{decode_blob_with, BlobRef};
 use crate::repo::Repository;
 
-/// The largest span fetched with one ranged read.
+/// The most bytes one span reads: its chunks ([`SPAN_BYTES`]) and what
+/// lies between them in their packs.
 pub const MAX_SPAN: u64 = 8 << 20;
 
 /// Spans fetched ahead of the one being handed over (× [`MAX_SPAN`] = the
@@ -72,68 +74,156 @@ pub fn workers(repo: &Repository) -> usize {
     }
 }
 
-/// Cut `blobs` into spans: index ranges of chunks back to back in one pack
-/// under one key, at most [`MAX_SPAN`] bytes each. A hole is a span alone.
-fn spans(repo: &Repository, blobs: &[BlobRef]) -> Result<Vec<std::ops::Range<usize>>> {
+/// Cut `blobs` into spans: consecutive chunks of at most [`SPAN_BYTES`]
+/// stored bytes (at least one chunk each), decoded by one worker.
+fn spans(blobs: &[BlobRef]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < blobs.len() {
-        let first = &blobs[i];
         let mut end = i + 1;
-        if !crate::sparse::is_hole(repo, first)? {
-            while end < blobs.len()
-                && blobs[end].pack == first.pack
-                && blobs[end].tenant == first.tenant
-                && Some(blobs[end].offset)
-                    == blobs[end - 1]
-                        .offset
-                        .checked_add(blobs[end - 1].length.into())
-                && blobs[end].range().end.saturating_sub(first.offset) <= MAX_SPAN
-            {
-                end += 1;
+        let mut bytes = u64::from(blobs[i].length);
+        while let Some(next) = blobs.get(end) {
+            bytes = bytes.saturating_add(next.length.into());
+            if bytes > SPAN_BYTES {
+                break;
             }
+            end += 1;
         }
         out.push(i..end);
         i = end;
     }
-    Ok(out)
+    out
 }
 
-/// Fetch and decode one span: its pieces in order, ending at the first
-/// error (the chunks before a damaged one are still handed over).
+/// Stored bytes of the chunks in one span: half of [`MAX_SPAN`], since
+/// what a span reads may be up to twice what its chunks hold
+/// ([`worth_joining`]).
+const SPAN_BYTES: u64 = MAX_SPAN / 2;
+
+/// Whether one read of `region` for blobs of `used` bytes in it is better
+/// than several: at most [`MAX_SPAN`], and at most half other bytes.
+fn worth_joining(region: &std::ops::Range<u64>, used: u64) -> bool {
+    let len = region.end.saturating_sub(region.start);
+    len <= MAX_SPAN && len <= used.saturating_mul(2)
+}
+
+/// Fetch and decode one span: its pieces in file order, ending at the
+/// first error in that order (the chunks before a damaged one are still
+/// handed over).
+///
+/// A span's chunks are read grouped by pack, one read per group of chunks
+/// close together ([`worth_joining`]), whatever their order in the file: a
+/// snapshot fills several packs at once and stores a large file's chunks as
+/// its threads finish them, so neighbours in the file alternate between
+/// packs and are swapped within one. Reading runs of chunks back to back
+/// in file order cut a 500 MiB dump into 24 000 reads of one to three
+/// chunks.
 fn decode_span(repo: &Repository, blobs: &[BlobRef]) -> Vec<Result<Piece>> {
+    let mut slots: Vec<Option<Result<Piece>>> = Vec::with_capacity(blobs.len());
+    let mut fetch = Vec::with_capacity(blobs.len());
+    for (i, blob) in blobs.iter().enumerate() {
+        slots.push(match crate::sparse::is_hole(repo, blob) {
+            Ok(true) => Some(Ok(Piece::Zeros(blob.raw_length.into()))),
+            Ok(false) => {
+                fetch.push(i);
+                None
+            }
+            Err(e) => Some(Err(e)),
+        });
+    }
+    fetch.sort_by(|&a, &b| {
+        let (a, b) = (&blobs[a], &blobs[b]);
+        (&a.pack, &a.tenant, a.offset).cmp(&(&b.pack, &b.tenant, b.offset))
+    });
+    let mut k = 0;
+    while k < fetch.len() {
+        let first = &blobs[fetch[k]];
+        let (mut region, mut used) = (first.range(), u64::from(first.length));
+        let mut end = k + 1;
+        while let Some(next) = fetch.get(end).map(|&i| &blobs[i]) {
+            let joined = region.start.min(next.offset)..region.end.max(next.range().end);
+            let used_then = used.saturating_add(next.length.into());
+            if next.pack != first.pack
+                || next.tenant != first.tenant
+                || !worth_joining(&joined, used_then)
+            {
+                break;
+            }
+            (region, used, end) = (joined, used_then, end + 1);
+        }
+        decode_group(repo, blobs, &fetch[k..end], region, &mut slots);
+        k = end;
+    }
     let mut out = Vec::with_capacity(blobs.len());
-    if let Err(e) = decode_into(repo, blobs, &mut out) {
-        out.push(Err(e));
+    for (slot, blob) in slots.into_iter().zip(blobs) {
+        // Empty only after an error earlier in file order (see decode_group).
+        let piece = slot.unwrap_or_else(|| Err(Error::corrupt(pack_key(&blob.pack), "not read")));
+        let failed = piece.is_err();
+        out.push(piece);
+        if failed {
+            break;
+        }
     }
     out
 }
 
-fn decode_into(repo: &Repository, blobs: &[BlobRef], out: &mut Vec<Result<Piece>>) -> Result<()> {
-    let first = &blobs[0];
-    if blobs.len() == 1 && crate::sparse::is_hole(repo, first)? {
-        out.push(Ok(Piece::Zeros(first.raw_length.into())));
-        return Ok(());
-    }
-    let key = repo.data_key(first.tenant.as_deref())?;
+/// Read `region` of one pack once and decode the chunks `group` (indices
+/// into `blobs`) from it into their slots. When the read itself fails, the
+/// error goes to the group's first chunk in file order and the others stay
+/// empty: the hand-over stops at that error before reaching them.
+fn decode_group(
+    repo: &Repository,
+    blobs: &[BlobRef],
+    group: &[usize],
+    region: std::ops::Range<u64>,
+    slots: &mut [Option<Result<Piece>>],
+) {
+    let first = &blobs[group[0]];
+    let read = repo.data_key(first.tenant.as_deref()).and_then(|key| {
+        let bytes = repo.read_pack_range(&first.pack, region.clone())?;
+        Ok((key, bytes))
+    });
+    let (key, bytes) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            let earliest = group.iter().copied().min().unwrap_or(group[0]);
+            slots[earliest] = Some(Err(e));
+            return;
+        }
+    };
     let seal = key.pack_key(&first.pack);
-    let span = first.offset..blobs[blobs.len() - 1].range().end;
-    let bytes = repo.read_pack_range(&first.pack, span.clone())?;
-    for blob in blobs {
-        let at = (blob.offset - span.start) as usize;
-        let sealed = bytes
-            .get(at..at + blob.length as usize)
-            .ok_or_else(|| Error::corrupt(pack_key(&blob.pack), "short read of a span"))?;
-        let dictionary = repo.pack_dictionary(blob, &seal, None)?;
-        out.push(Ok(Piece::Data(decode_blob_with(
-            sealed,
-            blob,
-            &seal,
-            &key,
-            dictionary.as_ref(),
-        )?)));
+    for &i in group {
+        let blob = &blobs[i];
+        let at = (blob.offset - region.start) as usize;
+        slots[i] = Some(
+            bytes
+                .get(at..at.saturating_add(blob.length as usize))
+                .ok_or_else(|| Error::corrupt(pack_key(&blob.pack), "short read of a span"))
+                .and_then(|sealed| {
+                    let dictionary = repo.pack_dictionary(blob, &seal, None)?;
+                    decode_blob_with(sealed, blob, &seal, &key, dictionary.as_ref())
+                })
+                .map(Piece::Data),
+        );
     }
-    Ok(())
+}
+
+/// [`decode_span`], with a panic on the way turned into an error naming
+/// the span's pack: the caller waits for every span in order, so a worker
+/// that died without filing its span would leave the restore waiting
+/// forever. (The panic message itself goes to stderr as usual.)
+fn decode_caught(repo: &Repository, blobs: &[BlobRef]) -> Vec<Result<Piece>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(test)]
+        tests::panic_if_armed(&blobs[0].pack);
+        decode_span(repo, blobs)
+    }))
+    .unwrap_or_else(|_| {
+        vec![Err(Error::corrupt(
+            pack_key(&blobs[0].pack),
+            "decoding a span of it panicked (a bug; the message is above)",
+        ))]
+    })
 }
 
 /// What the workers and the caller share.
@@ -156,11 +246,11 @@ impl Repository {
         blobs: &[BlobRef],
         sink: &mut dyn FnMut(Piece) -> Result<()>,
     ) -> Result<()> {
-        let spans = spans(self, blobs)?;
+        let spans = spans(blobs);
         let threads = workers(self).min(spans.len());
         if threads <= 1 {
             for span in spans {
-                for piece in decode_span(self, &blobs[span]) {
+                for piece in decode_caught(self, &blobs[span]) {
                     sink(piece?)?;
                 }
             }
@@ -201,7 +291,7 @@ impl Repository {
             if w.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let decoded = decode_span(self, &blobs[span.clone()]);
+            let decoded = decode_caught(self, &blobs[span.clone()]);
             let failed = decoded.last().is_some_and(|p| p.is_err());
             w.ready
                 .lock()
@@ -244,24 +334,24 @@ mod tests {
     use crate::repo::writer::{BlobWriter, Compress};
     use crate::repo::{Location, MasterKey};
     use chrono::DateTime;
+    use std::sync::Mutex;
 
-    /// A 40 MiB "file" of 1 MiB chunks (5 spans and more, several packs):
-    /// read back in order on several threads; then one chunk damaged on disk
-    /// fails the read at that chunk, after exactly the chunks before it.
-    #[test]
-    fn spans_decode_in_parallel_and_hand_over_in_order() {
+    /// The pack whose decoding panics ([`decode_caught`]), for one test.
+    static PANIC_ON: Mutex<Option<crate::id::ObjectId>> = Mutex::new(None);
+
+    pub(super) fn panic_if_armed(pack: &crate::id::ObjectId) {
+        if *PANIC_ON.lock().unwrap_or_else(|p| p.into_inner()) == Some(*pack) {
+            panic!("test: decoding a span of the armed pack");
+        }
+    }
+
+    fn repo_with(chunks: usize) -> (tempfile::TempDir, Repository, Vec<BlobRef>) {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("repo");
-        let location = Location::Local(root.clone());
+        let location = Location::Local(dir.path().join("repo"));
         let repo =
             Repository::init(&location, DateTime::UNIX_EPOCH, &MasterKey::generate()).unwrap();
         let writer = BlobWriter::new(&repo, DateTime::UNIX_EPOCH);
-        let chunk = |i: usize| -> Vec<u8> {
-            (0..1 << 20)
-                .map(|j| (j * 31 + i * 7 + j / 4096) as u8)
-                .collect()
-        };
-        let blobs: Vec<BlobRef> = (0..40)
+        let blobs = (0..chunks)
             .map(|i| {
                 writer
                     .store(None, BlobKind::Data, &chunk(i), Compress::Never)
@@ -269,7 +359,23 @@ mod tests {
             })
             .collect();
         writer.finish().unwrap();
-        assert!(spans(&repo, &blobs).unwrap().len() >= 5);
+        (dir, repo, blobs)
+    }
+
+    fn chunk(i: usize) -> Vec<u8> {
+        (0..1 << 20)
+            .map(|j| (j * 31 + i * 7 + j / 4096) as u8)
+            .collect()
+    }
+
+    /// A 40 MiB "file" of 1 MiB chunks (5 spans and more, several packs):
+    /// read back in order on several threads; then one chunk damaged on disk
+    /// fails the read at that chunk, after exactly the chunks before it.
+    #[test]
+    fn spans_decode_in_parallel_and_hand_over_in_order() {
+        let (dir, repo, blobs) = repo_with(40);
+        let root = dir.path().join("repo");
+        assert!(spans(&blobs).len() >= 5);
         let mut got = Vec::new();
         repo.read_blobs(&blobs, &mut |p| {
             got.push(p);
@@ -299,5 +405,73 @@ mod tests {
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(&pack_key(&bad.pack)), "{err}");
         assert_eq!(handed, 23, "every chunk before the damaged one, none after");
+    }
+
+    /// A worker that panics while decoding (a bug met on some input) ends
+    /// the read with an error naming the pack, after the chunks before it;
+    /// it does not leave the caller waiting for a span that never comes.
+    #[test]
+    fn a_panicking_decode_worker_fails_the_read_instead_of_hanging() {
+        let (_dir, repo, blobs) = repo_with(40);
+        let spans = spans(&blobs);
+        let victim = spans
+            .iter()
+            .find(|s| s.start > 0 && blobs[s.start].pack != blobs[0].pack)
+            .expect("a span in a later pack")
+            .start;
+        let pack = blobs[victim].pack;
+        *PANIC_ON.lock().unwrap() = Some(pack);
+        let mut handed = 0;
+        let err = repo
+            .read_blobs(&blobs, &mut |_| {
+                handed += 1;
+                Ok(())
+            })
+            .unwrap_err();
+        *PANIC_ON.lock().unwrap() = None;
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(&pack_key(&pack)), "{err}");
+        assert!(err.to_string().contains("panicked"), "{err}");
+        assert_eq!(handed, victim, "every chunk before the failed span");
+    }
+
+    /// Chunks of two packs, alternating and out of pack order within each
+    /// (as a snapshot's threads store a big file), are read with one
+    /// request per pack and handed over in file order; chunks far apart in
+    /// a pack are not read with everything between them.
+    #[test]
+    fn chunks_close_together_in_a_pack_are_one_read_whatever_their_order() {
+        let (_dir, repo, blobs) = repo_with(16);
+        let a: Vec<usize> = (0..16)
+            .filter(|&i| blobs[i].pack == blobs[0].pack)
+            .collect();
+        let b: Vec<usize> = (0..16)
+            .filter(|&i| blobs[i].pack == blobs[15].pack)
+            .collect();
+        assert!(a.len() >= 5 && b.len() >= 2 && blobs[0].pack != blobs[15].pack);
+        let order = [a[1], b[1], a[0], b[0]];
+        let mixed: Vec<BlobRef> = order.iter().map(|&i| blobs[i].clone()).collect();
+        assert_eq!(
+            spans(&mixed),
+            vec![0..3, 3..4],
+            "4 MiB of stored chunks a span"
+        );
+        let read = |list: &[BlobRef]| {
+            let before = repo.requests().get;
+            let mut got = Vec::new();
+            repo.read_blobs(list, &mut |p| {
+                got.push(p);
+                Ok(())
+            })
+            .unwrap();
+            (repo.requests().get - before, got)
+        };
+        let (requests, got) = read(&mixed[..3]);
+        assert_eq!(requests, 2, "one read per pack");
+        for (piece, want) in got.iter().zip(order) {
+            assert!(matches!(piece, Piece::Data(d) if *d == chunk(want)));
+        }
+        let far = [blobs[a[0]].clone(), blobs[a[a.len() - 1]].clone()];
+        assert_eq!(read(&far).0, 2, "two reads, not the 2 MiB between them");
     }
 }
