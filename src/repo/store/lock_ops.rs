@@ -242,7 +242,11 @@ impl Store {
 /// `versions` as [`crate::repo::s3_lock::LockedBucket::versions`] lists them
 /// (newest first): the oldest written since the key's last delete marker
 /// (a key erased and created again is the new one), none when the key's
-/// latest entry is a delete marker (deleted).
+/// latest entry is a delete marker (deleted). When no version is strictly
+/// later than the marker (a delete and a new write within one tick of the
+/// store's clock, or gateways whose clocks differ), the latest version is
+/// the object: the key was written again after it was deleted, and taking
+/// none would make the key look missing and let the sweep delete it.
 fn winner_of<'a>(versions: &'a [Version], key: &str) -> Option<&'a str> {
     let mine = || versions.iter().filter(move |v| v.key == key);
     if mine().any(|v| v.delete_marker && v.is_latest) {
@@ -258,6 +262,7 @@ fn winner_of<'a>(versions: &'a [Version], key: &str) -> Option<&'a str> {
         .rev()
         .filter(|v| !v.delete_marker && deleted.is_none_or(|d| v.modified_ms > d))
         .min_by_key(|v| v.modified_ms)
+        .or_else(|| mine().find(|v| v.is_latest && !v.delete_marker))
         .map(|v| v.version_id.as_str())
 }
 
@@ -296,5 +301,13 @@ mod tests {
         assert_eq!(winner_of(&again, "snapshots/x"), Some("b"), "created again");
         let same_time = [v("b", true, false, 10), v("a", false, false, 10)];
         assert_eq!(winner_of(&same_time, "snapshots/x"), Some("a"));
+        // Deleted and written again within one tick: the new write is the
+        // object, not nothing (the key would look missing and be swept).
+        let same_tick = [
+            v("b", true, false, 20),
+            v("a", false, false, 10),
+            v("m", false, true, 20),
+        ];
+        assert_eq!(winner_of(&same_tick, "snapshots/x"), Some("b"));
     }
 }
