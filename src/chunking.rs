@@ -84,6 +84,8 @@ use crate::id::ObjectId;
 use crate::progress::Progress;
 use crate::repo::pack::{BlobKind, BlobRef, Compression};
 use crate::repo::writer::{BlobWriter, Compress};
+use crate::tree::build::ChunkListBuilder;
+use crate::tree::ChunkList;
 
 /// FastCDC sizes in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +119,9 @@ pub fn sizes_for(class: SourceClass) -> ChunkSizes {
 #[derive(Debug, Clone)]
 pub struct StoredContent {
     pub sha256: ObjectId,
-    pub chunks: Vec<BlobRef>,
+    /// Stored as it came, piece by piece ([`ChunkListBuilder`]): a new
+    /// 100 GB dump never holds its 13 million chunk references at once.
+    pub chunks: ChunkList,
     pub bytes_read: u64,
 }
 
@@ -213,7 +217,8 @@ pub fn store_open_file(
             writer,
             progress,
             whole: Sha256::new(),
-            chunks: Vec::new(),
+            list: ChunkListBuilder::default(),
+            chunks: 0,
             mode: Compress::Try,
             bytes_read: 0,
             zero: None,
@@ -226,9 +231,14 @@ pub fn store_open_file(
             }
             Some(size) => chunker.regions(&mut file, size, &mut buf[..window], path)?,
         }
+        let (tenant, writer) = (chunker.tenant, chunker.writer);
+        let chunks = chunker
+            .list
+            .finish(&mut |bytes| writer.store(tenant, BlobKind::Tree, bytes, Compress::Try))
+            .map_err(StoreFileError::Repository)?;
         Ok(StoredContent {
             sha256: ObjectId(chunker.whole.finalize().into()),
-            chunks: chunker.chunks,
+            chunks,
             bytes_read: chunker.bytes_read,
         })
     })
@@ -241,7 +251,10 @@ struct Chunker<'a, 'w> {
     writer: &'a BlobWriter<'w>,
     progress: &'a Progress,
     whole: Sha256,
-    chunks: Vec<BlobRef>,
+    /// The chunk list so far: one piece in memory at a time.
+    list: ChunkListBuilder,
+    /// Chunks stored so far.
+    chunks: u64,
     mode: Compress,
     bytes_read: u64,
     /// The zero blob, once stored for this file's holes.
@@ -255,13 +268,24 @@ impl Chunker<'_, '_> {
             .store(self.tenant, BlobKind::Data, data, self.mode)
             .map_err(StoreFileError::Repository)?;
         // One incompressible first chunk (audio, archives): stop trying.
-        if self.chunks.is_empty() && blob.compression == Compression::None {
+        if self.chunks == 0 && blob.compression == Compression::None {
             self.mode = Compress::Never;
         }
         self.whole.update(data);
         self.bytes_read += data.len() as u64;
         self.progress.advance(0, data.len() as u64);
         Ok(blob)
+    }
+
+    /// Add the next chunk to the list (a piece stored when one closes).
+    fn push(&mut self, chunk: BlobRef) -> Result<(), StoreFileError> {
+        self.chunks += 1;
+        let (tenant, writer) = (self.tenant, self.writer);
+        self.list
+            .push(chunk, &mut |bytes| {
+                writer.store(tenant, BlobKind::Tree, bytes, Compress::Try)
+            })
+            .map_err(StoreFileError::Repository)
     }
 
     /// Chunk everything `reader` returns: read in windows of `buf`, cut with
@@ -285,7 +309,7 @@ impl Chunker<'_, '_> {
                 break;
             }
             // A small document (the whole file in one window): one blob.
-            let whole_file = at_end && self.chunks.is_empty();
+            let whole_file = at_end && self.chunks == 0;
             let cuts: Vec<(usize, usize)> =
                 if whole_file && filled <= self.sizes.whole_up_to as usize {
                     vec![(0, filled)]
@@ -305,7 +329,7 @@ impl Chunker<'_, '_> {
                     break; // carried into the next window
                 }
                 let blob = self.store(&buf[offset..offset + length])?;
-                self.chunks.push(blob);
+                self.push(blob)?;
                 consumed = offset + length;
             }
             if at_end {
@@ -367,12 +391,12 @@ impl Chunker<'_, '_> {
                     b
                 }
             };
-            self.chunks.push(blob);
+            self.push(blob)?;
             len -= whole;
         }
         if len > 0 {
             let blob = self.store(&crate::sparse::zeros()[..len as usize])?;
-            self.chunks.push(blob);
+            self.push(blob)?;
         }
         Ok(())
     }
@@ -442,7 +466,8 @@ mod tests {
             writer: &writer,
             progress: &Progress::hidden(),
             whole: Sha256::new(),
-            chunks: Vec::new(),
+            list: ChunkListBuilder::default(),
+            chunks: 0,
             mode: Compress::Try,
             bytes_read: 0,
             zero: None,

@@ -23,10 +23,8 @@ use crate::cancel::Cancel;
 use crate::chunking::{store_open_file, ChunkSizes, StoreFileError};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::repo::pack::BlobKind;
-use crate::repo::writer::{BlobWriter, Compress};
+use crate::repo::writer::BlobWriter;
 use crate::source_file::open_seen;
-use crate::tree::build::store_chunk_list;
 use crate::tree::FileEntry;
 
 use super::walk::FileJob;
@@ -167,7 +165,7 @@ fn store(job: &Job, cx: &Context<'_>) -> std::result::Result<FileEntry, StoreFil
     let file = &job.file;
     let tenant = file.entry.tenant.as_deref();
     let opened = open_seen(&file.path, file.seen).map_err(StoreFileError::Source)?;
-    let mut content = cx.writer.with_expiry_day(job.expiry_day, || {
+    let content = cx.writer.with_expiry_day(job.expiry_day, || {
         store_open_file(
             opened,
             &file.path,
@@ -178,15 +176,9 @@ fn store(job: &Job, cx: &Context<'_>) -> std::result::Result<FileEntry, StoreFil
             cx.progress,
         )
     })?;
-    let chunks = std::mem::take(&mut content.chunks);
-    let writer = cx.writer;
-    let chunks = store_chunk_list(chunks, &mut |bytes| {
-        writer.store(tenant, BlobKind::Tree, bytes, Compress::Try)
-    })
-    .map_err(StoreFileError::Repository)?;
     Ok(FileEntry {
         sha256: content.sha256,
-        chunks,
+        chunks: content.chunks,
         size: content.bytes_read,
         ..file.entry.clone()
     })
