@@ -96,13 +96,19 @@ pub fn open_section(pack: &ObjectId, seal: &SealingKey, section: &[u8]) -> Resul
 
 /// [`open_section`], prepared for decompression.
 pub fn load_section(pack: &ObjectId, seal: &SealingKey, section: &[u8]) -> Result<Loaded> {
-    Ok(prepare(&open_section(pack, seal, section)?))
+    prepare(&open_section(pack, seal, section)?)
+        .map_err(|e| Error::corrupt(pack_key(pack), format!("dictionary: {e}")))
 }
 
-/// A dictionary's bytes prepared for decompression (any bytes will do: zstd
-/// takes what is not a trained dictionary as plain content to refer to).
-pub fn prepare(bytes: &[u8]) -> Loaded {
-    Arc::new(DecoderDictionary::copy(bytes))
+/// A dictionary's bytes prepared for decompression. Bytes that do not start
+/// with zstd's dictionary magic are taken as plain content to refer to;
+/// bytes that do but whose tables do not load are refused (zstd's own
+/// constructor would panic on them).
+pub fn prepare(bytes: &[u8]) -> std::result::Result<Loaded, &'static str> {
+    if zstd::zstd_safe::DDict::try_create(bytes).is_none() {
+        return Err("its tables do not load");
+    }
+    Ok(Arc::new(DecoderDictionary::copy(bytes)))
 }
 
 /// The dictionaries a reader loaded, by pack: at most [`CACHED`], the whole
@@ -169,6 +175,14 @@ mod tests {
         assert!(short.to_string().contains("shorter"), "{short}");
         let other = key.pack_key(&ObjectId::random());
         assert!(open_section(&pack, &other, &out).is_err());
+    }
+
+    #[test]
+    fn a_dictionary_with_the_magic_and_broken_tables_is_refused_not_a_panic() {
+        let mut bytes = vec![0x37, 0xA4, 0x30, 0xEC];
+        bytes.extend_from_slice(&[0xFF; 200]);
+        assert!(prepare(&bytes).is_err());
+        assert!(prepare(b"plain content to refer to").is_ok());
     }
 
     #[test]
