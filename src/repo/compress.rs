@@ -207,15 +207,23 @@ impl Trainer {
     fn train(&self, (tenant, samples): Batch) {
         let started = std::time::Instant::now();
         let bytes: usize = samples.iter().map(Vec::len).sum();
-        let trained = zstd::dict::from_samples(&samples, MAX_DICTIONARY);
+        // A panic in training must still end the `Training` state: every
+        // writer thread waits on it ([`Trainer::dictionary`]).
+        let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            zstd::dict::from_samples(&samples, MAX_DICTIONARY)
+        }));
         drop(samples);
         let state = match trained {
-            Ok(bytes) => State::Ready(Arc::new(Dictionary {
+            Ok(Ok(bytes)) => State::Ready(Arc::new(Dictionary {
                 serial: SERIALS.fetch_add(1, Ordering::Relaxed),
                 bytes,
             })),
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::info!("no compression dictionary this run: {e}");
+                State::None
+            }
+            Err(_) => {
+                tracing::warn!("training the compression dictionary failed (a bug); none this run");
                 State::None
             }
         };
