@@ -105,6 +105,12 @@ impl DirBuilder {
         }
     }
 
+    /// Entries held in its open pages, all levels (what it costs in memory
+    /// until its pages are stored: each at most a page's worth).
+    pub fn open_entries(&self) -> usize {
+        self.levels.iter().map(|l| l.count).sum()
+    }
+
     /// Add the next entry; its name must follow the previous one's.
     pub fn push(&mut self, entry: &Entry, store: &mut StoreFn<'_>) -> Result<()> {
         let name = entry.name();

@@ -16,7 +16,8 @@
 //! whole (its open pages and its own queue), and the walk goes on. So the
 //! workers always have files from many directories, and a tree of many
 //! small directories reads as fast as a flat one. What is pending across
-//! all directories is counted against one budget, [`PENDING`] entries:
+//! all directories is counted against one budget, [`PENDING`] entries (an
+//! ended directory counts the entries of its open pages too):
 //! when it is reached the walk settles everything (waits for the files in
 //! flight and pushes every pending entry, finishing the ended directories
 //! inside them bottom-up, with an explicit stack, never recursion), and
@@ -200,6 +201,9 @@ impl Walker<'_> {
     pub(super) fn ended(&mut self, mut dir: OpenDir, parent: &mut OpenDir) -> Result<()> {
         self.drain(&mut dir)?;
         if !dir.pending.is_empty() {
+            // Its open pages wait with it: they count against the budget
+            // too, so many such directories make the walk settle sooner.
+            self.held = self.held.saturating_add(dir.builder.open_entries());
             return self.add(parent, Pending::Dir(Box::new(dir)));
         }
         match self.finish_sub(dir)? {
