@@ -66,25 +66,25 @@ const DATA_LIMIT: u64 = 1 << 30;
 /// [`offsite::budget::MEMORY_BUDGET`]'s 512 MiB.
 const CGROUP_LIMIT: u64 = 512 << 20;
 
-/// A memory cgroup for limited runs, if this machine lets the test make one
-/// (cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`); removed on drop.
+/// A memory cgroup for limited runs, if this machine lets the test make one:
+/// cgroup v2 `memory.max`, what the unit's `MemoryMax=` sets, which reclaims
+/// the page cache and the kernel's inode and dentry caches before it kills.
+/// Not cgroup v1: there the kernel memory of the filesystem (a million
+/// inodes read, under `GFP_NOFS`) is charged and cannot be reclaimed, so it
+/// killed runs whose own memory was 41 MiB; `RLIMIT_DATA` and `wait4`'s peak
+/// RSS bound the process there. Removed on drop.
 struct Cgroup(std::path::PathBuf);
 
 impl Cgroup {
     fn make() -> Option<Cgroup> {
         let name = format!("offsite-scale-{}", std::process::id());
-        let (dir, limit_file) =
-            if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-                (
-                    std::path::Path::new("/sys/fs/cgroup").join(name),
-                    "memory.max",
-                )
-            } else {
-                (
-                    std::path::Path::new("/sys/fs/cgroup/memory").join(name),
-                    "memory.limit_in_bytes",
-                )
-            };
+        if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return None;
+        }
+        let (dir, limit_file) = (
+            std::path::Path::new("/sys/fs/cgroup").join(name),
+            "memory.max",
+        );
         std::fs::create_dir(&dir).ok()?;
         let group = Cgroup(dir);
         std::fs::write(group.0.join(limit_file), CGROUP_LIMIT.to_string()).ok()?;
