@@ -21,11 +21,11 @@ fn pack_bytes(w: &World) -> u64 {
     w.packs().iter().map(|p| p.metadata().unwrap().len()).sum()
 }
 
-/// Run a first snapshot, stop it with `signal` once half the data is in
-/// packs; returns the bytes kept in packs and the run's stderr.
-fn interrupt_at_half(w: &World, signal: &str) -> (u64, String) {
+/// A snapshot held after each pack it writes (the `pack-written` pause
+/// point) until the returned pause file is removed.
+fn snapshot_pausing_after_each_pack(w: &World) -> (std::process::Child, std::path::PathBuf) {
     let pause = w.path("pause");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offsite"))
+    let child = Command::new(env!("CARGO_BIN_EXE_offsite"))
         .arg("--config")
         .arg(&w.config)
         .arg("snapshot")
@@ -35,6 +35,13 @@ fn interrupt_at_half(w: &World, signal: &str) -> (u64, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    (child, pause)
+}
+
+/// Run a first snapshot, stop it with `signal` once half the data is in
+/// packs; returns the bytes kept in packs and the run's stderr.
+fn interrupt_at_half(w: &World, signal: &str) -> (u64, String) {
+    let (mut child, pause) = snapshot_pausing_after_each_pack(w);
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut signalled = false;
     let status = loop {
@@ -161,17 +168,7 @@ fn a_writer_with_checkpoints_indexes_packs_as_it_goes() {
 #[test]
 fn a_second_ctrl_c_quits_a_snapshot_at_once() {
     let w = world();
-    let pause = w.path("pause");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_offsite"))
-        .arg("--config")
-        .arg(&w.config)
-        .arg("snapshot")
-        .env("OFFSITE_PAUSEPOINT", "pack-written")
-        .env("OFFSITE_PAUSE_FILE", &pause)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, pause) = snapshot_pausing_after_each_pack(&w);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !pause.exists() {
         assert!(Instant::now() < deadline, "the snapshot never paused");
