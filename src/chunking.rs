@@ -211,18 +211,7 @@ pub fn store_open_file(
             buf.resize(want, 0);
         }
         let window = buf.len().min(WINDOW);
-        let mut chunker = Chunker {
-            tenant,
-            sizes,
-            writer,
-            progress,
-            whole: Sha256::new(),
-            list: ChunkListBuilder::default(),
-            chunks: 0,
-            mode: Compress::Try,
-            bytes_read: 0,
-            zero: None,
-        };
+        let mut chunker = Chunker::new(tenant, sizes, writer, progress);
         match crate::sparse::first_hole(&file).map_err(source_error)? {
             None => {
                 // Asking for the first hole moved the file's offset.
@@ -261,7 +250,28 @@ struct Chunker<'a, 'w> {
     zero: Option<BlobRef>,
 }
 
-impl Chunker<'_, '_> {
+impl<'a, 'w> Chunker<'a, 'w> {
+    /// A file about to be chunked: nothing stored yet.
+    fn new(
+        tenant: Option<&'a str>,
+        sizes: ChunkSizes,
+        writer: &'a BlobWriter<'w>,
+        progress: &'a Progress,
+    ) -> Self {
+        Chunker {
+            tenant,
+            sizes,
+            writer,
+            progress,
+            whole: Sha256::new(),
+            list: ChunkListBuilder::default(),
+            chunks: 0,
+            mode: Compress::Try,
+            bytes_read: 0,
+            zero: None,
+        }
+    }
+
     fn store(&mut self, data: &[u8]) -> Result<BlobRef, StoreFileError> {
         let blob = self
             .writer
@@ -460,18 +470,9 @@ mod tests {
         std::fs::write(&path, text(64 << 10)).unwrap();
         let mut file = File::options().read(true).write(true).open(&path).unwrap();
         file.set_len(3 << 20).unwrap(); // a trailing hole: 3 MiB now
-        let mut chunker = Chunker {
-            tenant: None,
-            sizes: sizes_for(SourceClass::ClientData),
-            writer: &writer,
-            progress: &Progress::hidden(),
-            whole: Sha256::new(),
-            list: ChunkListBuilder::default(),
-            chunks: 0,
-            mode: Compress::Try,
-            bytes_read: 0,
-            zero: None,
-        };
+        let progress = Progress::hidden();
+        let sizes = sizes_for(SourceClass::ClientData);
+        let mut chunker = Chunker::new(None, sizes, &writer, &progress);
         let mut buf = vec![0u8; 1 << 20];
         // The walk saw 5 MiB; the file has 3 MiB by the time it is read.
         chunker
