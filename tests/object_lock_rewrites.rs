@@ -305,3 +305,69 @@ fn retention_requests_are_counted_and_at_most_one_per_object_per_promotion() {
     let (again, sent) = extend();
     assert_eq!((again.extended, sent.retention), (0, 0), "{again:?}");
 }
+
+/// Regression: packs were read, listed, lock-extended and copied under the
+/// lock of their **latest** version, so a version stacked on a pack by
+/// whoever holds the agent's credentials made `check --read-data` and
+/// restores fail until an operator deleted it, and an extension could lock
+/// the stacked bytes instead of the pack. The pack is its first version.
+#[test]
+fn packs_are_read_and_locked_at_their_first_version() {
+    let t0 = t0();
+    let (w, name, lock) = locked_world(t0);
+    let b = bucket(&name, &lock);
+    let mut rng = Rng::new(59);
+    let dump = rng.text(2 << 20);
+    put(&w.src(), "data/db/dump.sql", &dump);
+    w.ok(&["init"]);
+    for time in ["2030-01-01T12:00:00Z", "2030-01-06T12:00:00Z"] {
+        w.ok(&["snapshot", "--source", "data", "--time", time]);
+    }
+    let packs: Vec<Version> = versions(&b)
+        .into_iter()
+        .filter(|v| v.key.starts_with("packs/"))
+        .collect();
+    assert!(!packs.is_empty());
+    let mut loc = s3_location(&name, "offsite");
+    loc.object_lock = Some(lock.clone());
+    let store =
+        offsite::repo::store::Store::connect(&offsite::repo::store::Location::S3(loc), false)
+            .unwrap();
+    for v in &packs {
+        store
+            .put(&v.key, bytes::Bytes::from_static(b"stacked on a pack"))
+            .unwrap();
+    }
+    w.ok(&["check", "--read-data"]);
+    let to = w.path("restored");
+    w.ok(&[
+        "restore",
+        "--item",
+        "data/db/dump.sql",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(to.join("data/db/dump.sql")).unwrap(), dump);
+    // The weekly promotion extends the packs' own versions, not the
+    // stacked ones.
+    let until_of = |v: &Version| {
+        offsite::runtime::block_on(b.retain_until_of(&v.key, Some(&v.version_id))).unwrap()
+    };
+    let before: Vec<_> = packs.iter().map(until_of).collect();
+    w.ok(&["prune", "--really-at-now", "--now", "2030-01-08T00:00:00Z"]);
+    let after = versions(&b);
+    let mut extended = 0;
+    for (v, was) in packs.iter().zip(&before) {
+        let now = until_of(v);
+        assert!(now >= *was, "{}: never shortened", v.key);
+        extended += usize::from(now > *was);
+        let left: Vec<&str> = after
+            .iter()
+            .filter(|a| a.key == v.key && !a.delete_marker)
+            .map(|a| a.version_id.as_str())
+            .collect();
+        assert_eq!(left, vec![v.version_id.as_str()], "{}: swept", v.key);
+    }
+    assert!(extended >= 1, "the promotion extended a pack");
+    w.ok(&["check", "--read-data"]);
+}

@@ -16,8 +16,9 @@
 //!   markers once no version of it is left (deleting the marker of a key whose
 //!   locked version remains would bring that version back). A version still
 //!   locked answers AccessDenied and is left for a later prune;
-//! * a read of a create-only key lists its versions and reads the one that
-//!   is the object by its version id.
+//! * a read of a create-only key or a pack reads the version that is the
+//!   object by its version id (a pack's is learned once, from a listing of
+//!   its versions, and kept for the process).
 //!
 //! The bucket must have Object Lock enabled (it implies versioning):
 //! [`bucket_lock`] reads its configuration for `init` and `config check`.
@@ -195,17 +196,24 @@ impl LockedBucket {
         version_id: &str,
         expected: &[u8],
     ) -> Result<bool> {
-        Ok(self.get_version(key, version_id).await? == expected)
+        Ok(self.get_version(key, version_id, None).await? == expected)
     }
 
-    /// The bytes of one version of `key`.
-    pub async fn get_version(&self, key: &str, version_id: &str) -> Result<Bytes> {
+    /// The bytes of one version of `key`: all of them, or `range`.
+    pub async fn get_version(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes> {
+        let range = range.map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
         let out = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .version_id(version_id)
+            .set_range(range)
             .send()
             .await
             .map_err(|e| sdk_error(key, e))?;

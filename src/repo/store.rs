@@ -117,6 +117,9 @@ pub struct Store {
     requests: Arc<RequestCounts>,
     /// The bucket's Object Lock side, with `object_lock` set.
     locked: Option<Arc<LockedBucket>>,
+    /// On a locked store, the version that is the object of each pack read
+    /// or listed so far (see [`lock_ops`]).
+    pins: Arc<lock_ops::Pins>,
 }
 
 /// Requests sent to the store, by kind: operators pay per request.
@@ -232,6 +235,7 @@ impl Store {
             remote: matches!(location, Location::S3(_)),
             requests: Arc::default(),
             locked,
+            pins: Arc::default(),
         })
     }
 
@@ -262,11 +266,11 @@ impl Store {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Read a whole object (on a locked store, a create-only key at the
-    /// version that won its creation: see [`lock_ops`]).
+    /// Read a whole object (on a locked store, a create-only key or a pack
+    /// at the version that won its creation: see [`lock_ops`]).
     pub fn get(&self, key: &str) -> Result<Bytes> {
         if let Some(version) = self.winner(key)? {
-            return self.get_version(key, &version);
+            return self.get_version_range(key, &version, None);
         }
         Self::count(&self.requests.get, 1);
         let path = StorePath::from(key);
@@ -274,13 +278,19 @@ impl Store {
             .map_err(|e| storage_error(key, e))
     }
 
-    /// Read `range` of an object.
+    /// Read `range` of an object (on a locked store, of the version that is
+    /// the object: see [`lock_ops`]).
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        Self::count(&self.requests.get, 1);
-        let path = StorePath::from(key);
-        let want = range.end - range.start;
-        let bytes = crate::runtime::block_on(self.inner.get_range(&path, range))
-            .map_err(|e| storage_error(key, e))?;
+        let want = range.end.saturating_sub(range.start);
+        let bytes = match self.winner(key)? {
+            Some(version) => self.get_version_range(key, &version, Some(range))?,
+            None => {
+                Self::count(&self.requests.get, 1);
+                let path = StorePath::from(key);
+                crate::runtime::block_on(self.inner.get_range(&path, range))
+                    .map_err(|e| storage_error(key, e))?
+            }
+        };
         if bytes.len() as u64 != want {
             return Err(Error::corrupt(
                 key,
@@ -383,6 +393,9 @@ impl Store {
 
     /// Keys and sizes of all objects under `prefix`, sorted by key.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        if let Some(listed) = self.list_pinned(prefix)? {
+            return Ok(listed.into_iter().map(|l| (l.key, l.size)).collect());
+        }
         let path = StorePath::from(prefix);
         let mut out: Vec<(String, u64)> = crate::runtime::block_on(async {
             self.inner
@@ -402,6 +415,9 @@ impl Store {
     /// store reports it (the store's clock, the same for every writer): lock
     /// staleness and the pack grace period are measured on it.
     pub fn list_with_times(&self, prefix: &str) -> Result<Vec<Listed>> {
+        if let Some(listed) = self.list_pinned(prefix)? {
+            return Ok(listed);
+        }
         let path = StorePath::from(prefix);
         let mut out: Vec<Listed> = crate::runtime::block_on(async {
             self.inner
@@ -422,6 +438,7 @@ impl Store {
 
     /// Delete an object (a missing one is not an error).
     pub fn delete(&self, key: &str) -> Result<()> {
+        self.pins.forget(key);
         Self::count(&self.requests.delete, 1);
         let path = StorePath::from(key);
         match crate::runtime::block_on(self.inner.delete(&path)) {

@@ -11,17 +11,24 @@
 //! the oldest version since the key was last deleted is the object
 //! ([`Store::put_new_until`]); a later one is a retry with the same bytes,
 //! a create-only writer that lost and could not delete its own version, or
-//! a hostile writer. For create-only keys and index files
-//! ([`crate::repo::layout::is_create_only`]) every reader goes to it: `get`,
-//! the lock's date and its extension; that costs one ListObjectVersions per
-//! read, on a locked store only. Packs are read in ranges many times, so
-//! their latest version is read: one stacked with other bytes does not
-//! authenticate and is reported as corruption naming the pack (an operation
-//! that must read it stops there), while the locked original stays in the
-//! bucket: deleting the stacked version by its id mends it. The version
-//! sweep keeps the object of every key and deletes the versions stacked on
-//! it once their own lock (if any) allows. Locks are rewritten in place:
-//! the latest is theirs.
+//! a hostile writer (whoever holds the agent's credentials can stack a
+//! version on any key, though not delete a locked one). Every reader goes to
+//! the object, never to a version stacked on it: `get`, `get_range`, the
+//! listing's sizes and times, the lock's date and its extension, and the
+//! lock a repack copy keeps. For create-only keys and index files
+//! ([`crate::repo::layout::is_create_only`]) that costs one
+//! ListObjectVersions per read. Packs are read in ranges many times, so
+//! their object's version id is learned once per process ([`Pins`]): from
+//! the listing of `packs/` (which a locked store sends as ListObjectVersions,
+//! one request per 1000 versions as before), or, for a pack read before any
+//! listing, from one listing of that key's versions. The version sweep keeps
+//! the object of every key and deletes the versions stacked on it once their
+//! own lock (if any) allows. Locks are rewritten in place: the latest is
+//! theirs.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -30,8 +37,41 @@ use super::Store;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::object_lock::ObjectLock;
-use crate::repo::layout::{is_create_only, is_rewritten};
+use crate::repo::layout::{is_create_only, is_rewritten, ObjectKind};
 use crate::repo::s3_lock::Version;
+use crate::repo::store::Listed;
+
+/// Pack key → the id of the version that is the pack, on a locked store:
+/// learned once per process, so ranged reads do not list versions each time.
+/// About 100 bytes per pack (a million packs of 16 MiB, 16 TB: ~100 MB,
+/// locked stores only); a pack deleted by this process is forgotten.
+#[derive(Debug, Default)]
+pub(crate) struct Pins(Mutex<HashMap<String, String>>);
+
+impl Pins {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn pin(&self, key: &str, version: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key.to_string(), version.to_string());
+        }
+    }
+
+    pub(super) fn forget(&self, key: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(key);
+        }
+    }
+}
+
+/// Whether the object of `key` is read at its winning version on a locked
+/// store: every key written once whose readers care (packs and the
+/// create-only keys).
+fn reads_winner(key: &str) -> bool {
+    is_create_only(key) || ObjectKind::of(key) == Some(ObjectKind::Pack)
+}
 
 /// What one version sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -115,33 +155,83 @@ impl Store {
         })
     }
 
-    /// On a locked store, the version of the create-only `key` that is the
-    /// object (see the module docs); `None`: the latest is (no lock, or
-    /// another kind of key). A key whose latest entry is a delete marker,
-    /// or with no version, is not found.
+    /// On a locked store, the version of the create-only key or pack `key`
+    /// that is the object (see the module docs); `None`: the latest is (no
+    /// lock, or another kind of key). A key whose latest entry is a delete
+    /// marker, or with no version, is not found.
     pub(super) fn winner(&self, key: &str) -> Result<Option<String>> {
-        let Some(bucket) = self.locked.as_ref().filter(|_| is_create_only(key)) else {
+        let Some(bucket) = self.locked.as_ref().filter(|_| reads_winner(key)) else {
             return Ok(None);
         };
+        let is_pack = ObjectKind::of(key) == Some(ObjectKind::Pack);
+        if let Some(pinned) = self.pins.get(key).filter(|_| is_pack) {
+            return Ok(Some(pinned));
+        }
         let (versions, pages) = crate::runtime::block_on(bucket.versions(key))?;
         Self::count(&self.requests.list, pages);
         match winner_of(&versions, key) {
-            Some(v) => Ok(Some(v.to_string())),
+            Some(v) => {
+                if is_pack {
+                    self.pins.pin(key, v);
+                }
+                Ok(Some(v.to_string()))
+            }
             None => Err(Error::NotFound {
                 what: format!("object {key}"),
             }),
         }
     }
 
-    /// Read one version of `key` (locked store only).
-    pub(super) fn get_version(&self, key: &str, version: &str) -> Result<Bytes> {
+    /// Read one version of `key`, whole or `range` (locked store only).
+    pub(super) fn get_version_range(
+        &self,
+        key: &str,
+        version: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes> {
         let Some(bucket) = &self.locked else {
             return Err(Error::NotFound {
                 what: format!("object {key} version {version}"),
             });
         };
         Self::count(&self.requests.get, 1);
-        crate::runtime::block_on(bucket.get_version(key, version))
+        crate::runtime::block_on(bucket.get_version(key, version, range))
+    }
+
+    /// On a locked store, the packs under `prefix` as [`Store::list_with_times`]
+    /// gives them, each at the version that is the object (its size and time,
+    /// pinned for later reads); `None` for other prefixes and stores.
+    pub(super) fn list_pinned(&self, prefix: &str) -> Result<Option<Vec<Listed>>> {
+        let Some(bucket) = &self.locked else {
+            return Ok(None);
+        };
+        let packs = ObjectKind::Pack.prefix();
+        if !(prefix == packs || prefix.starts_with(&format!("{packs}/"))) {
+            return Ok(None);
+        }
+        let (mut versions, pages) = crate::runtime::block_on(bucket.versions(prefix))?;
+        Self::count(&self.requests.list, pages);
+        versions.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut out = Vec::new();
+        for same_key in versions.chunk_by(|a, b| a.key == b.key) {
+            let key = &same_key[0].key;
+            let Some(id) = winner_of(same_key, key) else {
+                continue;
+            };
+            let Some(object) = same_key.iter().find(|v| v.version_id == id) else {
+                continue;
+            };
+            self.pins.pin(key, id);
+            out.push(Listed {
+                key: key.clone(),
+                size: object.size,
+                // No time reported: as new as can be, so no grace ends early.
+                modified: DateTime::from_timestamp_millis(object.modified_ms)
+                    .filter(|_| object.modified_ms > 0)
+                    .unwrap_or_else(|| SystemClock.now()),
+            });
+        }
+        Ok(Some(out))
     }
 
     /// The real retain-until date of the object `key` (none: not locked, or
