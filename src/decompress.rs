@@ -53,6 +53,13 @@ pub fn decompress_with_dictionary_at_most(
     dictionary: &zstd::dict::DecoderDictionary<'_>,
     max: u64,
 ) -> std::io::Result<Vec<u8>> {
+    if let Some(out) = usize::try_from(max)
+        .ok()
+        .filter(|m| *m as u64 <= PREALLOC_MAX)
+        .and_then(|m| bulk_with_dictionary(stored, dictionary, m))
+    {
+        return Ok(out);
+    }
     let mut out = Vec::with_capacity(usize::try_from(max.min(PREALLOC_MAX)).unwrap_or(0));
     zstd::stream::read::Decoder::with_prepared_dictionary(stored, dictionary)?
         .take(max.saturating_add(1))
@@ -74,6 +81,33 @@ thread_local! {
     /// and creating a context for each cost more than decoding it (15 % of
     /// a large restore's CPU went to `ZSTD_createDCtx`).
     static CONTEXT: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    /// The same for blobs compressed with a dictionary: the dictionary is
+    /// referenced per call, the context kept (creating one per blob was a
+    /// quarter of a large restore's CPU once dictionaries came).
+    static DICTIONARY_CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> = const { RefCell::new(None) };
+}
+
+/// [`bulk`] for a blob compressed with `dictionary`.
+fn bulk_with_dictionary(
+    stored: &[u8],
+    dictionary: &zstd::dict::DecoderDictionary<'_>,
+    max: usize,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(max);
+    DICTIONARY_CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let context = match &mut *slot {
+            Some(c) => c,
+            None => slot.insert(zstd::zstd_safe::DCtx::try_create()?),
+        };
+        context
+            .decompress_using_ddict(&mut out, stored, dictionary.as_ddict())
+            .ok()
+    })?;
+    Some(out)
 }
 
 /// Decompress `stored` into a buffer of exactly `max` bytes' capacity with
@@ -135,6 +169,13 @@ mod tests {
         assert_eq!(out.len(), 1 << 20);
         let err = decompress_with_dictionary_at_most(&stored, &loaded, 1000).unwrap_err();
         assert!(err.to_string().contains("more than"), "{err}");
+        // The kept context decodes the next blob, with or without damage.
+        let mut bad = stored.clone();
+        let last = bad.len() - 3;
+        bad[last] ^= 0xff;
+        assert!(decompress_with_dictionary_at_most(&bad, &loaded, 1 << 20).is_err());
+        let again = decompress_with_dictionary_at_most(&stored, &loaded, 1 << 20).unwrap();
+        assert_eq!(again, vec![0u8; 1 << 20]);
     }
 
     #[test]
