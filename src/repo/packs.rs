@@ -151,7 +151,6 @@ impl Repository {
         };
         let seal = data_key.pack_key(&id);
         let tenant: Option<std::sync::Arc<str>> = pack.tenant.as_deref().map(Into::into);
-        let mut good = Vec::new();
         let mut first_error = None;
         // Read from these bytes, never from a cache: this is what verifies it.
         let dictionary = match has_dictionary {
@@ -164,14 +163,14 @@ impl Repository {
             },
             false => None,
         };
-        for blob in &pack.blobs {
+        let decode = |blob: &crate::repo::pack::PackedBlob| {
             let location = BlobRef::new(id, blob, tenant.as_ref());
             let range = location.range();
             let sealed = usize::try_from(range.start)
                 .ok()
                 .zip(usize::try_from(range.end).ok())
                 .and_then(|(start, end)| bytes.get(start..end));
-            let checked = match sealed {
+            let raw = match sealed {
                 Some(s) => open_blob(s, &location, &seal).and_then(|stored| {
                     decode_stored(stored, &location, &data_key, dictionary.as_ref())
                 }),
@@ -180,20 +179,25 @@ impl Repository {
                     format!("blob {} lies beyond the pack", blob.id),
                 )),
             };
-            match checked {
-                Ok(raw) => good.push((blob.kind, location, raw)),
-                Err(e) => {
-                    first_error.get_or_insert(e.to_string());
-                }
+            raw.map(|raw| (blob.kind, location, raw))
+        };
+        // Each blob's content is dropped once verified: a pack holds up to
+        // a few times its size in content, and check reads packs on every
+        // core. Only a damaged pack's good blobs are kept, decoded again,
+        // for the repair that salvages them.
+        for blob in &pack.blobs {
+            if let Err(e) = decode(blob) {
+                first_error.get_or_insert(e.to_string());
             }
         }
-        Ok(match first_error {
-            None => PackVerdict::Whole(pack),
-            Some(reason) => PackVerdict::Damaged {
-                reason,
-                lost: pack.blobs.len() - good.len(),
-                good,
-            },
+        let Some(reason) = first_error else {
+            return Ok(PackVerdict::Whole(pack));
+        };
+        let good: Vec<_> = pack.blobs.iter().filter_map(|b| decode(b).ok()).collect();
+        Ok(PackVerdict::Damaged {
+            reason,
+            lost: pack.blobs.len() - good.len(),
+            good,
         })
     }
 
