@@ -76,7 +76,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use crate::id::Sha256;
 
 use crate::config::SourceClass;
 use crate::error::{Error, Result};
@@ -226,7 +226,7 @@ pub fn store_open_file(
             .finish(&mut |bytes| writer.store(tenant, BlobKind::Tree, bytes, Compress::Try))
             .map_err(StoreFileError::Repository)?;
         Ok(StoredContent {
-            sha256: ObjectId(chunker.whole.finalize().into()),
+            sha256: chunker.whole.finish(),
             chunks,
             bytes_read: chunker.bytes_read,
         })

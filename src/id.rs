@@ -9,7 +9,35 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
+
+/// A running SHA-256 (a file's whole content), from aws-lc like every other
+/// primitive ([`crate::crypto`]): with the CPU's SHA extensions it hashed
+/// about 30 % faster than the `sha2` crate here (perf, a 2 GiB restore,
+/// whose in-order thread does nothing else).
+#[derive(Clone)]
+pub struct Sha256(aws_lc_rs::digest::Context);
+
+impl Sha256 {
+    pub fn new() -> Self {
+        Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> ObjectId {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        ObjectId(out)
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A 32-byte identifier, shown as hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -18,7 +46,9 @@ pub struct ObjectId(pub [u8; 32]);
 impl ObjectId {
     /// The SHA-256 of `data`.
     pub fn hash(data: &[u8]) -> Self {
-        ObjectId(Sha256::digest(data).into())
+        let mut whole = Sha256::new();
+        whole.update(data);
+        whole.finish()
     }
 
     /// A fresh random identifier (for packs, which are named before their

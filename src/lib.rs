@@ -15,7 +15,8 @@
 //!   (activity-log entries), [`operation`] (operation and outcome names),
 //!   [`id`] (SHA-256 ids), [`crypto`] (AES-GCM, HKDF, HMAC from aws-lc-rs), [`decompress`] (bounded zstd), [`problems`]
 //!   (damaged objects skipped and reported), [`escape`] (names from outside
-//!   made safe to print), [`error`].
+//!   made safe to print), [`error`], [`allocator`] (glibc's allocator
+//!   tuned for a bounded peak).
 //! * Storage: [`repo`], the one door to it: typed access by id
 //!   ([`repo::layout`] spells every key; [`repo::pack`], [`repo::index`],
 //!   [`repo::lock`] with the guards of [`repo::locked`], [`repo::writer`]
@@ -33,6 +34,7 @@
 
 pub mod activity;
 pub mod agent;
+pub mod allocator;
 pub mod budget;
 pub mod cancel;
 pub mod chunking;

@@ -3,6 +3,7 @@
 //! 141 without a message when stdout's reader went away).
 
 fn main() {
+    offsite::allocator::tune();
     let code = match offsite::cli::main() {
         Ok(code) => code,
         // Every lock and other guard was dropped on the way up.

@@ -56,8 +56,7 @@ pub fn is_hole(repo: &Repository, blob: &BlobRef) -> Result<bool> {
 }
 
 /// Feed `n` zero bytes to `hash` (a hole, for the whole-content SHA-256).
-pub fn hash_zeros(hash: &mut sha2::Sha256, mut n: u64) {
-    use sha2::Digest;
+pub fn hash_zeros(hash: &mut crate::id::Sha256, mut n: u64) {
     while n > 0 {
         let step = n.min(ZERO_BLOB.into());
         hash.update(&zeros()[..step as usize]);

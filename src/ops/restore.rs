@@ -21,14 +21,13 @@
 //! ([`super::restore_run`]) writes each file with the same functions.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::id::Sha256;
 use chrono::{DateTime, Months, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, SourceClass};
 use crate::error::{Error, Result};
@@ -36,7 +35,7 @@ use crate::id::ObjectId;
 use crate::ops::restore_dir::{Existing, TargetDir};
 use crate::ops::restore_run::RestoreProgress;
 use crate::problems::Problem;
-use crate::repo::spans::Piece;
+use crate::repo::spans::{Piece, WriteAt};
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::tree::{item_components, FileEntry};
@@ -147,9 +146,6 @@ pub fn check_entry_retention(
     Ok(())
 }
 
-/// Bytes a restored file's writes are gathered into before one write call.
-const WRITE_BUFFER: usize = 1 << 20;
-
 /// How [`restore_item`] treats the target and the file's mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
@@ -181,36 +177,26 @@ pub(super) fn write_verified(
         let file = dir
             .create_new(&tmp_name, 0o600)
             .map_err(|e| Error::io(&tmp, e))?;
-        // Chunks are a few KiB: one write call each cost more than the copy.
-        let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut whole = Sha256::new();
         let mut written = 0u64;
-        repo.read_file(&entry.chunks, &mut |piece| {
+        // The workers write each chunk at its offset (holes stay holes: the
+        // length is set below); this thread hashes in order.
+        let write = WriteAt {
+            file: &file,
+            path: &tmp,
+            base: 0,
+        };
+        repo.read_file(&entry.chunks, Some(write), &mut |piece| {
             match &piece {
-                Piece::Data(data) => {
-                    whole.update(data);
-                    file.write_all(data).map_err(|e| Error::io(&tmp, e))?;
-                }
-                // A hole stays a hole: seek past it, the length is set below.
-                Piece::Zeros(n) => {
-                    crate::sparse::hash_zeros(&mut whole, *n);
-                    let step = i64::try_from(*n).map_err(|_| {
-                        Error::corrupt(format!("item {}", entry.name), "hole too large")
-                    })?;
-                    // (BufWriter writes out what it holds before it seeks.)
-                    file.seek(SeekFrom::Current(step))
-                        .map_err(|e| Error::io(&tmp, e))?;
-                }
+                Piece::Data(data) => whole.update(data),
+                Piece::Zeros(n) => crate::sparse::hash_zeros(&mut whole, *n),
             }
             written = written.saturating_add(piece.len());
             progress.bytes_written(piece.len());
             Ok(())
         })?;
-        let file = file
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
         file.set_len(written).map_err(|e| Error::io(&tmp, e))?;
-        let digest = ObjectId(whole.finalize().into());
+        let digest = whole.finish();
         if digest != entry.sha256 || written != entry.size {
             return Err(Error::corrupt(
                 format!("item {}", entry.name),

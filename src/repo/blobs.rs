@@ -18,7 +18,7 @@ use crate::id::ObjectId;
 use crate::repo::dictionary::{self, SECTION_LEN};
 use crate::repo::layout::pack_key;
 use crate::repo::pack::{decode_blob_with, dictionary_of, BlobRef, Compression};
-use crate::repo::spans::Piece;
+use crate::repo::spans::{Piece, WriteAt};
 use crate::repo::Repository;
 use crate::tree::build::Boundary;
 use crate::tree::page::{self, Page, PieceRef};
@@ -185,29 +185,34 @@ impl Repository {
     }
 
     /// Read the content of `list` in order, verified, handing each chunk to
-    /// `sink` ([`Self::read_blobs`] a batch of references at a time, so a
-    /// 100 GB file's 12 million references are never all in memory; a batch
-    /// holds up to 128 MiB of content, so its spans keep every core busy).
+    /// `sink` (and, with `write`, writing it at its offset first, see
+    /// [`WriteAt`]); [`Self::read_blobs`] a batch of references at a time,
+    /// so a 100 GB file's 12 million references are never all in memory; a
+    /// batch holds up to 128 MiB of content, so its spans keep every core
+    /// busy.
     pub fn read_file(
         &self,
         list: &ChunkList,
+        write: Option<WriteAt<'_>>,
         sink: &mut dyn FnMut(Piece) -> Result<()>,
     ) -> Result<()> {
         const BATCH: usize = 16 << 10;
         const BATCH_BYTES: u64 = 128 << 20;
         let mut batch = Vec::with_capacity(BATCH.min(list.len() as usize));
-        let mut bytes = 0u64;
+        let (mut bytes, mut base) = (0u64, 0u64);
+        let at = |base| write.map(|w| WriteAt { base, ..w });
         for chunk in self.file_chunks(list)? {
             let chunk = chunk?;
             bytes = bytes.saturating_add(chunk.raw_length.into());
             batch.push(chunk);
             if batch.len() == BATCH || bytes >= BATCH_BYTES {
-                self.read_blobs(&batch, sink)?;
+                self.read_blobs(&batch, at(base), sink)?;
                 batch.clear();
+                base = base.saturating_add(bytes);
                 bytes = 0;
             }
         }
-        self.read_blobs(&batch, sink)
+        self.read_blobs(&batch, at(base), sink)
     }
 
     /// Every chunk of `list`, in memory.

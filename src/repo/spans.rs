@@ -7,8 +7,9 @@
 //! [`workers`] threads fetch and decode spans side by side (cores on a
 //! local store, more on S3, where a read is one ranged GET). The caller's thread receives the decoded chunks **in
 //! file order** through a reorder window and does what must be in order:
-//! feeding the whole-content SHA-256 and writing (sequential writes, so a
-//! restore never needs to pre-size or seek a file it has not verified).
+//! feeding the whole-content SHA-256. Writing is not: given a file
+//! ([`WriteAt`], a restore's temporary file, verified before it takes the
+//! item's name), each worker writes what it decoded at its offset.
 //!
 //! At most [`WINDOW_SPANS`] spans are fetched ahead of the one the caller is
 //! waiting for, and a span reads at most twice its chunks' bytes
@@ -16,10 +17,9 @@
 //! (64 MiB) per file, whatever its size. The first error in file order is the one
 //! returned, as a sequential read would; the workers stop soon after.
 //!
-//! Why in order rather than positioned writes: the whole-content hash must be
-//! fed in order anyway, and on two cores the hashing thread (SHA-256 with the
-//! CPU's SHA extensions, ~2 GB/s) is not the bottleneck; decrypt, decompress
-//! and keyed-id checks are, and those run on every core.
+//! Why positioned writes: the whole-content hash must be fed in order, and
+//! with the writes on the same thread that thread was the bottleneck of a
+//! 2 GiB restore (writing to tmpfs and hashing were half of all CPU time).
 //!
 //! Chunks that are holes ([`crate::sparse`]: the tenant's all-zero blob) are
 //! not fetched at all: the sink gets [`Piece::Zeros`].
@@ -61,6 +61,74 @@ impl Piece {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Where the workers also write what they decode: each chunk at its offset
+/// in `file` (`base` is the offset of the first chunk read), so the write
+/// runs on every core and the caller's thread only hashes. A hole is not
+/// written (the caller sets the file's length at the end).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteAt<'a> {
+    pub file: &'a std::fs::File,
+    /// For error messages.
+    pub path: &'a std::path::Path,
+    pub base: u64,
+}
+
+impl WriteAt<'_> {
+    /// Write the `pieces` of one span, the first at `at`, gathering
+    /// neighbours into writes of up to [`GATHER`] bytes (a chunk is a few
+    /// KiB: a write call each cost more than the copy); a failed write ends
+    /// the span with that error (as a damaged chunk would).
+    fn place(&self, pieces: &mut Vec<Result<Piece>>, at: u64) {
+        use std::os::unix::fs::FileExt;
+        let mut gathered: Vec<u8> = Vec::new();
+        // Offset of `gathered`, and the first piece in it.
+        let (mut start, mut first) = (at, 0);
+        let mut end = at;
+        let mut k = 0;
+        while k <= pieces.len() {
+            let next = pieces.get(k).and_then(|p| p.as_ref().ok());
+            let joins = matches!(next, Some(Piece::Data(d)) if gathered.len() + d.len() <= GATHER);
+            if !joins && !gathered.is_empty() {
+                if let Err(e) = self.file.write_all_at(&gathered, start) {
+                    pieces[first] = Err(Error::io(self.path, e));
+                    pieces.truncate(first + 1);
+                    return;
+                }
+                gathered.clear();
+            }
+            let Some(piece) = next else { return };
+            if let Piece::Data(data) = piece {
+                if gathered.is_empty() {
+                    (start, first) = (end, k);
+                }
+                gathered.extend_from_slice(data);
+            }
+            end = end.saturating_add(piece.len());
+            k += 1;
+        }
+    }
+}
+
+/// Bytes gathered into one positioned write.
+const GATHER: usize = 1 << 20;
+
+/// The file offset of each span's first chunk, from `base`.
+fn span_offsets(blobs: &[BlobRef], spans: &[std::ops::Range<usize>], base: u64) -> Vec<u64> {
+    let mut at = base;
+    spans
+        .iter()
+        .map(|span| {
+            let start = at;
+            let bytes: u64 = blobs[span.clone()]
+                .iter()
+                .map(|b| u64::from(b.raw_length))
+                .sum();
+            at = at.saturating_add(bytes);
+            start
+        })
+        .collect()
 }
 
 /// Threads decoding spans of one file: the machine's cores locally (the
@@ -244,13 +312,19 @@ impl Repository {
     pub fn read_blobs(
         &self,
         blobs: &[BlobRef],
+        write: Option<WriteAt<'_>>,
         sink: &mut dyn FnMut(Piece) -> Result<()>,
     ) -> Result<()> {
         let spans = spans(blobs);
+        let offsets = span_offsets(blobs, &spans, write.map_or(0, |w| w.base));
         let threads = workers(self).min(spans.len());
         if threads <= 1 {
-            for span in spans {
-                for piece in decode_caught(self, &blobs[span]) {
+            for (span, at) in spans.into_iter().zip(offsets) {
+                let mut pieces = decode_caught(self, &blobs[span]);
+                if let Some(w) = write {
+                    w.place(&mut pieces, at);
+                }
+                for piece in pieces {
                     sink(piece?)?;
                 }
             }
@@ -265,7 +339,7 @@ impl Repository {
         };
         std::thread::scope(|scope| {
             for _ in 0..threads {
-                scope.spawn(|| self.decode_worker(blobs, &spans, &window));
+                scope.spawn(|| self.decode_worker(blobs, &spans, &offsets, write, &window));
             }
             let result = hand_over(&window, spans.len(), sink);
             window.stop.store(true, Ordering::SeqCst);
@@ -276,7 +350,14 @@ impl Repository {
     }
 
     /// One worker: take the next span within the window, decode it, file it.
-    fn decode_worker(&self, blobs: &[BlobRef], spans: &[std::ops::Range<usize>], w: &Window) {
+    fn decode_worker(
+        &self,
+        blobs: &[BlobRef],
+        spans: &[std::ops::Range<usize>],
+        offsets: &[u64],
+        write: Option<WriteAt<'_>>,
+        w: &Window,
+    ) {
         loop {
             let i = w.next.fetch_add(1, Ordering::SeqCst);
             let Some(span) = spans.get(i) else { return };
@@ -291,7 +372,10 @@ impl Repository {
             if w.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let decoded = decode_caught(self, &blobs[span.clone()]);
+            let mut decoded = decode_caught(self, &blobs[span.clone()]);
+            if let (Some(out), Some(at)) = (write, offsets.get(i)) {
+                out.place(&mut decoded, *at);
+            }
             let failed = decoded.last().is_some_and(|p| p.is_err());
             w.ready
                 .lock()
@@ -377,7 +461,7 @@ mod tests {
         let root = dir.path().join("repo");
         assert!(spans(&blobs).len() >= 5);
         let mut got = Vec::new();
-        repo.read_blobs(&blobs, &mut |p| {
+        repo.read_blobs(&blobs, None, &mut |p| {
             got.push(p);
             Ok(())
         })
@@ -397,7 +481,7 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let mut handed = 0;
         let err = repo
-            .read_blobs(&blobs, &mut |_| {
+            .read_blobs(&blobs, None, &mut |_| {
                 handed += 1;
                 Ok(())
             })
@@ -423,7 +507,7 @@ mod tests {
         *PANIC_ON.lock().unwrap() = Some(pack);
         let mut handed = 0;
         let err = repo
-            .read_blobs(&blobs, &mut |_| {
+            .read_blobs(&blobs, None, &mut |_| {
                 handed += 1;
                 Ok(())
             })
@@ -459,7 +543,7 @@ mod tests {
         let read = |list: &[BlobRef]| {
             let before = repo.requests().get;
             let mut got = Vec::new();
-            repo.read_blobs(list, &mut |p| {
+            repo.read_blobs(list, None, &mut |p| {
                 got.push(p);
                 Ok(())
             })

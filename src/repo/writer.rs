@@ -270,7 +270,8 @@ impl Fresh {
 
 /// The packs written and not yet listed in an index file. With
 /// `every` > 0 they are listed in an index file of their own as soon as
-/// that many are written (each pack after it is stored, so an index file
+/// that many are written, or they list [`crate::budget::INDEX_EVERY_BLOBS`]
+/// blobs (each pack after it is stored, so an index file
 /// only ever names packs that exist): a long snapshot then keeps at most
 /// `every` packs' blob lists in memory, and one that is interrupted leaves
 /// most of its packs indexed, ready for the next run to deduplicate against.
@@ -291,7 +292,8 @@ impl Written {
         let batch = {
             let mut packs = self.packs.lock().unwrap();
             packs.push(pack);
-            if every == 0 || packs.len() < every {
+            let blobs: usize = packs.iter().map(|p| p.blobs.len()).sum();
+            if every == 0 || (packs.len() < every && blobs < crate::budget::INDEX_EVERY_BLOBS) {
                 return Ok(());
             }
             std::mem::take(&mut *packs)
