@@ -34,8 +34,8 @@ use crate::repo::lookup::{BlobLookup, LookupBuilder};
 use crate::repo::pack::BlobRef;
 use crate::repo::{Repository, Shared};
 use crate::tree::page::PieceRef;
-use crate::tree::read::{self, PageSource};
-use crate::tree::{ChunkList, Entry, Tree, TreeWalk};
+use crate::tree::read::{DirIter, PageSource};
+use crate::tree::{check_depth, ChunkList, Entry};
 
 /// What `check` found.
 #[derive(Serialize, Debug, Default)]
@@ -102,7 +102,7 @@ fn loc(blob: &BlobRef) -> Loc {
     (blob.pack, blob.id, blob.offset)
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn problem(&mut self, message: String) {
         // Names in it come from the repository: one line, escaped.
         let message = crate::escape::escaped(&message);
@@ -148,20 +148,37 @@ impl Checker<'_> {
     }
 
     /// Check every tree and file below `root`, iteratively and depth
-    /// limited ([`TreeWalk`]): a hostile tree cannot overflow the stack.
+    /// limited ([`check_depth`]): a hostile tree cannot overflow the stack.
+    /// Each directory on the path is read a page at a time ([`DirIter`]),
+    /// so memory does not grow with the size of a directory.
     fn walk(&mut self, root: &BlobRef, snapshot: &str) {
-        let Some(tree) = self.enter_tree(root, "", snapshot) else {
-            return;
-        };
-        let mut walk = TreeWalk::new(tree);
-        while let Some(entry) = walk.next_entry() {
-            let child = walk.path_of(entry.name());
+        let mut open: Vec<OpenDir<'a>> = Vec::new();
+        open.extend(self.enter_tree(root, "", snapshot));
+        while let Some(top) = open.last_mut() {
+            let entry = match top.entries.next() {
+                Some(Ok(entry)) => entry,
+                Some(Err(e)) => {
+                    self.problem(format!("snapshot {snapshot} tree /{}: {e}", top.path));
+                    let done = open.pop().expect("the top");
+                    self.leave_tree(&done);
+                    continue;
+                }
+                None => {
+                    let done = open.pop().expect("the top");
+                    self.leave_tree(&done);
+                    continue;
+                }
+            };
+            let child = match top.path.as_str() {
+                "" => entry.name().to_string(),
+                dir => format!("{dir}/{}", entry.name()),
+            };
             match entry {
                 Entry::Dir(d) => {
-                    if let Some(tree) = self.enter_tree(&d.tree, &child, snapshot) {
-                        if let Err(e) = walk.descend(&d, tree) {
-                            self.problem(format!("snapshot {snapshot} tree /{child}: {e}"));
-                        }
+                    if let Err(e) = check_depth(open.len(), &d.tree) {
+                        self.problem(format!("snapshot {snapshot} tree /{child}: {e}"));
+                    } else {
+                        open.extend(self.enter_tree(&d.tree, &child, snapshot));
                     }
                 }
                 Entry::File(f) => {
@@ -260,30 +277,52 @@ impl Checker<'_> {
     }
 
     /// Check and read a tree not seen before (problems are reported).
-    fn enter_tree(&mut self, tree_ref: &BlobRef, path: &str, snapshot: &str) -> Option<Tree> {
+    fn enter_tree(
+        &mut self,
+        tree_ref: &BlobRef,
+        path: &str,
+        snapshot: &str,
+    ) -> Option<OpenDir<'a>> {
         if !self.seen_trees.insert(loc(tree_ref)) {
             return None;
         }
         let what = format!("snapshot {snapshot} tree /{path}");
         self.check_blob(tree_ref, &what);
-        match read::read_dir(self.repo, tree_ref) {
-            Ok((tree, pages)) => {
-                for page in pages.iter().skip(1) {
-                    self.check_blob(page, &what);
-                }
+        match DirIter::new(self.repo, tree_ref) {
+            Ok(entries) => {
                 self.report.trees += 1;
-                Some(tree)
+                Some(OpenDir {
+                    entries,
+                    path: path.to_string(),
+                    what,
+                })
             }
             Err(Error::Erased { tenant, .. }) => {
                 self.erased(&tenant);
                 None
             }
             Err(e) => {
-                self.problem(format!("snapshot {snapshot} tree /{path}: {e}"));
+                self.problem(format!("{what}: {e}"));
                 None
             }
         }
     }
+
+    /// Check the pages of a directory read to its end (or to an error),
+    /// past its root page (checked when it was entered).
+    fn leave_tree(&mut self, dir: &OpenDir<'_>) {
+        for page in dir.entries.pages().iter().skip(1) {
+            self.check_blob(page, &dir.what);
+        }
+    }
+}
+
+/// A directory being walked: its entries, read a page at a time, and its
+/// path below the snapshot's root.
+struct OpenDir<'a> {
+    entries: DirIter<&'a Repository>,
+    path: String,
+    what: String,
 }
 
 /// Check the repository. Problems go into the report's `problems` (and
@@ -418,6 +457,7 @@ mod tests {
     use crate::repo::writer::{BlobWriter, Compress};
     use crate::repo::{Location, MasterKey};
     use crate::snapshot::{Snapshot, Summary, SNAPSHOT_VERSION};
+    use crate::tree::Tree;
     use crate::tree::{DirEntry, FileEntry};
     use chrono::DateTime;
 
