@@ -82,8 +82,8 @@ pub const PARTS: &[(&str, u64)] = &[
     ),
     ("directory trees being read and built", 48 * MIB),
     (
-        "compression dictionary: samples (8 MiB), training (~8 MiB), 16 loaded for reading (140 KiB each)",
-        19 * MIB,
+        "compression dictionary: samples (2 MiB), training (~2 MiB), 16 loaded for reading (140 KiB each)",
+        7 * MIB,
     ),
     ("runtime, allocator slack", 32 * MIB),
 ];

@@ -50,7 +50,7 @@ pub const DICTIONARY_BLOBS_UP_TO: usize = 64 << 10;
 /// Samples a dictionary is trained on at most.
 pub const TRAIN_SAMPLES: usize = 2000;
 /// Bytes of samples a dictionary is trained on at most.
-pub const TRAIN_BYTES: usize = 8 << 20;
+pub const TRAIN_BYTES: usize = 2 << 20;
 /// A tenant with fewer sample bytes than this gets no dictionary when it
 /// loses its slot (zstd's trainer wants ~10× the dictionary's size).
 const TRAIN_MIN_BYTES: usize = 10 * MAX_DICTIONARY;
@@ -286,11 +286,25 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// How many of `docs` are offered before training starts: the first
+    /// count that reaches [`TRAIN_SAMPLES`] or [`TRAIN_BYTES`].
+    pub(crate) fn samples_to_train(docs: &[Vec<u8>]) -> usize {
+        let mut bytes = 0;
+        for (i, doc) in docs.iter().enumerate() {
+            bytes += doc.len();
+            if i + 1 >= TRAIN_SAMPLES || bytes >= TRAIN_BYTES {
+                return i + 1;
+            }
+        }
+        docs.len() + 1
+    }
+
     #[test]
     fn a_tenant_trains_once_enough_samples_are_kept_and_others_wait_for_the_slot() {
         let trainer = Trainer::default();
         let (a, b, c): (Option<Arc<str>>, _, _) = (Some("a".into()), Some("b".into()), None);
-        for doc in documents(TRAIN_SAMPLES - 1) {
+        let needed = samples_to_train(&documents(TRAIN_SAMPLES));
+        for doc in documents(needed - 1) {
             trainer.offer(&a, &doc);
         }
         assert!(trainer.dictionary(&a).is_none(), "one sample short");

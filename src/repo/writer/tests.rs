@@ -56,7 +56,8 @@ fn packs_hold_one_tenant_each_and_few_are_open() {
 /// blob (prune's repack) is compressed again for its new pack.
 #[test]
 fn later_documents_use_the_dictionary_and_read_back() {
-    use crate::repo::compress::{tests::documents, TRAIN_SAMPLES};
+    use crate::repo::compress::tests::{documents, samples_to_train};
+    use crate::repo::compress::TRAIN_SAMPLES;
     let dir = tempfile::tempdir().unwrap();
     let location = crate::repo::Location::Local(dir.path().join("repo"));
     let now = DateTime::UNIX_EPOCH;
@@ -71,10 +72,12 @@ fn later_documents_use_the_dictionary_and_read_back() {
                 .unwrap()
         })
         .collect();
-    assert!(stored[..TRAIN_SAMPLES]
+    let samples = samples_to_train(&docs);
+    assert!(samples < docs.len());
+    assert!(stored[..samples]
         .iter()
         .all(|b| b.compression == Compression::Zstd));
-    assert!(stored[TRAIN_SAMPLES..]
+    assert!(stored[samples..]
         .iter()
         .all(|b| b.compression == Compression::ZstdDict));
     let packs = writer.finish().unwrap();
