@@ -99,11 +99,22 @@ impl WriteAt<'_> {
                 gathered.clear();
             }
             let Some(piece) = next else { return };
-            if let Piece::Data(data) = piece {
-                if gathered.is_empty() {
-                    (start, first) = (end, k);
+            match piece {
+                // A big chunk (a recording's) goes out as it is.
+                Piece::Data(data) if data.len() >= GATHER => {
+                    if let Err(e) = self.file.write_all_at(data, end) {
+                        pieces[k] = Err(Error::io(self.path, e));
+                        pieces.truncate(k + 1);
+                        return;
+                    }
                 }
-                gathered.extend_from_slice(data);
+                Piece::Data(data) => {
+                    if gathered.is_empty() {
+                        (start, first) = (end, k);
+                    }
+                    gathered.extend_from_slice(data);
+                }
+                Piece::Zeros(_) => {}
             }
             end = end.saturating_add(piece.len());
             k += 1;
@@ -489,6 +500,50 @@ mod tests {
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains(&pack_key(&bad.pack)), "{err}");
         assert_eq!(handed, 23, "every chunk before the damaged one, none after");
+    }
+
+    /// With a file to write to, every chunk lands at its offset (40 chunks
+    /// of 1 MiB: written as they are; 300 small ones: gathered), from a
+    /// base offset, while the sink still gets them in order.
+    #[test]
+    fn workers_write_each_chunk_at_its_offset() {
+        for (count, size) in [(40, 1 << 20), (300, 5000)] {
+            let dir = tempfile::tempdir().unwrap();
+            let location = Location::Local(dir.path().join("repo"));
+            let repo =
+                Repository::init(&location, DateTime::UNIX_EPOCH, &MasterKey::generate()).unwrap();
+            let writer = BlobWriter::new(&repo, DateTime::UNIX_EPOCH);
+            let content: Vec<Vec<u8>> = (0..count).map(|i| chunk(i)[..size].to_vec()).collect();
+            let blobs: Vec<BlobRef> = content
+                .iter()
+                .map(|c| {
+                    writer
+                        .store(None, BlobKind::Data, c, Compress::Never)
+                        .unwrap()
+                })
+                .collect();
+            writer.finish().unwrap();
+            let path = dir.path().join("out");
+            let file = std::fs::File::create(&path).unwrap();
+            let base = 7;
+            let write = WriteAt {
+                file: &file,
+                path: &path,
+                base,
+            };
+            let mut handed = Vec::new();
+            repo.read_blobs(&blobs, Some(write), &mut |p| {
+                handed.push(p.len());
+                Ok(())
+            })
+            .unwrap();
+            let want: Vec<u8> = content.concat();
+            let got = std::fs::read(&path).unwrap();
+            assert_eq!(got.len() as u64, base + want.len() as u64);
+            assert!(got[..base as usize].iter().all(|b| *b == 0));
+            assert!(got[base as usize..] == want[..], "{count} chunks of {size}");
+            assert_eq!(handed, vec![size as u64; count]);
+        }
     }
 
     /// A worker that panics while decoding (a bug met on some input) ends
