@@ -155,11 +155,7 @@ fn readers_of_create_only_keys_read_the_version_that_won() {
             "{kind}: {originals:?}"
         );
     }
-    let mut loc = s3_location(&name, "offsite");
-    loc.object_lock = Some(lock.clone());
-    let store =
-        offsite::repo::store::Store::connect(&offsite::repo::store::Location::S3(loc), false)
-            .unwrap();
+    let store = locked_store(&name, &lock);
     for v in &originals {
         store
             .put(
@@ -328,11 +324,7 @@ fn packs_are_read_and_locked_at_their_first_version() {
         .filter(|v| v.key.starts_with("packs/"))
         .collect();
     assert!(!packs.is_empty());
-    let mut loc = s3_location(&name, "offsite");
-    loc.object_lock = Some(lock.clone());
-    let store =
-        offsite::repo::store::Store::connect(&offsite::repo::store::Location::S3(loc), false)
-            .unwrap();
+    let store = locked_store(&name, &lock);
     for v in &packs {
         store
             .put(&v.key, bytes::Bytes::from_static(b"stacked on a pack"))

@@ -65,6 +65,14 @@ pub fn bucket(name: &str, lock: &ObjectLock) -> LockedBucket {
     offsite::runtime::block_on(LockedBucket::connect(&loc, lock.clone()))
 }
 
+/// The store of [`locked_world`]'s repository, as the agent connects to it
+/// (to stack versions with the agent's own credentials).
+pub fn locked_store(name: &str, lock: &ObjectLock) -> offsite::repo::store::Store {
+    let mut loc = s3_location(name, "offsite");
+    loc.object_lock = Some(lock.clone());
+    offsite::repo::store::Store::connect(&offsite::repo::store::Location::S3(loc), false).unwrap()
+}
+
 pub fn versions(b: &LockedBucket) -> Vec<Version> {
     offsite::runtime::block_on(b.versions("")).unwrap().0
 }
