@@ -204,55 +204,65 @@ impl<'a> Checker<'a> {
             ChunkList::Inline(chunks) => return self.check_all(chunks, what),
             ChunkList::Pieces { list, chunks } => (list, *chunks),
         };
-        if let Some(&whole) = self.seen_lists.get(&loc(list_blob)) {
-            return whole;
-        }
-        self.check_blob(list_blob, what);
-        let mut source = self.repo;
-        let whole = match source.piece_list(list_blob, chunks) {
-            Ok(pieces) => {
-                let mut whole = self.in_whole(list_blob);
-                for piece in pieces {
-                    whole &= self.check_piece(&piece, what);
+        self.once_per_location(list_blob, what, |checker| {
+            let mut source = checker.repo;
+            match source.piece_list(list_blob, chunks) {
+                Ok(pieces) => {
+                    let mut whole = checker.in_whole(list_blob);
+                    for piece in pieces {
+                        whole &= checker.check_piece(&piece, what);
+                    }
+                    whole
                 }
-                whole
+                Err(e) => {
+                    checker.unreadable(e, what);
+                    false
+                }
             }
-            Err(e) => {
-                self.unreadable(e, what);
-                false
-            }
-        };
-        self.seen_lists.insert(loc(list_blob), whole);
-        whole
+        })
     }
 
     /// Check one piece of a chunk list and its chunks, once per location.
     fn check_piece(&mut self, piece: &PieceRef, what: &str) -> bool {
         let blob = &piece.piece;
+        self.once_per_location(blob, what, |checker| {
+            let mut source = checker.repo;
+            match source.piece(blob) {
+                Ok(chunks) if chunks.len() as u64 == piece.chunks => {
+                    checker.in_whole(blob) & checker.check_all(&chunks, what)
+                }
+                Ok(chunks) => {
+                    checker.problem(format!(
+                        "{what}: chunk-list piece {} in {} holds {} chunks, its list says {}",
+                        blob.id,
+                        pack_key(&blob.pack),
+                        chunks.len(),
+                        piece.chunks
+                    ));
+                    false
+                }
+                Err(e) => {
+                    checker.unreadable(e, what);
+                    false
+                }
+            }
+        })
+    }
+
+    /// Check the chunk-list blob or piece `blob` (its location, then its
+    /// content with `check`) once per location, remembering whether all it
+    /// names lies in packs read whole.
+    fn once_per_location(
+        &mut self,
+        blob: &BlobRef,
+        what: &str,
+        check: impl FnOnce(&mut Self) -> bool,
+    ) -> bool {
         if let Some(&whole) = self.seen_lists.get(&loc(blob)) {
             return whole;
         }
         self.check_blob(blob, what);
-        let mut source = self.repo;
-        let whole = match source.piece(blob) {
-            Ok(chunks) if chunks.len() as u64 == piece.chunks => {
-                self.in_whole(blob) & self.check_all(&chunks, what)
-            }
-            Ok(chunks) => {
-                self.problem(format!(
-                    "{what}: chunk-list piece {} in {} holds {} chunks, its list says {}",
-                    blob.id,
-                    pack_key(&blob.pack),
-                    chunks.len(),
-                    piece.chunks
-                ));
-                false
-            }
-            Err(e) => {
-                self.unreadable(e, what);
-                false
-            }
-        };
+        let whole = check(self);
         self.seen_lists.insert(loc(blob), whole);
         whole
     }

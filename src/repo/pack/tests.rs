@@ -21,6 +21,21 @@ fn read(bytes: &[u8], blob: &BlobRef, key: &DataKey) -> Result<Vec<u8>> {
     )
 }
 
+/// A pack of one uncompressed data blob holding `content`: its id, bytes
+/// and the blob's reference.
+fn one_blob_pack(content: &[u8], data: &DataKey, meta: &DataKey) -> (ObjectId, Vec<u8>, BlobRef) {
+    let mut pack = PackBuilder::new(Vec::new(), None, data, None);
+    let blob = pack.add(
+        data.id_of(content),
+        BlobKind::Data,
+        content,
+        content.len(),
+        Compression::None,
+    );
+    let (id, bytes, _) = pack.finish(meta);
+    (id, bytes, blob)
+}
+
 #[test]
 fn pack_round_trip_reads_blobs_and_header() {
     let (data, meta) = keys();
@@ -63,16 +78,7 @@ fn pack_round_trip_reads_blobs_and_header() {
 #[test]
 fn wrong_key_wrong_place_and_foreign_header_are_corrupt() {
     let (data, meta) = keys();
-    let mut one = PackBuilder::new(Vec::new(), None, &data, None);
-    let a = b"first".to_vec();
-    let ra = one.add(
-        data.id_of(&a),
-        BlobKind::Data,
-        &a,
-        a.len(),
-        Compression::None,
-    );
-    let (id, bytes, _) = one.finish(&meta);
+    let (id, bytes, ra) = one_blob_pack(b"first", &data, &meta);
     let err = read(&bytes, &ra, &meta).unwrap_err().to_string();
     assert!(err.contains("does not authenticate"), "{err}");
     assert!(err.contains(&pack_key(&id)), "{err}");
@@ -135,16 +141,7 @@ fn header_bomb_is_refused_before_it_expands() {
 #[test]
 fn every_flipped_byte_is_named_corrupt() {
     let (data, meta) = keys();
-    let mut pack = PackBuilder::new(Vec::new(), None, &data, None);
-    let a = b"some bytes".to_vec();
-    let ra = pack.add(
-        data.id_of(&a),
-        BlobKind::Data,
-        &a,
-        a.len(),
-        Compression::None,
-    );
-    let (id, bytes, _) = pack.finish(&meta);
+    let (id, bytes, ra) = one_blob_pack(b"some bytes", &data, &meta);
     for i in 0..bytes.len() {
         let mut bad = bytes.clone();
         bad[i] ^= 0x10;
